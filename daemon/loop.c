@@ -1,0 +1,590 @@
+/* SPDX-License-Identifier: MIT */
+#include "daemon/loop.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "daemon/histogram.h"
+#include "daemon/ring.h"
+#include "daemon/safety.h"
+#include "daemon/timeutil.h"
+#include "protocol/protocol.h"
+
+#define MAX_TRAINS 32
+#define CMD_RING_BYTES (64 * 1024)
+#define RECLAIM_RING_BYTES 4096
+#define EVENT_CAPACITY 64
+#define PREFAULT_STACK_DEFAULT (512 * 1024)
+
+struct train {
+	bool active;
+	uint16_t electrodes[MEAD_CMD_MAX_ELECTRODES];
+	uint32_t n_electrodes;
+	float amplitude_ua;
+	uint32_t phase_us, interphase_us;
+	uint32_t pulses_left;
+	double interval_samples;
+	double next_sample;
+};
+
+struct mead_loop {
+	struct mead_loop_params params;
+	struct mead_driver_handle driver;
+	const struct mead_layout_view *layout;
+	struct mead_ring *out;
+	struct mead_safety *safety;
+	uint32_t sample_rate_hz;
+
+	struct mead_ring *commands;      /* control -> rt */
+	struct mead_ring *reclaim;       /* rt -> control: protocols to free */
+
+	pthread_t thread;
+	bool thread_started;
+	_Atomic int stop;
+
+	/* Everything below is owned by the rt thread once it runs. */
+	struct mead_protocol *protocol;
+	struct mead_frame frame;
+	struct mead_frame prev_frame;
+	struct mead_spike *spikes[2];    /* double-buffered: the protocol reads last tick's */
+	int16_t *raw;
+	struct mead_stim_pulse *stim;
+	struct mead_stim_pulse *stim_ok;
+	struct mead_event *events;
+	struct train trains[MAX_TRAINS];
+	uint64_t seq[MEAD_KIND_COUNT + 1];
+	bool device_gone;
+
+	struct mead_loop_stats stats;
+};
+
+static inline void stat_add(_Atomic uint64_t *c, uint64_t v)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v, memory_order_relaxed);
+}
+
+static inline void stat_max(_Atomic uint64_t *c, uint64_t v)
+{
+	if (v > atomic_load_explicit(c, memory_order_relaxed))
+		atomic_store_explicit(c, v, memory_order_relaxed);
+}
+
+int mead_loop_new(const struct mead_loop_params *params, const struct mead_driver_handle *driver,
+		  const struct mead_layout_view *layout, struct mead_ring *out_ring,
+		  struct mead_safety *safety, struct mead_loop **ret)
+{
+	struct mead_loop *l;
+	int r;
+
+	if (!params || !driver || !driver->ops || !layout || !out_ring || !ret)
+		return -EINVAL;
+	if (params->period_ns < 1000 || driver->caps.sample_rate_hz == 0 || params->spike_capacity == 0 ||
+	    params->stim_capacity == 0)
+		return -EINVAL;
+
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->params = *params;
+	l->driver = *driver;
+	l->layout = layout;
+	l->out = out_ring;
+	l->safety = safety;
+	l->sample_rate_hz = driver->caps.sample_rate_hz;
+	atomic_init(&l->stop, 0);
+	atomic_init(&l->stats.protocol_active, -1);
+
+	r = mead_ring_new(CMD_RING_BYTES, &l->commands);
+	if (r < 0)
+		goto fail;
+	r = mead_ring_new(RECLAIM_RING_BYTES, &l->reclaim);
+	if (r < 0)
+		goto fail;
+
+	r = -ENOMEM;
+	for (int i = 0; i < 2; i++) {
+		l->spikes[i] = calloc(params->spike_capacity, sizeof(struct mead_spike));
+		if (!l->spikes[i])
+			goto fail;
+	}
+	l->stim = calloc(params->stim_capacity, sizeof(*l->stim));
+	l->stim_ok = calloc(params->stim_capacity, sizeof(*l->stim_ok));
+	l->events = calloc(EVENT_CAPACITY, sizeof(*l->events));
+	if (!l->stim || !l->stim_ok || !l->events)
+		goto fail;
+	if (params->want_raw && driver->caps.raw_channels > 0) {
+		/* A tick holds at most ceil(period * rate) samples. */
+		uint64_t max_samples = mead_tick_first_sample(1, params->period_ns, l->sample_rate_hz) + 1;
+		l->raw = calloc(max_samples * driver->caps.raw_channels, sizeof(int16_t));
+		if (!l->raw)
+			goto fail;
+		l->frame.raw_channels = driver->caps.raw_channels;
+	}
+	*ret = l;
+	return 0;
+fail:
+	mead_loop_free(l);
+	return r;
+}
+
+void mead_loop_free(struct mead_loop *l)
+{
+	if (!l)
+		return;
+	if (l->thread_started) {
+		mead_loop_request_stop(l);
+		mead_loop_join(l);
+	}
+	mead_protocol_free(l->protocol);
+	for (struct mead_protocol *p; (p = mead_loop_reclaim(l));)
+		mead_protocol_free(p);
+	mead_ring_free(l->commands);
+	mead_ring_free(l->reclaim);
+	free(l->spikes[0]);
+	free(l->spikes[1]);
+	free(l->stim);
+	free(l->stim_ok);
+	free(l->events);
+	free(l->raw);
+	free(l);
+}
+
+const struct mead_loop_stats *mead_loop_stats(const struct mead_loop *l)
+{
+	return &l->stats;
+}
+
+const struct mead_loop_params *mead_loop_params(const struct mead_loop *l)
+{
+	return &l->params;
+}
+
+double mead_loop_latency_percentile(const struct mead_loop_stats *s, double p)
+{
+	double max_us = (double)atomic_load_explicit(&s->lat_max_ns, memory_order_relaxed) / 1000.0;
+
+	return mead_hist_percentile((_Atomic uint64_t *)s->lat_hist, MEAD_LAT_BUCKETS, p, max_us);
+}
+
+void mead_loop_request_stop(struct mead_loop *l)
+{
+	atomic_store_explicit(&l->stop, 1, memory_order_release);
+}
+
+int mead_loop_submit(struct mead_loop *l, const struct mead_command *cmd)
+{
+	return mead_ring_push(l->commands, cmd, sizeof(*cmd));
+}
+
+struct mead_protocol *mead_loop_reclaim(struct mead_loop *l)
+{
+	struct mead_protocol *p = NULL;
+	size_t len;
+	const void *m = mead_ring_peek(l->reclaim, &len);
+
+	if (!m)
+		return NULL;
+	memcpy(&p, m, sizeof(p));
+	mead_ring_release(l->reclaim);
+	return p;
+}
+
+/* ---- rt thread -------------------------------------------------------- */
+
+static bool wait_for_room(struct mead_loop *l)
+{
+	/* Virtual clock: no deadline to keep, so back-pressure instead of loss.
+	 * A short sleep rather than a spin leaves the core to the publisher on
+	 * small machines. */
+	struct timespec nap = { 0, 20000 };
+
+	stat_add(&l->stats.virtual_waits, 1);
+	while (!atomic_load_explicit(&l->stop, memory_order_acquire)) {
+		nanosleep(&nap, NULL);
+		if (mead_ring_used(l->out) + 65536 < mead_ring_capacity(l->out))
+			return true;
+	}
+	return false;
+}
+
+static void push_msg(struct mead_loop *l, enum mead_wire_kind kind, uint64_t sample, const void *records,
+		     uint32_t count, uint32_t record_size)
+{
+	size_t len = sizeof(struct mead_msg) + (size_t)count * record_size;
+	struct mead_msg *m;
+
+	m = mead_ring_reserve(l->out, len);
+	while (!m && l->params.virtual_clock && len <= mead_ring_max_message(l->out)) {
+		if (!wait_for_room(l))
+			break;
+		m = mead_ring_reserve(l->out, len);
+	}
+	uint64_t seq = l->seq[kind]++;
+	stat_add(&l->stats.produced[kind], 1);
+	if (!m) {
+		stat_add(&l->stats.dropped[kind], 1);
+		return;
+	}
+	m->kind = (uint16_t)kind;
+	m->flags = 0;
+	m->count = count;
+	m->record_size = record_size;
+	m->reserved = 0;
+	m->seq = seq;
+	m->sample = sample;
+	if (count)
+		memcpy(m + 1, records, (size_t)count * record_size);
+	mead_ring_commit(l->out, len);
+}
+
+static void release_protocol(struct mead_loop *l)
+{
+	if (!l->protocol)
+		return;
+	/* The reclaim ring is sized for far more protocols than a run starts;
+	 * if it were ever full, keeping the pointer alive is the safe failure. */
+	if (mead_ring_push(l->reclaim, &l->protocol, sizeof(l->protocol)) == 0)
+		l->protocol = NULL;
+	atomic_store_explicit(&l->stats.protocol_active, -1, memory_order_relaxed);
+}
+
+static void stop_everything(struct mead_loop *l)
+{
+	for (int i = 0; i < MAX_TRAINS; i++)
+		l->trains[i].active = false;
+	release_protocol(l);
+	if (l->driver.ops->stop_outputs)
+		l->driver.ops->stop_outputs(l->driver.state);
+}
+
+static void apply_commands(struct mead_loop *l, uint64_t first_sample)
+{
+	const struct mead_command *c;
+	size_t len;
+
+	while ((c = mead_ring_peek(l->commands, &len))) {
+		switch (c->type) {
+		case MEAD_CMD_START_PROTOCOL:
+			release_protocol(l);
+			l->protocol = c->start.protocol;
+			atomic_store_explicit(&l->stats.protocol_active, c->start.index, memory_order_relaxed);
+			break;
+		case MEAD_CMD_STOP_PROTOCOL:
+			release_protocol(l);
+			break;
+		case MEAD_CMD_STIM_TRAIN:
+			for (int i = 0; i < MAX_TRAINS; i++) {
+				struct train *t = &l->trains[i];
+				if (t->active)
+					continue;
+				t->active = true;
+				memcpy(t->electrodes, c->train.electrodes, sizeof(t->electrodes));
+				t->n_electrodes = c->train.n_electrodes;
+				t->amplitude_ua = c->train.amplitude_ua;
+				t->phase_us = c->train.phase_us;
+				t->interphase_us = c->train.interphase_us;
+				t->pulses_left = c->train.pulses;
+				t->interval_samples = (double)l->sample_rate_hz / c->train.rate_hz;
+				t->next_sample = (double)first_sample;
+				break;
+			}
+			break;
+		case MEAD_CMD_STOP_ALL:
+			stop_everything(l);
+			break;
+		default:
+			break;
+		}
+		mead_ring_release(l->commands);
+	}
+}
+
+static uint32_t emit_trains(struct mead_loop *l, uint64_t first, uint64_t end, uint32_t n)
+{
+	for (int i = 0; i < MAX_TRAINS; i++) {
+		struct train *t = &l->trains[i];
+		while (t->active && t->next_sample < (double)end) {
+			uint64_t s = (uint64_t)t->next_sample;
+			if (s < first)
+				s = first;
+			for (uint32_t e = 0; e < t->n_electrodes && n < l->params.stim_capacity; e++) {
+				l->stim[n++] = (struct mead_stim_pulse){
+					.sample = s, .electrode = t->electrodes[e], .flags = 0,
+					.amplitude_ua = t->amplitude_ua, .phase_us = t->phase_us,
+					.interphase_us = t->interphase_us,
+				};
+			}
+			t->next_sample += t->interval_samples;
+			if (--t->pulses_left == 0)
+				t->active = false;
+		}
+	}
+	return n;
+}
+
+/* Insertion sort: a tick holds few pulses, and glibc's qsort may allocate. */
+static void sort_pulses(struct mead_stim_pulse *p, uint32_t n)
+{
+	for (uint32_t i = 1; i < n; i++) {
+		struct mead_stim_pulse key = p[i];
+		uint32_t j = i;
+		while (j > 0 && (p[j - 1].sample > key.sample ||
+				 (p[j - 1].sample == key.sample && p[j - 1].electrode > key.electrode))) {
+			p[j] = p[j - 1];
+			j--;
+		}
+		p[j] = key;
+	}
+}
+
+/* One tick; returns false when the loop must end (exit reason set). */
+static bool run_tick(struct mead_loop *l, uint64_t tick)
+{
+	const struct mead_driver_ops *ops = l->driver.ops;
+	uint64_t first = mead_tick_first_sample(tick, l->params.period_ns, l->sample_rate_hz);
+	uint64_t end = mead_tick_first_sample(tick + 1, l->params.period_ns, l->sample_rate_hz);
+	uint32_t n_stim = 0, n_events = 0, n_ok = 0;
+	int r;
+
+	apply_commands(l, first);
+
+	if (tick == 0) {
+		l->events[n_events++] = (struct mead_event){ first, MEAD_EVENT_RUN_START, (int32_t)l->sample_rate_hz };
+	}
+
+	if (l->protocol) {
+		struct mead_tick_io io = {
+			.tick = tick, .first_sample = first, .n_samples = (uint32_t)(end - first),
+			.prev_frame = tick > 0 ? &l->prev_frame : NULL,
+			.stim = l->stim, .stim_capacity = l->params.stim_capacity,
+			.events = l->events + n_events, .event_capacity = EVENT_CAPACITY - n_events,
+		};
+		r = mead_protocol_tick(l->protocol, &io);
+		if (r < 0)
+			stat_add(&l->stats.protocol_errors, 1);
+		for (uint32_t i = 0; i < io.n_ctl; i++)
+			if (ops->control)
+				ops->control(l->driver.state, (enum mead_driver_control)io.ctl[i].op, io.ctl[i].value);
+		n_stim = io.n_stim;
+		n_events += io.n_events;
+		if (io.finished) {
+			release_protocol(l);
+			if (l->params.exit_when_done) {
+				atomic_store_explicit(&l->stats.exit_reason, MEAD_EXIT_PROTOCOL_DONE, memory_order_relaxed);
+				atomic_store_explicit(&l->stop, 1, memory_order_relaxed);
+			}
+		}
+	}
+
+	uint32_t from_protocol = n_stim;
+	n_stim = emit_trains(l, first, end, n_stim);
+	if (n_stim != from_protocol)
+		sort_pulses(l->stim, n_stim);
+
+	if (l->device_gone) {
+		stat_add(&l->stats.stim_rejected, n_stim);
+		n_stim = 0;
+	}
+	for (uint32_t i = 0; i < n_stim; i++) {
+		if (!l->safety || mead_safety_check_pulse(l->safety, &l->stim[i]) == MEAD_SAFE)
+			l->stim_ok[n_ok++] = l->stim[i];
+		else
+			stat_add(&l->stats.stim_rejected, 1);
+	}
+	if (n_ok && ops->write_stim) {
+		r = ops->write_stim(l->driver.state, tick, l->stim_ok, n_ok);
+		if (r < 0)
+			stat_add(&l->stats.driver_errors, 1);
+	}
+
+	struct mead_spike *buf = l->spikes[tick & 1];
+	l->frame = (struct mead_frame){
+		.first_sample = first, .n_samples = (uint32_t)(end - first),
+		.spikes = buf, .spike_capacity = l->params.spike_capacity,
+		.raw = l->raw, .raw_channels = l->raw ? l->driver.caps.raw_channels : 0,
+	};
+	r = ops->read_frame(l->driver.state, tick, &l->frame);
+	if (r == -ENODEV || (l->frame.flags & MEAD_FRAME_DEVICE_GONE)) {
+		if (!l->device_gone) {
+			l->device_gone = true;
+			stop_everything(l);
+		}
+	} else if (r < 0) {
+		stat_add(&l->stats.driver_errors, 1);
+	} else {
+		l->device_gone = false;
+	}
+
+	if (l->frame.n_spikes)
+		push_msg(l, MEAD_KIND_SPIKES, first, l->frame.spikes, l->frame.n_spikes, sizeof(struct mead_spike));
+	if (n_ok)
+		push_msg(l, MEAD_KIND_STIM, first, l->stim_ok, n_ok, sizeof(struct mead_stim_pulse));
+	if (n_events)
+		push_msg(l, MEAD_KIND_EVENTS, first, l->events, n_events, sizeof(struct mead_event));
+	if (l->raw && l->frame.raw_samples)
+		push_msg(l, MEAD_KIND_RAW, first, l->raw, l->frame.raw_samples,
+			 2u * l->driver.caps.raw_channels);
+
+	stat_add(&l->stats.spikes, l->frame.n_spikes);
+	stat_add(&l->stats.spikes_dropped, l->frame.spikes_dropped);
+	stat_add(&l->stats.stim_pulses, n_ok);
+	l->prev_frame = l->frame;
+	atomic_store_explicit(&l->stats.sample, first, memory_order_relaxed);
+	atomic_store_explicit(&l->stats.ticks, tick + 1, memory_order_relaxed);
+	stat_add(&l->stats.progress, 1);
+	return true;
+}
+
+static void prefault_stack(size_t bytes)
+{
+	volatile unsigned char *p = __builtin_alloca(bytes);
+
+	for (size_t i = 0; i < bytes; i += 4096)
+		p[i] = 0;
+}
+
+static void *loop_thread(void *arg)
+{
+	struct mead_loop *l = arg;
+	struct timespec next, now;
+	uint64_t tick = 0;
+	uint64_t max_ticks = l->params.max_ticks;
+	const int64_t period = l->params.period_ns;
+
+	prefault_stack(l->params.prefault_stack_bytes ? l->params.prefault_stack_bytes : PREFAULT_STACK_DEFAULT);
+	{
+		int policy;
+		struct sched_param sp;
+		if (pthread_getschedparam(pthread_self(), &policy, &sp) == 0)
+			atomic_store(&l->stats.rt_active, policy == SCHED_FIFO);
+	}
+	atomic_store_explicit(&l->stats.state, MEAD_LOOP_RUNNING, memory_order_release);
+
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	next = mead_ts_add_ns(next, period);
+
+	while (!atomic_load_explicit(&l->stop, memory_order_acquire)) {
+		if (max_ticks && tick >= max_ticks) {
+			atomic_store_explicit(&l->stats.exit_reason, MEAD_EXIT_MAX_TICKS, memory_order_relaxed);
+			break;
+		}
+		if (!l->params.virtual_clock) {
+			int r;
+			/* EINTR only: TIMER_ABSTIME makes a retry exact.  Anything else
+			 * is counted; the tick still runs so acquisition keeps up. */
+			while ((r = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL)) == EINTR)
+				;
+			if (r != 0)
+				stat_add(&l->stats.sleep_errors, 1);
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			int64_t lat = mead_ts_diff_ns(&now, &next);
+			mead_hist_add(l->stats.lat_hist, MEAD_LAT_BUCKETS, lat);
+			stat_max(&l->stats.lat_max_ns, lat > 0 ? (uint64_t)lat : 0);
+		}
+
+		run_tick(l, tick);
+		tick++;
+
+		if (!l->params.virtual_clock) {
+			/* The schedule is absolute: a late tick is counted and the next
+			 * one runs at once to catch up, never re-based. */
+			next = mead_ts_add_ns(next, period);
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			int64_t late = mead_ts_diff_ns(&now, &next);
+			if (late > 0) {
+				stat_add(&l->stats.overruns, 1);
+				stat_max(&l->stats.worst_overrun_ns, (uint64_t)late);
+				if (l->params.overrun_fatal) {
+					atomic_store_explicit(&l->stats.exit_reason, MEAD_EXIT_OVERRUN, memory_order_relaxed);
+					break;
+				}
+			}
+		}
+	}
+
+	/* Stop means stop: outputs off before anything else. */
+	if (l->driver.ops->stop_outputs)
+		l->driver.ops->stop_outputs(l->driver.state);
+	struct mead_event end_ev = {
+		mead_tick_first_sample(tick, l->params.period_ns, l->sample_rate_hz), MEAD_EVENT_RUN_END, 0,
+	};
+	push_msg(l, MEAD_KIND_EVENTS, end_ev.sample, &end_ev, 1, sizeof(end_ev));
+	atomic_store_explicit(&l->stats.state, MEAD_LOOP_STOPPED, memory_order_release);
+	return NULL;
+}
+
+int mead_loop_start(struct mead_loop *l, char *warn, size_t warn_len)
+{
+	pthread_attr_t attr;
+	int r;
+	size_t wlen = 0;
+
+	if (warn && warn_len)
+		warn[0] = '\0';
+	if (l->thread_started)
+		return -EALREADY;
+
+	if (l->params.lock_memory) {
+		if (mlockall(MCL_CURRENT | MCL_FUTURE) == 0) {
+			atomic_store(&l->stats.memory_locked, 1);
+		} else if (warn) {
+			wlen += (size_t)snprintf(warn + wlen, warn_len - wlen,
+						 "mlockall failed (%s): page faults may delay ticks; ", strerror(errno));
+		}
+	}
+
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 2 * 1024 * 1024);
+	if (l->params.cpu >= 0) {
+		cpu_set_t set;
+		CPU_ZERO(&set);
+		CPU_SET(l->params.cpu, &set);
+		pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+	}
+	if (l->params.rt_priority > 0) {
+		struct sched_param sp = { .sched_priority = l->params.rt_priority };
+		pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
+		pthread_attr_setschedpolicy(&attr, SCHED_FIFO);
+		pthread_attr_setschedparam(&attr, &sp);
+	}
+	atomic_store(&l->stats.state, MEAD_LOOP_CREATED);
+	r = pthread_create(&l->thread, &attr, loop_thread, l);
+	if (r == EPERM && l->params.rt_priority > 0) {
+		/* No RT privilege: a degraded run at normal priority, said loudly. */
+		if (warn && wlen < warn_len)
+			wlen += (size_t)snprintf(warn + wlen, warn_len - wlen,
+						 "SCHED_FIFO priority %d not permitted (needs CAP_SYS_NICE or "
+						 "LimitRTPRIO): running at normal priority, latency is not bounded; ",
+						 l->params.rt_priority);
+		pthread_attr_setinheritsched(&attr, PTHREAD_INHERIT_SCHED);
+		r = pthread_create(&l->thread, &attr, loop_thread, l);
+	}
+	if (r == EINVAL && l->params.cpu >= 0) {
+		if (warn && wlen < warn_len)
+			snprintf(warn + wlen, warn_len - wlen, "CPU %d not available: no affinity; ", l->params.cpu);
+		pthread_attr_destroy(&attr);
+		pthread_attr_init(&attr);
+		r = pthread_create(&l->thread, &attr, loop_thread, l);
+	}
+	pthread_attr_destroy(&attr);
+	if (r != 0)
+		return -r;
+	l->thread_started = true;
+	return 0;
+}
+
+int mead_loop_join(struct mead_loop *l)
+{
+	if (!l->thread_started)
+		return -ESRCH;
+	pthread_join(l->thread, NULL);
+	l->thread_started = false;
+	return 0;
+}

@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The hard real-time loop: one thread per rig.  Each tick it applies queued
+ * commands, lets the protocol decide the tick's stimulation, passes it through
+ * the safety layer, writes it to the driver, reads the driver's frame and
+ * pushes spikes/stim/events/raw into the output ring as framed messages.
+ * Statistics are published through atomics any thread may read.
+ */
+#pragma once
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "mead/driver.h"
+#include "mead/wire.h"
+
+struct mead_ring;
+struct mead_protocol;
+struct mead_safety;
+
+/* Every message the loop (or anyone else) pushes into an output ring starts
+ * with this; records follow, host order (little-endian on every supported
+ * host).  seq is per kind and counts every message produced, including ones
+ * dropped because the ring was full, so a loss is a seq gap downstream. */
+struct mead_msg {
+	uint16_t kind;          /* enum mead_wire_kind */
+	uint16_t flags;
+	uint32_t count;
+	uint32_t record_size;
+	uint32_t reserved;
+	uint64_t seq;
+	uint64_t sample;        /* first sample of the tick that produced it */
+	/* uint8_t records[count * record_size]; */
+};
+_Static_assert(sizeof(struct mead_msg) == 32, "message header is 32 bytes");
+
+#define MEAD_LAT_BUCKETS 1001   /* 0..999 µs in 1 µs buckets, then overflow */
+
+enum mead_loop_state {
+	MEAD_LOOP_CREATED = 0,
+	MEAD_LOOP_RUNNING,
+	MEAD_LOOP_STOPPING,
+	MEAD_LOOP_STOPPED,
+	MEAD_LOOP_FAULTED,
+};
+
+enum mead_loop_exit {
+	MEAD_EXIT_REQUESTED = 0,     /* stop asked for (signal, control) */
+	MEAD_EXIT_MAX_TICKS,         /* configured tick budget used up */
+	MEAD_EXIT_PROTOCOL_DONE,     /* loop.exit_when_done and the protocol finished */
+	MEAD_EXIT_OVERRUN,           /* loop.overrun_fatal and a tick overran */
+	MEAD_EXIT_DRIVER_FAULT,      /* driver reported a fault it cannot continue from */
+	MEAD_EXIT_DEVICE_GONE,
+};
+
+struct mead_loop_params {
+	uint32_t period_ns;
+	bool virtual_clock;
+	int rt_priority;             /* SCHED_FIFO priority; 0: normal scheduling */
+	int cpu;                     /* -1: no affinity */
+	bool lock_memory;
+	bool overrun_fatal;
+	bool exit_when_done;
+	uint64_t max_ticks;          /* 0: until stopped */
+	uint32_t spike_capacity;     /* spike records per tick */
+	uint32_t stim_capacity;      /* pulses per tick */
+	bool want_raw;
+	uint64_t prefault_stack_bytes;
+};
+
+/* Live counters.  Written by the rt thread with relaxed atomics; read anywhere. */
+struct mead_loop_stats {
+	_Atomic uint64_t ticks;
+	_Atomic uint64_t sample;             /* first sample of the last completed tick */
+	_Atomic uint64_t overruns;
+	_Atomic uint64_t worst_overrun_ns;
+	_Atomic uint64_t sleep_errors;
+	_Atomic uint64_t driver_errors;
+	_Atomic uint64_t spikes;
+	_Atomic uint64_t spikes_dropped;     /* frame capacity exceeded in the driver */
+	_Atomic uint64_t stim_pulses;
+	_Atomic uint64_t stim_rejected;      /* refused by the safety layer or while the device is gone */
+	_Atomic uint64_t protocol_errors;
+	_Atomic uint64_t produced[MEAD_KIND_COUNT + 1];
+	_Atomic uint64_t dropped[MEAD_KIND_COUNT + 1];   /* ring full */
+	_Atomic uint64_t virtual_waits;      /* virtual clock: times the loop waited for space */
+	_Atomic uint64_t lat_hist[MEAD_LAT_BUCKETS];
+	_Atomic uint64_t lat_max_ns;
+	_Atomic int state;                   /* enum mead_loop_state */
+	_Atomic int exit_reason;             /* enum mead_loop_exit */
+	_Atomic int rt_active;               /* 1: SCHED_FIFO granted */
+	_Atomic int memory_locked;
+	_Atomic int protocol_active;         /* index of the running protocol, -1 none */
+	_Atomic uint64_t progress;           /* bumped every tick: the watchdog pings while it moves */
+};
+
+/* Commands from the control thread, applied between ticks. */
+enum mead_command_type {
+	MEAD_CMD_START_PROTOCOL = 1,   /* protocol: built by the sender, owned by the loop from then on */
+	MEAD_CMD_STOP_PROTOCOL,
+	MEAD_CMD_STIM_TRAIN,
+	MEAD_CMD_STOP_ALL,             /* stop protocol and trains, zero outputs */
+};
+
+#define MEAD_CMD_MAX_ELECTRODES 64
+
+struct mead_command {
+	uint32_t type;
+	uint32_t id;
+	union {
+		struct {
+			struct mead_protocol *protocol;
+			int32_t index;
+		} start;
+		struct {
+			uint16_t electrodes[MEAD_CMD_MAX_ELECTRODES];
+			uint32_t n_electrodes;
+			float amplitude_ua;
+			uint32_t phase_us;
+			uint32_t interphase_us;
+			uint32_t pulses;
+			double rate_hz;
+		} train;
+	};
+};
+
+struct mead_loop;
+
+struct mead_driver_handle {
+	const struct mead_driver_ops *ops;
+	void *state;
+	struct mead_driver_caps caps;
+};
+
+/* main thread. out_ring receives framed messages (struct mead_msg + records). */
+int mead_loop_new(const struct mead_loop_params *params, const struct mead_driver_handle *driver,
+		  const struct mead_layout_view *layout, struct mead_ring *out_ring,
+		  struct mead_safety *safety, struct mead_loop **ret);
+void mead_loop_free(struct mead_loop *loop);
+
+/* main thread: start the rt thread. warn (may be empty) tells what was
+ * degraded (no SCHED_FIFO, no mlockall). */
+int mead_loop_start(struct mead_loop *loop, char *warn, size_t warn_len);
+/* any thread, async-signal-safe. */
+void mead_loop_request_stop(struct mead_loop *loop);
+/* main thread: wait for the rt thread to end. */
+int mead_loop_join(struct mead_loop *loop);
+
+/* control thread only (single producer): queue a command. -ENOBUFS if full. */
+int mead_loop_submit(struct mead_loop *loop, const struct mead_command *cmd);
+/* control thread: protocols the loop let go of, for the sender to free. */
+struct mead_protocol *mead_loop_reclaim(struct mead_loop *loop);
+
+const struct mead_loop_stats *mead_loop_stats(const struct mead_loop *loop);
+const struct mead_loop_params *mead_loop_params(const struct mead_loop *loop);
+
+/* Latency percentile from the histogram, in µs (overflow bucket counts as max). */
+double mead_loop_latency_percentile(const struct mead_loop_stats *s, double p);

@@ -1,0 +1,470 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mead: the daemon.  Configuration, driver, loop, streams, signals,
+ * systemd notifications, and an orderly stop: stimulation off first,
+ * then the loop, then streams and recordings flushed, then the driver.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mead-build-config.h"
+#include "config/config.h"
+#include "config/layout.h"
+#include "daemon/daemon.h"
+#include "daemon/driver_module.h"
+#include "daemon/log.h"
+#include "daemon/loop.h"
+#include "daemon/notify.h"
+#include "daemon/ring.h"
+#include "daemon/safety.h"
+#include "daemon/timeutil.h"
+#include "protocol/protocol.h"
+
+/* Exit codes (docs/daemon.md). */
+enum {
+	EXIT_OK = 0,
+	EXIT_USAGE = 1,
+	EXIT_CONFIG = 2,      /* configuration invalid: nothing was touched */
+	EXIT_DRIVER = 3,      /* the driver could not be opened or started */
+	EXIT_RUNTIME = 4,     /* the run ended on a fault (fatal overrun, device gone, driver fault) */
+	EXIT_INTERNAL = 5,    /* out of memory, thread creation, ... */
+};
+
+#define MAX_OVERRIDES 128
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: mead -c FILE [-o key=value ...] [--check [--print]]\n"
+		"  -c, --config FILE     YAML configuration\n"
+		"  -o, --set KEY=VALUE   override any key by its dotted path (repeatable)\n"
+		"      --check           validate the configuration (and the driver's options) and exit\n"
+		"      --print           with --check: print every key with its value\n"
+		"      --version\n"
+		"exit codes: 0 ok, 1 usage, 2 invalid configuration, 3 driver failed, 4 run ended on a fault, 5 internal\n");
+}
+
+static void print_keys(const struct mead_cfg_key *table, const void *cfg, const char *prefix)
+{
+	char path[256], value[512];
+
+	for (const struct mead_cfg_key *k = table; k->path; k++) {
+		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", k->path);
+		if (k->type == MEAD_CFG_TABLE) {
+			print_keys(k->sub, cfg, path);
+			continue;
+		}
+		if (mead_cfg_format(mead_config_keys, cfg, path, value, sizeof(value)) >= 0)
+			printf("%s = %s\n", path, value);
+	}
+}
+
+struct run {
+	struct mead_config cfg;
+	struct mead_layout layout;
+	struct mead_daemon d;
+	struct mead_protocol *autostart;
+	char *overrides[MAX_OVERRIDES];
+	size_t n_overrides;
+	const char *config_path;
+};
+
+static void run_release(struct run *r)
+{
+	if (r->d.loop) {
+		mead_loop_request_stop(r->d.loop);
+		mead_loop_free(r->d.loop);
+	}
+	mead_protocol_free(r->autostart);
+	mead_ring_free(r->d.out_ring);
+	mead_safety_free(r->d.safety);
+	if (r->d.driver.state && r->d.driver.ops->close)
+		r->d.driver.ops->close(r->d.driver.state);
+	mead_driver_module_free(r->d.module);
+	mead_config_release(&r->cfg);
+}
+
+static void log_summary(const struct mead_loop *loop)
+{
+	const struct mead_loop_stats *s = mead_loop_stats(loop);
+	uint64_t produced = 0, dropped = 0;
+
+	for (int k = 1; k <= MEAD_KIND_COUNT; k++) {
+		produced += atomic_load(&s->produced[k]);
+		dropped += atomic_load(&s->dropped[k]);
+	}
+	log_notice("run: ticks=%" PRIu64 " overruns=%" PRIu64 " latency_us p50=%.0f p99=%.0f p99.9=%.0f max=%.1f "
+		   "spikes=%" PRIu64 " stim=%" PRIu64 " stim_rejected=%" PRIu64 " messages=%" PRIu64
+		   " dropped=%" PRIu64 " driver_errors=%" PRIu64 " rt=%s memory_locked=%s",
+		   atomic_load(&s->ticks), atomic_load(&s->overruns), mead_loop_latency_percentile(s, 50),
+		   mead_loop_latency_percentile(s, 99), mead_loop_latency_percentile(s, 99.9),
+		   (double)atomic_load(&s->lat_max_ns) / 1000.0, atomic_load(&s->spikes), atomic_load(&s->stim_pulses),
+		   atomic_load(&s->stim_rejected), produced, dropped, atomic_load(&s->driver_errors),
+		   atomic_load(&s->rt_active) ? "SCHED_FIFO" : "normal", atomic_load(&s->memory_locked) ? "yes" : "no");
+}
+
+static int exit_code_for(int reason)
+{
+	switch (reason) {
+	case MEAD_EXIT_OVERRUN:
+	case MEAD_EXIT_DRIVER_FAULT:
+	case MEAD_EXIT_DEVICE_GONE:
+		return EXIT_RUNTIME;
+	default:
+		return EXIT_OK;
+	}
+}
+
+/* The messages nobody consumes yet would fill the ring; the drain keeps the
+ * loop's accounting honest until the publisher takes over this role. */
+static void drain_ring(struct mead_ring *ring)
+{
+	size_t len;
+
+	while (mead_ring_peek(ring, &len))
+		mead_ring_release(ring);
+}
+
+static void report_sighup(struct run *r)
+{
+	struct mead_config fresh;
+	char err[MEAD_CFG_ERR_MAX];
+	int k;
+
+	/* SIGHUP re-validates the file and says so; it never changes a running
+	 * rig under the scientist's feet.  Changes take effect at the next start. */
+	k = mead_config_load(&fresh, r->config_path, r->overrides, r->n_overrides, err, sizeof(err));
+	if (k < 0)
+		log_warning("SIGHUP: %s: the file no longer validates, keeping the running configuration: %s",
+			    r->config_path ? r->config_path : "(defaults)", err);
+	else
+		log_notice("SIGHUP: %s validates; the running configuration is kept (restart to apply changes)",
+			   r->config_path ? r->config_path : "(defaults)");
+	mead_config_release(&fresh);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "set", required_argument, NULL, 'o' },
+		{ "check", no_argument, NULL, 'C' },
+		{ "print", no_argument, NULL, 'P' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	static struct run r;
+	char err[MEAD_CFG_ERR_MAX], warn[1024];
+	bool check = false, print = false;
+	int c, k, code = EXIT_OK;
+
+	mead_log_init("mead");
+	while ((c = getopt_long(argc, argv, "c:o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			r.config_path = optarg;
+			break;
+		case 'o':
+			if (r.n_overrides >= MAX_OVERRIDES) {
+				fprintf(stderr, "mead: more than %d -o overrides\n", MAX_OVERRIDES);
+				return EXIT_USAGE;
+			}
+			r.overrides[r.n_overrides++] = optarg;
+			break;
+		case 'C':
+			check = true;
+			break;
+		case 'P':
+			print = true;
+			break;
+		case 'V':
+			printf("mead %s (driver ABI %u, wire v%u)\n", MEAD_VERSION, MEAD_DRIVER_ABI_VERSION, MEAD_WIRE_VERSION);
+			return EXIT_OK;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		default:
+			usage(stderr);
+			return EXIT_USAGE;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+
+	k = mead_config_load(&r.cfg, r.config_path, r.overrides, r.n_overrides, err, sizeof(err));
+	if (k < 0) {
+		log_error("%s", err);
+		code = EXIT_CONFIG;
+		goto out;
+	}
+	k = mead_layout_build(&r.cfg, &r.layout, err, sizeof(err));
+	if (k < 0) {
+		log_error("%s: %s", r.config_path ? r.config_path : "<defaults>", err);
+		code = EXIT_CONFIG;
+		goto out;
+	}
+	k = mead_driver_module_load(r.cfg.driver.name, r.cfg.driver.path, &r.cfg.driver.options, &r.d.module, err,
+				    sizeof(err));
+	if (k < 0) {
+		log_error("%s", err);
+		code = EXIT_CONFIG;
+		goto out;
+	}
+	r.d.config = &r.cfg;
+	r.d.config_path = r.config_path;
+	r.d.layout = &r.layout.view;
+	r.d.driver.ops = mead_driver_module_ops(r.d.module);
+	r.d.protocol_data_dir = getenv("MEAD_DATA_DIR") ? getenv("MEAD_DATA_DIR") : MEAD_SOURCE_ROOT;
+
+	if (check) {
+		printf("%s: valid (driver \"%s\" from %s, %u electrodes, period %u us, %s clock)\n",
+		       r.config_path ? r.config_path : "<defaults>", r.cfg.driver.name,
+		       mead_driver_module_path(r.d.module), r.layout.view.count, r.cfg.loop.period_us,
+		       r.cfg.loop.clock == MEAD_CLOCK_VIRTUAL ? "virtual" : "realtime");
+		if (print)
+			print_keys(mead_config_keys, &r.cfg, "");
+		goto out;
+	}
+
+	/* ---- driver ---- */
+	{
+		size_t n_params;
+		const struct mead_driver_param *params = mead_driver_module_params(r.d.module, &n_params);
+		struct mead_driver_config dc = {
+			.abi_version = MEAD_DRIVER_ABI_VERSION,
+			.period_us = r.cfg.loop.period_us,
+			.period_ns = r.cfg.loop.period_us * 1000u,
+			.seed = r.cfg.driver.seed,
+			.virtual_clock = r.cfg.loop.clock == MEAD_CLOCK_VIRTUAL,
+			.want_raw = r.cfg.streams.raw,
+			.layout = &r.layout.view,
+			.params = params,
+			.n_params = n_params,
+		};
+		err[0] = '\0';
+		k = r.d.driver.ops->open(&dc, &r.d.driver.state, err, sizeof(err));
+		if (k < 0) {
+			log_error("driver %s: open failed: %s (%s)", r.cfg.driver.name, err[0] ? err : "no detail",
+				  strerror(-k));
+			r.d.driver.state = NULL;
+			code = EXIT_DRIVER;
+			goto out;
+		}
+		k = r.d.driver.ops->get_caps(r.d.driver.state, &r.d.driver.caps);
+		if (k < 0 || r.d.driver.caps.sample_rate_hz == 0) {
+			log_error("driver %s: no capabilities (%s)", r.cfg.driver.name, strerror(k < 0 ? -k : EINVAL));
+			code = EXIT_DRIVER;
+			goto out;
+		}
+		if (r.d.driver.caps.electrode_count > r.layout.view.count) {
+			log_error("%s: layout: driver %s reports %u electrodes but the layout has %u",
+				  r.config_path ? r.config_path : "<defaults>", r.cfg.driver.name,
+				  r.d.driver.caps.electrode_count, r.layout.view.count);
+			code = EXIT_CONFIG;
+			goto out;
+		}
+	}
+
+	/* ---- safety, ring, loop ---- */
+	{
+		struct mead_safety_limits lim = {
+			.max_amplitude_ua = r.cfg.safety.max_amplitude_ua,
+			.max_phase_us = r.cfg.safety.max_phase_us,
+			.max_interphase_us = r.cfg.safety.max_interphase_us,
+			.max_charge_nc = r.cfg.safety.max_charge_nc,
+			.max_rate_hz = r.cfg.safety.max_rate_hz,
+			.max_train_pulses = r.cfg.safety.max_train_pulses,
+		};
+		k = mead_safety_new(&lim, &r.layout.view, &r.d.driver.caps, r.d.driver.caps.sample_rate_hz, &r.d.safety);
+		if (k < 0) {
+			log_error("safety layer: %s", strerror(-k));
+			code = EXIT_INTERNAL;
+			goto out;
+		}
+		k = mead_ring_new((size_t)r.cfg.loop.ring_kib * 1024, &r.d.out_ring);
+		if (k < 0) {
+			log_error("output ring: %s", strerror(-k));
+			code = EXIT_INTERNAL;
+			goto out;
+		}
+		uint32_t period_ns = r.cfg.loop.period_us * 1000u;
+		uint64_t samples_per_tick = mead_tick_first_sample(1, period_ns, r.d.driver.caps.sample_rate_hz) + 1;
+		uint32_t spike_cap = r.cfg.loop.spike_capacity;
+		if (!spike_cap)
+			spike_cap = r.d.driver.caps.max_spikes_per_tick_hint;
+		if (!spike_cap)
+			spike_cap = (uint32_t)(samples_per_tick * r.layout.view.count + 64);
+		struct mead_loop_params lp = {
+			.period_ns = period_ns,
+			.virtual_clock = r.cfg.loop.clock == MEAD_CLOCK_VIRTUAL,
+			.rt_priority = (int)r.cfg.loop.priority,
+			.cpu = (int)r.cfg.loop.cpu,
+			.lock_memory = r.cfg.loop.lock_memory,
+			.overrun_fatal = r.cfg.loop.overrun_fatal,
+			.exit_when_done = r.cfg.loop.exit_when_done,
+			.max_ticks = r.cfg.loop.duration_s > 0 ?
+				(uint64_t)llround(r.cfg.loop.duration_s * 1e9 / period_ns) : 0,
+			.spike_capacity = spike_cap,
+			.stim_capacity = r.cfg.loop.stim_capacity,
+			.want_raw = r.cfg.streams.raw,
+		};
+		k = mead_loop_new(&lp, &r.d.driver, &r.layout.view, r.d.out_ring, r.d.safety, &r.d.loop);
+		if (k < 0) {
+			log_error("loop: %s", strerror(-k));
+			code = EXIT_INTERNAL;
+			goto out;
+		}
+	}
+
+	/* ---- protocol to run at start ---- */
+	if (r.cfg.protocol.autostart && *r.cfg.protocol.autostart) {
+		struct mead_protocol_env env = {
+			.layout = &r.layout.view,
+			.sample_rate_hz = r.d.driver.caps.sample_rate_hz,
+			.period_ns = r.cfg.loop.period_us * 1000u,
+			.cap_flags = r.d.driver.caps.flags,
+			.units_per_electrode = r.d.driver.caps.units_per_electrode,
+			.data_dir = r.d.protocol_data_dir,
+		};
+		err[0] = '\0';
+		k = mead_protocol_new(&r.cfg.protocol, r.cfg.protocol.autostart, &env, &r.autostart, err, sizeof(err));
+		if (k < 0) {
+			log_error("%s: protocol.autostart: %s", r.config_path ? r.config_path : "<defaults>",
+				  err[0] ? err : strerror(-k));
+			code = EXIT_CONFIG;
+			goto out;
+		}
+		struct mead_command cmd = { .type = MEAD_CMD_START_PROTOCOL, .start = { r.autostart, 0 } };
+		k = mead_loop_submit(r.d.loop, &cmd);
+		if (k < 0) {
+			code = EXIT_INTERNAL;
+			goto out;
+		}
+		r.autostart = NULL;   /* the loop owns it now */
+	}
+
+	/* ---- signals: only the main thread takes them ---- */
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (r.d.driver.ops->start) {
+		err[0] = '\0';
+		k = r.d.driver.ops->start(r.d.driver.state, err, sizeof(err));
+		if (k < 0) {
+			log_error("driver %s: start failed: %s (%s)", r.cfg.driver.name, err[0] ? err : "no detail",
+				  strerror(-k));
+			code = EXIT_DRIVER;
+			goto out;
+		}
+	}
+
+	k = mead_loop_start(r.d.loop, warn, sizeof(warn));
+	if (k < 0) {
+		log_error("loop thread: %s", strerror(-k));
+		code = EXIT_INTERNAL;
+		goto stop_driver;
+	}
+	if (warn[0])
+		log_warning("degraded real-time mode: %s", warn);
+
+	const struct mead_loop_stats *st = mead_loop_stats(r.d.loop);
+	/* Wait until the loop runs: READY means ticks are happening. */
+	for (int i = 0; i < 5000 && atomic_load(&st->state) == MEAD_LOOP_CREATED; i++) {
+		struct timespec ms = { 0, 1000000 };
+		nanosleep(&ms, NULL);
+	}
+	if (r.cfg.loop.require_rt && (!atomic_load(&st->rt_active) || !atomic_load(&st->memory_locked))) {
+		log_error("loop.require_rt is set but SCHED_FIFO or locked memory was refused: stopping");
+		mead_loop_request_stop(r.d.loop);
+		mead_loop_join(r.d.loop);
+		code = EXIT_RUNTIME;
+		goto stop_driver;
+	}
+	log_notice("running: driver %s, %u electrodes at %u Hz, period %u us, %s clock, %s", r.cfg.driver.name,
+		   r.layout.view.count, r.d.driver.caps.sample_rate_hz, r.cfg.loop.period_us,
+		   r.cfg.loop.clock == MEAD_CLOCK_VIRTUAL ? "virtual" : "realtime",
+		   atomic_load(&st->rt_active) ? "SCHED_FIFO" : "normal priority");
+	mead_notify("READY=1\nSTATUS=running");
+
+	uint64_t wd_usec = r.cfg.daemon.watchdog_ms ? (uint64_t)r.cfg.daemon.watchdog_ms * 1000 :
+		mead_notify_watchdog_usec() / 2;
+	uint64_t last_progress = 0;
+	struct timespec last_ping, last_status, now;
+	clock_gettime(CLOCK_MONOTONIC, &last_ping);
+	last_status = last_ping;
+
+	for (;;) {
+		struct timespec wait = { 0, 10 * 1000000 };
+		siginfo_t si;
+		int sig = sigtimedwait(&sigs, &si, &wait);
+
+		if (sig == SIGTERM || sig == SIGINT) {
+			log_notice("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+			mead_notify("STOPPING=1\nSTATUS=stopping");
+			break;
+		}
+		if (sig == SIGHUP)
+			report_sighup(&r);
+		if (atomic_load(&r.d.stop_requested))
+			break;
+		if (atomic_load(&st->state) == MEAD_LOOP_STOPPED)
+			break;
+
+		drain_ring(r.d.out_ring);
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (wd_usec && mead_ts_diff_ns(&now, &last_ping) >= (int64_t)wd_usec * 1000) {
+			uint64_t p = atomic_load(&st->progress);
+			/* Ping only while ticks advance: a stuck loop lets systemd act. */
+			if (p != last_progress)
+				mead_notify("WATCHDOG=1");
+			last_progress = p;
+			last_ping = now;
+		}
+		if (mead_ts_diff_ns(&now, &last_status) >= 1000000000LL) {
+			char status[256];
+			snprintf(status, sizeof(status), "STATUS=ticks=%" PRIu64 " overruns=%" PRIu64 " p99=%.0fus spikes=%" PRIu64,
+				 atomic_load(&st->ticks), atomic_load(&st->overruns),
+				 mead_loop_latency_percentile(st, 99), atomic_load(&st->spikes));
+			mead_notify(status);
+			last_status = now;
+		}
+	}
+
+	mead_loop_request_stop(r.d.loop);
+	mead_loop_join(r.d.loop);
+	drain_ring(r.d.out_ring);
+	code = exit_code_for(atomic_load(&st->exit_reason));
+	log_summary(r.d.loop);
+	if (r.d.driver.ops->describe) {
+		char desc[4096];
+		if (r.d.driver.ops->describe(r.d.driver.state, desc, sizeof(desc)) > 0)
+			log_notice("driver: %s", desc);
+	}
+
+stop_driver:
+	if (r.d.driver.ops->stop_outputs)
+		r.d.driver.ops->stop_outputs(r.d.driver.state);
+	if (r.d.driver.ops->stop)
+		r.d.driver.ops->stop(r.d.driver.state);
+out:
+	run_release(&r);
+	return code;
+}

@@ -1,0 +1,220 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The null driver: a rig with nothing attached.  It accepts stimulation,
+ * reports silence (or, when asked, seeded synthetic spikes and raw noise so
+ * streams can be exercised without a culture), and keeps a running hash of
+ * every call it receives so two runs can be compared tick by tick.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mead/driver.h"
+
+#define EXPORT __attribute__((visibility("default")))
+
+struct null_driver {
+	uint32_t electrodes;
+	uint32_t rate_hz;
+	double spike_rate_hz;
+	bool raw;
+	uint64_t rng;
+	uint64_t traffic_hash;     /* FNV-1a over every call and its arguments */
+	uint64_t calls;
+	uint64_t pulses;
+	uint64_t spikes;
+	bool outputs_on;
+};
+
+static const struct mead_param_spec null_params[] = {
+	{ "sample_rate_hz", MEAD_PARAM_INT, "1000", 1, 1000000, "acquisition rate the driver pretends to have" },
+	{ "spike_rate_hz", MEAD_PARAM_DOUBLE, "0", 0, 1000, "synthetic spikes per electrode per second (0: silence)" },
+	{ "raw", MEAD_PARAM_BOOL, "false", 1, 0, "produce raw noise frames" },
+	{ NULL, 0, NULL, 1, 0, NULL },
+};
+
+static void hash_bytes(struct null_driver *d, const void *p, size_t n)
+{
+	const unsigned char *b = p;
+
+	for (size_t i = 0; i < n; i++) {
+		d->traffic_hash ^= b[i];
+		d->traffic_hash *= 0x100000001b3ull;
+	}
+}
+
+static uint64_t next_rand(struct null_driver *d)
+{
+	/* splitmix64: small, seeded, identical on every platform */
+	uint64_t z = (d->rng += 0x9e3779b97f4a7c15ull);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static int null_open(const struct mead_driver_config *cfg, void **ret_state, char *err, size_t err_len)
+{
+	struct null_driver *d;
+	const char *v;
+
+	if (!cfg || !cfg->layout || cfg->layout->count == 0) {
+		snprintf(err, err_len, "null: no electrode layout");
+		return -EINVAL;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->electrodes = cfg->layout->count;
+	v = mead_driver_param_get(cfg, "sample_rate_hz");
+	d->rate_hz = v ? (uint32_t)strtoul(v, NULL, 0) : 1000;
+	v = mead_driver_param_get(cfg, "spike_rate_hz");
+	d->spike_rate_hz = v ? strtod(v, NULL) : 0;
+	v = mead_driver_param_get(cfg, "raw");
+	d->raw = v && (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on"));
+	d->rng = cfg->seed;
+	d->traffic_hash = 0xcbf29ce484222325ull;
+	*ret_state = d;
+	return 0;
+}
+
+static void null_close(void *state)
+{
+	free(state);
+}
+
+static int null_get_caps(void *state, struct mead_driver_caps *ret)
+{
+	struct null_driver *d = state;
+
+	*ret = (struct mead_driver_caps){
+		.electrode_count = d->electrodes,
+		.sample_rate_hz = d->rate_hz,
+		.raw_channels = d->raw ? d->electrodes : 0,
+		.uv_per_count = 0.1f,
+		.max_spikes_per_tick_hint = 0,
+		.flags = MEAD_CAP_STIMULATE | MEAD_CAP_SIMULATED | (d->raw ? MEAD_CAP_RAW : 0),
+		.max_amplitude_ua = 1000.0f,
+		.max_phase_us = 10000,
+		.max_pulses_per_tick = 0,
+	};
+	return 0;
+}
+
+static int null_start(void *state, char *err, size_t err_len)
+{
+	struct null_driver *d = state;
+
+	d->outputs_on = true;
+	return 0;
+}
+
+static int null_write_stim(void *state, uint64_t tick, const struct mead_stim_pulse *pulses, uint32_t n)
+{
+	struct null_driver *d = state;
+
+	hash_bytes(d, "W", 1);
+	hash_bytes(d, &tick, sizeof(tick));
+	hash_bytes(d, pulses, (size_t)n * sizeof(*pulses));
+	d->calls++;
+	d->pulses += n;
+	return 0;
+}
+
+static int null_read_frame(void *state, uint64_t tick, struct mead_frame *f)
+{
+	struct null_driver *d = state;
+
+	hash_bytes(d, "R", 1);
+	hash_bytes(d, &tick, sizeof(tick));
+	hash_bytes(d, &f->first_sample, sizeof(f->first_sample));
+	hash_bytes(d, &f->n_samples, sizeof(f->n_samples));
+	d->calls++;
+	f->n_spikes = 0;
+	f->flags = 0;
+	if (d->spike_rate_hz > 0) {
+		/* Bernoulli per sample and electrode: exact mean, seeded. */
+		uint64_t threshold = (uint64_t)(d->spike_rate_hz / d->rate_hz * 18446744073709551615.0);
+		for (uint32_t s = 0; s < f->n_samples; s++)
+			for (uint32_t e = 0; e < d->electrodes; e++) {
+				if (next_rand(d) >= threshold)
+					continue;
+				if (f->n_spikes >= f->spike_capacity) {
+					f->spikes_dropped++;
+					continue;
+				}
+				f->spikes[f->n_spikes++] = (struct mead_spike){
+					.sample = f->first_sample + s, .electrode = (uint16_t)e,
+					.flags = 0, .amplitude_uv = -40.0f,
+				};
+			}
+		d->spikes += f->n_spikes;
+	}
+	f->raw_samples = 0;
+	if (f->raw && d->raw) {
+		for (uint32_t s = 0; s < f->n_samples; s++)
+			for (uint32_t c = 0; c < f->raw_channels; c++)
+				f->raw[(size_t)s * f->raw_channels + c] = (int16_t)((int64_t)(next_rand(d) >> 58) - 32);
+		f->raw_samples = f->n_samples;
+	}
+	return 0;
+}
+
+static int null_control(void *state, enum mead_driver_control op, int64_t value)
+{
+	struct null_driver *d = state;
+
+	hash_bytes(d, "C", 1);
+	hash_bytes(d, &op, sizeof(op));
+	hash_bytes(d, &value, sizeof(value));
+	d->calls++;
+	return -EOPNOTSUPP;
+}
+
+static int null_stop_outputs(void *state)
+{
+	struct null_driver *d = state;
+
+	d->outputs_on = false;
+	return 0;
+}
+
+static int null_stop(void *state)
+{
+	return null_stop_outputs(state);
+}
+
+static int null_describe(void *state, char *buf, size_t len)
+{
+	struct null_driver *d = state;
+	int n = snprintf(buf, len,
+			 "{\"name\":\"null\",\"electrodes\":%u,\"sample_rate_hz\":%u,\"calls\":%llu,"
+			 "\"pulses\":%llu,\"spikes\":%llu,\"traffic_hash\":\"%016llx\",\"outputs_on\":%s}",
+			 d->electrodes, d->rate_hz, (unsigned long long)d->calls, (unsigned long long)d->pulses,
+			 (unsigned long long)d->spikes, (unsigned long long)d->traffic_hash,
+			 d->outputs_on ? "true" : "false");
+	return n < 0 ? -EIO : n;
+}
+
+static const struct mead_driver_ops null_ops = {
+	.abi_version = MEAD_DRIVER_ABI_VERSION,
+	.ops_size = sizeof(struct mead_driver_ops),
+	.name = "null",
+	.description = "no hardware: accepts stimulation, reports silence or synthetic spikes",
+	.params = null_params,
+	.open = null_open,
+	.close = null_close,
+	.get_caps = null_get_caps,
+	.start = null_start,
+	.write_stim = null_write_stim,
+	.read_frame = null_read_frame,
+	.control = null_control,
+	.stop_outputs = null_stop_outputs,
+	.stop = null_stop,
+	.describe = null_describe,
+};
+
+EXPORT const struct mead_driver_ops *mead_driver_entry(void)
+{
+	return &null_ops;
+}

@@ -1,0 +1,330 @@
+/* SPDX-License-Identifier: MIT */
+/* The loop on the real null driver module, and on an in-test driver whose
+ * ticks take too long on purpose. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "config/config.h"
+#include "config/layout.h"
+#include "daemon/driver_module.h"
+#include "daemon/loop.h"
+#include "daemon/ring.h"
+#include "daemon/timeutil.h"
+
+static struct mead_config cfg;
+static struct mead_layout layout;
+
+struct collected {
+	uint64_t msgs[MEAD_KIND_COUNT + 1];
+	uint64_t next_seq[MEAD_KIND_COUNT + 1];
+	uint64_t seq_gaps;
+	uint64_t spikes, stim;
+	uint64_t last_sample[MEAD_KIND_COUNT + 1];
+	bool sample_went_back;
+	bool run_start, run_end;
+	uint64_t first_stim_sample;
+};
+
+static void drain(struct mead_ring *ring, struct collected *c)
+{
+	const struct mead_msg *m;
+	size_t len;
+
+	while ((m = mead_ring_peek(ring, &len))) {
+		assert_true(len == sizeof(*m) + (size_t)m->count * m->record_size);
+		assert_true(m->kind >= 1 && m->kind <= MEAD_KIND_COUNT);
+		if (m->seq != c->next_seq[m->kind])
+			c->seq_gaps++;
+		c->next_seq[m->kind] = m->seq + 1;
+		if (m->sample < c->last_sample[m->kind])
+			c->sample_went_back = true;
+		c->last_sample[m->kind] = m->sample;
+		c->msgs[m->kind]++;
+		if (m->kind == MEAD_KIND_SPIKES)
+			c->spikes += m->count;
+		if (m->kind == MEAD_KIND_STIM) {
+			const struct mead_stim_pulse *p = (const void *)(m + 1);
+			if (c->stim == 0)
+				c->first_stim_sample = p[0].sample;
+			c->stim += m->count;
+		}
+		if (m->kind == MEAD_KIND_EVENTS) {
+			const struct mead_event *e = (const void *)(m + 1);
+			for (uint32_t i = 0; i < m->count; i++) {
+				c->run_start |= e[i].type == MEAD_EVENT_RUN_START;
+				c->run_end |= e[i].type == MEAD_EVENT_RUN_END;
+			}
+		}
+		mead_ring_release(ring);
+	}
+}
+
+struct null_run {
+	struct mead_driver_module *mod;
+	struct mead_driver_handle drv;
+	struct mead_ring *ring;
+	struct mead_loop *loop;
+	struct collected got;
+	char describe[1024];
+};
+
+static void run_null(struct null_run *n, bool virtual_clock, uint64_t ticks, double spike_rate, bool with_train)
+{
+	char err[1024], rate[32];
+	struct mead_cfg_map opts = { 0 };
+
+	memset(n, 0, sizeof(*n));
+	snprintf(rate, sizeof(rate), "%g", spike_rate);
+	opts.n = 1;
+	opts.key[0] = "spike_rate_hz";
+	opts.value[0] = rate;
+	assert_int_equal(mead_driver_module_load("null", NULL, &opts, &n->mod, err, sizeof(err)), 0);
+	size_t n_params;
+	const struct mead_driver_param *params = mead_driver_module_params(n->mod, &n_params);
+	struct mead_driver_config dc = { .abi_version = MEAD_DRIVER_ABI_VERSION, .period_us = 1000, .period_ns = 1000000,
+					 .seed = 42, .virtual_clock = virtual_clock, .layout = &layout.view,
+					 .params = params, .n_params = n_params };
+	n->drv.ops = mead_driver_module_ops(n->mod);
+	assert_int_equal(n->drv.ops->open(&dc, &n->drv.state, err, sizeof(err)), 0);
+	assert_int_equal(n->drv.ops->get_caps(n->drv.state, &n->drv.caps), 0);
+	assert_int_equal(mead_ring_new(1u << 16, &n->ring), 0);
+	struct mead_loop_params lp = { .period_ns = 1000000, .virtual_clock = virtual_clock, .max_ticks = ticks,
+				       .spike_capacity = 4096, .stim_capacity = 256, .cpu = -1 };
+	assert_int_equal(mead_loop_new(&lp, &n->drv, &layout.view, n->ring, NULL, &n->loop), 0);
+	if (with_train) {
+		struct mead_command cmd = { .type = MEAD_CMD_STIM_TRAIN };
+		cmd.train.electrodes[0] = 3;
+		cmd.train.electrodes[1] = 17;
+		cmd.train.n_electrodes = 2;
+		cmd.train.amplitude_ua = -1;
+		cmd.train.phase_us = 200;
+		cmd.train.interphase_us = 50;
+		cmd.train.pulses = 5;
+		cmd.train.rate_hz = 20;
+		assert_int_equal(mead_loop_submit(n->loop, &cmd), 0);
+	}
+	char warn[256];
+	assert_int_equal(mead_loop_start(n->loop, warn, sizeof(warn)), 0);
+	const struct mead_loop_stats *s = mead_loop_stats(n->loop);
+	while (atomic_load(&s->state) != MEAD_LOOP_STOPPED) {
+		struct timespec nap = { 0, 1000000 };
+		nanosleep(&nap, NULL);
+		drain(n->ring, &n->got);
+	}
+	mead_loop_join(n->loop);
+	drain(n->ring, &n->got);
+	n->drv.ops->describe(n->drv.state, n->describe, sizeof(n->describe));
+}
+
+static void free_null(struct null_run *n)
+{
+	mead_loop_free(n->loop);
+	mead_ring_free(n->ring);
+	n->drv.ops->close(n->drv.state);
+	mead_driver_module_free(n->mod);
+}
+
+static void test_virtual_run_counts_and_streams(void **state)
+{
+	struct null_run n;
+
+	run_null(&n, true, 5000, 5.0, true);
+	const struct mead_loop_stats *s = mead_loop_stats(n.loop);
+	assert_int_equal(atomic_load(&s->ticks), 5000);
+	assert_int_equal(atomic_load(&s->exit_reason), MEAD_EXIT_MAX_TICKS);
+	assert_int_equal(n.got.seq_gaps, 0);
+	assert_false(n.got.sample_went_back);
+	assert_true(n.got.run_start && n.got.run_end);
+	/* 60 electrodes x 5 Hz x 5 s = 1500 expected spikes */
+	assert_true(n.got.spikes > 1300 && n.got.spikes < 1700);
+	assert_int_equal(n.got.spikes, atomic_load(&s->spikes));
+	/* 5 pulses on 2 electrodes at 20 Hz: at samples 0, 50, 100, 150, 200 */
+	assert_int_equal(n.got.stim, 10);
+	assert_int_equal(n.got.first_stim_sample, 0);
+	assert_int_equal(n.got.last_sample[MEAD_KIND_STIM], 200);
+	for (int k = 1; k <= MEAD_KIND_COUNT; k++)
+		assert_int_equal(atomic_load(&s->dropped[k]), 0);
+	/* virtual clock: no sleeping, so no latency samples */
+	assert_int_equal(atomic_load(&s->overruns), 0);
+	free_null(&n);
+}
+
+static void test_same_traffic_in_both_clock_modes(void **state)
+{
+	struct null_run v, rt;
+
+	run_null(&v, true, 300, 20.0, true);
+	run_null(&rt, false, 300, 20.0, true);
+	const char *hv = strstr(v.describe, "traffic_hash");
+	const char *hr = strstr(rt.describe, "traffic_hash");
+	assert_non_null(hv);
+	assert_non_null(hr);
+	assert_memory_equal(hv, hr, 34);
+	assert_int_equal(v.got.spikes, rt.got.spikes);
+	assert_int_equal(v.got.stim, rt.got.stim);
+	/* the real-time run slept for every tick and measured it */
+	const struct mead_loop_stats *s = mead_loop_stats(rt.loop);
+	uint64_t samples = 0;
+	for (int i = 0; i < MEAD_LAT_BUCKETS; i++)
+		samples += atomic_load(&s->lat_hist[i]);
+	assert_int_equal(samples, 300);
+	free_null(&v);
+	free_null(&rt);
+}
+
+/* ---- an in-test driver that overruns on purpose ---- */
+
+static struct {
+	uint64_t reads;
+	uint64_t last_tick;
+	bool ticks_in_order;
+} slow;
+
+static int slow_read(void *st, uint64_t tick, struct mead_frame *f)
+{
+	if (tick != slow.reads)
+		slow.ticks_in_order = false;
+	slow.reads++;
+	if (tick % 10 == 5) {
+		struct timespec t0, t;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		do
+			clock_gettime(CLOCK_MONOTONIC, &t);
+		while (mead_ts_diff_ns(&t, &t0) < 2500000);
+	}
+	return 0;
+}
+
+static const struct mead_driver_ops slow_ops = {
+	.abi_version = MEAD_DRIVER_ABI_VERSION, .ops_size = sizeof(struct mead_driver_ops), .name = "slow",
+	.read_frame = slow_read,
+};
+
+static void run_slow(bool fatal, uint64_t ticks, struct timespec *elapsed, const struct mead_loop_stats **ret_stats,
+		     struct mead_loop **ret_loop, struct mead_ring **ret_ring)
+{
+	struct mead_driver_handle drv = { .ops = &slow_ops, .caps = { .electrode_count = 60, .sample_rate_hz = 1000 } };
+	struct mead_loop_params lp = { .period_ns = 1000000, .max_ticks = ticks, .spike_capacity = 16,
+				       .stim_capacity = 16, .cpu = -1, .overrun_fatal = fatal };
+	struct timespec t0, t1;
+	char warn[256];
+
+	memset(&slow, 0, sizeof(slow));
+	slow.ticks_in_order = true;
+	assert_int_equal(mead_ring_new(1u << 20, ret_ring), 0);
+	assert_int_equal(mead_loop_new(&lp, &drv, &layout.view, *ret_ring, NULL, ret_loop), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(mead_loop_start(*ret_loop, warn, sizeof(warn)), 0);
+	mead_loop_join(*ret_loop);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	*elapsed = mead_ns_to_ts(mead_ts_diff_ns(&t1, &t0));
+	*ret_stats = mead_loop_stats(*ret_loop);
+}
+
+static void test_overruns_counted_never_rebased(void **state)
+{
+	const struct mead_loop_stats *s;
+	struct mead_loop *loop;
+	struct mead_ring *ring;
+	struct timespec el;
+
+	run_slow(false, 200, &el, &s, &loop, &ring);
+	assert_int_equal(atomic_load(&s->ticks), 200);
+	assert_true(slow.ticks_in_order);
+	/* 20 ticks of 2.5 ms at a 1 ms period: each makes at least that tick late */
+	assert_true(atomic_load(&s->overruns) >= 20);
+	assert_true(atomic_load(&s->worst_overrun_ns) >= 1000000);
+	/* The schedule stays absolute: the tick after a slow one wakes past its
+	 * deadline (>= 1 ms late) and runs at once.  A re-based schedule would
+	 * give it a fresh, on-time deadline instead. */
+	uint64_t late_wakeups = 0;
+	for (int i = 1000; i < MEAD_LAT_BUCKETS; i++)
+		late_wakeups += atomic_load(&s->lat_hist[i]);
+	assert_true(late_wakeups >= 20);
+	int64_t ms = mead_ts_to_ns(&el) / 1000000;
+	assert_true(ms >= 199);
+	mead_loop_free(loop);
+	mead_ring_free(ring);
+
+	run_slow(true, 200, &el, &s, &loop, &ring);
+	assert_int_equal(atomic_load(&s->exit_reason), MEAD_EXIT_OVERRUN);
+	assert_int_equal(atomic_load(&s->ticks), 6);
+	assert_int_equal(atomic_load(&s->overruns), 1);
+	mead_loop_free(loop);
+	mead_ring_free(ring);
+}
+
+static void test_full_ring_drops_are_seq_gaps(void **state)
+{
+	struct mead_driver_module *mod;
+	struct mead_driver_handle drv = { 0 };
+	struct mead_ring *ring;
+	struct mead_loop *loop;
+	struct collected got = { 0 };
+	char err[512], warn[256];
+	struct mead_cfg_map opts = { .n = 1 };
+
+	opts.key[0] = "spike_rate_hz";
+	opts.value[0] = "200";
+	assert_int_equal(mead_driver_module_load("null", NULL, &opts, &mod, err, sizeof(err)), 0);
+	size_t np;
+	const struct mead_driver_param *params = mead_driver_module_params(mod, &np);
+	struct mead_driver_config dc = { .abi_version = 1, .period_us = 1000, .period_ns = 1000000, .seed = 1,
+					 .layout = &layout.view, .params = params, .n_params = np };
+	drv.ops = mead_driver_module_ops(mod);
+	assert_int_equal(drv.ops->open(&dc, &drv.state, err, sizeof(err)), 0);
+	drv.ops->get_caps(drv.state, &drv.caps);
+	/* A small ring nobody drains during a real-time run must drop, count
+	 * it, and leave seq gaps, never block. */
+	assert_int_equal(mead_ring_new(4096, &ring), 0);
+	struct mead_loop_params lp = { .period_ns = 1000000, .max_ticks = 100, .spike_capacity = 1024,
+				       .stim_capacity = 16, .cpu = -1 };
+	assert_int_equal(mead_loop_new(&lp, &drv, &layout.view, ring, NULL, &loop), 0);
+	assert_int_equal(mead_loop_start(loop, warn, sizeof(warn)), 0);
+	mead_loop_join(loop);
+	drain(ring, &got);
+	const struct mead_loop_stats *s = mead_loop_stats(loop);
+	assert_int_equal(atomic_load(&s->ticks), 100);
+	assert_true(atomic_load(&s->dropped[MEAD_KIND_SPIKES]) > 0);
+	assert_int_equal(got.msgs[MEAD_KIND_SPIKES] + atomic_load(&s->dropped[MEAD_KIND_SPIKES]),
+			 atomic_load(&s->produced[MEAD_KIND_SPIKES]));
+	assert_true(got.seq_gaps > 0 || got.msgs[MEAD_KIND_SPIKES] < atomic_load(&s->produced[MEAD_KIND_SPIKES]));
+	mead_loop_free(loop);
+	mead_ring_free(ring);
+	drv.ops->close(drv.state);
+	mead_driver_module_free(mod);
+}
+
+static int setup(void **state)
+{
+	char err[512];
+
+	assert_int_equal(mead_config_load(&cfg, NULL, NULL, 0, err, sizeof(err)), 0);
+	assert_int_equal(mead_layout_build(&cfg, &layout, err, sizeof(err)), 0);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	mead_config_release(&cfg);
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_virtual_run_counts_and_streams),
+		cmocka_unit_test(test_same_traffic_in_both_clock_modes),
+		cmocka_unit_test(test_overruns_counted_never_rebased),
+		cmocka_unit_test(test_full_ring_drops_are_seq_gaps),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

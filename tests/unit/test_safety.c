@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "daemon/safety.h"
+
+static struct mead_electrode electrodes[8];
+static const struct mead_layout_view layout = { 2, 4, 8, 100.0f, electrodes };
+static const struct mead_safety_limits limits = {
+	.max_amplitude_ua = 20, .max_phase_us = 400, .max_interphase_us = 100,
+	.max_charge_nc = 4, .max_rate_hz = 100, .max_train_pulses = 50,
+};
+
+static struct mead_safety *make(float caps_max_ua, uint32_t flags)
+{
+	struct mead_driver_caps caps = { .electrode_count = 8, .sample_rate_hz = 1000, .flags = flags,
+					 .max_amplitude_ua = caps_max_ua, .max_phase_us = 0 };
+	struct mead_safety *s = NULL;
+
+	electrodes[7].excluded = true;
+	assert_int_equal(mead_safety_new(&limits, &layout, &caps, 1000, &s), 0);
+	return s;
+}
+
+static void test_pulse_limits(void **state)
+{
+	struct mead_safety *s = make(0, MEAD_CAP_STIMULATE);
+	struct mead_stim_pulse p = { .sample = 0, .electrode = 1, .amplitude_ua = -10, .phase_us = 200, .interphase_us = 50 };
+
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_SAFE);
+	p.electrode = 7;
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_UNSAFE_ELECTRODE);
+	p.electrode = 8;
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_UNSAFE_ELECTRODE);
+	p.electrode = 2;
+	p.amplitude_ua = 20.5f;
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_UNSAFE_AMPLITUDE);
+	p.amplitude_ua = -20;
+	p.phase_us = 401;
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_UNSAFE_PHASE);
+	p.phase_us = 0;
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_UNSAFE_PHASE);
+	p.phase_us = 300;   /* 20 µA x 300 µs = 6 nC > 4 nC */
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_UNSAFE_CHARGE);
+	p.phase_us = 200;   /* 4 nC: at the limit */
+	p.interphase_us = 101;
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_UNSAFE_INTERPHASE);
+	p.interphase_us = 100;
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_SAFE);
+	mead_safety_free(s);
+}
+
+static void test_rate_limit(void **state)
+{
+	struct mead_safety *s = make(0, MEAD_CAP_STIMULATE);
+	struct mead_stim_pulse p = { .sample = 100, .electrode = 3, .amplitude_ua = 5, .phase_us = 100 };
+
+	/* 100 Hz at 1 kHz: 10 samples apart at least. */
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_SAFE);
+	p.sample = 109;
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_UNSAFE_RATE);
+	p.electrode = 4;   /* per electrode */
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_SAFE);
+	p.electrode = 3;
+	p.sample = 110;
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_SAFE);
+	mead_safety_free(s);
+}
+
+static void test_driver_caps_are_stricter(void **state)
+{
+	struct mead_safety *s = make(8, MEAD_CAP_STIMULATE);
+	struct mead_stim_pulse p = { .electrode = 0, .amplitude_ua = 10, .phase_us = 100 };
+
+	assert_true(mead_safety_effective(s)->max_amplitude_ua == 8);
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_UNSAFE_AMPLITUDE);
+	mead_safety_free(s);
+
+	s = make(0, 0);
+	p.amplitude_ua = 1;
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_UNSAFE_NO_STIMULATION);
+	mead_safety_free(s);
+}
+
+static void test_train_check_names_limit_and_value(void **state)
+{
+	struct mead_safety *s = make(0, MEAD_CAP_STIMULATE);
+	uint16_t el[2] = { 1, 2 };
+	char why[256];
+
+	assert_int_equal(mead_safety_check_train(s, el, 2, -10, 200, 50, 5, 20, why, sizeof(why)), MEAD_SAFE);
+	assert_int_equal(mead_safety_check_train(s, el, 2, -30, 200, 50, 5, 20, why, sizeof(why)), MEAD_UNSAFE_AMPLITUDE);
+	assert_non_null(strstr(why, "max_amplitude_ua"));
+	assert_non_null(strstr(why, "30"));
+	assert_int_equal(mead_safety_check_train(s, el, 2, -10, 200, 50, 51, 20, why, sizeof(why)), MEAD_UNSAFE_TRAIN);
+	assert_non_null(strstr(why, "51"));
+	assert_int_equal(mead_safety_check_train(s, el, 2, -10, 200, 50, 5, 150, why, sizeof(why)), MEAD_UNSAFE_RATE);
+	assert_non_null(strstr(why, "150"));
+	el[1] = 7;
+	assert_int_equal(mead_safety_check_train(s, el, 2, -10, 200, 50, 5, 20, why, sizeof(why)), MEAD_UNSAFE_ELECTRODE);
+	assert_non_null(strstr(why, "reference"));
+	assert_int_equal(mead_safety_check_train(s, el, 0, -10, 200, 50, 5, 20, why, sizeof(why)), MEAD_UNSAFE_ELECTRODE);
+	mead_safety_free(s);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_pulse_limits),
+		cmocka_unit_test(test_rate_limit),
+		cmocka_unit_test(test_driver_caps_are_stricter),
+		cmocka_unit_test(test_train_check_names_limit_and_value),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
