@@ -1,0 +1,847 @@
+/* SPDX-License-Identifier: MIT */
+/* The protocols driven tick by tick as the loop drives them, with a fake
+ * culture answering through prev_frame. */
+#include <errno.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "protocol/idx.h"
+#include "protocol/protocol.h"
+
+#define ROWS 6
+#define COLS 10
+#define NEL (ROWS * COLS)
+#define EXCL_GRID 11   /* row 1, col 1: inside the image grid */
+#define EXCL_LABEL 49  /* row 4, col 9: a class-1 label cell */
+
+static struct mead_electrode electrodes[NEL];
+static struct mead_layout_view layout;
+static char data_dir[512];
+
+static void make_layout(void)
+{
+	for (uint32_t i = 0; i < NEL; i++) {
+		electrodes[i] = (struct mead_electrode){ .row = (uint16_t)(i / COLS), .col = (uint16_t)(i % COLS),
+							 .x_um = 500.0f * (i % COLS), .y_um = 500.0f * (i / COLS) };
+		snprintf(electrodes[i].label, sizeof(electrodes[i].label), "%u", i);
+	}
+	electrodes[EXCL_GRID].excluded = true;
+	electrodes[EXCL_LABEL].excluded = true;
+	layout = (struct mead_layout_view){ .rows = ROWS, .cols = COLS, .count = NEL, .pitch_um = 500,
+					    .electrodes = electrodes };
+}
+
+static void mnist_cfg(struct mead_protocol_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->seed = 11;
+	struct mead_protocol_mnist_config *m = &c->mnist;
+	m->train_images = "mnist/mnist8k-images-idx3-ubyte.gz";
+	m->train_labels = "mnist/mnist8k-labels-idx1-ubyte.gz";
+	m->test_images = "mnist/mnist8k-images-idx3-ubyte.gz";
+	m->test_labels = "mnist/mnist8k-labels-idx1-ubyte.gz";
+	m->classes.n = 2;
+	m->classes.v[0] = 0;
+	m->classes.v[1] = 1;
+	m->train_size = 20;
+	m->validation_size = 6;
+	m->test_size = 10;
+	m->presentation_ms = 100;
+	m->label_train = true;
+	m->learning_train = true;
+	m->reset_between_trials = true;
+	m->reset_rest_ms = 50;
+	m->sample_end = true;
+	m->eval_every = 10;
+	m->grid_rows = 6;
+	m->grid_cols = 6;
+	m->label_column = 9;
+	m->max_rate_hz = 200;
+	m->label_rate_hz = 200;
+	m->encoder = MEAD_PROTOCOL_ENCODER_REFERENCE;
+	m->stim = (struct mead_protocol_stim_config){ -10, 200, 50 };
+}
+
+static struct mead_protocol_env env_of(uint32_t rate, uint32_t period_ns, uint32_t caps, const uint32_t *units)
+{
+	return (struct mead_protocol_env){ .layout = &layout, .sample_rate_hz = rate, .period_ns = period_ns,
+					   .cap_flags = caps, .units_per_electrode = units, .data_dir = data_dir };
+}
+
+/* ---- a recorded run ---- */
+
+enum culture { SILENT, CORRECT, WRONG, BOTH };
+
+struct ctl_rec {
+	uint64_t tick, sample;
+	uint32_t op;
+	int64_t value;
+};
+
+struct run {
+	struct mead_stim_pulse *pulses;
+	size_t n_pulses, cap_pulses;
+	struct mead_event *events;
+	size_t n_events, cap_events;
+	uint64_t *event_tick;
+	struct ctl_rec *ctls;
+	size_t n_ctls, cap_ctls;
+	uint64_t ticks;
+	struct mead_protocol_results res;
+};
+
+#define PUSH(arr, n, cap, v) do { \
+		if ((n) == (cap)) { \
+			(cap) = (cap) ? 2 * (cap) : 1024; \
+			(arr) = realloc((arr), (cap) * sizeof(*(arr))); \
+			assert_non_null(arr); \
+		} \
+		(arr)[(n)++] = (v); \
+	} while (0)
+
+static void run_free(struct run *r)
+{
+	free(r->pulses);
+	free(r->events);
+	free(r->event_tick);
+	free(r->ctls);
+	memset(r, 0, sizeof(*r));
+}
+
+static uint64_t first_sample_of(uint64_t tick, uint32_t rate, uint32_t period_ns)
+{
+	return (uint64_t)((unsigned __int128)tick * period_ns * rate / 1000000000u);
+}
+
+/* Drive p to the end; the culture answers on label electrodes of the class
+ * shown (CORRECT), of the other class (WRONG) or of both. */
+static void drive(struct mead_protocol *p, uint32_t rate, uint32_t period_ns, enum culture cu, struct run *out)
+{
+	memset(out, 0, sizeof(*out));
+	uint32_t max_stim = mead_protocol_max_stim_per_tick(p);
+	uint32_t max_ev = mead_protocol_max_events_per_tick(p);
+	assert_true(max_stim > 0 && max_ev >= 6);
+	struct mead_stim_pulse *stim = calloc(max_stim, sizeof(*stim));
+	struct mead_event *ev = calloc(max_ev, sizeof(*ev));
+	struct mead_spike spikes[2][64];
+	struct mead_frame frames[2];
+	int32_t shown = -1;
+	bool in_trial = false;
+	uint64_t spms = rate / 1000;
+	for (uint64_t t = 0; t < 100000000; t++) {
+		uint64_t f = first_sample_of(t, rate, period_ns);
+		uint32_t n = (uint32_t)(first_sample_of(t + 1, rate, period_ns) - f);
+		struct mead_tick_io io = {
+			.tick = t, .first_sample = f, .n_samples = n,
+			.prev_frame = t ? &frames[(t - 1) % 2] : NULL,
+			.stim = stim, .stim_capacity = max_stim,
+			.events = ev, .event_capacity = max_ev,
+		};
+		assert_int_equal(mead_protocol_tick(p, &io), 0);
+		assert_true(io.n_ctl <= MEAD_PROTOCOL_MAX_CTL);
+		for (uint32_t k = 0; k < io.n_ctl; k++) {
+			struct ctl_rec c = { t, f, io.ctl[k].op, io.ctl[k].value };
+			PUSH(out->ctls, out->n_ctls, out->cap_ctls, c);
+		}
+		for (uint32_t k = 0; k < io.n_events; k++) {
+			size_t cap = out->cap_events;
+			PUSH(out->events, out->n_events, out->cap_events, ev[k]);
+			if (cap != out->cap_events) {
+				out->event_tick = realloc(out->event_tick, out->cap_events * sizeof(*out->event_tick));
+				assert_non_null(out->event_tick);
+			}
+			out->event_tick[out->n_events - 1] = t;
+			if (ev[k].type == MEAD_EVENT_LABEL)
+				shown = ev[k].value;
+			if (ev[k].type == MEAD_EVENT_TRIAL_START)
+				in_trial = true;
+			if (ev[k].type == MEAD_EVENT_TRIAL_END) {
+				in_trial = false;
+				shown = -1;
+			}
+		}
+		for (uint32_t k = 0; k < io.n_stim; k++) {
+			/* inside this tick, sample-ordered */
+			assert_true(stim[k].sample >= f && stim[k].sample < f + n);
+			if (k)
+				assert_true(stim[k].sample >= stim[k - 1].sample);
+			PUSH(out->pulses, out->n_pulses, out->cap_pulses, stim[k]);
+		}
+		/* what this tick "records": one spike per ms on a label electrode */
+		struct mead_frame *fr = &frames[t % 2];
+		*fr = (struct mead_frame){ .first_sample = f, .n_samples = n, .spikes = spikes[t % 2],
+					   .spike_capacity = 64 };
+		if (in_trial && shown >= 0 && cu != SILENT) {
+			for (uint64_t s = f; s < f + n; s++) {
+				if (s % spms)
+					continue;
+				bool c0 = (cu == CORRECT) == (shown == 0);
+				if (cu == BOTH || c0)
+					fr->spikes[fr->n_spikes++] = (struct mead_spike){ .sample = s, .electrode = 9 };
+				if (cu == BOTH || !c0)
+					fr->spikes[fr->n_spikes++] = (struct mead_spike){ .sample = s, .electrode = 39 };
+				/* an excluded cell's spikes are never counted */
+				fr->spikes[fr->n_spikes++] = (struct mead_spike){ .sample = s, .electrode = EXCL_LABEL };
+			}
+		}
+		if (io.finished) {
+			out->ticks = t + 1;
+			break;
+		}
+	}
+	assert_true(out->ticks > 0);
+	assert_int_equal(mead_protocol_results(p, &out->res), 0);
+	free(stim);
+	free(ev);
+}
+
+static struct mead_protocol *new_mnist(const struct mead_protocol_config *c, uint32_t rate, uint32_t period_ns,
+				       uint32_t caps, const uint32_t *units)
+{
+	struct mead_protocol_env env = env_of(rate, period_ns, caps, units);
+	struct mead_protocol *p = NULL;
+	char err[512] = "";
+	int r = mead_protocol_new(c, "mnist", &env, &p, err, sizeof(err));
+	if (r < 0)
+		fprintf(stderr, "%s\n", err);
+	assert_int_equal(r, 0);
+	return p;
+}
+
+#define TWIN_CAPS (MEAD_CAP_STIMULATE | MEAD_CAP_SIMULATED | MEAD_CAP_PLASTICITY | MEAD_CAP_RESETTABLE)
+
+static bool is_grid(uint16_t e)
+{
+	return e / COLS < 6 && e % COLS < 6;
+}
+
+static bool class_cell(uint16_t e, int32_t cls)
+{
+	if (e % COLS != 9)
+		return false;
+	return cls == 0 ? e / COLS < 3 : e / COLS >= 3;
+}
+
+/* ---- the MNIST sequence ---- */
+
+static void check_sequence(const struct run *r, uint32_t rate, bool twin, const struct mead_digits *d)
+{
+	uint64_t spms = rate / 1000;
+	int32_t phase = -1, label = -1, item = -1;
+	int64_t trial = -1;
+	uint64_t start = 0, end = 0, prev_end = 0;
+	int learning = -1;
+	size_t pi = 0, ci = 0;
+	uint32_t n_train = 0, n_val = 0, n_test = 0, label_pulses = 0, restores = 0, saves = 0;
+	bool in = false, seen_test = false;
+	uint32_t train_since_val = 0;
+
+	for (size_t i = 0; i < r->n_events; i++) {
+		const struct mead_event *e = &r->events[i];
+		uint64_t tick = r->event_tick[i];
+		/* driver commands of this tick */
+		while (ci < r->n_ctls && r->ctls[ci].tick <= tick) {
+			const struct ctl_rec *c = &r->ctls[ci++];
+			if (c->op == MEAD_CTL_LEARNING)
+				learning = (int)c->value;
+			if (c->op == MEAD_CTL_SNAPSHOT_SAVE) {
+				assert_int_equal(c->value, 0);
+				saves++;
+			}
+			if (c->op == MEAD_CTL_SNAPSHOT_RESTORE) {
+				assert_int_equal(c->value, 0);
+				restores++;
+			}
+			if (c->op == MEAD_CTL_RESET_STATE)
+				assert_true(twin);
+		}
+		switch (e->type) {
+		case MEAD_EVENT_PHASE:
+			assert_false(in);
+			phase = e->value;
+			if (phase == MEAD_PHASE_TEST)
+				seen_test = true;
+			break;
+		case MEAD_EVENT_TRIAL_START:
+			assert_false(in);
+			assert_int_equal(e->value, trial + 1);
+			trial = e->value;
+			in = true;
+			start = e->sample;
+			end = start + 100 * spms;
+			if (trial > 0)
+				assert_int_equal(start - prev_end, twin ? 0 : 50 * spms);
+			assert_true(phase == MEAD_PHASE_TRAIN || phase == MEAD_PHASE_TEST ||
+				    phase == MEAD_PROTOCOL_PHASE_VALIDATION);
+			assert_int_equal(learning, phase == MEAD_PHASE_TRAIN ? 1 : 0);
+			if (phase == MEAD_PHASE_TRAIN) {
+				n_train++;
+				train_since_val++;
+			} else if (phase == MEAD_PHASE_TEST) {
+				n_test++;
+				/* the best weights are back before the first test trial */
+				assert_int_equal(restores, twin ? 1 : 0);
+			} else {
+				n_val++;
+				assert_true(train_since_val == 10 || train_since_val == 0);
+			}
+			/* twin: reset and (at trial 0) learning come in this tick */
+			if (twin) {
+				bool reset = false;
+				for (size_t k = 0; k < r->n_ctls; k++)
+					if (r->ctls[k].tick == tick && r->ctls[k].op == MEAD_CTL_RESET_STATE)
+						reset = true;
+				assert_true(reset);
+			}
+			break;
+		case MEAD_EVENT_ITEM:
+			assert_true(in);
+			item = e->value;
+			break;
+		case MEAD_EVENT_LABEL:
+			assert_true(in);
+			label = e->value;
+			assert_true(label == 0 || label == 1);
+			if (d)
+				assert_int_equal(mead_digits_label(d, (uint32_t)item), label);
+			break;
+		case MEAD_EVENT_TRIAL_END: {
+			assert_true(in);
+			assert_int_equal(e->value, trial);
+			assert_int_equal(e->sample, end);
+			/* pulses of the trial */
+			for (; pi < r->n_pulses && r->pulses[pi].sample < end; pi++) {
+				const struct mead_stim_pulse *s = &r->pulses[pi];
+				assert_true(s->sample >= start);
+				assert_int_equal((s->sample - start) % spms, 0);
+				assert_true(s->electrode != EXCL_GRID && s->electrode != EXCL_LABEL);
+				assert_true(s->amplitude_ua == -10.0f && s->phase_us == 200 && s->interphase_us == 50);
+				if (!is_grid(s->electrode)) {
+					assert_int_equal(phase, MEAD_PHASE_TRAIN);
+					assert_true(class_cell(s->electrode, label));
+					label_pulses++;
+				}
+			}
+			bool sample_end = false;
+			for (size_t k = 0; k < r->n_ctls; k++)
+				if (r->ctls[k].tick == tick && r->ctls[k].op == MEAD_CTL_SAMPLE_END)
+					sample_end = true;
+			assert_true(sample_end);
+			if (phase == MEAD_PROTOCOL_PHASE_VALIDATION)
+				train_since_val = 0;
+			prev_end = e->sample;
+			in = false;
+			break;
+		}
+		default:
+			fail_msg("unexpected event %u", e->type);
+		}
+	}
+	assert_false(in);
+	assert_true(seen_test);
+	assert_int_equal(pi, r->n_pulses);         /* no pulse outside a trial */
+	assert_int_equal(n_train, 20);
+	assert_int_equal(n_val, 12);                /* 2 passes of 6 */
+	assert_int_equal(n_test, 10);
+	assert_int_equal(trial + 1, 42);
+	assert_true(label_pulses > 20 * 2 * 10);    /* 2 label cells x ~20 spikes per training trial */
+	assert_int_equal(saves, twin ? 1 : 0);      /* second pass is not strictly better */
+	assert_int_equal(restores, twin ? 1 : 0);
+}
+
+static void test_mnist_sequence_twin(void **state)
+{
+	(void)state;
+	struct mead_protocol_config c;
+	mnist_cfg(&c);
+	char im[600], lb[600], err[256];
+	snprintf(im, sizeof(im), "%s/mnist/mnist8k-images-idx3-ubyte.gz", data_dir);
+	snprintf(lb, sizeof(lb), "%s/mnist/mnist8k-labels-idx1-ubyte.gz", data_dir);
+	struct mead_digits *d = NULL;
+	assert_int_equal(mead_digits_new(im, lb, &d, err, sizeof(err)), 0);
+
+	struct mead_protocol *p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	struct run r;
+	drive(p, 1000, 1000000, CORRECT, &r);
+	check_sequence(&r, 1000, true, d);
+	assert_int_equal(r.res.evaluations, 2);
+	assert_true(r.res.best_validation_accuracy == 1.0);
+	assert_true(r.res.snapshot_saved);
+	assert_int_equal(r.res.test_trials, 10);
+	assert_int_equal(r.res.test_correct, 10);
+	assert_int_equal(r.ticks, 4200 + 1);
+	char js[1024];
+	int n = mead_protocol_describe(p, js, sizeof(js));
+	assert_true(n > 0 && (size_t)n == strlen(js));
+	assert_non_null(strstr(js, "\"state\": \"finished\""));
+	assert_non_null(strstr(js, "\"accuracy\": 1.0000"));
+	assert_non_null(strstr(js, "\"train\": 20, \"validation\": 6, \"test\": 10"));
+	assert_int_equal(mead_protocol_describe(p, js, 10), -ENOBUFS);
+	/* finished stays finished */
+	struct mead_tick_io io = { .first_sample = 99999999 };
+	assert_int_equal(mead_protocol_tick(p, &io), 0);
+	assert_true(io.finished);
+	assert_int_equal(io.n_stim + io.n_events + io.n_ctl, 0);
+	mead_protocol_free(p);
+	run_free(&r);
+
+	/* the culture answering wrong scores 0 */
+	p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	drive(p, 1000, 1000000, WRONG, &r);
+	assert_true(r.res.best_validation_accuracy == 0.0);
+	assert_int_equal(r.res.test_correct, 0);
+	mead_protocol_free(p);
+	run_free(&r);
+	mead_digits_free(d);
+}
+
+static void test_mnist_rig(void **state)
+{
+	(void)state;
+	struct mead_protocol_config c;
+	mnist_cfg(&c);
+	/* a rig: no reset (rest instead), no plasticity (no snapshots) */
+	struct mead_protocol *p = new_mnist(&c, 25000, 40000, MEAD_CAP_STIMULATE, NULL);
+	struct run r;
+	drive(p, 25000, 40000, CORRECT, &r);
+	check_sequence(&r, 25000, false, NULL);
+	size_t rests = 0;
+	for (size_t i = 0; i < r.n_events; i++)
+		if (r.events[i].type == MEAD_EVENT_PHASE && r.events[i].value == MEAD_PHASE_REST)
+			rests++;
+	assert_int_equal(rests, 41);
+	for (size_t i = 0; i < r.n_ctls; i++) {
+		assert_true(r.ctls[i].op != MEAD_CTL_RESET_STATE);
+		assert_true(r.ctls[i].op != MEAD_CTL_SNAPSHOT_SAVE);
+		assert_true(r.ctls[i].op != MEAD_CTL_SNAPSHOT_RESTORE);
+	}
+	/* still scored, without weights to keep */
+	assert_true(r.res.best_validation_accuracy == 1.0);
+	assert_false(r.res.snapshot_saved);
+	mead_protocol_free(p);
+	run_free(&r);
+}
+
+/* Pulses and events in ms: identical whatever the rate and the period. */
+static void same_in_ms(const struct run *a, uint32_t ra, const struct run *b, uint32_t rb)
+{
+	assert_int_equal(a->n_pulses, b->n_pulses);
+	assert_int_equal(a->n_events, b->n_events);
+	for (size_t i = 0; i < a->n_pulses; i++) {
+		assert_true(a->pulses[i].sample * 1000 / ra == b->pulses[i].sample * 1000 / rb);
+		assert_int_equal(a->pulses[i].electrode, b->pulses[i].electrode);
+	}
+	for (size_t i = 0; i < a->n_events; i++) {
+		assert_true(a->events[i].sample * 1000 / ra == b->events[i].sample * 1000 / rb);
+		assert_int_equal(a->events[i].type, b->events[i].type);
+		assert_int_equal(a->events[i].value, b->events[i].value);
+	}
+	assert_int_equal(a->n_ctls, b->n_ctls);
+	for (size_t i = 0; i < a->n_ctls; i++) {
+		assert_int_equal(a->ctls[i].op, b->ctls[i].op);
+		assert_int_equal(a->ctls[i].value, b->ctls[i].value);
+		assert_true(a->ctls[i].sample * 1000 / ra == b->ctls[i].sample * 1000 / rb);
+	}
+}
+
+static void test_mnist_periods_and_seeds(void **state)
+{
+	(void)state;
+	struct mead_protocol_config c;
+	mnist_cfg(&c);
+	static const struct { uint32_t rate, period_ns; } cases[] = {
+		{ 1000, 1000000 }, { 1000, 40000 }, { 25000, 1000000 }, { 25000, 40000 }, { 1000, 5000000 },
+	};
+	struct run base, r;
+	struct mead_protocol *p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	drive(p, 1000, 1000000, CORRECT, &base);
+	mead_protocol_free(p);
+	assert_true(base.n_pulses > 1000);
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		p = new_mnist(&c, cases[k].rate, cases[k].period_ns, TWIN_CAPS, NULL);
+		drive(p, cases[k].rate, cases[k].period_ns, CORRECT, &r);
+		check_sequence(&r, cases[k].rate, true, NULL);
+		same_in_ms(&base, 1000, &r, cases[k].rate);
+		assert_int_equal(r.res.test_correct, 10);
+		mead_protocol_free(p);
+		run_free(&r);
+	}
+	/* another seed: another split and other trains */
+	c.seed = 12;
+	p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	drive(p, 1000, 1000000, CORRECT, &r);
+	bool differ = r.n_pulses != base.n_pulses;
+	for (size_t i = 0; !differ && i < r.n_pulses; i++)
+		differ = r.pulses[i].sample != base.pulses[i].sample || r.pulses[i].electrode != base.pulses[i].electrode;
+	assert_true(differ);
+	mead_protocol_free(p);
+	run_free(&r);
+	run_free(&base);
+}
+
+static void test_mnist_poisson_encoder(void **state)
+{
+	(void)state;
+	struct mead_protocol_config c;
+	mnist_cfg(&c);
+	c.mnist.encoder = MEAD_PROTOCOL_ENCODER_POISSON;
+	struct mead_protocol *p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	struct run r, ref;
+	drive(p, 1000, 1000000, CORRECT, &r);
+	check_sequence(&r, 1000, true, NULL);
+	mead_protocol_free(p);
+	c.mnist.encoder = MEAD_PROTOCOL_ENCODER_REFERENCE;
+	p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	drive(p, 1000, 1000000, CORRECT, &ref);
+	mead_protocol_free(p);
+	/* same digits, same rates: similar totals, different trains */
+	assert_true(r.n_pulses != ref.n_pulses);
+	double ratio = (double)r.n_pulses / ref.n_pulses;
+	assert_true(ratio > 0.8 && ratio < 1.3);
+	run_free(&r);
+	run_free(&ref);
+}
+
+static void test_mnist_units_rule(void **state)
+{
+	(void)state;
+	struct mead_protocol_config c;
+	mnist_cfg(&c);
+	c.mnist.eval_every = 0;
+	/* class 0's cells hold 10 units each, class 1's one: with equal counts
+	 * the per-unit score picks class 1 every time */
+	uint32_t units[NEL];
+	for (uint32_t i = 0; i < NEL; i++)
+		units[i] = 4;
+	units[9] = units[19] = units[29] = 10;
+	units[39] = units[59] = 1;
+	units[EXCL_LABEL] = 1000;   /* excluded: neither counted nor weighed */
+	struct mead_protocol *p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, units);
+	struct run r;
+	drive(p, 1000, 1000000, BOTH, &r);
+	uint32_t ones = 0;
+	int32_t phase = -1;
+	for (size_t i = 0; i < r.n_events; i++) {
+		if (r.events[i].type == MEAD_EVENT_PHASE)
+			phase = r.events[i].value;
+		if (r.events[i].type == MEAD_EVENT_LABEL && phase == MEAD_PHASE_TEST)
+			ones += r.events[i].value == 1;
+	}
+	assert_int_equal(r.res.evaluations, 0);
+	assert_true(r.res.best_validation_accuracy < 0);
+	assert_int_equal(r.res.test_trials, 10);
+	assert_int_equal(r.res.test_correct, ones);
+	assert_true(ones > 0 && ones < 10);
+	mead_protocol_free(p);
+	run_free(&r);
+
+	/* without units (hardware), raw counts decide: a tie goes to class 0,
+	 * though class 1 has one cell fewer (49 is excluded) */
+	p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	drive(p, 1000, 1000000, BOTH, &r);
+	assert_int_equal(r.res.test_correct, 10 - ones);
+	mead_protocol_free(p);
+	run_free(&r);
+}
+
+static void test_mnist_split(void **state)
+{
+	(void)state;
+	struct mead_protocol_config c;
+	mnist_cfg(&c);
+	c.mnist.train_size = c.mnist.validation_size = c.mnist.test_size = 0;
+	c.mnist.eval_every = 50;
+	struct mead_protocol_env env = env_of(1000, 1000000, TWIN_CAPS, NULL);
+	struct mead_protocol *p = NULL;
+	char err[512], js[1024];
+	/* 812 zeros + 925 ones: a quarter each for test and validation */
+	assert_int_equal(mead_protocol_new(&c, "mnist", &env, &p, err, sizeof(err)), 0);
+	assert_true(mead_protocol_describe(p, js, sizeof(js)) > 0);
+	assert_non_null(strstr(js, "\"train\": 869, \"validation\": 434, \"test\": 434"));
+	assert_non_null(strstr(js, "\"state\": \"ready\""));
+	struct mead_protocol_results res;
+	assert_int_equal(mead_protocol_results(p, &res), 0);
+	assert_int_equal(res.n_trials, 869 + 18 * 434 + 434);
+	mead_protocol_free(p);
+
+	/* items of the three sets never overlap */
+	mnist_cfg(&c);
+	c.mnist.train_size = 300;
+	c.mnist.validation_size = 100;
+	c.mnist.test_size = 200;
+	c.mnist.eval_every = 300;
+	p = new_mnist(&c, 1000, 10000000, TWIN_CAPS, NULL);
+	struct run r;
+	drive(p, 1000, 10000000, SILENT, &r);
+	static uint8_t set_of[8000];
+	memset(set_of, 0, sizeof(set_of));
+	int32_t phase = -1;
+	uint32_t seen = 0;
+	for (size_t i = 0; i < r.n_events; i++) {
+		if (r.events[i].type == MEAD_EVENT_PHASE)
+			phase = r.events[i].value;
+		if (r.events[i].type != MEAD_EVENT_ITEM)
+			continue;
+		uint8_t tag = (uint8_t)(phase + 1);
+		int32_t it = r.events[i].value;
+		assert_true(it >= 0 && it < 8000);
+		assert_true(set_of[it] == 0 || set_of[it] == tag);
+		if (!set_of[it])
+			seen++;
+		set_of[it] = tag;
+	}
+	assert_int_equal(seen, 600);
+	assert_int_equal(r.res.test_trials, 200);
+	mead_protocol_free(p);
+	run_free(&r);
+
+	/* too many asked */
+	c.mnist.train_size = 1500;
+	struct mead_protocol *sentinel = (struct mead_protocol *)(uintptr_t)0x77;
+	p = sentinel;
+	assert_int_equal(mead_protocol_new(&c, "mnist", &env, &p, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "1737"));
+	assert_ptr_equal(p, sentinel);
+}
+
+static void test_mnist_errors(void **state)
+{
+	(void)state;
+	struct mead_protocol_config c;
+	struct mead_protocol_env env = env_of(1000, 1000000, TWIN_CAPS, NULL);
+	struct mead_protocol *sentinel = (struct mead_protocol *)(uintptr_t)0x55, *p = sentinel;
+	char err[512];
+
+	mnist_cfg(&c);
+	assert_int_equal(mead_protocol_new(&c, "nope", &env, &p, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "nope"));
+
+	c.mnist.train_images = "mnist/missing.gz";
+	assert_int_equal(mead_protocol_new(&c, "mnist", &env, &p, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "missing.gz"));
+
+	mnist_cfg(&c);
+	c.mnist.classes.n = 5;
+	for (uint32_t i = 0; i < 5; i++)
+		c.mnist.classes.v[i] = i;
+	assert_int_equal(mead_protocol_new(&c, "mnist", &env, &p, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "label"));
+	/* without label and validation, 10 classes run */
+	c.mnist.classes.n = 10;
+	for (uint32_t i = 0; i < 10; i++)
+		c.mnist.classes.v[i] = i;
+	c.mnist.label_train = false;
+	c.mnist.eval_every = 0;
+	assert_int_equal(mead_protocol_new(&c, "mnist", &env, &p, err, sizeof(err)), 0);
+	struct mead_protocol_bounds b;
+	assert_int_equal(mead_protocol_bounds(p, &b), 0);
+	assert_true(b.electrode_mask_lo & (1ull << 0));
+	assert_false(b.electrode_mask_lo & (1ull << EXCL_GRID));
+	assert_false(b.electrode_mask_lo & (1ull << 9));    /* no label column */
+	mead_protocol_free(p);
+	p = sentinel;
+
+	mnist_cfg(&c);
+	c.mnist.grid_cols = 10;
+	assert_int_equal(mead_protocol_new(&c, "mnist", &env, &p, err, sizeof(err)), -EINVAL);
+	mnist_cfg(&c);
+	c.mnist.grid_rows = 7;
+	assert_int_equal(mead_protocol_new(&c, "mnist", &env, &p, err, sizeof(err)), -EINVAL);
+	mnist_cfg(&c);
+	c.mnist.classes.v[1] = 0;
+	assert_int_equal(mead_protocol_new(&c, "mnist", &env, &p, err, sizeof(err)), -EINVAL);
+
+	mnist_cfg(&c);
+	struct mead_protocol_env slow = env_of(1000, 200000000, TWIN_CAPS, NULL);
+	assert_int_equal(mead_protocol_new(&c, "mnist", &slow, &p, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "period"));
+	struct mead_protocol_env low = env_of(500, 1000000, TWIN_CAPS, NULL);
+	assert_int_equal(mead_protocol_new(&c, "mnist", &low, &p, err, sizeof(err)), -EINVAL);
+	assert_ptr_equal(p, sentinel);
+	mead_protocol_free(NULL);
+
+	/* bounds of a default protocol */
+	p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	assert_int_equal(mead_protocol_bounds(p, &b), 0);
+	assert_true(b.max_abs_amplitude_ua == 10.0f);
+	assert_int_equal(b.max_phase_us, 200);
+	assert_int_equal(b.max_interphase_us, 50);
+	assert_true(b.max_rate_hz == 200.0);
+	uint64_t want = 0;
+	for (uint32_t e = 0; e < NEL; e++)
+		if ((is_grid((uint16_t)e) || e % COLS == 9) && e != EXCL_GRID && e != EXCL_LABEL)
+			want |= 1ull << e;
+	assert_true(b.electrode_mask_lo == want);
+	assert_true(b.electrode_mask_hi == 0);
+	mead_protocol_free(p);
+}
+
+/* ---- random ---- */
+
+static void test_random(void **state)
+{
+	(void)state;
+	struct mead_protocol_config c;
+	memset(&c, 0, sizeof(c));
+	c.seed = 3;
+	c.random = (struct mead_protocol_random_config){ .electrodes = 8, .rate_hz = 50, .pattern_ms = 200,
+							 .duration_ms = 2000, .encoder = MEAD_PROTOCOL_ENCODER_POISSON,
+							 .stim = { -20, 100, 20 } };
+	struct mead_protocol_env env = env_of(25000, 40000, MEAD_CAP_STIMULATE, NULL);
+	struct mead_protocol *p = NULL;
+	char err[512];
+	assert_int_equal(mead_protocol_new(&c, "random", &env, &p, err, sizeof(err)), 0);
+	struct run r;
+	drive(p, 25000, 40000, SILENT, &r);
+	uint32_t starts = 0;
+	for (size_t i = 0; i < r.n_events; i++)
+		if (r.events[i].type == MEAD_EVENT_TRIAL_START) {
+			assert_int_equal(r.events[i].sample, starts * 200 * 25);
+			starts++;
+		}
+	assert_int_equal(starts, 10);
+	/* each pattern: 8 distinct electrodes, never the excluded ones */
+	size_t pi = 0;
+	for (uint32_t t = 0; t < 10; t++) {
+		uint64_t mask = 0;
+		for (; pi < r.n_pulses && r.pulses[pi].sample < (t + 1) * 200 * 25; pi++) {
+			uint16_t e = r.pulses[pi].electrode;
+			assert_true(e < NEL && e != EXCL_GRID && e != EXCL_LABEL);
+			assert_true(r.pulses[pi].amplitude_ua == -20.0f);
+			mask |= 1ull << e;
+		}
+		assert_true(__builtin_popcountll(mask) <= 8 && __builtin_popcountll(mask) >= 6);
+	}
+	/* 8 electrodes x 50 Hz x 2 s = 800 pulses */
+	assert_true(r.n_pulses > 700 && r.n_pulses < 900);
+	mead_protocol_free(p);
+	run_free(&r);
+
+	/* a pool, and errors */
+	c.random.pool.n = 3;
+	c.random.pool.v[0] = 1;
+	c.random.pool.v[1] = 2;
+	c.random.pool.v[2] = 3;
+	c.random.electrodes = 2;
+	assert_int_equal(mead_protocol_new(&c, "random", &env, &p, err, sizeof(err)), 0);
+	struct mead_protocol_bounds b;
+	mead_protocol_bounds(p, &b);
+	assert_true(b.electrode_mask_lo == 0xe && b.max_rate_hz == 50.0);
+	mead_protocol_free(p);
+	c.random.electrodes = 4;
+	assert_int_equal(mead_protocol_new(&c, "random", &env, &p, err, sizeof(err)), -EINVAL);
+	c.random.electrodes = 2;
+	c.random.pool.v[2] = EXCL_GRID;
+	assert_int_equal(mead_protocol_new(&c, "random", &env, &p, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "excluded"));
+}
+
+/* ---- ruaro ---- */
+
+static void test_ruaro(void **state)
+{
+	(void)state;
+	struct mead_protocol_config c;
+	memset(&c, 0, sizeof(c));
+	c.seed = 5;
+	c.ruaro = (struct mead_protocol_ruaro_config){ .probes = 2, .probe_ms = 400, .probe_delay_ms = 50,
+						       .burst_ms = 10, .tetanus_trials = 3, .tetanus_ms = 400,
+						       .tetanus_rate_hz = 250, .reset_between_trials = true,
+						       .stim = { -10, 200, 50 } };
+	struct mead_protocol_env env = env_of(1000, 1000000, TWIN_CAPS, NULL);
+	struct mead_protocol *p = NULL;
+	char err[512];
+	assert_int_equal(mead_protocol_new(&c, "ruaro", &env, &p, err, sizeof(err)), 0);
+	struct run r;
+	drive(p, 1000, 1000000, SILENT, &r);
+	/* regL: column 0 + row 5; upsL: row 0 + column 9 (minus excluded 49) */
+	uint64_t regl = 0, upsl = 0;
+	for (uint32_t e = 0; e < NEL; e++) {
+		if (e % COLS == 0 || e / COLS == 5)
+			regl |= 1ull << e;
+		if ((e / COLS == 0 || e % COLS == 9) && e != EXCL_LABEL)
+			upsl |= 1ull << e;
+	}
+	int32_t phase = -1, item = -1;
+	uint32_t trial = 0, phases = 0, probe = 0;
+	uint64_t start = 0;
+	size_t pi = 0;
+	int learning = -1;
+	size_t ci = 0;
+	for (size_t i = 0; i < r.n_events; i++) {
+		const struct mead_event *e = &r.events[i];
+		while (ci < r.n_ctls && r.ctls[ci].tick <= r.event_tick[i]) {
+			if (r.ctls[ci].op == MEAD_CTL_LEARNING)
+				learning = (int)r.ctls[ci].value;
+			ci++;
+		}
+		if (e->type == MEAD_EVENT_PHASE) {
+			phase = e->value;
+			phases++;
+		} else if (e->type == MEAD_EVENT_TRIAL_START) {
+			start = e->sample;
+			assert_int_equal(learning, phase == MEAD_PHASE_TRAIN);
+		} else if (e->type == MEAD_EVENT_ITEM) {
+			item = e->value;
+		} else if (e->type == MEAD_EVENT_TRIAL_END) {
+			uint64_t mask = 0;
+			size_t n = 0;
+			for (; pi < r.n_pulses && r.pulses[pi].sample < e->sample; pi++, n++) {
+				mask |= 1ull << r.pulses[pi].electrode;
+				if (phase == MEAD_PHASE_TEST)
+					assert_true(r.pulses[pi].sample - start >= 50 && r.pulses[pi].sample - start < 60);
+			}
+			if (phase == MEAD_PHASE_TEST) {
+				assert_int_equal(item, (int32_t)(probe++ % 2));
+				assert_true(mask == (item == 0 ? regl : upsl));
+				assert_int_equal(n, 10 * (size_t)__builtin_popcountll(mask));
+			} else {
+				assert_int_equal(phase, MEAD_PHASE_TRAIN);
+				assert_true((mask & ~regl) == 0);
+				/* 15 electrodes x 250 Hz x 0.4 s = 1500 */
+				assert_true(n > 1300 && n < 1700);
+			}
+			trial++;
+		}
+	}
+	assert_int_equal(trial, 11);
+	assert_int_equal(phases, 3);   /* test, train, test */
+	struct mead_protocol_bounds b;
+	mead_protocol_bounds(p, &b);
+	assert_true(b.electrode_mask_lo == (regl | upsl));
+	mead_protocol_free(p);
+	run_free(&r);
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	const char *root = getenv("MEAD_SOURCE_ROOT");
+	snprintf(data_dir, sizeof(data_dir), "%s/data", root ? root : ".");
+	make_layout();
+	return 0;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_mnist_sequence_twin),
+		cmocka_unit_test(test_mnist_rig),
+		cmocka_unit_test(test_mnist_periods_and_seeds),
+		cmocka_unit_test(test_mnist_poisson_encoder),
+		cmocka_unit_test(test_mnist_units_rule),
+		cmocka_unit_test(test_mnist_split),
+		cmocka_unit_test(test_mnist_errors),
+		cmocka_unit_test(test_random),
+		cmocka_unit_test(test_ruaro),
+	};
+	return cmocka_run_group_tests(tests, setup, NULL);
+}
