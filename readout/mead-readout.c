@@ -1,0 +1,1156 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mead-readout: subscribes to a mead daemon's streams (wire v1), assembles
+ * trials, scores the culture's own decision rule, trains a Hebbian readout
+ * on the culture's spike counts and the same readout on the stimulus pixels,
+ * publishes one JSON object per trial and prints a summary.  docs/readout.md.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "mead/wire.h"
+#include "readout/hebbian.h"
+#include "readout/model.h"
+#include "readout/pixels.h"
+#include "readout/rule.h"
+#include "readout/source.h"
+#include "readout/trials.h"
+
+#if __has_include("mead-build-config.h")
+#include "mead-build-config.h"
+#endif
+
+#define DEFAULT_IMAGES_NAME "mnist8k-images-idx3-ubyte.gz"
+#define MEAD_READOUT_DEFAULT_IMAGES "data/mnist/" DEFAULT_IMAGES_NAME
+
+/* The protocol's phase event value for validation trials (label and
+ * learning off, scored by the protocol to pick its best weights); wire v1
+ * names 0..2 only, protocol/protocol.h adds this one. */
+#define PHASE_VALIDATION 3
+
+#define SAVE_MAGIC "MEADREAD"
+#define SAVE_VERSION 1u
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static int verbose;
+
+static void logmsg(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fputs("mead-readout: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+	va_end(ap);
+}
+
+struct options {
+	const char *connect;
+	const char *recording;
+	const char *publish;
+	uint32_t classes;
+	int label_cells;          /* -1 auto: on for 2..4 classes */
+	uint32_t grid_rows, grid_cols;
+	int label_col;            /* -1: last column */
+	int features_all;         /* -1 auto: label cells left out when they exist */
+	struct mead_model_options model;
+	double label_fraction;
+	const char *images;
+	const char *test_images;
+	uint32_t pixel_grid;      /* 0: the images' own size */
+	bool pixels;
+	uint64_t max_trials;
+	double idle_timeout_s;
+	uint32_t max_waiting;
+	bool score_last;
+	int32_t class_values[1024]; /* label event value of class i; -1: identity */
+	uint32_t n_class_values;
+	const char *save, *load;
+	bool json;
+};
+
+struct block {
+	uint32_t id;
+	uint32_t n;               /* labelled test trials */
+	uint32_t culture_ok, culture_n, ties;
+	uint32_t readout_ok, readout_n;
+	uint32_t pixel_ok, pixel_n;
+};
+
+struct state {
+	struct options o;
+	struct mead_trials *trials;
+	struct mead_source *src;
+	void *zctx, *pub;
+
+	/* Grid: from options, else from status "layout", else 6 x 10. */
+	bool grid_from_status;
+	uint32_t rows, cols;
+	uint32_t neurons[MEAD_TRIALS_MAX_ELECTRODES];
+	uint32_t n_neurons;       /* 0 until a status message carried them */
+
+	bool ready;               /* layout, features and models built */
+	struct mead_rule_layout rule;
+	uint32_t feat_idx[MEAD_TRIALS_MAX_ELECTRODES];
+	uint32_t n_feat;
+	struct mead_model *culture, *pixel;
+	struct mead_model *loaded_culture, *loaded_pixel;
+
+	struct mead_idx *img, *test_img;
+	uint32_t pix_w, pix_h;
+	uint8_t *pix_small, *pix_tmp;
+	float *xbuf;
+
+	uint64_t train_seen, train_used, labelled, test_seen, other_phase, unlabelled, pixel_missing;
+	uint64_t lossy;
+	bool warned_label;
+	struct block *blocks;      /* test trials, one per block */
+	uint32_t n_blocks, cap_blocks;
+	struct block *vblocks;     /* validation trials */
+	uint32_t n_vblocks, cap_vblocks;
+	char json[8192];
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- Status JSON: only the few keys the readout needs ------------------- */
+
+static const char *json_key(const char *s, const char *end, const char *key)
+{
+	size_t kl = strlen(key);
+	for (const char *p = s; p + kl + 2 <= end; p++) {
+		if (*p == '"' && memcmp(p + 1, key, kl) == 0 && p[kl + 1] == '"') {
+			const char *q = p + kl + 2;
+			while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
+				q++;
+			if (q < end && *q == ':')
+				return q + 1;
+		}
+	}
+	return NULL;
+}
+
+static const char *skip_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+static bool json_uint(const char *p, const char *end, uint32_t *v)
+{
+	p = skip_ws(p, end);
+	if (p >= end || *p < '0' || *p > '9')
+		return false;
+	uint64_t x = 0;
+	while (p < end && *p >= '0' && *p <= '9' && x < (1ull << 32))
+		x = x * 10 + (uint64_t)(*p++ - '0');
+	if (x >= (1ull << 32))
+		return false;
+	*v = (uint32_t)x;
+	return true;
+}
+
+static void parse_status(struct state *s, const char *js, size_t len)
+{
+	const char *end = js + len;
+	const char *p = json_key(js, end, "neurons_per_electrode");
+	if (p) {
+		p = skip_ws(p, end);
+		if (p < end && *p == '[') {
+			uint32_t n = 0, tmp[MEAD_TRIALS_MAX_ELECTRODES];
+			p++;
+			for (;;) {
+				p = skip_ws(p, end);
+				if (p < end && *p == ']')
+					break;
+				uint32_t v;
+				if (n >= MEAD_TRIALS_MAX_ELECTRODES || !json_uint(p, end, &v)) {
+					n = 0;
+					break;
+				}
+				tmp[n++] = v;
+				while (p < end && *p >= '0' && *p <= '9')
+					p++;
+				p = skip_ws(p, end);
+				if (p < end && *p == ',')
+					p++;
+			}
+			if (n > 0) {
+				if (s->n_neurons != n || memcmp(s->neurons, tmp, n * sizeof(uint32_t)) != 0) {
+					if (verbose)
+						logmsg("status: neurons_per_electrode for %u electrodes", n);
+				}
+				memcpy(s->neurons, tmp, n * sizeof(uint32_t));
+				s->n_neurons = n;
+			}
+		}
+	}
+	const char *lay = json_key(js, end, "layout");
+	if (lay && !s->ready && s->o.grid_rows == 0) {
+		const char *r = json_key(lay, end, "rows");
+		const char *c = json_key(lay, end, "cols");
+		uint32_t rows, cols;
+		if (r && c && json_uint(r, end, &rows) && json_uint(c, end, &cols) && rows > 0 && cols > 0 &&
+		    rows * cols <= MEAD_TRIALS_MAX_ELECTRODES) {
+			s->rows = rows;
+			s->cols = cols;
+			s->grid_from_status = true;
+		}
+	}
+}
+
+/* ---- Setup once the grid is known --------------------------------------- */
+
+static int setup(struct state *s)
+{
+	char err[256] = "";
+	uint32_t n_el = s->rows * s->cols;
+	uint32_t label_col = s->o.label_col >= 0 ? (uint32_t)s->o.label_col : s->cols - 1;
+	bool cells = s->o.label_cells < 0 ? (s->o.classes >= 2 && s->o.classes <= MEAD_RULE_MAX_CLASSES)
+					  : s->o.label_cells > 0;
+	int r = mead_rule_layout_build(s->rows, s->cols, label_col, cells ? s->o.classes : 0, &s->rule,
+				       err, sizeof(err));
+	if (r < 0) {
+		logmsg("%s", err);
+		return r;
+	}
+	bool all = s->o.features_all < 0 ? s->rule.n_classes == 0 : s->o.features_all > 0;
+	s->n_feat = 0;
+	for (uint32_t e = 0; e < n_el; e++)
+		if (all || !mead_rule_is_label_cell(&s->rule, e))
+			s->feat_idx[s->n_feat++] = e;
+
+	if (s->loaded_culture) {
+		if (mead_model_n_in(s->loaded_culture) != s->n_feat) {
+			logmsg("%s: the saved culture readout has %u inputs, this grid gives %u", s->o.load,
+			       mead_model_n_in(s->loaded_culture), s->n_feat);
+			return -EINVAL;
+		}
+		s->culture = s->loaded_culture;
+		s->loaded_culture = NULL;
+	} else if ((r = mead_model_new(&s->o.model, s->n_feat, &s->culture)) < 0) {
+		logmsg("readout model: %s", strerror(-r));
+		return r;
+	}
+	if (s->img) {
+		uint32_t pn = s->pix_w * s->pix_h;
+		if (s->loaded_pixel) {
+			if (mead_model_n_in(s->loaded_pixel) != pn) {
+				logmsg("%s: the saved pixel readout has %u inputs, the images give %u", s->o.load,
+				       mead_model_n_in(s->loaded_pixel), pn);
+				return -EINVAL;
+			}
+			s->pixel = s->loaded_pixel;
+			s->loaded_pixel = NULL;
+		} else {
+			struct mead_model_options po = s->o.model;
+			if ((r = mead_model_new(&po, pn, &s->pixel)) < 0)
+				return r;
+		}
+	}
+	if (verbose)
+		logmsg("grid %ux%u%s, %u label classes, %u culture features, pixel baseline %s", s->rows,
+		       s->cols, s->grid_from_status ? " (status)" : "", s->rule.n_classes, s->n_feat,
+		       s->img ? "on" : "off");
+	s->ready = true;
+	return 0;
+}
+
+/* ---- Per-trial work ----------------------------------------------------- */
+
+static bool pixel_features(struct state *s, const struct mead_trial *t, bool test, float *x)
+{
+	const struct mead_idx *im = (test && s->test_img) ? s->test_img : s->img;
+	if (!im || t->item < 0 || (uint64_t)t->item >= im->n)
+		return false;
+	const uint8_t *src = im->data + (size_t)t->item * im->item_size;
+	const uint8_t *px = src;
+	if (s->pix_w != im->cols || s->pix_h != im->rows) {
+		mead_resize_aa(src, im->cols, im->rows, s->pix_small, s->pix_w, s->pix_h, s->pix_tmp);
+		px = s->pix_small;
+	}
+	for (uint32_t k = 0; k < s->pix_w * s->pix_h; k++)
+		x[k] = px[k] / 255.f;
+	return true;
+}
+
+static void culture_features(const struct state *s, const struct mead_trial *t, float *x)
+{
+	for (uint32_t i = 0; i < s->n_feat; i++)
+		x[i] = (float)t->counts[s->feat_idx[i]];
+}
+
+static bool take_label(struct state *s)
+{
+	/* Exactly floor(k * fraction) of the first k training trials carry
+	 * their label, spread evenly over the run. */
+	double f = s->o.label_fraction;
+	uint64_t k = s->train_seen;
+	return floor((double)(k + 1) * f) > floor((double)k * f);
+}
+
+static struct block *get_block(struct block **v, uint32_t *n, uint32_t *cap, uint32_t id)
+{
+	if (*n > 0 && (*v)[*n - 1].id == id)
+		return &(*v)[*n - 1];
+	if (*n == *cap) {
+		uint32_t c = *cap ? *cap * 2 : 16;
+		struct block *b = realloc(*v, c * sizeof(*b));
+		if (!b)
+			return NULL;
+		*v = b;
+		*cap = c;
+	}
+	struct block *b = &(*v)[(*n)++];
+	memset(b, 0, sizeof(*b));
+	b->id = id;
+	return b;
+}
+
+/* Label event value -> class index, or -1. */
+static int32_t class_of(struct state *s, int32_t value)
+{
+	if (value < 0)
+		return -1;
+	if (s->o.n_class_values == 0)
+		return (uint32_t)value < s->o.classes ? value : -1;
+	for (uint32_t i = 0; i < s->o.n_class_values; i++)
+		if (s->o.class_values[i] == value)
+			return (int32_t)i;
+	return -1;
+}
+
+static void fit_models(struct state *s)
+{
+	double t0 = now_s();
+	int r = mead_model_fit(s->culture);
+	if (r < 0 && r != -EAGAIN)
+		logmsg("culture readout fit: %s", strerror(-r));
+	if (s->pixel && mead_model_stale(s->pixel)) {
+		r = mead_model_fit(s->pixel);
+		if (r < 0 && r != -EAGAIN)
+			logmsg("pixel readout fit: %s", strerror(-r));
+	}
+	if (verbose)
+		logmsg("fitted on %u training trials (%u labelled) in %.0f ms", mead_model_n_train(s->culture),
+		       mead_model_n_labelled(s->culture), (now_s() - t0) * 1e3);
+}
+
+static void sum_blocks(const struct block *v, uint32_t n, bool all, struct block *out)
+{
+	memset(out, 0, sizeof(*out));
+	for (uint32_t i = 0; i < n; i++) {
+		if (!all && i + 1 != n)
+			continue;
+		const struct block *b = &v[i];
+		out->id = b->id;
+		out->n += b->n;
+		out->culture_ok += b->culture_ok;
+		out->culture_n += b->culture_n;
+		out->ties += b->ties;
+		out->readout_ok += b->readout_ok;
+		out->readout_n += b->readout_n;
+		out->pixel_ok += b->pixel_ok;
+		out->pixel_n += b->pixel_n;
+	}
+}
+
+static int jnum(char *buf, size_t len, uint32_t ok, uint32_t n)
+{
+	return n ? snprintf(buf, len, "%.6f", (double)ok / n) : snprintf(buf, len, "null");
+}
+
+static const char *phase_name(int32_t p)
+{
+	switch (p) {
+	case MEAD_PHASE_TRAIN: return "train";
+	case MEAD_PHASE_TEST: return "test";
+	case MEAD_PHASE_REST: return "rest";
+	case PHASE_VALIDATION: return "validation";
+	}
+	return "unknown";
+}
+
+static void publish(struct state *s, const char *js, size_t len)
+{
+	if (!s->pub)
+		return;
+	if (zmq_send(s->pub, "readout", 7, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+		return;
+	zmq_send(s->pub, js, len, ZMQ_DONTWAIT);
+}
+
+static void handle_trial(struct state *s, const struct mead_trial *t)
+{
+	float x[MEAD_TRIALS_MAX_ELECTRODES];
+	int culture = -1, readout = -1, pixel = -1;
+	bool tie = false, labelled = false;
+	int32_t cls = class_of(s, t->label);
+	bool label_ok = cls >= 0;
+	if (t->lossy)
+		s->lossy++;
+	if (t->label >= 0 && !label_ok && !s->warned_label) {
+		logmsg("label %d is not one of the %u classes (--classes, --class-values)", t->label,
+		       s->o.classes);
+		s->warned_label = true;
+	}
+
+	if (t->phase == MEAD_PHASE_TRAIN) {
+		if (!label_ok) {
+			s->unlabelled++;
+		} else {
+			labelled = take_label(s);
+			s->train_seen++;
+			s->train_used++;
+			if (labelled)
+				s->labelled++;
+			culture_features(s, t, x);
+			mead_model_add(s->culture, x, labelled ? cls : -1);
+			if (s->pixel) {
+				if (pixel_features(s, t, false, s->xbuf))
+					mead_model_add(s->pixel, s->xbuf, labelled ? cls : -1);
+				else
+					s->pixel_missing++;
+			}
+		}
+	} else if (t->phase == MEAD_PHASE_TEST || t->phase == PHASE_VALIDATION) {
+		bool test = t->phase == MEAD_PHASE_TEST;
+		/* Validation passes come between training blocks: the readout
+		 * is fitted for the test phase only, and scores validation
+		 * trials when it already has a current fit. */
+		if (test) {
+			s->test_seen++;
+			if (mead_model_stale(s->culture) || (s->pixel && mead_model_stale(s->pixel)))
+				fit_models(s);
+		}
+		if (s->rule.n_classes >= 2)
+			culture = mead_rule_predict(&s->rule, t->counts, s->n_neurons ? s->neurons : NULL,
+						    s->n_neurons, NULL, &tie);
+		culture_features(s, t, x);
+		if (test || !mead_model_stale(s->culture))
+			readout = mead_model_predict(s->culture, x, NULL);
+		if (s->pixel && (test || !mead_model_stale(s->pixel)) && pixel_features(s, t, true, s->xbuf))
+			pixel = mead_model_predict(s->pixel, s->xbuf, NULL);
+		if (!label_ok) {
+			s->unlabelled++;
+		} else {
+			struct block *b = test ? get_block(&s->blocks, &s->n_blocks, &s->cap_blocks, t->block)
+					       : get_block(&s->vblocks, &s->n_vblocks, &s->cap_vblocks, t->block);
+			if (b) {
+				b->n++;
+				if (culture >= 0) {
+					b->culture_n++;
+					b->culture_ok += culture == cls;
+					b->ties += tie;
+				}
+				if (readout >= 0) {
+					b->readout_n++;
+					b->readout_ok += readout == cls;
+				}
+				if (pixel >= 0) {
+					b->pixel_n++;
+					b->pixel_ok += pixel == cls;
+				}
+			}
+		}
+	} else {
+		s->other_phase++;
+	}
+
+	if (!s->pub)
+		return;
+	/* Running figures: the test phase so far (as the summary counts it),
+	 * or the current validation pass. */
+	struct block cur;
+	memset(&cur, 0, sizeof(cur));
+	if (t->phase == MEAD_PHASE_TEST)
+		sum_blocks(s->blocks, s->n_blocks, !s->o.score_last, &cur);
+	else if (t->phase == PHASE_VALIDATION && s->n_vblocks > 0 && s->vblocks[s->n_vblocks - 1].id == t->block)
+		cur = s->vblocks[s->n_vblocks - 1];
+	char a[32], b[32], c[32];
+	jnum(a, sizeof(a), cur.culture_ok, cur.culture_n);
+	jnum(b, sizeof(b), cur.readout_ok, cur.readout_n);
+	jnum(c, sizeof(c), cur.pixel_ok, cur.pixel_n);
+	char cul[16], rd[16], px[16];
+	snprintf(cul, sizeof(cul), culture >= 0 ? "%d" : "null", culture);
+	snprintf(rd, sizeof(rd), readout >= 0 ? "%d" : "null", readout);
+	snprintf(px, sizeof(px), pixel >= 0 ? "%d" : "null", pixel);
+	int n = snprintf(s->json, sizeof(s->json),
+			 "{\"trial\":%lld,\"phase\":\"%s\",\"block\":%u,\"start_sample\":%llu,"
+			 "\"end_sample\":%llu,\"label\":%d,\"item\":%lld,\"spikes\":%u,\"lossy\":%s,"
+			 "\"labelled\":%s,\"culture\":%s,\"culture_tie\":%s,\"readout\":%s,\"pixel\":%s,"
+			 "\"n\":%u,\"accuracy\":%s,\"readout_accuracy\":%s,\"pixel_baseline\":%s}",
+			 (long long)t->index, phase_name(t->phase), t->block,
+			 (unsigned long long)t->start_sample, (unsigned long long)t->end_sample, t->label,
+			 (long long)t->item, t->total_spikes, t->lossy ? "true" : "false",
+			 labelled ? "true" : "false", cul, tie ? "true" : "false", rd, px, cur.n, a, b, c);
+	if (n > 0 && (size_t)n < sizeof(s->json))
+		publish(s, s->json, (size_t)n);
+}
+
+/* ---- Saved state -------------------------------------------------------- */
+
+static int save_state(const struct state *s, const char *path)
+{
+	char tmp[4096];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	FILE *f = fopen(tmp, "wb");
+	if (!f)
+		return -errno;
+	uint32_t flags = (s->culture ? 1u : 0u) | (s->pixel ? 2u : 0u);
+	uint32_t v = htole32(SAVE_VERSION), fl = htole32(flags);
+	int r = 0;
+	if (fwrite(SAVE_MAGIC, 8, 1, f) != 1 || fwrite(&v, 4, 1, f) != 1 || fwrite(&fl, 4, 1, f) != 1)
+		r = -EIO;
+	if (!r && s->culture)
+		r = mead_model_write(s->culture, f);
+	if (!r && s->pixel)
+		r = mead_model_write(s->pixel, f);
+	if (fclose(f) != 0 && !r)
+		r = -EIO;
+	if (!r && rename(tmp, path) < 0)
+		r = -errno;
+	if (r)
+		remove(tmp);
+	return r;
+}
+
+static int load_state(struct state *s, const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -errno;
+	char magic[8];
+	uint32_t v, fl;
+	int r = 0;
+	if (fread(magic, 8, 1, f) != 1 || memcmp(magic, SAVE_MAGIC, 8) != 0 || fread(&v, 4, 1, f) != 1 ||
+	    fread(&fl, 4, 1, f) != 1)
+		r = -EINVAL;
+	else if (le32toh(v) != SAVE_VERSION)
+		r = -EPROTO;
+	fl = le32toh(fl);
+	if (!r && (fl & 1u))
+		r = mead_model_read(f, &s->o.model, &s->loaded_culture);
+	if (!r && (fl & 2u))
+		r = mead_model_read(f, &s->o.model, &s->loaded_pixel);
+	fclose(f);
+	return r;
+}
+
+/* ---- Summary ------------------------------------------------------------ */
+
+static void fmt_acc(char *buf, size_t len, uint32_t ok, uint32_t n)
+{
+	if (n)
+		snprintf(buf, len, "%.4f", (double)ok / n);
+	else
+		snprintf(buf, len, "nan");
+}
+
+static void print_summary(struct state *s, double elapsed)
+{
+	struct block tot;
+	sum_blocks(s->blocks, s->n_blocks, !s->o.score_last, &tot);
+	struct mead_trials_stats st;
+	mead_trials_get_stats(s->trials, &st);
+	if (!s->o.json) {
+		char a[16], b[16], c[16];
+		fmt_acc(a, sizeof(a), tot.culture_ok, tot.culture_n);
+		fmt_acc(b, sizeof(b), tot.readout_ok, tot.readout_n);
+		fmt_acc(c, sizeof(c), tot.pixel_ok, tot.pixel_n);
+		printf("accuracy=%s readout_accuracy=%s pixel_baseline=%s n=%u\n", a, b, c, tot.n);
+		fflush(stdout);
+		return;
+	}
+	char a[32], b[32], c[32];
+	jnum(a, sizeof(a), tot.culture_ok, tot.culture_n);
+	jnum(b, sizeof(b), tot.readout_ok, tot.readout_n);
+	jnum(c, sizeof(c), tot.pixel_ok, tot.pixel_n);
+	printf("{\"accuracy\":%s,\"readout_accuracy\":%s,\"pixel_baseline\":%s,\"n\":%u,"
+	       "\"culture_correct\":%u,\"culture_ties\":%u,\"readout_correct\":%u,\"pixel_correct\":%u,"
+	       "\"pixel_n\":%u,\"score\":\"%s\",\"test_trials\":%llu,\"train_trials\":%llu,"
+	       "\"labelled_trials\":%llu,\"unlabelled_trials\":%llu,\"other_phase_trials\":%llu,"
+	       "\"lossy_trials\":%llu,\"pixel_missing\":%llu,",
+	       a, b, c, tot.n, tot.culture_ok, tot.ties, tot.readout_ok, tot.pixel_ok, tot.pixel_n,
+	       s->o.score_last ? "last" : "all", (unsigned long long)s->test_seen,
+	       (unsigned long long)s->train_used, (unsigned long long)s->labelled,
+	       (unsigned long long)s->unlabelled, (unsigned long long)s->other_phase,
+	       (unsigned long long)s->lossy, (unsigned long long)s->pixel_missing);
+	printf("\"test_blocks\":[");
+	for (uint32_t i = 0; i < s->n_blocks; i++) {
+		const struct block *bl = &s->blocks[i];
+		jnum(a, sizeof(a), bl->culture_ok, bl->culture_n);
+		jnum(b, sizeof(b), bl->readout_ok, bl->readout_n);
+		jnum(c, sizeof(c), bl->pixel_ok, bl->pixel_n);
+		printf("%s{\"block\":%u,\"n\":%u,\"accuracy\":%s,\"readout_accuracy\":%s,\"pixel_baseline\":%s}",
+		       i ? "," : "", bl->id, bl->n, a, b, c);
+	}
+	printf("],\"validation\":[");
+	for (uint32_t i = 0; i < s->n_vblocks; i++) {
+		const struct block *bl = &s->vblocks[i];
+		jnum(a, sizeof(a), bl->culture_ok, bl->culture_n);
+		jnum(b, sizeof(b), bl->readout_ok, bl->readout_n);
+		jnum(c, sizeof(c), bl->pixel_ok, bl->pixel_n);
+		printf("%s{\"block\":%u,\"n\":%u,\"accuracy\":%s,\"readout_accuracy\":%s,\"pixel_baseline\":%s}",
+		       i ? "," : "", bl->id, bl->n, a, b, c);
+	}
+	printf("],\"trials_finished\":%llu,\"trials_dropped\":%llu,\"trials_forced\":%llu,"
+	       "\"messages\":{\"spikes\":%llu,\"events\":%llu,\"status\":%llu},"
+	       "\"seq_gaps\":{\"spikes\":%llu,\"events\":%llu,\"status\":%llu},"
+	       "\"lost_messages\":{\"spikes\":%llu,\"events\":%llu,\"status\":%llu},"
+	       "\"bad_messages\":%llu,\"spikes_out_of_range\":%llu,\"spikes_evicted\":%llu,"
+	       "\"run_ended\":%s,\"layer\":\"%s\",\"units\":%u,\"classifier\":\"%s\",\"classes\":%u,"
+	       "\"label_fraction\":%g,\"seed\":%llu,\"elapsed_s\":%.3f}\n",
+	       (unsigned long long)st.trials_finished, (unsigned long long)st.trials_dropped,
+	       (unsigned long long)st.trials_forced, (unsigned long long)st.messages[MEAD_KIND_SPIKES],
+	       (unsigned long long)st.messages[MEAD_KIND_EVENTS],
+	       (unsigned long long)st.messages[MEAD_KIND_STATUS],
+	       (unsigned long long)st.seq_gaps[MEAD_KIND_SPIKES],
+	       (unsigned long long)st.seq_gaps[MEAD_KIND_EVENTS],
+	       (unsigned long long)st.seq_gaps[MEAD_KIND_STATUS],
+	       (unsigned long long)st.lost[MEAD_KIND_SPIKES], (unsigned long long)st.lost[MEAD_KIND_EVENTS],
+	       (unsigned long long)st.lost[MEAD_KIND_STATUS],
+	       (unsigned long long)(st.bad_messages + (s->src ? s->src->bad : 0)),
+	       (unsigned long long)st.spikes_out_of_range, (unsigned long long)st.spikes_evicted,
+	       st.run_ended ? "true" : "false", mead_layer_kind_name(s->o.model.layer),
+	       s->o.model.layer == MEAD_LAYER_NONE ? 0 : s->o.model.units, mead_clf_kind_name(s->o.model.clf),
+	       s->o.classes, s->o.label_fraction, (unsigned long long)s->o.model.seed, elapsed);
+	fflush(stdout);
+}
+
+/* ---- Options ------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: mead-readout [options]\n"
+		"  -c, --connect EP         daemon PUB endpoint (tcp://127.0.0.1:5555)\n"
+		"  -r, --recording FILE     read a recording instead of the socket\n"
+		"  -p, --publish EP         readout PUB endpoint, or \"none\" (tcp://127.0.0.1:5557)\n"
+		"      --classes N          classes (2); labels are 0..N-1\n"
+		"      --label-cells on|off|auto   score the culture rule on label cells (auto: 2..4 classes)\n"
+		"      --grid RxC           electrode grid (from status \"layout\", else 6x10)\n"
+		"      --label-column C     label column (last column)\n"
+		"      --features all|no-label     culture features (no-label when label cells exist)\n"
+		"      --layer swta|hpca|none      Hebbian feature layer (swta)\n"
+		"      --units N            layer size (64)\n"
+		"      --temperature T      SWTA softmax temperature (0.02)\n"
+		"      --eta-layer E        layer learning rate (0.05)\n"
+		"      --layer-epochs N     layer epochs over the stored training trials (10)\n"
+		"      --classifier delta|proto    supervised Hebbian rule (delta)\n"
+		"      --eta E              classifier learning rate (0.05)\n"
+		"      --epochs N           classifier epochs (20)\n"
+		"      --norm l2|max|sum|none      feature normalisation (l2)\n"
+		"      --center             subtract the training mean before the layer\n"
+		"      --seed S             seed (1)\n"
+		"      --label-fraction F   fraction of training trials whose label is used (1)\n"
+		"      --images FILE        IDX images for the pixel baseline (%s)\n"
+		"      --test-images FILE   IDX images that test trials' items index (--images)\n"
+		"      --pixel-grid N       resize images to NxN (6); 0 keeps their size\n"
+		"      --no-pixels          no pixel baseline\n"
+		"  -n, --trials N           stop after N trials\n"
+		"      --idle-timeout S     stop after S seconds without a message (0: never)\n"
+		"      --max-waiting N      ended trials that may wait for the spike stream (8)\n"
+		"      --class-values V,..  label event value of class 0, 1, ... (identity)\n"
+		"      --score all|last     summary over all test trials, or the last block of them (all)\n"
+		"      --save FILE          save the trained state at the end\n"
+		"      --load FILE          start from a saved state\n"
+		"      --json               summary as one JSON object\n"
+		"  -v, --verbose            progress on stderr\n"
+		"  -h, --help\n",
+		MEAD_READOUT_DEFAULT_IMAGES);
+}
+
+enum {
+	OPT_CLASSES = 256, OPT_LABEL_CELLS, OPT_GRID, OPT_LABEL_COL, OPT_FEATURES, OPT_LAYER, OPT_UNITS,
+	OPT_TEMP, OPT_ETA_LAYER, OPT_LAYER_EPOCHS, OPT_CLF, OPT_ETA, OPT_EPOCHS, OPT_NORM, OPT_CENTER,
+	OPT_SEED, OPT_FRACTION, OPT_IMAGES, OPT_TEST_IMAGES, OPT_PIXEL_GRID, OPT_NO_PIXELS, OPT_IDLE,
+	OPT_MAX_WAITING, OPT_SCORE, OPT_SAVE, OPT_LOAD, OPT_JSON, OPT_CLASS_VALUES,
+};
+
+static bool parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *v)
+{
+	char *e;
+	errno = 0;
+	unsigned long long x = strtoull(s, &e, 10);
+	if (errno || e == s || *e || x < lo || x > hi)
+		return false;
+	*v = (uint32_t)x;
+	return true;
+}
+
+static bool parse_f(const char *s, double lo, double hi, double *v)
+{
+	char *e;
+	errno = 0;
+	double x = strtod(s, &e);
+	if (errno || e == s || *e || !(x >= lo && x <= hi))
+		return false;
+	*v = x;
+	return true;
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	static const struct option lo[] = {
+		{"connect", required_argument, NULL, 'c'},
+		{"recording", required_argument, NULL, 'r'},
+		{"publish", required_argument, NULL, 'p'},
+		{"classes", required_argument, NULL, OPT_CLASSES},
+		{"label-cells", required_argument, NULL, OPT_LABEL_CELLS},
+		{"grid", required_argument, NULL, OPT_GRID},
+		{"label-column", required_argument, NULL, OPT_LABEL_COL},
+		{"features", required_argument, NULL, OPT_FEATURES},
+		{"layer", required_argument, NULL, OPT_LAYER},
+		{"units", required_argument, NULL, OPT_UNITS},
+		{"temperature", required_argument, NULL, OPT_TEMP},
+		{"eta-layer", required_argument, NULL, OPT_ETA_LAYER},
+		{"layer-epochs", required_argument, NULL, OPT_LAYER_EPOCHS},
+		{"classifier", required_argument, NULL, OPT_CLF},
+		{"eta", required_argument, NULL, OPT_ETA},
+		{"epochs", required_argument, NULL, OPT_EPOCHS},
+		{"norm", required_argument, NULL, OPT_NORM},
+		{"center", no_argument, NULL, OPT_CENTER},
+		{"seed", required_argument, NULL, OPT_SEED},
+		{"label-fraction", required_argument, NULL, OPT_FRACTION},
+		{"images", required_argument, NULL, OPT_IMAGES},
+		{"test-images", required_argument, NULL, OPT_TEST_IMAGES},
+		{"pixel-grid", required_argument, NULL, OPT_PIXEL_GRID},
+		{"no-pixels", no_argument, NULL, OPT_NO_PIXELS},
+		{"trials", required_argument, NULL, 'n'},
+		{"idle-timeout", required_argument, NULL, OPT_IDLE},
+		{"max-waiting", required_argument, NULL, OPT_MAX_WAITING},
+		{"score", required_argument, NULL, OPT_SCORE},
+		{"class-values", required_argument, NULL, OPT_CLASS_VALUES},
+		{"save", required_argument, NULL, OPT_SAVE},
+		{"load", required_argument, NULL, OPT_LOAD},
+		{"json", no_argument, NULL, OPT_JSON},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{0},
+	};
+	int c, k, li;
+	uint32_t u;
+	double d;
+	while ((li = -1, c = getopt_long(argc, argv, "c:r:p:n:vh", lo, &li)) != -1) {
+		const char *a = optarg;
+		switch (c) {
+		case 'c': o->connect = a; break;
+		case 'r': o->recording = a; break;
+		case 'p': o->publish = strcmp(a, "none") == 0 ? NULL : a; break;
+		case OPT_CLASSES:
+			if (!parse_u32(a, 2, 1024, &o->classes))
+				goto bad;
+			o->model.n_classes = o->classes;
+			break;
+		case OPT_LABEL_CELLS:
+			if (strcmp(a, "on") == 0)
+				o->label_cells = 1;
+			else if (strcmp(a, "off") == 0)
+				o->label_cells = 0;
+			else if (strcmp(a, "auto") == 0)
+				o->label_cells = -1;
+			else
+				goto bad;
+			break;
+		case OPT_GRID: {
+			unsigned r, cc;
+			char tail;
+			if (sscanf(a, "%ux%u%c", &r, &cc, &tail) != 2 || r == 0 || cc == 0 ||
+			    r * cc > MEAD_TRIALS_MAX_ELECTRODES)
+				goto bad;
+			o->grid_rows = r;
+			o->grid_cols = cc;
+			break;
+		}
+		case OPT_LABEL_COL:
+			if (!parse_u32(a, 0, MEAD_TRIALS_MAX_ELECTRODES - 1, &u))
+				goto bad;
+			o->label_col = (int)u;
+			break;
+		case OPT_FEATURES:
+			if (strcmp(a, "all") == 0)
+				o->features_all = 1;
+			else if (strcmp(a, "no-label") == 0)
+				o->features_all = 0;
+			else
+				goto bad;
+			break;
+		case OPT_LAYER:
+			if ((k = mead_layer_kind_parse(a)) < 0)
+				goto bad;
+			o->model.layer = (enum mead_layer_kind)k;
+			break;
+		case OPT_UNITS:
+			if (!parse_u32(a, 1, 65536, &o->model.units))
+				goto bad;
+			break;
+		case OPT_TEMP:
+			if (!parse_f(a, 1e-6, 1e6, &d))
+				goto bad;
+			o->model.temperature = (float)d;
+			break;
+		case OPT_ETA_LAYER:
+			if (!parse_f(a, 0, 10, &d))
+				goto bad;
+			o->model.eta_layer = (float)d;
+			break;
+		case OPT_LAYER_EPOCHS:
+			if (!parse_u32(a, 0, 100000, &o->model.layer_epochs))
+				goto bad;
+			break;
+		case OPT_CLF:
+			if ((k = mead_clf_kind_parse(a)) < 0)
+				goto bad;
+			o->model.clf = (enum mead_clf_kind)k;
+			break;
+		case OPT_ETA:
+			if (!parse_f(a, 0, 10, &d))
+				goto bad;
+			o->model.eta = (float)d;
+			break;
+		case OPT_EPOCHS:
+			if (!parse_u32(a, 0, 100000, &o->model.epochs))
+				goto bad;
+			break;
+		case OPT_NORM:
+			if ((k = mead_norm_parse(a)) < 0)
+				goto bad;
+			o->model.norm = (enum mead_norm)k;
+			break;
+		case OPT_CENTER: o->model.center = true; break;
+		case OPT_SEED: {
+			char *e;
+			errno = 0;
+			o->model.seed = strtoull(a, &e, 0);
+			if (errno || e == a || *e)
+				goto bad;
+			break;
+		}
+		case OPT_FRACTION:
+			if (!parse_f(a, 0, 1, &o->label_fraction))
+				goto bad;
+			break;
+		case OPT_IMAGES: o->images = a; break;
+		case OPT_TEST_IMAGES: o->test_images = a; break;
+		case OPT_PIXEL_GRID:
+			if (!parse_u32(a, 0, 1024, &o->pixel_grid))
+				goto bad;
+			break;
+		case OPT_NO_PIXELS: o->pixels = false; break;
+		case 'n': {
+			char *e;
+			errno = 0;
+			o->max_trials = strtoull(a, &e, 10);
+			if (errno || e == a || *e)
+				goto bad;
+			break;
+		}
+		case OPT_IDLE:
+			if (!parse_f(a, 0, 1e9, &o->idle_timeout_s))
+				goto bad;
+			break;
+		case OPT_MAX_WAITING:
+			if (!parse_u32(a, 1, 1u << 20, &o->max_waiting))
+				goto bad;
+			break;
+		case OPT_SCORE:
+			if (strcmp(a, "last") == 0)
+				o->score_last = true;
+			else if (strcmp(a, "all") == 0)
+				o->score_last = false;
+			else
+				goto bad;
+			break;
+		case OPT_CLASS_VALUES: {
+			const char *q = a;
+			o->n_class_values = 0;
+			while (*q) {
+				char *e;
+				errno = 0;
+				long v = strtol(q, &e, 10);
+				if (errno || e == q || v < 0 || v > INT32_MAX || o->n_class_values >= 1024)
+					goto bad;
+				o->class_values[o->n_class_values++] = (int32_t)v;
+				q = e;
+				if (*q == ',')
+					q++;
+				else if (*q)
+					goto bad;
+			}
+			if (o->n_class_values < 2)
+				goto bad;
+			break;
+		}
+		case OPT_SAVE: o->save = a; break;
+		case OPT_LOAD: o->load = a; break;
+		case OPT_JSON: o->json = true; break;
+		case 'v': verbose++; break;
+		case 'h': usage(stdout); exit(0);
+		default: usage(stderr); return -EINVAL;
+		}
+		continue;
+bad:
+		if (li >= 0)
+			logmsg("bad value for --%s: %s", lo[li].name, a ? a : "");
+		else
+			logmsg("bad value for -%c: %s", c, a ? a : "");
+		return -EINVAL;
+	}
+	if (optind < argc) {
+		logmsg("unexpected argument %s", argv[optind]);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* ---- Main --------------------------------------------------------------- */
+
+static int open_images(struct state *s)
+{
+	char err[512];
+	int r;
+	if (!s->o.pixels)
+		return 0;
+	const char *path = s->o.images;
+	if (!path) {
+		/* The bundled set: installed, else in the source tree, else
+		 * relative to the working directory. */
+		static const char *const candidates[] = {
+#ifdef MEAD_DATADIR
+			MEAD_DATADIR "/mnist/" DEFAULT_IMAGES_NAME,
+#endif
+#ifdef MEAD_SOURCE_ROOT
+			MEAD_SOURCE_ROOT "/data/mnist/" DEFAULT_IMAGES_NAME,
+#endif
+			MEAD_READOUT_DEFAULT_IMAGES,
+		};
+		path = candidates[sizeof(candidates) / sizeof(candidates[0]) - 1];
+		for (size_t i = 0; i < sizeof(candidates) / sizeof(candidates[0]); i++)
+			if (access(candidates[i], R_OK) == 0) {
+				path = candidates[i];
+				break;
+			}
+	}
+	if ((r = mead_idx_load(path, &s->img, err, sizeof(err))) < 0) {
+		/* The default set is a convenience: without it the baseline is off. */
+		if (!s->o.images) {
+			logmsg("%s; pixel baseline off (name the images with --images)", err);
+			return 0;
+		}
+		logmsg("%s", err);
+		return r;
+	}
+	if (s->o.test_images && (r = mead_idx_load(s->o.test_images, &s->test_img, err, sizeof(err))) < 0) {
+		logmsg("%s", err);
+		return r;
+	}
+	if (s->test_img && (s->test_img->rows != s->img->rows || s->test_img->cols != s->img->cols)) {
+		logmsg("%s and %s hold images of different sizes", path, s->o.test_images);
+		return -EINVAL;
+	}
+	s->pix_w = s->o.pixel_grid ? s->o.pixel_grid : s->img->cols;
+	s->pix_h = s->o.pixel_grid ? s->o.pixel_grid : s->img->rows;
+	s->pix_small = malloc((size_t)s->pix_w * s->pix_h);
+	s->pix_tmp = malloc((size_t)s->pix_w * s->img->rows);
+	s->xbuf = malloc((size_t)s->pix_w * s->pix_h * sizeof(float));
+	if (!s->pix_small || !s->pix_tmp || !s->xbuf)
+		return -ENOMEM;
+	return 0;
+}
+
+static void cleanup(struct state *s)
+{
+	mead_source_free(s->src);
+	if (s->pub)
+		zmq_close(s->pub);
+	if (s->zctx)
+		zmq_ctx_term(s->zctx);
+	mead_trials_free(s->trials);
+	mead_model_free(s->culture);
+	mead_model_free(s->pixel);
+	mead_model_free(s->loaded_culture);
+	mead_model_free(s->loaded_pixel);
+	mead_idx_free(s->img);
+	mead_idx_free(s->test_img);
+	free(s->pix_small);
+	free(s->pix_tmp);
+	free(s->xbuf);
+	free(s->blocks);
+	free(s->vblocks);
+}
+
+int main(int argc, char **argv)
+{
+	static struct state st;
+	struct state *s = &st;
+	s->o = (struct options){
+		.connect = "tcp://127.0.0.1:5555",
+		.publish = "tcp://127.0.0.1:5557",
+		.classes = 2,
+		.label_cells = -1,
+		.label_col = -1,
+		.features_all = -1,
+		.label_fraction = 1.0,
+		.pixel_grid = 6,
+		.pixels = true,
+	};
+	mead_model_options_default(&s->o.model);
+	/* Before the slow start-up (images, connect): a stop request then
+	 * still ends with a summary. */
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	if (parse_options(argc, argv, &s->o) < 0)
+		return 2;
+	if (s->o.n_class_values) {
+		if (s->o.classes != 2 && s->o.classes != s->o.n_class_values) {
+			logmsg("--classes %u but --class-values names %u", s->o.classes, s->o.n_class_values);
+			return 2;
+		}
+		s->o.classes = s->o.n_class_values;
+	}
+	s->o.model.n_classes = s->o.classes;
+	s->rows = s->o.grid_rows ? s->o.grid_rows : 6;
+	s->cols = s->o.grid_cols ? s->o.grid_cols : 10;
+
+	int r, rc = 1;
+	char err[512] = "";
+	if (s->o.load && (r = load_state(s, s->o.load)) < 0) {
+		logmsg("%s: cannot load saved state: %s", s->o.load,
+		       r == -EINVAL ? "not a mead-readout state file, or damaged" : strerror(-r));
+		goto out;
+	}
+	if (open_images(s) < 0)
+		goto out;
+	struct mead_trials_options to = {
+		.n_electrodes = MEAD_TRIALS_MAX_ELECTRODES,
+		.max_waiting = s->o.max_waiting,
+	};
+	if ((r = mead_trials_new(&to, &s->trials)) < 0) {
+		logmsg("trials: %s", strerror(-r));
+		goto out;
+	}
+	if (s->o.recording)
+		r = mead_source_recording_new(s->o.recording, &s->src, err, sizeof(err));
+	else
+		r = mead_source_zmq_new(s->o.connect, &s->src, err, sizeof(err));
+	if (r < 0) {
+		logmsg("%s", err);
+		goto out;
+	}
+	if (s->src->meta)
+		parse_status(s, s->src->meta, s->src->meta_len);
+	if (s->o.publish) {
+		s->zctx = zmq_ctx_new();
+		s->pub = s->zctx ? zmq_socket(s->zctx, ZMQ_PUB) : NULL;
+		int linger = 1000;
+		if (!s->pub || zmq_setsockopt(s->pub, ZMQ_LINGER, &linger, sizeof(linger)) < 0 ||
+		    zmq_bind(s->pub, s->o.publish) < 0) {
+			logmsg("bind %s: %s", s->o.publish, zmq_strerror(errno));
+			goto out;
+		}
+	}
+
+	double t0 = now_s(), last_msg = t0;
+	uint64_t handled = 0;
+	bool done = false;
+	struct mead_trial *trial = malloc(sizeof(*trial));
+	if (!trial)
+		goto out;
+	while (!done && !stop_signal) {
+		struct mead_msg m;
+		r = s->src->next(s->src, &m, 200);
+		if (r == -ENODATA)
+			break;
+		if (r < 0) {
+			logmsg("receive: %s", strerror(-r));
+			break;
+		}
+		if (r == 0) {
+			if (s->o.idle_timeout_s > 0 && now_s() - last_msg > s->o.idle_timeout_s) {
+				logmsg("no message for %.1f s; stopping", s->o.idle_timeout_s);
+				break;
+			}
+			continue;
+		}
+		last_msg = now_s();
+		if (m.hdr.kind == MEAD_KIND_STATUS)
+			parse_status(s, m.payload, m.payload_len);
+		mead_trials_feed(s->trials, &m.hdr, m.payload, m.payload_len);
+		while (mead_trials_next(s->trials, trial)) {
+			if (!s->ready && setup(s) < 0) {
+				free(trial);
+				goto out;
+			}
+			handle_trial(s, trial);
+			if (s->o.max_trials && ++handled >= s->o.max_trials) {
+				done = true;
+				break;
+			}
+		}
+		struct mead_trials_stats tst;
+		mead_trials_get_stats(s->trials, &tst);
+		if (tst.run_ended)
+			done = true;
+	}
+	if (!done || !s->o.max_trials || handled < s->o.max_trials) {
+		/* Whatever ended and is still waiting for spikes is as complete
+		 * as it will get. */
+		mead_trials_flush(s->trials);
+		while (mead_trials_next(s->trials, trial)) {
+			if (s->o.max_trials && handled >= s->o.max_trials)
+				break;
+			if (!s->ready && setup(s) < 0) {
+				free(trial);
+				goto out;
+			}
+			handle_trial(s, trial);
+			handled++;
+		}
+	}
+	free(trial);
+	if (stop_signal && verbose)
+		logmsg("stopped by signal %d", (int)stop_signal);
+	if (s->culture && (mead_model_stale(s->culture) || (s->pixel && mead_model_stale(s->pixel))))
+		fit_models(s);
+	print_summary(s, now_s() - t0);
+	rc = 0;
+	if (s->o.save) {
+		if (!s->culture) {
+			logmsg("%s: nothing to save: no trial was seen", s->o.save);
+			rc = 1;
+		} else if ((r = save_state(s, s->o.save)) < 0) {
+			logmsg("%s: cannot save: %s", s->o.save, strerror(-r));
+			rc = 1;
+		}
+	}
+out:
+	cleanup(s);
+	return rc;
+}
