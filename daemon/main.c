@@ -49,8 +49,52 @@ static void usage(FILE *f)
 		"  -o, --set KEY=VALUE   override any key by its dotted path (repeatable)\n"
 		"      --check           validate the configuration (and the driver's options) and exit\n"
 		"      --print           with --check: print every key with its value\n"
+		"      --list-keys       print every configuration key as a table (docs/configuration.md)\n"
 		"      --version\n"
 		"exit codes: 0 ok, 1 usage, 2 invalid configuration, 3 driver failed, 4 run ended on a fault, 5 internal\n");
+}
+
+static const char *type_name(const struct mead_cfg_key *k)
+{
+	switch (k->type) {
+	case MEAD_CFG_BOOL: return "bool";
+	case MEAD_CFG_INT: return "integer";
+	case MEAD_CFG_UINT: return "unsigned";
+	case MEAD_CFG_U64: return "unsigned 64-bit";
+	case MEAD_CFG_DOUBLE: return "number";
+	case MEAD_CFG_STRING: return "string";
+	case MEAD_CFG_ENUM: return "choice";
+	case MEAD_CFG_UINT_LIST: return "list of unsigned";
+	case MEAD_CFG_DOUBLE_LIST: return "list of numbers";
+	case MEAD_CFG_STRING_LIST: return "list of strings";
+	case MEAD_CFG_MAP: return "mapping";
+	case MEAD_CFG_TABLE: return "section";
+	}
+	return "?";
+}
+
+/* The reference table of docs/configuration.md, straight from the schema. */
+static void print_schema(const struct mead_cfg_key *table, const char *prefix)
+{
+	char path[256];
+
+	for (const struct mead_cfg_key *k = table; k->path; k++) {
+		snprintf(path, sizeof(path), "%s%s%s", prefix, *prefix ? "." : "", k->path);
+		if (k->type == MEAD_CFG_TABLE) {
+			print_schema(k->sub, path);
+			continue;
+		}
+		printf("| `%s` | %s", path, type_name(k));
+		if (k->type == MEAD_CFG_ENUM) {
+			printf(":");
+			for (const char *const *c = k->choices; *c; c++)
+				printf(" `%s`", *c);
+		} else if (k->min <= k->max) {
+			printf(", %.10g..%.10g", k->min, k->max);
+		}
+		printf(" | %s | %s |\n", k->default_value && *k->default_value ? k->default_value : "",
+		       k->help ? k->help : "");
+	}
 }
 
 static void print_keys(const struct mead_cfg_key *table, const void *cfg, const char *prefix)
@@ -160,6 +204,7 @@ int main(int argc, char **argv)
 		{ "check", no_argument, NULL, 'C' },
 		{ "print", no_argument, NULL, 'P' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "list-keys", no_argument, NULL, 'K' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -192,6 +237,10 @@ int main(int argc, char **argv)
 			return EXIT_OK;
 		case 'h':
 			usage(stdout);
+			return EXIT_OK;
+		case 'K':
+			printf("| key | type | default | meaning |\n|---|---|---|---|\n");
+			print_schema(mead_config_keys, "");
 			return EXIT_OK;
 		default:
 			usage(stderr);
@@ -226,7 +275,14 @@ int main(int argc, char **argv)
 	r.d.config_path = r.config_path;
 	r.d.layout = &r.layout.view;
 	r.d.driver.ops = mead_driver_module_ops(r.d.module);
-	r.d.protocol_data_dir = getenv("MEAD_DATA_DIR") ? getenv("MEAD_DATA_DIR") : MEAD_SOURCE_ROOT;
+	/* Datasets: $MEAD_DATA_DIR, else the tree this binary was built from
+	 * (running from a checkout), else the installed data directory. */
+	if (getenv("MEAD_DATA_DIR"))
+		r.d.protocol_data_dir = getenv("MEAD_DATA_DIR");
+	else if (access(MEAD_SOURCE_ROOT "/data/mnist", R_OK) == 0)
+		r.d.protocol_data_dir = MEAD_SOURCE_ROOT "/data";
+	else
+		r.d.protocol_data_dir = MEAD_DATADIR;
 
 	if (check) {
 		printf("%s: valid (driver \"%s\" from %s, %u electrodes, period %u us, %s clock)\n",

@@ -35,6 +35,10 @@ grep -q "<command line>:1:[0-9]*: loop.clock" "$tmp/err" || fail "override error
 "$mead" --frobnicate 2>/dev/null; rc=$?
 [ $rc -eq 1 ] || fail "usage error: exit $rc"
 
+# --- docs/configuration.md carries the schema's own table
+"$mead" --list-keys > "$tmp/keys" || fail "--list-keys"
+diff <(grep '^|' "$src/docs/configuration.md") "$tmp/keys" > "$tmp/keydiff" || fail "docs/configuration.md is out of date (regenerate with mead --list-keys): $(head -5 "$tmp/keydiff")"
+
 # --- every shipped configuration validates
 for f in "$src"/config/*.yaml; do
   "$mead" --check -c "$f" > /dev/null 2> "$tmp/err" || fail "$f does not validate: $(cat "$tmp/err")"

@@ -1,0 +1,385 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mead-experiment mnist: the headline experiment as a person runs it.  For
+ * each seed it starts the daemon (twin, virtual clock, the mnist protocol)
+ * and mead-readout as two processes talking over ZeroMQ, follows the run's
+ * events itself as a third subscriber for the progress display, and reads
+ * the readout's summary.  The same configuration with a hardware driver and
+ * the real-time clock runs it on a rig.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <zmq.h>
+
+#include "mead-build-config.h"
+#include "config/config.h"
+#include "mead/wire.h"
+#include "tools/bench.h"
+
+#define MAX_SEEDS 64
+#define MAX_ARGS 256
+
+struct seed_result {
+	double accuracy, readout_accuracy, pixel_baseline;
+	unsigned n;
+	double wall_s;
+};
+
+static const char *find_program(const char *env, const char *build_rel, const char *installed)
+{
+	static char buf[3][4096];
+	static int next;
+	char *out = buf[next++ % 3];
+
+	if (getenv(env))
+		return getenv(env);
+	snprintf(out, 4096, "%s/%s", MEAD_BUILD_ROOT, build_rel);
+	if (access(out, X_OK) == 0)
+		return out;
+	return installed;
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static double json_number(const char *json, const char *key)
+{
+	char pat[64];
+	const char *p;
+
+	snprintf(pat, sizeof(pat), "\"%s\":", key);
+	p = strstr(json, pat);
+	if (!p)
+		return NAN;
+	p += strlen(pat);
+	if (!strncmp(p, "null", 4))
+		return NAN;
+	return strtod(p, NULL);
+}
+
+static pid_t spawn(char *const argv[], int stdout_fd)
+{
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		if (stdout_fd >= 0) {
+			dup2(stdout_fd, STDOUT_FILENO);
+			close(stdout_fd);
+		}
+		execv(argv[0], argv);
+		fprintf(stderr, "mead-experiment: cannot run %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	return pid;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: mead-experiment mnist -c CONFIG [-o key=value ...] [--seeds K] [--json]\n"
+		"                             [--readout-arg ARG ...] [--timeout S]\n"
+		"  runs the daemon (the configuration's driver; mnist protocol) and mead-readout for\n"
+		"  seeds 1..K and prints: accuracy=<culture rule> readout_accuracy=<Hebbian readout>\n"
+		"  pixel_baseline=<readout on pixels> n=<test trials> seeds=<K>  (means over seeds)\n");
+}
+
+/* Follow the run's events on a SUB socket for the progress line; returns
+ * when both children have ended. */
+static int follow(void *sub, pid_t daemon, pid_t readout, int *daemon_status, int *readout_status, int seed,
+		  int seeds, double timeout_s, bool show)
+{
+	uint64_t trials[3] = { 0 }, spikes = 0;
+	int phase = -1;
+	double t0 = now_s(), last_draw = 0;
+	bool daemon_done = false, readout_done = false;
+
+	while (!daemon_done || !readout_done) {
+		zmq_pollitem_t it = { sub, 0, ZMQ_POLLIN, 0 };
+		if (zmq_poll(&it, 1, 100) > 0) {
+			zmq_msg_t fr[3];
+			int nf = 0, more = 1;
+			while (more && nf < 3) {
+				zmq_msg_init(&fr[nf]);
+				if (zmq_msg_recv(&fr[nf], sub, 0) < 0)
+					break;
+				more = zmq_msg_more(&fr[nf]);
+				nf++;
+			}
+			struct mead_wire_header h;
+			if (nf == 3 && mead_wire_header_decode(zmq_msg_data(&fr[1]), zmq_msg_size(&fr[1]), &h) == 0) {
+				if (h.kind == MEAD_KIND_EVENTS && h.record_size >= sizeof(struct mead_event)) {
+					const uint8_t *p = zmq_msg_data(&fr[2]);
+					for (uint32_t i = 0; i < h.count; i++) {
+						struct mead_event e;
+						memcpy(&e, p + (size_t)i * h.record_size, sizeof(e));
+						if (e.type == MEAD_EVENT_PHASE)
+							phase = e.value;
+						if (e.type == MEAD_EVENT_TRIAL_END && phase >= 0 && phase < 3)
+							trials[phase]++;
+					}
+				} else if (h.kind == MEAD_KIND_SPIKES) {
+					spikes += h.count;
+				}
+			}
+			for (int i = 0; i < nf; i++)
+				zmq_msg_close(&fr[i]);
+		}
+		if (!daemon_done && waitpid(daemon, daemon_status, WNOHANG) == daemon)
+			daemon_done = true;
+		if (!readout_done && waitpid(readout, readout_status, WNOHANG) == readout)
+			readout_done = true;
+		double t = now_s() - t0;
+		if (show && t - last_draw > 0.2) {
+			fprintf(stderr, "\rseed %d/%d  %-5s  train %" PRIu64 "  test %" PRIu64 "  spikes %" PRIu64
+				"  %.1f s   ", seed, seeds, phase == 0 ? "train" : phase == 1 ? "test" : phase == 2 ? "rest" : "-",
+				trials[0], trials[1], spikes, t);
+			last_draw = t;
+		}
+		if (timeout_s > 0 && t > timeout_s) {
+			fprintf(stderr, "\nmead-experiment: seed %d took longer than %.0f s: stopping it\n", seed, timeout_s);
+			if (!daemon_done)
+				kill(daemon, SIGTERM);
+			if (!readout_done)
+				kill(readout, SIGTERM);
+			timeout_s = 0;
+		}
+	}
+	if (show)
+		fprintf(stderr, "\n");
+	return 0;
+}
+
+static int run_seed(const char *config, char **overrides, int n_overrides, char **readout_args, int n_readout_args,
+		    unsigned classes, int seed, int seeds, double timeout_s, bool show, struct seed_result *res)
+{
+	char dir[] = "/tmp/mead-experiment-XXXXXX";
+	char pub[128], ctl[128], o_pub[160], o_ctl[160], o_seed[64], o_pseed[64], seed_s[16], classes_s[16];
+	char *dargv[MAX_ARGS], *rargv[MAX_ARGS];
+	int dn = 0, rn = 0, pipefd[2], ds = 0, rs = 0, rc = -1;
+	void *ctx = NULL, *sub = NULL;
+	char out[65536];
+	size_t got = 0;
+	double t0 = now_s();
+
+	if (!mkdtemp(dir))
+		return -errno;
+	snprintf(pub, sizeof(pub), "ipc://%s/pub", dir);
+	snprintf(ctl, sizeof(ctl), "ipc://%s/control", dir);
+	snprintf(o_pub, sizeof(o_pub), "streams.pub=%s", pub);
+	snprintf(o_ctl, sizeof(o_ctl), "streams.control=%s", ctl);
+	snprintf(o_seed, sizeof(o_seed), "driver.seed=%d", seed);
+	snprintf(o_pseed, sizeof(o_pseed), "protocol.seed=%d", seed);
+	snprintf(seed_s, sizeof(seed_s), "%d", seed);
+	snprintf(classes_s, sizeof(classes_s), "%u", classes);
+
+	dargv[dn++] = (char *)find_program("MEAD_BIN", "daemon/mead", "/usr/local/sbin/mead");
+	dargv[dn++] = "-c";
+	dargv[dn++] = (char *)config;
+	for (int i = 0; i < n_overrides && dn < MAX_ARGS - 20; i++) {
+		dargv[dn++] = "-o";
+		dargv[dn++] = overrides[i];
+	}
+	char *fixed[] = { o_pub, o_ctl, o_seed, o_pseed, "streams.wait_subscribers=2", "loop.exit_when_done=true",
+			  "protocol.autostart=mnist" };
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
+		dargv[dn++] = "-o";
+		dargv[dn++] = fixed[i];
+	}
+	dargv[dn] = NULL;
+
+	rargv[rn++] = (char *)find_program("MEAD_READOUT_BIN", "readout/mead-readout", "/usr/local/bin/mead-readout");
+	char *rfixed[] = { "-c", pub, "-p", "none", "--json", "--seed", seed_s, "--classes", classes_s };
+	for (size_t i = 0; i < sizeof(rfixed) / sizeof(rfixed[0]); i++)
+		rargv[rn++] = rfixed[i];
+	for (int i = 0; i < n_readout_args && rn < MAX_ARGS - 1; i++)
+		rargv[rn++] = readout_args[i];
+	rargv[rn] = NULL;
+
+	ctx = zmq_ctx_new();
+	sub = zmq_socket(ctx, ZMQ_SUB);
+	int linger = 0, hwm = 0;
+	zmq_setsockopt(sub, ZMQ_LINGER, &linger, sizeof(linger));
+	zmq_setsockopt(sub, ZMQ_RCVHWM, &hwm, sizeof(hwm));
+	zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "events", 6);
+	zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "spikes", 6);
+	/* connect before the daemon binds: ZeroMQ reconnects until it appears */
+	zmq_connect(sub, pub);
+
+	if (pipe(pipefd) < 0)
+		goto out;
+	pid_t readout = spawn(rargv, pipefd[1]);
+	close(pipefd[1]);
+	pid_t daemon = spawn(dargv, -1);
+	if (readout < 0 || daemon < 0)
+		goto out;
+	follow(sub, daemon, readout, &ds, &rs, seed, seeds, timeout_s, show);
+	for (ssize_t k; got < sizeof(out) - 1 && (k = read(pipefd[0], out + got, sizeof(out) - 1 - got)) > 0;)
+		got += (size_t)k;
+	out[got] = '\0';
+	close(pipefd[0]);
+	if (!WIFEXITED(ds) || WEXITSTATUS(ds) != 0) {
+		fprintf(stderr, "mead-experiment: seed %d: the daemon ended with %s %d\n", seed,
+			WIFEXITED(ds) ? "status" : "signal", WIFEXITED(ds) ? WEXITSTATUS(ds) : WTERMSIG(ds));
+		goto out;
+	}
+	if (!WIFEXITED(rs) || WEXITSTATUS(rs) != 0 || !strchr(out, '{')) {
+		fprintf(stderr, "mead-experiment: seed %d: mead-readout ended with %s %d\n", seed,
+			WIFEXITED(rs) ? "status" : "signal", WIFEXITED(rs) ? WEXITSTATUS(rs) : WTERMSIG(rs));
+		goto out;
+	}
+	res->accuracy = json_number(out, "accuracy");
+	res->readout_accuracy = json_number(out, "readout_accuracy");
+	res->pixel_baseline = json_number(out, "pixel_baseline");
+	res->n = (unsigned)json_number(out, "n");
+	res->wall_s = now_s() - t0;
+	rc = 0;
+out:
+	if (sub)
+		zmq_close(sub);
+	if (ctx)
+		zmq_ctx_term(ctx);
+	char path[160];
+	snprintf(path, sizeof(path), "%s/pub", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/control", dir);
+	unlink(path);
+	rmdir(dir);
+	return rc;
+}
+
+static void stats(const struct seed_result *r, int n, size_t off, double *mean, double *sd, double *lo, double *hi)
+{
+	double s = 0, s2 = 0;
+	int k = 0;
+
+	*lo = INFINITY;
+	*hi = -INFINITY;
+	for (int i = 0; i < n; i++) {
+		double v = *(const double *)((const char *)&r[i] + off);
+		if (isnan(v))
+			continue;
+		s += v;
+		s2 += v * v;
+		k++;
+		*lo = fmin(*lo, v);
+		*hi = fmax(*hi, v);
+	}
+	*mean = k ? s / k : NAN;
+	*sd = k > 1 ? sqrt(fmax(0, (s2 - s * s / k) / (k - 1))) : 0;
+	if (!k)
+		*lo = *hi = NAN;
+}
+
+int mead_experiment_mnist(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' }, { "set", required_argument, NULL, 'o' },
+		{ "seeds", required_argument, NULL, 's' }, { "json", no_argument, NULL, 'j' },
+		{ "readout-arg", required_argument, NULL, 'r' }, { "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' }, { 0 },
+	};
+	const char *config = NULL;
+	char *overrides[MAX_ARGS / 4], *readout_args[MAX_ARGS / 4];
+	int n_over = 0, n_rargs = 0, seeds = 1, c;
+	double timeout_s = 0;
+	bool json = false;
+	static struct seed_result res[MAX_SEEDS];
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "c:o:h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c': config = optarg; break;
+		case 'o':
+			if (n_over < MAX_ARGS / 4)
+				overrides[n_over++] = optarg;
+			break;
+		case 's': seeds = atoi(optarg); break;
+		case 'j': json = true; break;
+		case 'r':
+			if (n_rargs < MAX_ARGS / 4)
+				readout_args[n_rargs++] = optarg;
+			break;
+		case 't': timeout_s = strtod(optarg, NULL); break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (!config || seeds < 1 || seeds > MAX_SEEDS || optind != argc) {
+		usage(stderr);
+		return 1;
+	}
+
+	/* Validate up front so a typo fails in a second, not after a run. */
+	struct mead_config cfg;
+	char err[MEAD_CFG_ERR_MAX];
+	if (mead_config_load(&cfg, config, overrides, (size_t)n_over, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mead-experiment: %s\n", err);
+		return 2;
+	}
+	unsigned classes = cfg.protocol.mnist.classes.n ? cfg.protocol.mnist.classes.n : 2;
+	mead_config_release(&cfg);
+
+	signal(SIGPIPE, SIG_IGN);
+	bool show = isatty(STDERR_FILENO);
+	double t0 = now_s();
+	int ok = 0;
+	for (int s = 1; s <= seeds; s++) {
+		if (run_seed(config, overrides, n_over, readout_args, n_rargs, classes, s, seeds, timeout_s, show,
+			     &res[ok]) == 0) {
+			if (!json)
+				fprintf(stderr, "seed %d: accuracy=%.4f readout_accuracy=%.4f pixel_baseline=%.4f n=%u "
+					"wall=%.2fs\n", s, res[ok].accuracy, res[ok].readout_accuracy,
+					res[ok].pixel_baseline, res[ok].n, res[ok].wall_s);
+			ok++;
+		}
+	}
+	if (ok == 0)
+		return 3;
+
+	double m[3], sd[3], lo[3], hi[3];
+	size_t offs[3] = { offsetof(struct seed_result, accuracy), offsetof(struct seed_result, readout_accuracy),
+			   offsetof(struct seed_result, pixel_baseline) };
+	for (int i = 0; i < 3; i++)
+		stats(res, ok, offs[i], &m[i], &sd[i], &lo[i], &hi[i]);
+	double wall = now_s() - t0;
+	if (json) {
+		const char *names[3] = { "accuracy", "readout_accuracy", "pixel_baseline" };
+		printf("{");
+		for (int i = 0; i < 3; i++)
+			printf("\"%s\":%.4f,\"%s_sd\":%.4f,\"%s_min\":%.4f,\"%s_max\":%.4f,", names[i], m[i], names[i],
+			       sd[i], names[i], lo[i], names[i], hi[i]);
+		printf("\"n\":%u,\"seeds\":%d,\"seeds_failed\":%d,\"wall_seconds\":%.2f,\"per_seed\":[", res[0].n, ok,
+		       seeds - ok, wall);
+		for (int i = 0; i < ok; i++)
+			printf("%s{\"accuracy\":%.4f,\"readout_accuracy\":%.4f,\"pixel_baseline\":%.4f,\"n\":%u,"
+			       "\"wall_seconds\":%.2f}", i ? "," : "", res[i].accuracy, res[i].readout_accuracy,
+			       res[i].pixel_baseline, res[i].n, res[i].wall_s);
+		printf("]}\n");
+	} else {
+		printf("accuracy=%.4f readout_accuracy=%.4f pixel_baseline=%.4f n=%u seeds=%d\n", m[0], m[1], m[2],
+		       res[0].n, ok);
+		if (ok > 1)
+			printf("spread: accuracy sd=%.4f [%.4f, %.4f]  readout sd=%.4f [%.4f, %.4f]  pixels sd=%.4f "
+			       "[%.4f, %.4f]\n", sd[0], lo[0], hi[0], sd[1], lo[1], hi[1], sd[2], lo[2], hi[2]);
+		printf("wall=%.2fs\n", wall);
+	}
+	return ok == seeds ? 0 : 3;
+}
