@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared signal path of the rig drivers: counts to microvolts, stimulation
+ * artifact blanking, online spike detection.  Pure computation: no I/O, no
+ * allocation after mead_sig_new(), safe to call from the real-time thread.
+ *
+ * Noise is estimated per channel in the style of MeaBench's LimAda: the RMS
+ * of consecutive short windows is kept in a ring and the estimate is a low
+ * percentile of that ring.  A burst raises the RMS of the few windows it
+ * covers, which sit above the percentile, so the threshold does not climb
+ * with activity the way a running RMS or variance would.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mead/driver.h"
+
+enum mead_sig_polarity {
+	MEAD_SIG_NEG = 1,
+	MEAD_SIG_POS = 2,
+	MEAD_SIG_BOTH = 3,
+};
+
+struct mead_sig_config {
+	uint32_t channels;
+	uint32_t sample_rate_hz;
+	double threshold_k;          /* threshold = k x noise estimate */
+	enum mead_sig_polarity polarity;
+	uint32_t dead_time_us;       /* no second spike on a channel within this */
+	uint32_t peak_window_us;     /* how long after a crossing the extremum is sought */
+	uint32_t noise_window_us;    /* length of one RMS window */
+	uint32_t noise_windows;      /* windows in the ring */
+	double noise_percentile;     /* 0..1, which window RMS is the estimate */
+	uint32_t warmup_windows;     /* no detection before this many windows */
+	uint32_t blank_us;           /* blanking after each pulse */
+	uint32_t blank_pre_us;       /* blanking before each pulse (DAC/switch lead) */
+	const uint16_t *electrode_of_channel; /* NULL: channel i is electrode i */
+};
+
+struct mead_sig;
+
+/* Fills cfg with the defaults the drivers document. */
+void mead_sig_config_defaults(struct mead_sig_config *cfg, uint32_t channels, uint32_t rate_hz);
+
+/* main thread: allocates everything the detector will ever use.  NULL and
+ * errno set on bad configuration or no memory. */
+struct mead_sig *mead_sig_new(const struct mead_sig_config *cfg);
+void mead_sig_free(struct mead_sig *s);
+
+/* Forget every estimate and state (a new run). */
+void mead_sig_reset(struct mead_sig *s);
+
+/* Blank channel ch (or every channel when ch == UINT32_MAX) around a pulse
+ * starting at sample `pulse_sample`, for the configured window. */
+void mead_sig_blank_pulse(struct mead_sig *s, uint32_t ch, uint64_t pulse_sample);
+
+/*
+ * Process n sample frames of interleaved microvolts (n x channels) whose
+ * first frame is sample first_sample.  Samples inside a blanking window are
+ * set to 0 in place, so a raw copy taken afterwards shows the blanked data.
+ * Detected spikes are appended to out[*n_out..cap) in sample order; those
+ * that do not fit are counted in *dropped.  Spikes whose peak search runs
+ * past the end of the block come out with a later block.
+ */
+void mead_sig_process(struct mead_sig *s, uint64_t first_sample, float *uv, uint32_t n,
+		      struct mead_spike *out, uint32_t cap, uint32_t *n_out, uint32_t *dropped);
+
+/* The current threshold of a channel in µV (negative side magnitude);
+ * 0 while warming up. */
+float mead_sig_threshold_uv(const struct mead_sig *s, uint32_t ch);
+float mead_sig_noise_uv(const struct mead_sig *s, uint32_t ch);
+uint64_t mead_sig_spike_count(const struct mead_sig *s);
+uint64_t mead_sig_blanked_samples(const struct mead_sig *s);
+
+/* Parses "neg", "pos" or "both"; -EINVAL otherwise. */
+int mead_sig_parse_polarity(const char *text, enum mead_sig_polarity *ret);
+
+/* Counts to µV with a first-order calibration: uv = (c - offset) * scale. */
+static inline void mead_sig_counts_to_uv_u16(const uint16_t *in, float *out, size_t n,
+					     const float *offset, const float *scale, uint32_t channels)
+{
+	for (size_t i = 0; i < n; i++) {
+		uint32_t ch = (uint32_t)(i % channels);
+		out[i] = ((float)in[i] - offset[ch]) * scale[ch];
+	}
+}
+
+static inline void mead_sig_counts_to_uv_s16(const int16_t *in, float *out, size_t n, float scale)
+{
+	for (size_t i = 0; i < n; i++)
+		out[i] = (float)in[i] * scale;
+}
+
+/* µV back to signed raw counts for frame.raw, saturating. */
+static inline int16_t mead_sig_uv_to_raw(float uv, float uv_per_count)
+{
+	float c = uv / uv_per_count;
+	c += c >= 0 ? 0.5f : -0.5f;
+	if (c > 32767.0f)
+		return 32767;
+	if (c < -32768.0f)
+		return -32768;
+	return (int16_t)c;
+}
+
+/*
+ * Detection options every rig driver accepts, for its param table, and the
+ * reader that turns them into a mead_sig_config.
+ */
+#define MEAD_SIG_PARAM_SPECS \
+	{ "threshold_k", MEAD_PARAM_DOUBLE, "5", 2, 20, "spike threshold in multiples of the noise estimate" }, \
+	{ "polarity", MEAD_PARAM_STRING, "neg", 1, 0, "spike polarity: neg, pos or both" }, \
+	{ "dead_time_us", MEAD_PARAM_INT, "1000", 0, 100000, "no second spike on a channel within this time" }, \
+	{ "peak_window_us", MEAD_PARAM_INT, "500", 40, 5000, "longest search for the extremum after a crossing" }, \
+	{ "noise_window_ms", MEAD_PARAM_INT, "10", 1, 1000, "length of one noise RMS window" }, \
+	{ "noise_windows", MEAD_PARAM_INT, "500", 4, 100000, "RMS windows kept for the noise estimate" }, \
+	{ "noise_percentile", MEAD_PARAM_DOUBLE, "0.5", 0.01, 0.99, "which window RMS becomes the noise estimate" }, \
+	{ "warmup_windows", MEAD_PARAM_INT, "10", 1, 100000, "windows needed before detection starts" }, \
+	{ "blank_us", MEAD_PARAM_INT, "2000", 0, 1000000, "artifact blanking after each pulse" }, \
+	{ "blank_pre_us", MEAD_PARAM_INT, "0", 0, 10000, "artifact blanking before each pulse" }, \
+	{ "blank_channels", MEAD_PARAM_STRING, "all", 1, 0, "channels blanked after a pulse: all or stimulated" }
+
+/* Reads the options above; -EINVAL with a message in err on a bad value.
+ * *blank_all tells whether every channel is blanked after a pulse. */
+int mead_sig_config_from_params(struct mead_sig_config *sc, const struct mead_driver_config *cfg,
+				 bool *blank_all, char *err, size_t err_len);

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Device models for the driver tests and the closed-loop bench.  Each plays
+ * the kernel's part behind an emulated device node of a umockdev testbed
+ * (the process must run under umockdev-wrapper): a Comedi DAQ board behind
+ * /dev/comediN and a USB MEA front-end behind usbdevfs.  Both stream the
+ * known signal of a siggen and record the stimulation they receive.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <stddef.h>
+
+#include "siggen.h"
+
+/* Pacing: samples the device has acquired.  Virtual: the caller sets the
+ * count.  Real time: counted from the wall clock since streaming began. */
+uint64_t devmodel_now_ns(void);
+
+/* ---- Comedi board ---- */
+
+struct cmodel;
+
+struct cmodel_config {
+	const char *devnode;         /* "/dev/comedi0" */
+	uint32_t ai_channels;        /* 64 */
+	uint32_t max_aggregate_hz;   /* AI conversions per second the board can do */
+	double amp_gain;             /* electrode -> board input */
+	bool with_ao;                /* false: no analog output subdevice */
+	bool ai_no_cmd;              /* AI subdevice without streaming support */
+};
+
+struct cmodel_stim {
+	uint64_t trigger_sample;     /* device clock when the AO was triggered */
+	uint64_t start_sample;       /* first non-zero AO sample, in AI samples */
+	uint32_t dio;                /* DIO line state at the trigger */
+	double phase1_v, phase2_v;   /* volts of the two phases */
+	uint32_t phase1_ao, gap_ao, phase2_ao; /* lengths in AO samples */
+	uint32_t ao_period_ns;
+	uint64_t t_ns;               /* wall clock of the trigger */
+};
+
+/* tb is a UMockdevTestbed *. */
+struct cmodel *cmodel_new(void *tb, const struct cmodel_config *cfg, struct siggen *gen, char *err, size_t err_len);
+void cmodel_free(struct cmodel *m);
+void cmodel_set_clock(struct cmodel *m, uint64_t samples);
+void cmodel_set_realtime(struct cmodel *m, bool on);
+uint64_t cmodel_clock(struct cmodel *m);
+void cmodel_force_overflow(struct cmodel *m);
+uint32_t cmodel_stims(struct cmodel *m, struct cmodel_stim *out, uint32_t cap);
+uint32_t cmodel_dio(struct cmodel *m);
+uint64_t cmodel_ai_rate(struct cmodel *m);
+uint64_t cmodel_stream_start_ns(struct cmodel *m);
+
+/* ---- USB front-end (see docs/usb-protocol.md) ---- */
+
+struct umodel;
+
+struct umodel_config {
+	uint16_t vid, pid;
+	uint16_t channels;
+	uint32_t rate_hz;
+	uint32_t nv_per_count;
+	uint16_t samples_per_packet;
+	uint8_t devnum;              /* 2..9: /dev/bus/usb/001/00N, port 1-(N-1) */
+};
+
+struct umodel_stim {
+	uint64_t start_sample;       /* when the device plays it */
+	uint64_t requested_sample;
+	uint64_t received_at;        /* device clock when the command arrived */
+	uint16_t electrode;
+	int32_t amplitude_na;
+	uint32_t phase_us, interphase_us;
+	uint64_t t_ns;
+};
+
+struct umodel *umodel_new(void *tb, const struct umodel_config *cfg, struct siggen *gen, char *err, size_t err_len);
+void umodel_free(struct umodel *m);
+void umodel_set_clock(struct umodel *m, uint64_t samples);
+void umodel_set_realtime(struct umodel *m, bool on);
+uint64_t umodel_clock(struct umodel *m);
+void umodel_unplug(struct umodel *m);
+void umodel_replug(struct umodel *m);
+/* Drop the next n packets on the device side (their counter still advances). */
+void umodel_drop_packets(struct umodel *m, uint32_t n);
+/* Flag the next packet: the device's own FIFO overran. */
+void umodel_overrun(struct umodel *m);
+uint32_t umodel_stims(struct umodel *m, struct umodel_stim *out, uint32_t cap);
+uint32_t umodel_stops(struct umodel *m);
+uint32_t umodel_opens(struct umodel *m);
+uint64_t umodel_stream_start_ns(struct umodel *m);
