@@ -142,7 +142,8 @@ static int run_cyclictest(uint32_t period_us, double seconds, int priority, int 
 		atomic_store(&hist[i], 0);
 	while (fgets(line, sizeof(line), p)) {
 		unsigned long long a, b;
-		if (line[0] != '#' && sscanf(line, "%llu %llu", &a, &b) == 2) {
+		/* histogram rows are exactly "BUCKET COUNT" for one thread */
+		if (line[0] >= '0' && line[0] <= '9' && strlen(line) <= 16 && sscanf(line, "%llu %llu", &a, &b) == 2) {
 			if (a < MEAD_LAT_BUCKETS - 1)
 				atomic_store(&hist[a], b);
 			total += b;
