@@ -76,6 +76,7 @@ struct mead_config {
 	struct {
 		bool enabled;
 		char *path;
+		bool overwrite;
 		uint32_t fsync_interval_ms;
 		uint32_t ring_kib;
 	} recording;
@@ -86,6 +87,9 @@ struct mead_config {
 		uint32_t max_interphase_us;
 		double max_charge_nc;
 		double max_rate_hz;
+		uint32_t rate_window_ms;
+		uint32_t min_interval_us;
+		double max_duty_cycle;
 		uint32_t max_train_pulses;
 	} safety;
 

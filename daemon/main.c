@@ -26,6 +26,10 @@
 #include "daemon/notify.h"
 #include "daemon/ring.h"
 #include "daemon/safety.h"
+#include "daemon/control.h"
+#include "daemon/publisher.h"
+#include "daemon/recorder.h"
+#include "daemon/status.h"
 #include "daemon/timeutil.h"
 #include "protocol/protocol.h"
 
@@ -37,6 +41,7 @@ enum {
 	EXIT_DRIVER = 3,      /* the driver could not be opened or started */
 	EXIT_RUNTIME = 4,     /* the run ended on a fault (fatal overrun, device gone, driver fault) */
 	EXIT_INTERNAL = 5,    /* out of memory, thread creation, ... */
+	EXIT_STREAMS = 6,     /* an endpoint could not be bound, the recording not created, subscribers never came */
 };
 
 #define MAX_OVERRIDES 128
@@ -51,7 +56,8 @@ static void usage(FILE *f)
 		"      --print           with --check: print every key with its value\n"
 		"      --list-keys       print every configuration key as a table (docs/configuration.md)\n"
 		"      --version\n"
-		"exit codes: 0 ok, 1 usage, 2 invalid configuration, 3 driver failed, 4 run ended on a fault, 5 internal\n");
+		"exit codes: 0 ok, 1 usage, 2 invalid configuration, 3 driver failed, 4 run ended on a fault,\n"
+		"            5 internal, 6 streams or recording could not start\n");
 }
 
 static const char *type_name(const struct mead_cfg_key *k)
@@ -120,6 +126,7 @@ struct run {
 	char *overrides[MAX_OVERRIDES];
 	size_t n_overrides;
 	const char *config_path;
+	_Atomic uint64_t protocols_rejected;
 };
 
 static void run_release(struct run *r)
@@ -135,6 +142,28 @@ static void run_release(struct run *r)
 		r->d.driver.ops->close(r->d.driver.state);
 	mead_driver_module_free(r->d.module);
 	mead_config_release(&r->cfg);
+}
+
+/* A protocol is checked whole, against the safety limits, before it runs. */
+static int check_protocol(struct run *r, const struct mead_protocol *p, char *why, size_t why_len)
+{
+	struct mead_protocol_bounds pb;
+	struct mead_safety_bounds sb = { 0 };
+
+	if (mead_protocol_bounds(p, &pb) < 0) {
+		snprintf(why, why_len, "the protocol cannot state its bounds");
+		return -EINVAL;
+	}
+	sb.max_abs_amplitude_ua = pb.max_abs_amplitude_ua;
+	sb.max_phase_us = pb.max_phase_us;
+	sb.max_interphase_us = pb.max_interphase_us;
+	sb.max_rate_hz = pb.max_rate_hz;
+	sb.min_interval_us = pb.min_interval_us;
+	sb.electrode_mask[0] = pb.electrode_mask_lo;
+	sb.electrode_mask[1] = pb.electrode_mask_hi;
+	if (mead_safety_check_bounds(r->d.safety, &sb, why, why_len) != MEAD_SAFE)
+		return -EPERM;
+	return 0;
 }
 
 static void log_summary(const struct mead_loop *loop)
@@ -168,16 +197,6 @@ static int exit_code_for(int reason)
 	}
 }
 
-/* The messages nobody consumes yet would fill the ring; the drain keeps the
- * loop's accounting honest until the publisher takes over this role. */
-static void drain_ring(struct mead_ring *ring)
-{
-	size_t len;
-
-	while (mead_ring_peek(ring, &len))
-		mead_ring_release(ring);
-}
-
 static void report_sighup(struct run *r)
 {
 	struct mead_config fresh;
@@ -194,6 +213,64 @@ static void report_sighup(struct run *r)
 		log_notice("SIGHUP: %s validates; the running configuration is kept (restart to apply changes)",
 			   r->config_path ? r->config_path : "(defaults)");
 	mead_config_release(&fresh);
+}
+
+static void stream_log(void *ctx, int prio, const char *msg)
+{
+	mead_log(prio, "%s", msg);
+}
+
+/* Status reports the running protocol by its index in this list. */
+static const char *const protocol_names[] = { "mnist", "random", "ruaro", NULL };
+
+/* Builds a configured protocol by name and checks it whole against the
+ * safety limits; returns its index.  Used for autostart and by control. */
+static int make_protocol(void *ctx, const char *name, struct mead_protocol **ret, char *err, size_t len)
+{
+	struct run *r = ctx;
+	struct mead_protocol_env env = {
+		.layout = &r->layout.view,
+		.sample_rate_hz = r->d.driver.caps.sample_rate_hz,
+		.period_ns = r->cfg.loop.period_us * 1000u,
+		.cap_flags = r->d.driver.caps.flags,
+		.units_per_electrode = r->d.driver.caps.units_per_electrode,
+		.data_dir = r->d.protocol_data_dir,
+	};
+	struct mead_protocol *p = NULL;
+	char why[512];
+	int index = -1, k;
+
+	for (int i = 0; protocol_names[i]; i++)
+		if (strcmp(protocol_names[i], name) == 0)
+			index = i;
+	if (index < 0) {
+		snprintf(err, len, "no protocol \"%s\" (configured protocols: mnist, random, ruaro)", name);
+		return -ENOENT;
+	}
+	err[0] = '\0';
+	k = mead_protocol_new(&r->cfg.protocol, name, &env, &p, err, len);
+	if (k < 0) {
+		if (!err[0])
+			snprintf(err, len, "%s", strerror(-k));
+		return k;
+	}
+	k = check_protocol(r, p, why, sizeof(why));
+	if (k < 0) {
+		snprintf(err, len, "refused by the safety limits: %s", why);
+		atomic_fetch_add(&r->protocols_rejected, 1);
+		mead_protocol_free(p);
+		return k;
+	}
+	*ret = p;
+	return index;
+}
+
+static int stim_check(void *ctx, const struct mead_command *cmd, char *err, size_t len)
+{
+	struct run *r = ctx;
+	return mead_safety_check_train(r->d.safety, cmd->train.electrodes, cmd->train.n_electrodes,
+				       cmd->train.amplitude_ua, cmd->train.phase_us, cmd->train.interphase_us,
+				       cmd->train.pulses, cmd->train.rate_hz, err, len) == MEAD_SAFE ? 0 : -EPERM;
 }
 
 int main(int argc, char **argv)
@@ -341,6 +418,9 @@ int main(int argc, char **argv)
 			.max_interphase_us = r.cfg.safety.max_interphase_us,
 			.max_charge_nc = r.cfg.safety.max_charge_nc,
 			.max_rate_hz = r.cfg.safety.max_rate_hz,
+			.rate_window_ms = r.cfg.safety.rate_window_ms,
+			.min_interval_us = r.cfg.safety.min_interval_us,
+			.max_duty_cycle = r.cfg.safety.max_duty_cycle,
 			.max_train_pulses = r.cfg.safety.max_train_pulses,
 		};
 		k = mead_safety_new(&lim, &r.layout.view, &r.d.driver.caps, r.d.driver.caps.sample_rate_hz, &r.d.safety);
@@ -384,25 +464,72 @@ int main(int argc, char **argv)
 		}
 	}
 
+	/* ---- streams ---- */
+	{
+		static char meta[1 << 16], effective[1 << 18];
+		if (r.cfg.recording.enabled) {
+			/* The recording carries the configuration as it was applied,
+			 * overrides included, so a run can be reproduced from its file. */
+			int cl = mead_cfg_format(mead_config_keys, &r.cfg, "", effective, sizeof(effective));
+			mead_status_recording_meta(&r.d, meta, sizeof(meta));
+			struct mead_recorder_params rp = {
+				.path = r.cfg.recording.path, .overwrite = r.cfg.recording.overwrite,
+				.config_text = cl > 0 ? effective : NULL, .config_len = cl > 0 ? (size_t)cl : 0,
+				.meta_json = meta, .fsync_interval_ms = r.cfg.recording.fsync_interval_ms,
+				.ring_bytes = (size_t)r.cfg.recording.ring_kib * 1024, .log = stream_log,
+			};
+			k = mead_recorder_new(&rp, &r.d.recorder, err, sizeof(err));
+			if (k < 0) {
+				log_error("recording.path: %s", err);
+				code = EXIT_STREAMS;
+				goto out;
+			}
+		}
+		struct mead_publisher_params pp = {
+			.endpoint = r.cfg.streams.pub, .virtual_clock = r.cfg.loop.clock == MEAD_CLOCK_VIRTUAL,
+			.raw = r.cfg.streams.raw, .wait_subscribers = r.cfg.streams.wait_subscribers,
+			.sndhwm = (int)r.cfg.streams.sndhwm, .status_interval_ms = r.cfg.streams.status_interval_ms,
+			.log = stream_log,
+		};
+		k = mead_publisher_new(&pp, r.d.out_ring, r.d.recorder, mead_status_json_cb, &r.d, &r.d.publisher, err,
+				       sizeof(err));
+		if (k < 0) {
+			log_error("streams.pub: %s", err);
+			code = EXIT_STREAMS;
+			goto out;
+		}
+		struct mead_control_params cp = {
+			.endpoint = r.cfg.streams.control,
+			.limits = {
+				.max_amplitude_ua = (float)r.cfg.safety.max_amplitude_ua,
+				.max_phase_us = r.cfg.safety.max_phase_us,
+				.max_interphase_us = r.cfg.safety.max_interphase_us,
+				.max_pulses = r.cfg.safety.max_train_pulses,
+				.max_rate_hz = r.cfg.safety.max_rate_hz,
+				.max_charge_nc = r.cfg.safety.max_charge_nc,
+			},
+			.stim_check = stim_check, .stim_check_ctx = &r,
+			.make_protocol = make_protocol, .protocol_ctx = &r,
+			.status_json = mead_status_json_cb, .status_ctx = &r.d, .log = stream_log,
+		};
+		k = mead_control_new(&cp, &r.d, true, &r.d.control, err, sizeof(err));
+		if (k < 0) {
+			log_error("streams.control: %s", err);
+			code = EXIT_STREAMS;
+			goto out;
+		}
+	}
+
 	/* ---- protocol to run at start ---- */
 	if (r.cfg.protocol.autostart && *r.cfg.protocol.autostart) {
-		struct mead_protocol_env env = {
-			.layout = &r.layout.view,
-			.sample_rate_hz = r.d.driver.caps.sample_rate_hz,
-			.period_ns = r.cfg.loop.period_us * 1000u,
-			.cap_flags = r.d.driver.caps.flags,
-			.units_per_electrode = r.d.driver.caps.units_per_electrode,
-			.data_dir = r.d.protocol_data_dir,
-		};
-		err[0] = '\0';
-		k = mead_protocol_new(&r.cfg.protocol, r.cfg.protocol.autostart, &env, &r.autostart, err, sizeof(err));
-		if (k < 0) {
-			log_error("%s: protocol.autostart: %s", r.config_path ? r.config_path : "<defaults>",
-				  err[0] ? err : strerror(-k));
+		int index = make_protocol(&r, r.cfg.protocol.autostart, &r.autostart, err, sizeof(err));
+		if (index < 0) {
+			log_error("%s: protocol.autostart: %s: %s", r.config_path ? r.config_path : "<defaults>",
+				  r.cfg.protocol.autostart, err);
 			code = EXIT_CONFIG;
 			goto out;
 		}
-		struct mead_command cmd = { .type = MEAD_CMD_START_PROTOCOL, .start = { r.autostart, 0 } };
+		struct mead_command cmd = { .type = MEAD_CMD_START_PROTOCOL, .start = { r.autostart, index } };
 		k = mead_loop_submit(r.d.loop, &cmd);
 		if (k < 0) {
 			code = EXIT_INTERNAL;
@@ -431,6 +558,30 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if ((r.d.recorder && (k = mead_recorder_start(r.d.recorder)) < 0) ||
+	    (k = mead_publisher_start(r.d.publisher)) < 0 || (k = mead_control_start(r.d.control)) < 0) {
+		log_error("streams: cannot start their threads: %s", strerror(-k));
+		code = EXIT_INTERNAL;
+		goto stop_driver;
+	}
+	if (r.cfg.streams.wait_subscribers > 0) {
+		log_notice("waiting for %u subscriber%s on %s", r.cfg.streams.wait_subscribers,
+			   r.cfg.streams.wait_subscribers > 1 ? "s" : "", mead_publisher_endpoint(r.d.publisher));
+		k = mead_publisher_wait_subscribers(r.d.publisher, r.cfg.streams.wait_timeout_ms ?
+						    (int)r.cfg.streams.wait_timeout_ms : -1);
+		if (k < 0) {
+			log_error("streams.wait_subscribers: %u subscriber%s did not come within %u ms",
+				  r.cfg.streams.wait_subscribers, r.cfg.streams.wait_subscribers > 1 ? "s" : "",
+				  r.cfg.streams.wait_timeout_ms);
+			code = EXIT_STREAMS;
+			goto stop_driver;
+		}
+	}
+	{
+		struct timespec rt;
+		clock_gettime(CLOCK_REALTIME, &rt);
+		r.d.started_realtime_ns = (uint64_t)mead_ts_to_ns(&rt);
+	}
 	k = mead_loop_start(r.d.loop, warn, sizeof(warn));
 	if (k < 0) {
 		log_error("loop thread: %s", strerror(-k));
@@ -483,8 +634,6 @@ int main(int argc, char **argv)
 		if (atomic_load(&st->state) == MEAD_LOOP_STOPPED)
 			break;
 
-		drain_ring(r.d.out_ring);
-
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		if (wd_usec && mead_ts_diff_ns(&now, &last_ping) >= (int64_t)wd_usec * 1000) {
 			uint64_t p = atomic_load(&st->progress);
@@ -506,7 +655,9 @@ int main(int argc, char **argv)
 
 	mead_loop_request_stop(r.d.loop);
 	mead_loop_join(r.d.loop);
-	drain_ring(r.d.out_ring);
+	mead_control_stop(r.d.control);
+	mead_publisher_stop(r.d.publisher);
+	mead_recorder_stop(r.d.recorder);
 	code = exit_code_for(atomic_load(&st->exit_reason));
 	log_summary(r.d.loop);
 	if (r.d.driver.ops->describe) {
@@ -521,6 +672,9 @@ stop_driver:
 	if (r.d.driver.ops->stop)
 		r.d.driver.ops->stop(r.d.driver.state);
 out:
+	mead_control_free(r.d.control);
+	mead_publisher_free(r.d.publisher);
+	mead_recorder_free(r.d.recorder);
 	run_release(&r);
 	return code;
 }

@@ -7,14 +7,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define MAX_ELECTRODES 256
+
+/* Per-electrode budgets as token buckets that refill with time: a pulse
+ * spends one rate token and its duration in duty tokens.  Both refill
+ * continuously, so a window's average is bounded without keeping history. */
+struct electrode_budget {
+	uint64_t last_sample;      /* start of the last accepted pulse */
+	bool any;
+	double rate_tokens;
+	double duty_tokens_us;
+};
+
 struct mead_safety {
 	struct mead_safety_limits limits;    /* effective: config and driver, stricter wins */
 	uint32_t electrode_count;
-	uint32_t sample_rate_hz;
-	uint64_t min_interval_samples;
+	double sample_rate_hz;
+	double rate_capacity;                /* tokens */
+	double duty_capacity_us;
 	bool can_stimulate;
-	bool excluded[256];
-	uint64_t last_pulse[256];            /* sample of the last accepted pulse + 1; 0 = none */
+	bool excluded[MAX_ELECTRODES];
+	struct electrode_budget budget[MAX_ELECTRODES];
 };
 
 int mead_safety_new(const struct mead_safety_limits *limits, const struct mead_layout_view *layout,
@@ -22,26 +35,33 @@ int mead_safety_new(const struct mead_safety_limits *limits, const struct mead_l
 {
 	struct mead_safety *s;
 
-	if (!limits || !layout || !caps || !ret || layout->count > 256 || sample_rate_hz == 0)
+	if (!limits || !layout || !caps || !ret || layout->count > MAX_ELECTRODES || sample_rate_hz == 0)
 		return -EINVAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->limits = *limits;
+	if (s->limits.rate_window_ms == 0)
+		s->limits.rate_window_ms = 1000;
+	if (!(s->limits.max_duty_cycle > 0))
+		s->limits.max_duty_cycle = 1.0;
 	s->can_stimulate = (caps->flags & MEAD_CAP_STIMULATE) != 0;
 	if (caps->max_amplitude_ua > 0 && caps->max_amplitude_ua < s->limits.max_amplitude_ua)
 		s->limits.max_amplitude_ua = caps->max_amplitude_ua;
 	if (caps->max_phase_us > 0 && caps->max_phase_us < s->limits.max_phase_us)
 		s->limits.max_phase_us = caps->max_phase_us;
-	s->electrode_count = layout->count < caps->electrode_count || caps->electrode_count == 0 ?
-		layout->count : caps->electrode_count;
+	s->electrode_count = caps->electrode_count && caps->electrode_count < layout->count ?
+		caps->electrode_count : layout->count;
 	for (uint32_t i = 0; i < layout->count; i++)
 		s->excluded[i] = layout->electrodes[i].excluded;
 	s->sample_rate_hz = sample_rate_hz;
-	/* The rate limit is enforced as a minimum spacing between pulses on one
-	 * electrode, in whole samples, rounded so the limit is never exceeded. */
-	s->min_interval_samples = s->limits.max_rate_hz > 0 ?
-		(uint64_t)ceil((double)sample_rate_hz / s->limits.max_rate_hz - 1e-9) : UINT64_MAX;
+	double window_s = s->limits.rate_window_ms / 1000.0;
+	s->rate_capacity = fmax(1.0, s->limits.max_rate_hz * window_s);
+	s->duty_capacity_us = s->limits.max_duty_cycle * window_s * 1e6;
+	for (uint32_t i = 0; i < MAX_ELECTRODES; i++) {
+		s->budget[i].rate_tokens = s->rate_capacity;
+		s->budget[i].duty_tokens_us = s->duty_capacity_us;
+	}
 	*ret = s;
 	return 0;
 }
@@ -56,10 +76,10 @@ const struct mead_safety_limits *mead_safety_effective(const struct mead_safety 
 	return &s->limits;
 }
 
-static enum mead_safety_verdict check_shape(const struct mead_safety *s, float amplitude_ua, uint32_t phase_us,
+static enum mead_safety_verdict check_shape(const struct mead_safety *s, double amplitude_ua, uint32_t phase_us,
 					    uint32_t interphase_us)
 {
-	double a = fabs((double)amplitude_ua);
+	double a = fabs(amplitude_ua);
 
 	if (!isfinite(a) || a > s->limits.max_amplitude_ua)
 		return MEAD_UNSAFE_AMPLITUDE;
@@ -84,10 +104,69 @@ enum mead_safety_verdict mead_safety_check_pulse(struct mead_safety *s, const st
 	v = check_shape(s, p->amplitude_ua, p->phase_us, p->interphase_us);
 	if (v != MEAD_SAFE)
 		return v;
-	uint64_t last = s->last_pulse[p->electrode];
-	if (last != 0 && p->sample < last - 1 + s->min_interval_samples)
+
+	struct electrode_budget *b = &s->budget[p->electrode];
+	double rate_tokens = b->rate_tokens, duty_tokens = b->duty_tokens_us;
+	if (b->any) {
+		if (p->sample < b->last_sample)
+			return MEAD_UNSAFE_INTERVAL;
+		double dt_us = (double)(p->sample - b->last_sample) * 1e6 / s->sample_rate_hz;
+		if (dt_us + 1e-6 < s->limits.min_interval_us)
+			return MEAD_UNSAFE_INTERVAL;
+		rate_tokens = fmin(s->rate_capacity, rate_tokens + dt_us * 1e-6 * s->limits.max_rate_hz);
+		duty_tokens = fmin(s->duty_capacity_us, duty_tokens + dt_us * s->limits.max_duty_cycle);
+	}
+	double pulse_us = 2.0 * p->phase_us + p->interphase_us;
+	if (rate_tokens < 1.0 - 1e-9)
 		return MEAD_UNSAFE_RATE;
-	s->last_pulse[p->electrode] = p->sample + 1;
+	if (duty_tokens < pulse_us - 1e-9)
+		return MEAD_UNSAFE_DUTY;
+	b->rate_tokens = rate_tokens - 1.0;
+	b->duty_tokens_us = duty_tokens - pulse_us;
+	b->last_sample = p->sample;
+	b->any = true;
+	return MEAD_SAFE;
+}
+
+static enum mead_safety_verdict shape_why(const struct mead_safety *s, double amplitude_ua, uint32_t phase_us,
+					  uint32_t interphase_us, char *why, size_t why_len)
+{
+	enum mead_safety_verdict v = check_shape(s, amplitude_ua, phase_us, interphase_us);
+
+	switch (v) {
+	case MEAD_UNSAFE_AMPLITUDE:
+		snprintf(why, why_len, "safety.max_amplitude_ua: |%g| uA exceeds %g uA", amplitude_ua,
+			 s->limits.max_amplitude_ua);
+		break;
+	case MEAD_UNSAFE_PHASE:
+		snprintf(why, why_len, "safety.max_phase_us: phase %u us is outside 1..%u us", phase_us,
+			 s->limits.max_phase_us);
+		break;
+	case MEAD_UNSAFE_INTERPHASE:
+		snprintf(why, why_len, "safety.max_interphase_us: %u us exceeds %u us", interphase_us,
+			 s->limits.max_interphase_us);
+		break;
+	case MEAD_UNSAFE_CHARGE:
+		snprintf(why, why_len, "safety.max_charge_nc: %g nC per phase exceeds %g nC",
+			 fabs(amplitude_ua) * phase_us / 1000.0, s->limits.max_charge_nc);
+		break;
+	default:
+		break;
+	}
+	return v;
+}
+
+static enum mead_safety_verdict electrode_why(const struct mead_safety *s, uint32_t e, char *why, size_t why_len)
+{
+	if (e >= s->electrode_count) {
+		snprintf(why, why_len, "electrodes: electrode %u does not exist (the layout has %u)", e,
+			 s->electrode_count);
+		return MEAD_UNSAFE_ELECTRODE;
+	}
+	if (s->excluded[e]) {
+		snprintf(why, why_len, "layout.excluded: electrode %u is a reference/ground electrode", e);
+		return MEAD_UNSAFE_ELECTRODE;
+	}
 	return MEAD_SAFE;
 }
 
@@ -106,43 +185,70 @@ enum mead_safety_verdict mead_safety_check_train(const struct mead_safety *s, co
 		snprintf(why, why_len, "electrodes: at least one electrode is needed");
 		return MEAD_UNSAFE_ELECTRODE;
 	}
-	for (uint32_t i = 0; i < n_electrodes; i++) {
-		if (electrodes[i] >= s->electrode_count) {
-			snprintf(why, why_len, "electrodes: electrode %u does not exist (the layout has %u)",
-				 electrodes[i], s->electrode_count);
-			return MEAD_UNSAFE_ELECTRODE;
-		}
-		if (s->excluded[electrodes[i]]) {
-			snprintf(why, why_len, "electrodes: electrode %u is a reference/ground electrode", electrodes[i]);
-			return MEAD_UNSAFE_ELECTRODE;
-		}
-	}
-	v = check_shape(s, amplitude_ua, phase_us, interphase_us);
-	switch (v) {
-	case MEAD_UNSAFE_AMPLITUDE:
-		snprintf(why, why_len, "max_amplitude_ua: |%g| uA exceeds %g uA", (double)amplitude_ua,
-			 s->limits.max_amplitude_ua);
+	for (uint32_t i = 0; i < n_electrodes; i++)
+		if ((v = electrode_why(s, electrodes[i], why, why_len)) != MEAD_SAFE)
+			return v;
+	if ((v = shape_why(s, amplitude_ua, phase_us, interphase_us, why, why_len)) != MEAD_SAFE)
 		return v;
-	case MEAD_UNSAFE_PHASE:
-		snprintf(why, why_len, "max_phase_us: phase %u us is outside 1..%u us", phase_us, s->limits.max_phase_us);
-		return v;
-	case MEAD_UNSAFE_INTERPHASE:
-		snprintf(why, why_len, "max_interphase_us: %u us exceeds %u us", interphase_us, s->limits.max_interphase_us);
-		return v;
-	case MEAD_UNSAFE_CHARGE:
-		snprintf(why, why_len, "max_charge_nc: %g nC per phase exceeds %g nC",
-			 fabs((double)amplitude_ua) * phase_us / 1000.0, s->limits.max_charge_nc);
-		return v;
-	default:
-		break;
-	}
 	if (pulses == 0 || pulses > s->limits.max_train_pulses) {
-		snprintf(why, why_len, "max_train_pulses: %u pulses is outside 1..%u", pulses, s->limits.max_train_pulses);
+		snprintf(why, why_len, "safety.max_train_pulses: %u pulses is outside 1..%u", pulses,
+			 s->limits.max_train_pulses);
 		return MEAD_UNSAFE_TRAIN;
 	}
-	if (!(rate_hz > 0) || rate_hz > s->limits.max_rate_hz || !isfinite(rate_hz)) {
-		snprintf(why, why_len, "max_rate_hz: %g Hz is outside (0, %g] Hz", rate_hz, s->limits.max_rate_hz);
+	if (!(rate_hz > 0) || !isfinite(rate_hz) || rate_hz > s->limits.max_rate_hz) {
+		snprintf(why, why_len, "safety.max_rate_hz: %g Hz is outside (0, %g] Hz", rate_hz, s->limits.max_rate_hz);
 		return MEAD_UNSAFE_RATE;
+	}
+	if (pulses > 1 && 1e6 / rate_hz + 1e-6 < s->limits.min_interval_us) {
+		snprintf(why, why_len, "safety.min_interval_us: %g us between pulses is below %u us", 1e6 / rate_hz,
+			 s->limits.min_interval_us);
+		return MEAD_UNSAFE_INTERVAL;
+	}
+	double pulse_us = 2.0 * phase_us + interphase_us;
+	if (pulse_us * rate_hz / 1e6 > s->limits.max_duty_cycle) {
+		snprintf(why, why_len, "safety.max_duty_cycle: %g of the time inside pulses exceeds %g",
+			 pulse_us * rate_hz / 1e6, s->limits.max_duty_cycle);
+		return MEAD_UNSAFE_DUTY;
+	}
+	return MEAD_SAFE;
+}
+
+enum mead_safety_verdict mead_safety_check_bounds(const struct mead_safety *s, const struct mead_safety_bounds *b,
+						  char *why, size_t why_len)
+{
+	enum mead_safety_verdict v;
+	bool any = false;
+
+	for (uint32_t e = 0; e < MAX_ELECTRODES; e++) {
+		if (!(b->electrode_mask[e / 64] >> (e % 64) & 1))
+			continue;
+		any = true;
+		if ((v = electrode_why(s, e, why, why_len)) != MEAD_SAFE)
+			return v;
+	}
+	if (!any)
+		return MEAD_SAFE;   /* stimulates nothing */
+	if (!s->can_stimulate) {
+		snprintf(why, why_len, "the driver cannot stimulate");
+		return MEAD_UNSAFE_NO_STIMULATION;
+	}
+	if ((v = shape_why(s, b->max_abs_amplitude_ua, b->max_phase_us, b->max_interphase_us, why, why_len)) != MEAD_SAFE)
+		return v;
+	if (b->max_rate_hz > s->limits.max_rate_hz) {
+		snprintf(why, why_len, "safety.max_rate_hz: the protocol drives electrodes at %g Hz, above %g Hz",
+			 b->max_rate_hz, s->limits.max_rate_hz);
+		return MEAD_UNSAFE_RATE;
+	}
+	if (b->min_interval_us < s->limits.min_interval_us) {
+		snprintf(why, why_len, "safety.min_interval_us: the protocol can space pulses %u us apart, below %u us",
+			 b->min_interval_us, s->limits.min_interval_us);
+		return MEAD_UNSAFE_INTERVAL;
+	}
+	double pulse_us = 2.0 * b->max_phase_us + b->max_interphase_us;
+	if (pulse_us * b->max_rate_hz / 1e6 > s->limits.max_duty_cycle) {
+		snprintf(why, why_len, "safety.max_duty_cycle: %g of the time inside pulses exceeds %g",
+			 pulse_us * b->max_rate_hz / 1e6, s->limits.max_duty_cycle);
+		return MEAD_UNSAFE_DUTY;
 	}
 	return MEAD_SAFE;
 }
@@ -157,6 +263,8 @@ const char *mead_safety_verdict_name(enum mead_safety_verdict v)
 	case MEAD_UNSAFE_INTERPHASE: return "max_interphase_us";
 	case MEAD_UNSAFE_CHARGE: return "max_charge_nc";
 	case MEAD_UNSAFE_RATE: return "max_rate_hz";
+	case MEAD_UNSAFE_INTERVAL: return "min_interval_us";
+	case MEAD_UNSAFE_DUTY: return "max_duty_cycle";
 	case MEAD_UNSAFE_TRAIN: return "max_train_pulses";
 	case MEAD_UNSAFE_NO_STIMULATION: return "no_stimulation";
 	}

@@ -19,7 +19,10 @@ struct mead_safety_limits {
 	uint32_t max_phase_us;
 	uint32_t max_interphase_us;
 	double max_charge_nc;          /* per phase: |amplitude| x phase duration */
-	double max_rate_hz;            /* per electrode */
+	double max_rate_hz;            /* per electrode, mean over rate_window_ms (token bucket) */
+	uint32_t rate_window_ms;       /* burst allowance: max_rate_hz x this window */
+	uint32_t min_interval_us;      /* per electrode, between pulse starts */
+	double max_duty_cycle;         /* per electrode, fraction of time inside pulses over the window */
 	uint32_t max_train_pulses;
 };
 
@@ -31,6 +34,8 @@ enum mead_safety_verdict {
 	MEAD_UNSAFE_INTERPHASE,
 	MEAD_UNSAFE_CHARGE,
 	MEAD_UNSAFE_RATE,
+	MEAD_UNSAFE_INTERVAL,
+	MEAD_UNSAFE_DUTY,
 	MEAD_UNSAFE_TRAIN,
 	MEAD_UNSAFE_NO_STIMULATION,    /* the driver cannot stimulate */
 };
@@ -53,5 +58,19 @@ enum mead_safety_verdict mead_safety_check_train(const struct mead_safety *s, co
 						 uint32_t n_electrodes, float amplitude_ua, uint32_t phase_us,
 						 uint32_t interphase_us, uint32_t pulses, double rate_hz,
 						 char *why, size_t why_len);
+
+/* main/control thread: check everything a protocol can ever emit before it
+ * runs.  The caller copies the protocol's bounds into these plain values so
+ * this layer knows nothing of protocols. */
+struct mead_safety_bounds {
+	double max_abs_amplitude_ua;
+	uint32_t max_phase_us;
+	uint32_t max_interphase_us;
+	double max_rate_hz;            /* mean, per electrode */
+	uint32_t min_interval_us;      /* shortest spacing it can produce on one electrode */
+	uint64_t electrode_mask[4];    /* electrodes it may stimulate (0..255) */
+};
+enum mead_safety_verdict mead_safety_check_bounds(const struct mead_safety *s, const struct mead_safety_bounds *b,
+						  char *why, size_t why_len);
 
 const char *mead_safety_verdict_name(enum mead_safety_verdict v);

@@ -308,7 +308,9 @@ static int end_trial(struct mead_protocol *p, struct mead_tick_io *io)
 	if (p->reset_between && !(p->cap_flags & MEAD_CAP_RESETTABLE))
 		rest += p->reset_rest_ms;
 	p->next_start = e + ms_to_samples(p, rest);
-	if (rest > 0 && p->cur_phase != MEAD_PHASE_REST) {
+	/* A rest within a block is just the gap before the next trial_start; a
+	 * rest between blocks is announced, so every PHASE event opens a block. */
+	if (rest > 0 && p->cur_phase != MEAD_PHASE_REST && p->td.phase != p->cur_phase) {
 		r |= push_event(io, e, MEAD_EVENT_PHASE, MEAD_PHASE_REST);
 		p->cur_phase = MEAD_PHASE_REST;
 	}
@@ -422,6 +424,9 @@ int mead_protocol_bounds(const struct mead_protocol *p, struct mead_protocol_bou
 		.max_phase_us = p->stim.phase_us,
 		.max_interphase_us = p->stim.interphase_us,
 		.max_rate_hz = p->max_rate_hz,
+		/* every kind draws its trains on a 1 ms grid with at least one
+		 * step between spikes (encode.h) */
+		.min_interval_us = 1000,
 		.electrode_mask_lo = p->mask_lo,
 		.electrode_mask_hi = p->mask_hi,
 	};

@@ -79,7 +79,8 @@ struct mead_protocol_bounds {
 	float max_abs_amplitude_ua;
 	uint32_t max_phase_us;
 	uint32_t max_interphase_us;
-	double max_rate_hz;                    /* per electrode */
+	double max_rate_hz;                    /* per electrode, mean */
+	uint32_t min_interval_us;              /* shortest spacing of two pulses on one electrode */
 	uint64_t electrode_mask_lo, electrode_mask_hi; /* electrodes it may stimulate (0..127) */
 };
 int mead_protocol_bounds(const struct mead_protocol *p, struct mead_protocol_bounds *ret);

@@ -47,8 +47,8 @@ done
 grep -q "^loop.period_us = 40$" "$tmp/print" || fail "override not shown by --print"
 
 # --- a virtual-clock run, stopped with SIGTERM: exit 0, summary logged
-"$mead" -c "$src/config/null-virtual.yaml" -o loop.duration_s=0 -o streams.pub=tcp://127.0.0.1:0 \
-  -o streams.control=tcp://127.0.0.1:0 2> "$tmp/log" &
+"$mead" -c "$src/config/null-virtual.yaml" -o loop.duration_s=0 -o streams.pub=tcp://127.0.0.1:* \
+  -o streams.control=tcp://127.0.0.1:* 2> "$tmp/log" &
 pid=$!
 for i in $(seq 100); do grep -q "running:" "$tmp/log" && break; sleep 0.05; done
 grep -q "running:" "$tmp/log" || { kill -9 $pid; fail "daemon did not start: $(cat "$tmp/log")"; }
@@ -62,7 +62,7 @@ ticks=$(sed -n 's/.*run: ticks=\([0-9]*\).*/\1/p' "$tmp/log")
 
 # --- a run that ends by itself after its duration; SIGHUP re-validates only
 "$mead" -c "$src/config/null-virtual.yaml" -o loop.clock=realtime -o loop.duration_s=1.5 \
-  -o streams.pub=tcp://127.0.0.1:0 -o streams.control=tcp://127.0.0.1:0 2> "$tmp/log2" &
+  -o streams.pub=tcp://127.0.0.1:* -o streams.control=tcp://127.0.0.1:* 2> "$tmp/log2" &
 pid=$!
 for i in $(seq 100); do grep -q "running:" "$tmp/log2" && break; sleep 0.05; done
 kill -HUP $pid

@@ -14,7 +14,8 @@ static struct mead_electrode electrodes[8];
 static const struct mead_layout_view layout = { 2, 4, 8, 100.0f, electrodes };
 static const struct mead_safety_limits limits = {
 	.max_amplitude_ua = 20, .max_phase_us = 400, .max_interphase_us = 100,
-	.max_charge_nc = 4, .max_rate_hz = 100, .max_train_pulses = 50,
+	.max_charge_nc = 4, .max_rate_hz = 100, .rate_window_ms = 100, .min_interval_us = 5000,
+	.max_duty_cycle = 0.5, .max_train_pulses = 50,
 };
 
 static struct mead_safety *make(float caps_max_ua, uint32_t flags)
@@ -56,20 +57,73 @@ static void test_pulse_limits(void **state)
 	mead_safety_free(s);
 }
 
-static void test_rate_limit(void **state)
+static void test_interval_rate_and_duty(void **state)
 {
 	struct mead_safety *s = make(0, MEAD_CAP_STIMULATE);
 	struct mead_stim_pulse p = { .sample = 100, .electrode = 3, .amplitude_ua = 5, .phase_us = 100 };
+	int accepted = 0;
 
-	/* 100 Hz at 1 kHz: 10 samples apart at least. */
+	/* min_interval 5 ms at 1 kHz: 5 samples apart at least */
 	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_SAFE);
-	p.sample = 109;
-	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_UNSAFE_RATE);
+	p.sample = 104;
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_UNSAFE_INTERVAL);
 	p.electrode = 4;   /* per electrode */
 	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_SAFE);
+	mead_safety_free(s);
+
+	/* 100 Hz over a 100 ms window: a burst of 10, then one per 10 ms.  Pulses
+	 * every 5 ms (200 Hz) for a second pass about 10 + 100 of 200. */
+	s = make(0, MEAD_CAP_STIMULATE);
 	p.electrode = 3;
-	p.sample = 110;
+	for (int i = 0; i < 200; i++) {
+		p.sample = 1000 + (uint64_t)i * 5;
+		enum mead_safety_verdict v = mead_safety_check_pulse(s, &p);
+		assert_true(v == MEAD_SAFE || v == MEAD_UNSAFE_RATE);
+		accepted += v == MEAD_SAFE;
+	}
+	assert_true(accepted >= 105 && accepted <= 112);
+	mead_safety_free(s);
+
+	/* duty cycle 0.5 over 100 ms = 50 ms inside pulses; 400 µs phases with a
+	 * 100 µs gap make 0.9 ms pulses: every 5 ms that is 18%, always fine */
+	s = make(0, MEAD_CAP_STIMULATE);
+	p.phase_us = 10;
+	p.amplitude_ua = 1;
 	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_SAFE);
+	mead_safety_free(s);
+}
+
+static void test_bounds_of_a_whole_protocol(void **state)
+{
+	struct mead_safety *s = make(0, MEAD_CAP_STIMULATE);
+	struct mead_safety_bounds b = { .max_abs_amplitude_ua = 10, .max_phase_us = 200, .max_interphase_us = 50,
+					.max_rate_hz = 80, .min_interval_us = 5000, .electrode_mask = { 0x3f } };
+	char why[256];
+
+	assert_int_equal(mead_safety_check_bounds(s, &b, why, sizeof(why)), MEAD_SAFE);
+	b.max_rate_hz = 150;
+	assert_int_equal(mead_safety_check_bounds(s, &b, why, sizeof(why)), MEAD_UNSAFE_RATE);
+	assert_non_null(strstr(why, "safety.max_rate_hz"));
+	assert_non_null(strstr(why, "150"));
+	b.max_rate_hz = 80;
+	b.min_interval_us = 1000;
+	assert_int_equal(mead_safety_check_bounds(s, &b, why, sizeof(why)), MEAD_UNSAFE_INTERVAL);
+	assert_non_null(strstr(why, "1000 us"));
+	b.min_interval_us = 5000;
+	b.electrode_mask[0] |= 1u << 7;    /* the excluded one */
+	assert_int_equal(mead_safety_check_bounds(s, &b, why, sizeof(why)), MEAD_UNSAFE_ELECTRODE);
+	assert_non_null(strstr(why, "electrode 7"));
+	b.electrode_mask[0] = 1;
+	b.max_abs_amplitude_ua = 25;
+	assert_int_equal(mead_safety_check_bounds(s, &b, why, sizeof(why)), MEAD_UNSAFE_AMPLITUDE);
+	b.max_abs_amplitude_ua = 10;
+	b.max_phase_us = 400;   /* 10 µA x 400 µs = 4 nC: at the limit */
+	assert_int_equal(mead_safety_check_bounds(s, &b, why, sizeof(why)), MEAD_SAFE);
+	b.max_abs_amplitude_ua = 11;
+	assert_int_equal(mead_safety_check_bounds(s, &b, why, sizeof(why)), MEAD_UNSAFE_CHARGE);
+	/* a protocol that stimulates nothing is always safe */
+	memset(b.electrode_mask, 0, sizeof(b.electrode_mask));
+	assert_int_equal(mead_safety_check_bounds(s, &b, why, sizeof(why)), MEAD_SAFE);
 	mead_safety_free(s);
 }
 
@@ -102,6 +156,8 @@ static void test_train_check_names_limit_and_value(void **state)
 	assert_non_null(strstr(why, "51"));
 	assert_int_equal(mead_safety_check_train(s, el, 2, -10, 200, 50, 5, 150, why, sizeof(why)), MEAD_UNSAFE_RATE);
 	assert_non_null(strstr(why, "150"));
+	/* 100 Hz is within the rate but 10 ms spacing... is fine; 5 ms limit */
+	assert_int_equal(mead_safety_check_train(s, el, 2, -10, 200, 50, 5, 100, why, sizeof(why)), MEAD_SAFE);
 	el[1] = 7;
 	assert_int_equal(mead_safety_check_train(s, el, 2, -10, 200, 50, 5, 20, why, sizeof(why)), MEAD_UNSAFE_ELECTRODE);
 	assert_non_null(strstr(why, "reference"));
@@ -113,7 +169,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pulse_limits),
-		cmocka_unit_test(test_rate_limit),
+		cmocka_unit_test(test_interval_rate_and_duty),
+		cmocka_unit_test(test_bounds_of_a_whole_protocol),
 		cmocka_unit_test(test_driver_caps_are_stricter),
 		cmocka_unit_test(test_train_check_names_limit_and_value),
 	};

@@ -1,0 +1,332 @@
+/* SPDX-License-Identifier: MIT */
+#include "daemon/status.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#if __has_include("mead-build-config.h")
+#include "mead-build-config.h"
+#endif
+#ifndef MEAD_VERSION
+#define MEAD_VERSION "unknown"
+#endif
+
+#include "daemon/daemon.h"
+#include "daemon/json.h"
+#include "daemon/loop.h"
+#include "daemon/publisher.h"
+#include "daemon/recorder.h"
+
+static const char *loop_state_name(int s)
+{
+	switch (s) {
+	case MEAD_LOOP_CREATED: return "created";
+	case MEAD_LOOP_RUNNING: return "running";
+	case MEAD_LOOP_STOPPING: return "stopping";
+	case MEAD_LOOP_STOPPED: return "stopped";
+	case MEAD_LOOP_FAULTED: return "faulted";
+	}
+	return "unknown";
+}
+
+static const char *exit_name(int e)
+{
+	switch (e) {
+	case MEAD_EXIT_REQUESTED: return "requested";
+	case MEAD_EXIT_MAX_TICKS: return "max_ticks";
+	case MEAD_EXIT_PROTOCOL_DONE: return "protocol_done";
+	case MEAD_EXIT_OVERRUN: return "overrun";
+	case MEAD_EXIT_DRIVER_FAULT: return "driver_fault";
+	case MEAD_EXIT_DEVICE_GONE: return "device_gone";
+	}
+	return "unknown";
+}
+
+void mead_status_layout(struct mead_jw *w, const struct mead_layout_view *l)
+{
+	if (!l) {
+		mead_jw_null(w);
+		return;
+	}
+	mead_jw_obj_begin(w);
+	mead_jw_key(w, "rows");
+	mead_jw_u64(w, l->rows);
+	mead_jw_key(w, "cols");
+	mead_jw_u64(w, l->cols);
+	mead_jw_key(w, "count");
+	mead_jw_u64(w, l->count);
+	mead_jw_key(w, "pitch_um");
+	mead_jw_float(w, l->pitch_um);
+	mead_jw_key(w, "labels");
+	mead_jw_arr_begin(w);
+	for (uint32_t i = 0; l->electrodes && i < l->count; i++)
+		mead_jw_strn(w, l->electrodes[i].label, strnlen(l->electrodes[i].label, sizeof(l->electrodes[i].label)));
+	mead_jw_arr_end(w);
+	mead_jw_key(w, "excluded");
+	mead_jw_arr_begin(w);
+	for (uint32_t i = 0; l->electrodes && i < l->count; i++)
+		if (l->electrodes[i].excluded)
+			mead_jw_u64(w, i);
+	mead_jw_arr_end(w);
+	mead_jw_obj_end(w);
+}
+
+/* A driver's describe() goes in verbatim only if it is one valid JSON
+ * object: a broken driver must not make every status unreadable. */
+static void driver_describe(struct mead_jw *w, const struct mead_daemon *d)
+{
+	char buf[8192];
+	struct mead_json *doc;
+	int n;
+
+	if (!d->driver.ops || !d->driver.ops->describe) {
+		mead_jw_null(w);
+		return;
+	}
+	n = d->driver.ops->describe(d->driver.state, buf, sizeof(buf));
+	if (n < 0 || (size_t)n >= sizeof(buf)) {
+		mead_jw_null(w);
+		return;
+	}
+	static const struct mead_json_limits lim = { 8192, 16, 4096, 4096 };
+	if (mead_json_parse(buf, (size_t)n, &lim, &doc, NULL, 0) < 0) {
+		mead_jw_null(w);
+		return;
+	}
+	bool obj = mead_json_root(doc)->type == MEAD_JSON_OBJECT;
+	mead_json_free(doc);
+	if (obj)
+		mead_jw_raw(w, buf, (size_t)n);
+	else
+		mead_jw_null(w);
+}
+
+static void rig(struct mead_jw *w, const struct mead_daemon *d)
+{
+	const struct mead_driver_caps *c = &d->driver.caps;
+
+	mead_jw_key(w, "driver_name");
+	mead_jw_str(w, d->driver.ops ? d->driver.ops->name : NULL);
+	mead_jw_key(w, "sample_rate_hz");
+	mead_jw_u64(w, c->sample_rate_hz);
+	mead_jw_key(w, "uv_per_count");
+	mead_jw_float(w, c->uv_per_count);
+	mead_jw_key(w, "raw_channels");
+	mead_jw_u64(w, c->raw_channels);
+	mead_jw_key(w, "electrode_count");
+	mead_jw_u64(w, d->layout ? d->layout->count : c->electrode_count);
+	if (d->loop) {
+		const struct mead_loop_params *lp = mead_loop_params(d->loop);
+		mead_jw_key(w, "period_ns");
+		mead_jw_u64(w, lp->period_ns);
+		mead_jw_key(w, "virtual_clock");
+		mead_jw_bool(w, lp->virtual_clock);
+	}
+	mead_jw_key(w, "layout");
+	mead_status_layout(w, d->layout);
+}
+
+static void per_kind(struct mead_jw *w, const char *key, const uint64_t *v, bool with_raw)
+{
+	mead_jw_key(w, key);
+	mead_jw_obj_begin(w);
+	for (int k = 1; k <= MEAD_KIND_COUNT; k++) {
+		if (k == MEAD_KIND_RAW && !with_raw)
+			continue;
+		mead_jw_key(w, mead_wire_topic((enum mead_wire_kind)k));
+		mead_jw_u64(w, v[k]);
+	}
+	mead_jw_obj_end(w);
+}
+
+static void loop_stats(struct mead_jw *w, const struct mead_daemon *d, uint64_t produced[], uint64_t ring_dropped[])
+{
+	const struct mead_loop_stats *s = d->loop ? mead_loop_stats(d->loop) : NULL;
+
+	mead_jw_key(w, "loop");
+	if (!s) {
+		mead_jw_null(w);
+		return;
+	}
+	mead_jw_obj_begin(w);
+	mead_jw_key(w, "state");
+	mead_jw_str(w, loop_state_name(atomic_load(&s->state)));
+	mead_jw_key(w, "ticks");
+	mead_jw_u64(w, atomic_load_explicit(&s->ticks, memory_order_relaxed));
+	mead_jw_key(w, "sample");
+	mead_jw_u64(w, atomic_load_explicit(&s->sample, memory_order_relaxed));
+	mead_jw_key(w, "overruns");
+	mead_jw_u64(w, atomic_load_explicit(&s->overruns, memory_order_relaxed));
+	mead_jw_key(w, "worst_overrun_us");
+	mead_jw_double(w, (double)atomic_load_explicit(&s->worst_overrun_ns, memory_order_relaxed) / 1e3);
+	mead_jw_key(w, "sleep_errors");
+	mead_jw_u64(w, atomic_load_explicit(&s->sleep_errors, memory_order_relaxed));
+	mead_jw_key(w, "driver_errors");
+	mead_jw_u64(w, atomic_load_explicit(&s->driver_errors, memory_order_relaxed));
+	mead_jw_key(w, "virtual_waits");
+	mead_jw_u64(w, atomic_load_explicit(&s->virtual_waits, memory_order_relaxed));
+	mead_jw_key(w, "rt_active");
+	mead_jw_bool(w, atomic_load_explicit(&s->rt_active, memory_order_relaxed) != 0);
+	mead_jw_key(w, "memory_locked");
+	mead_jw_bool(w, atomic_load_explicit(&s->memory_locked, memory_order_relaxed) != 0);
+	int st = atomic_load(&s->state);
+	if (st == MEAD_LOOP_STOPPED || st == MEAD_LOOP_FAULTED) {
+		mead_jw_key(w, "exit_reason");
+		mead_jw_str(w, exit_name(atomic_load(&s->exit_reason)));
+	}
+	mead_jw_key(w, "latency_us");
+	mead_jw_obj_begin(w);
+	static const struct { const char *k; double p; } pct[] = {
+		{ "p50", 50.0 }, { "p99", 99.0 }, { "p999", 99.9 },
+	};
+	for (size_t i = 0; i < sizeof(pct) / sizeof(pct[0]); i++) {
+		double v = mead_loop_latency_percentile(s, pct[i].p);
+		mead_jw_key(w, pct[i].k);
+		if (v < 0)
+			mead_jw_null(w);
+		else
+			mead_jw_double(w, v);
+	}
+	mead_jw_key(w, "max");
+	mead_jw_double(w, (double)atomic_load_explicit(&s->lat_max_ns, memory_order_relaxed) / 1e3);
+	mead_jw_obj_end(w);
+	mead_jw_key(w, "spikes");
+	mead_jw_u64(w, atomic_load_explicit(&s->spikes, memory_order_relaxed));
+	mead_jw_key(w, "spikes_dropped");
+	mead_jw_u64(w, atomic_load_explicit(&s->spikes_dropped, memory_order_relaxed));
+	mead_jw_key(w, "stim_pulses");
+	mead_jw_u64(w, atomic_load_explicit(&s->stim_pulses, memory_order_relaxed));
+	mead_jw_key(w, "stim_rejected");
+	mead_jw_u64(w, atomic_load_explicit(&s->stim_rejected, memory_order_relaxed));
+	mead_jw_obj_end(w);
+	for (int k = 0; k <= MEAD_KIND_COUNT; k++) {
+		produced[k] = atomic_load_explicit(&s->produced[k], memory_order_relaxed);
+		ring_dropped[k] = atomic_load_explicit(&s->dropped[k], memory_order_relaxed);
+	}
+}
+
+int mead_status_json(const struct mead_daemon *d, char *buf, size_t len)
+{
+	struct mead_jw w;
+	uint64_t produced[MEAD_KIND_COUNT + 1] = { 0 }, ring_dropped[MEAD_KIND_COUNT + 1] = { 0 };
+	struct timespec now;
+
+	mead_jw_init(&w, buf, len);
+	mead_jw_obj_begin(&w);
+	mead_jw_key(&w, "mead_version");
+	mead_jw_str(&w, MEAD_VERSION);
+	mead_jw_key(&w, "wire_version");
+	mead_jw_u64(&w, MEAD_WIRE_VERSION);
+
+	const struct mead_loop_stats *s = d->loop ? mead_loop_stats(d->loop) : NULL;
+	mead_jw_key(&w, "state");
+	if (atomic_load(&((struct mead_daemon *)d)->stop_requested) && s && atomic_load(&s->state) == MEAD_LOOP_RUNNING)
+		mead_jw_str(&w, "stopping");
+	else
+		mead_jw_str(&w, s ? loop_state_name(atomic_load(&s->state)) : "starting");
+	clock_gettime(CLOCK_REALTIME, &now);
+	uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+	mead_jw_key(&w, "time_ns");
+	mead_jw_u64(&w, now_ns);
+	if (d->started_realtime_ns) {
+		mead_jw_key(&w, "uptime_s");
+		mead_jw_double(&w, now_ns > d->started_realtime_ns ? (double)(now_ns - d->started_realtime_ns) / 1e9 : 0.0);
+	}
+	rig(&w, d);
+	mead_jw_key(&w, "driver");
+	driver_describe(&w, d);
+	loop_stats(&w, d, produced, ring_dropped);
+
+	mead_jw_key(&w, "protocol");
+	mead_jw_obj_begin(&w);
+	mead_jw_key(&w, "active");
+	int pa = s ? atomic_load_explicit(&s->protocol_active, memory_order_relaxed) : -1;
+	if (pa >= 0)
+		mead_jw_i64(&w, pa);
+	else
+		mead_jw_null(&w);
+	mead_jw_obj_end(&w);
+
+	/* Streams: every loss has one counter, by where it happened. */
+	struct mead_publisher_counters pc;
+	memset(&pc, 0, sizeof(pc));
+	if (d->publisher)
+		mead_publisher_get_counters(d->publisher, &pc);
+	mead_jw_key(&w, "streams");
+	mead_jw_obj_begin(&w);
+	if (d->publisher) {
+		mead_jw_key(&w, "endpoint");
+		mead_jw_str(&w, mead_publisher_endpoint(d->publisher));
+	}
+	mead_jw_key(&w, "subscribers");
+	mead_jw_u64(&w, pc.subscribers);
+	mead_jw_key(&w, "subscriptions");
+	mead_jw_u64(&w, pc.subscriptions);
+	per_kind(&w, "produced", produced, true);
+	per_kind(&w, "ring_dropped", ring_dropped, true);
+	per_kind(&w, "published", pc.published, true);
+	per_kind(&w, "hwm_dropped", pc.hwm_dropped, true);
+	per_kind(&w, "discarded", pc.discarded, true);
+	mead_jw_key(&w, "bytes");
+	mead_jw_u64(&w, pc.bytes);
+	mead_jw_obj_end(&w);
+
+	mead_jw_key(&w, "recording");
+	if (d->recorder) {
+		struct mead_recorder_counters rc;
+		mead_recorder_get_counters(d->recorder, &rc);
+		mead_jw_obj_begin(&w);
+		mead_jw_key(&w, "path");
+		mead_jw_str(&w, mead_recorder_path(d->recorder));
+		mead_jw_key(&w, "state");
+		mead_jw_str(&w, mead_recorder_state_name(rc.state));
+		mead_jw_key(&w, "bytes");
+		mead_jw_u64(&w, rc.bytes);
+		mead_jw_key(&w, "fsyncs");
+		mead_jw_u64(&w, rc.fsyncs);
+		per_kind(&w, "recorded", rc.recorded, true);
+		per_kind(&w, "lost", rc.lost, true);
+		per_kind(&w, "not_recorded", rc.not_recorded, true);
+		mead_jw_key(&w, "error");
+		if (rc.state == MEAD_RECORDER_FAILED)
+			mead_jw_str(&w, rc.message);
+		else
+			mead_jw_null(&w);
+		mead_jw_obj_end(&w);
+	} else {
+		mead_jw_null(&w);
+	}
+	mead_jw_obj_end(&w);
+	return mead_jw_finish(&w);
+}
+
+int mead_status_json_cb(void *ctx, char *buf, size_t len)
+{
+	return mead_status_json(ctx, buf, len);
+}
+
+int mead_status_recording_meta(const struct mead_daemon *d, char *buf, size_t len)
+{
+	struct mead_jw w;
+
+	mead_jw_init(&w, buf, len);
+	mead_jw_obj_begin(&w);
+	mead_jw_key(&w, "format");
+	mead_jw_str(&w, "mead-recording");
+	mead_jw_key(&w, "mead_version");
+	mead_jw_str(&w, MEAD_VERSION);
+	mead_jw_key(&w, "wire_version");
+	mead_jw_u64(&w, MEAD_WIRE_VERSION);
+	mead_jw_key(&w, "config_path");
+	mead_jw_str(&w, d->config_path);
+	mead_jw_key(&w, "started_realtime_ns");
+	mead_jw_u64(&w, d->started_realtime_ns);
+	rig(&w, d);
+	mead_jw_key(&w, "driver");
+	driver_describe(&w, d);
+	mead_jw_obj_end(&w);
+	return mead_jw_finish(&w);
+}

@@ -1,0 +1,377 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * meactl: command-line client of the daemon's control socket.
+ * Exit status: 0 ok reply, 1 error reply (or bad usage), 2 no answer.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "daemon/json.h"
+
+#define DEFAULT_ENDPOINT "tcp://127.0.0.1:5556"
+#define REPLY_MAX (1u << 20)
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: meactl [-e ENDPOINT] [-t TIMEOUT_MS] [--json] COMMAND\n"
+		"commands:\n"
+		"  status                       state, driver, loop statistics, stream counters\n"
+		"  start NAME                   run the configured protocol NAME\n"
+		"  stop                         stop the running protocol\n"
+		"  halt                         stop protocol and trains, zero every output\n"
+		"  stim --electrodes 3,17 --amplitude-ua -1 --phase-us 200 [--interphase-us 50]\n"
+		"       --pulses 5 --rate-hz 20  charge-balanced biphasic train\n"
+		"  ping | help | shutdown\n"
+		"  -e, --endpoint   control socket (default %s)\n"
+		"  -t, --timeout    milliseconds to wait for the answer (default 3000)\n"
+		"  --json           print the raw JSON reply\n"
+		"exit status: 0 ok, 1 error reply or usage, 2 no answer\n",
+		DEFAULT_ENDPOINT);
+}
+
+/* Appends a JSON number from text after checking it is one. */
+static int add_number(struct mead_jw *w, const char *key, const char *text, bool integer)
+{
+	char *end;
+	errno = 0;
+	if (integer) {
+		long long v = strtoll(text, &end, 10);
+		if (errno || end == text || *end)
+			return -1;
+		mead_jw_key(w, key);
+		mead_jw_i64(w, v);
+	} else {
+		double v = strtod(text, &end);
+		if (errno || end == text || *end || !isfinite(v))
+			return -1;
+		mead_jw_key(w, key);
+		mead_jw_double(w, v);
+	}
+	return 0;
+}
+
+static int build_stim(int argc, char **argv, struct mead_jw *w)
+{
+	static const struct option opts[] = {
+		{ "electrodes", required_argument, NULL, 'E' },
+		{ "amplitude-ua", required_argument, NULL, 'a' },
+		{ "phase-us", required_argument, NULL, 'p' },
+		{ "interphase-us", required_argument, NULL, 'i' },
+		{ "pulses", required_argument, NULL, 'n' },
+		{ "rate-hz", required_argument, NULL, 'r' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	mead_jw_obj_begin(w);
+	mead_jw_key(w, "cmd");
+	mead_jw_str(w, "stim");
+	optind = 0; /* 0: glibc starts over after the main parse */
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		int rc = 0;
+		switch (c) {
+		case 'E': {
+			char *s = optarg, *end;
+			mead_jw_key(w, "electrodes");
+			mead_jw_arr_begin(w);
+			for (;;) {
+				errno = 0;
+				long long v = strtoll(s, &end, 10);
+				if (errno || end == s || (*end && *end != ',')) {
+					fprintf(stderr, "meactl: --electrodes wants a comma-separated list of indexes\n");
+					return -1;
+				}
+				mead_jw_i64(w, v);
+				if (!*end)
+					break;
+				s = end + 1;
+			}
+			mead_jw_arr_end(w);
+			break;
+		}
+		case 'a': rc = add_number(w, "amplitude_ua", optarg, false); break;
+		case 'p': rc = add_number(w, "phase_us", optarg, true); break;
+		case 'i': rc = add_number(w, "interphase_us", optarg, true); break;
+		case 'n': rc = add_number(w, "pulses", optarg, true); break;
+		case 'r': rc = add_number(w, "rate_hz", optarg, false); break;
+		default:
+			usage(stderr);
+			return -1;
+		}
+		if (rc < 0) {
+			fprintf(stderr, "meactl: %s: not a number: %s\n", argv[optind - 1], optarg);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "meactl: stim: unexpected argument %s\n", argv[optind]);
+		return -1;
+	}
+	mead_jw_obj_end(w);
+	return 0;
+}
+
+static const struct mead_json_value *path(const struct mead_json *d, const struct mead_json_value *v, const char *a,
+					  const char *b)
+{
+	v = mead_json_get(d, v, a);
+	return b ? mead_json_get(d, v, b) : v;
+}
+
+static void print_value(const struct mead_json_value *v)
+{
+	if (!v) {
+		printf("-");
+		return;
+	}
+	switch (v->type) {
+	case MEAD_JSON_NUMBER:
+		if (v->is_int)
+			printf("%" PRId64, v->i);
+		else
+			printf("%g", v->num);
+		break;
+	case MEAD_JSON_STRING: printf("%s", v->s); break;
+	case MEAD_JSON_BOOL: printf("%s", v->b ? "yes" : "no"); break;
+	case MEAD_JSON_NULL: printf("-"); break;
+	default: printf("..."); break;
+	}
+}
+
+static void print_kv(const char *label, const struct mead_json_value *v, const char *unit)
+{
+	printf("%-22s ", label);
+	print_value(v);
+	printf("%s\n", v && unit ? unit : "");
+}
+
+static void print_status(const struct mead_json *d, const struct mead_json_value *r)
+{
+	static const char *const topics[] = { "spikes", "stim", "events", "raw", "status" };
+	static const char *const cols[] = { "produced", "ring_dropped", "published", "hwm_dropped" };
+	const struct mead_json_value *streams = mead_json_get(d, r, "streams");
+	const struct mead_json_value *rec = mead_json_get(d, r, "recording");
+
+	print_kv("state", mead_json_get(d, r, "state"), NULL);
+	print_kv("driver", mead_json_get(d, r, "driver_name"), NULL);
+	print_kv("sample rate", mead_json_get(d, r, "sample_rate_hz"), " Hz");
+	print_kv("electrodes", path(d, r, "layout", "count"), NULL);
+	print_kv("uv per count", mead_json_get(d, r, "uv_per_count"), NULL);
+	print_kv("uptime", mead_json_get(d, r, "uptime_s"), " s");
+	print_kv("ticks", path(d, r, "loop", "ticks"), NULL);
+	print_kv("overruns", path(d, r, "loop", "overruns"), NULL);
+	const struct mead_json_value *lat = path(d, r, "loop", "latency_us");
+	printf("%-22s p50 ", "wake-up latency");
+	print_value(mead_json_get(d, lat, "p50"));
+	printf("  p99 ");
+	print_value(mead_json_get(d, lat, "p99"));
+	printf("  p99.9 ");
+	print_value(mead_json_get(d, lat, "p999"));
+	printf("  max ");
+	print_value(mead_json_get(d, lat, "max"));
+	printf(" us\n");
+	print_kv("protocol", path(d, r, "protocol", "active"), NULL);
+	print_kv("subscriptions", mead_json_get(d, streams, "subscriptions"), NULL);
+	printf("%-8s", "topic");
+	for (size_t c = 0; c < 4; c++)
+		printf(" %14s", cols[c]);
+	if (rec && rec->type == MEAD_JSON_OBJECT)
+		printf(" %14s %14s", "recorded", "rec_lost");
+	printf("\n");
+	for (size_t t = 0; t < 5; t++) {
+		printf("%-8s", topics[t]);
+		for (size_t c = 0; c < 4; c++) {
+			const struct mead_json_value *v = path(d, streams, cols[c], topics[t]);
+			if (v && v->is_int)
+				printf(" %14" PRId64, v->i);
+			else
+				printf(" %14s", "-");
+		}
+		if (rec && rec->type == MEAD_JSON_OBJECT) {
+			const struct mead_json_value *a = path(d, rec, "recorded", topics[t]);
+			const struct mead_json_value *b = path(d, rec, "lost", topics[t]);
+			printf(" %14" PRId64 " %14" PRId64, a && a->is_int ? a->i : 0, b && b->is_int ? b->i : 0);
+		}
+		printf("\n");
+	}
+	if (rec && rec->type == MEAD_JSON_OBJECT) {
+		print_kv("recording", mead_json_get(d, rec, "path"), NULL);
+		print_kv("recording state", mead_json_get(d, rec, "state"), NULL);
+		print_kv("recording bytes", mead_json_get(d, rec, "bytes"), NULL);
+		const struct mead_json_value *e = mead_json_get(d, rec, "error");
+		if (e && e->type == MEAD_JSON_STRING)
+			print_kv("recording error", e, NULL);
+	} else {
+		printf("%-22s off\n", "recording");
+	}
+}
+
+static void print_reply(const char *cmd, const struct mead_json *d, const struct mead_json_value *r)
+{
+	if (strcmp(cmd, "status") == 0) {
+		print_status(d, r);
+		return;
+	}
+	if (strcmp(cmd, "help") == 0) {
+		const struct mead_json_value *c = mead_json_get(d, r, "commands");
+		for (const struct mead_json_value *v = mead_json_first(d, c); v; v = mead_json_next(d, v))
+			if (v->type == MEAD_JSON_STRING)
+				printf("%s\n", v->s);
+		return;
+	}
+	/* Other replies are short: print their fields. */
+	printf("ok");
+	for (const struct mead_json_value *v = mead_json_first(d, r); v; v = mead_json_next(d, v)) {
+		if (strcmp(v->key, "ok") == 0)
+			continue;
+		printf(" %s=", v->key);
+		if (v->type == MEAD_JSON_ARRAY) {
+			printf("[");
+			for (const struct mead_json_value *e = mead_json_first(d, v); e; e = mead_json_next(d, e)) {
+				print_value(e);
+				if (e->next >= 0)
+					printf(",");
+			}
+			printf("]");
+		} else {
+			print_value(v);
+		}
+	}
+	printf("\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "endpoint", required_argument, NULL, 'e' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *endpoint = DEFAULT_ENDPOINT, *cmd;
+	bool json = false;
+	int timeout = 3000, c, rc = 2, zero = 0;
+	char req[4096];
+	struct mead_jw w;
+	void *ctx = NULL, *sock = NULL;
+	char *reply = NULL;
+
+	/* '+': stop at the command so its own options are left for it. */
+	while ((c = getopt_long(argc, argv, "+e:t:jh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'e': endpoint = optarg; break;
+		case 't': timeout = atoi(optarg); break;
+		case 'j': json = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 1;
+		}
+	}
+	if (optind >= argc || timeout <= 0) {
+		usage(stderr);
+		return 1;
+	}
+	cmd = argv[optind];
+	mead_jw_init(&w, req, sizeof(req));
+	if (strcmp(cmd, "stim") == 0) {
+		if (build_stim(argc - optind, argv + optind, &w) < 0)
+			return 1;
+	} else if (strcmp(cmd, "start") == 0) {
+		if (argc - optind != 2) {
+			fprintf(stderr, "meactl: start NAME\n");
+			return 1;
+		}
+		mead_jw_obj_begin(&w);
+		mead_jw_key(&w, "cmd");
+		mead_jw_str(&w, "start");
+		mead_jw_key(&w, "protocol");
+		mead_jw_str(&w, argv[optind + 1]);
+		mead_jw_obj_end(&w);
+	} else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "stop") == 0 || strcmp(cmd, "halt") == 0 ||
+		   strcmp(cmd, "ping") == 0 || strcmp(cmd, "help") == 0 || strcmp(cmd, "shutdown") == 0) {
+		if (argc - optind != 1) {
+			fprintf(stderr, "meactl: %s takes no arguments\n", cmd);
+			return 1;
+		}
+		mead_jw_obj_begin(&w);
+		mead_jw_key(&w, "cmd");
+		mead_jw_str(&w, cmd);
+		mead_jw_obj_end(&w);
+	} else {
+		fprintf(stderr, "meactl: unknown command %s\n", cmd);
+		usage(stderr);
+		return 1;
+	}
+	int req_len = mead_jw_finish(&w);
+	if (req_len < 0) {
+		fprintf(stderr, "meactl: request too long\n");
+		return 1;
+	}
+
+	reply = malloc(REPLY_MAX + 1);
+	ctx = zmq_ctx_new();
+	sock = ctx ? zmq_socket(ctx, ZMQ_REQ) : NULL;
+	if (!reply || !sock) {
+		fprintf(stderr, "meactl: cannot create a socket\n");
+		goto out;
+	}
+	zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof(zero));
+	zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout, sizeof(timeout));
+	zmq_setsockopt(sock, ZMQ_SNDTIMEO, &timeout, sizeof(timeout));
+	if (zmq_connect(sock, endpoint) < 0) {
+		fprintf(stderr, "meactl: %s: %s\n", endpoint, zmq_strerror(errno));
+		rc = 1;
+		goto out;
+	}
+	if (zmq_send(sock, req, (size_t)req_len, 0) < 0) {
+		fprintf(stderr, "meactl: no answer from %s (send: %s)\n", endpoint, zmq_strerror(errno));
+		goto out;
+	}
+	int n = zmq_recv(sock, reply, REPLY_MAX, 0);
+	if (n < 0) {
+		fprintf(stderr, "meactl: no answer from %s within %d ms\n", endpoint, timeout);
+		goto out;
+	}
+	if ((size_t)n > REPLY_MAX) {
+		fprintf(stderr, "meactl: reply larger than %u bytes\n", REPLY_MAX);
+		goto out;
+	}
+	reply[n] = '\0';
+
+	struct mead_json_limits lim = { REPLY_MAX, 32, 1u << 18, REPLY_MAX };
+	struct mead_json *doc = NULL;
+	char err[200];
+	if (mead_json_parse(reply, (size_t)n, &lim, &doc, err, sizeof(err)) < 0 ||
+	    mead_json_root(doc)->type != MEAD_JSON_OBJECT) {
+		fprintf(stderr, "meactl: the daemon's reply is not a JSON object: %s\n", doc ? "" : err);
+		mead_json_free(doc);
+		goto out;
+	}
+	const struct mead_json_value *root = mead_json_root(doc), *ok = mead_json_get(doc, root, "ok");
+	bool is_ok = ok && ok->type == MEAD_JSON_BOOL && ok->b;
+	if (json) {
+		printf("%s\n", reply);
+	} else if (is_ok) {
+		print_reply(cmd, doc, root);
+	} else {
+		const struct mead_json_value *e = mead_json_get(doc, root, "error");
+		fprintf(stderr, "meactl: %s: %s\n", cmd, e && e->type == MEAD_JSON_STRING ? e->s : "error");
+	}
+	mead_json_free(doc);
+	rc = is_ok ? 0 : 1;
+out:
+	if (sock)
+		zmq_close(sock);
+	if (ctx)
+		zmq_ctx_term(ctx);
+	free(reply);
+	return rc;
+}

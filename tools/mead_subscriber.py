@@ -1,0 +1,275 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""Subscribe to a mead daemon's live streams (wire v1) and report what came.
+
+Decodes every message byte for byte (three frames: topic, 32-byte header,
+payload), prints spike rates per electrode and counts losses (gaps in the
+per-topic seq).  Needs python3-zmq and python3-numpy (Debian).
+
+  /usr/bin/python3 tools/mead_subscriber.py --endpoint tcp://127.0.0.1:5555 --seconds 5
+  ... --json        one JSON summary at the end (used by the integration test)
+"""
+
+import argparse
+import json
+import struct
+import sys
+import time
+
+import numpy as np
+import zmq
+
+HEADER = struct.Struct("<4sHHQQII")          # magic, version, kind, seq, sample, count, record_size
+assert HEADER.size == 32
+KINDS = {"spikes": 1, "stim": 2, "events": 3, "raw": 4, "status": 5}
+RECORD_SIZE = {"spikes": 16, "stim": 24, "events": 16}   # minimum; records may grow at the end
+
+# Only the known leading bytes of each record are decoded; a larger
+# record_size (a newer daemon) is skipped over by numpy's itemsize.
+SPIKE_FIELDS = [("sample", "<u8"), ("electrode", "<u2"), ("flags", "<u2"), ("amplitude_uv", "<f4")]
+STIM_FIELDS = [("sample", "<u8"), ("electrode", "<u2"), ("flags", "<u2"), ("amplitude_ua", "<f4"),
+               ("phase_us", "<u4"), ("interphase_us", "<u4")]
+EVENT_FIELDS = [("sample", "<u8"), ("type", "<u4"), ("value", "<i4")]
+FIELDS = {"spikes": SPIKE_FIELDS, "stim": STIM_FIELDS, "events": EVENT_FIELDS}
+
+
+def dtype_for(topic, record_size):
+    names = [f[0] for f in FIELDS[topic]]
+    formats = [f[1] for f in FIELDS[topic]]
+    offsets, off = [], 0
+    for f in formats:
+        offsets.append(off)
+        off += np.dtype(f).itemsize
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": record_size})
+
+
+class Stats:
+    def __init__(self):
+        self.messages = {t: 0 for t in KINDS}
+        self.records = {t: 0 for t in KINDS}
+        self.gaps = {t: 0 for t in KINDS}          # messages missing (sum of seq gaps)
+        self.gap_events = {t: 0 for t in KINDS}
+        self.last_seq = {}
+        self.last_sample = {}
+        self.first_seq = {}
+        self.decode_errors = 0
+        self.decode_error_examples = []
+        self.sample_violations = 0
+        self.electrode_violations = 0
+        self.seq_violations = 0
+        self.spikes = 0
+        self.electrode_count = None
+        self.sample_rate = None
+        self.uv_per_count = None
+        self.spike_counts = None
+        self.status = None
+        # Messages received before the last status, per topic: with no loss
+        # and no late join they equal that status's streams.published.
+        self.messages_at_last_status = None
+
+    def error(self, what):
+        self.decode_errors += 1
+        if len(self.decode_error_examples) < 10:
+            self.decode_error_examples.append(what)
+
+
+def handle(st, frames):
+    if len(frames) != 3:
+        st.error("message with %d frames" % len(frames))
+        return
+    topic_b, hdr, payload = frames
+    try:
+        topic = topic_b.decode("ascii")
+    except UnicodeDecodeError:
+        st.error("topic is not ASCII")
+        return
+    if topic not in KINDS:
+        st.error("unknown topic %r" % topic)
+        return
+    if len(hdr) != 32:
+        st.error("%s: header of %d bytes" % (topic, len(hdr)))
+        return
+    magic, version, kind, seq, sample, count, record_size = HEADER.unpack(hdr)
+    if magic != b"MEAD" or version != 1:
+        st.error("%s: bad magic/version" % topic)
+        return
+    if kind != KINDS[topic]:
+        st.error("%s: kind %d does not match the topic" % (topic, kind))
+        return
+    if len(payload) != count * record_size:
+        st.error("%s: payload %d bytes != %d x %d" % (topic, len(payload), count, record_size))
+        return
+    if topic in RECORD_SIZE and record_size < RECORD_SIZE[topic]:
+        st.error("%s: record_size %d too small" % (topic, record_size))
+        return
+    if topic == "status" and count != 1:
+        st.error("status: count %d" % count)
+        return
+
+    # Sequence: per topic, +1 per message; a jump is a loss.
+    if topic in st.last_seq:
+        expect = st.last_seq[topic] + 1
+        if seq > expect:
+            st.gaps[topic] += seq - expect
+            st.gap_events[topic] += 1
+        elif seq < expect:
+            st.seq_violations += 1
+    else:
+        st.first_seq[topic] = seq
+    st.last_seq[topic] = seq
+    if topic != "status":
+        if topic in st.last_sample and sample < st.last_sample[topic]:
+            st.sample_violations += 1
+        st.last_sample[topic] = sample
+    before = dict(st.messages)
+    st.messages[topic] += 1
+    st.records[topic] += count
+
+    if topic == "status":
+        try:
+            status = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as e:
+            st.error("status: not JSON: %s" % e)
+            return
+        if not isinstance(status, dict):
+            st.error("status: not an object")
+            return
+        st.status = status
+        st.messages_at_last_status = before
+        layout = status.get("layout") or {}
+        if isinstance(layout.get("count"), int):
+            st.electrode_count = layout["count"]
+            if st.spike_counts is None or len(st.spike_counts) < st.electrode_count:
+                grown = np.zeros(st.electrode_count, dtype=np.int64)
+                if st.spike_counts is not None:
+                    grown[: len(st.spike_counts)] = st.spike_counts
+                st.spike_counts = grown
+        st.sample_rate = status.get("sample_rate_hz") or st.sample_rate
+        st.uv_per_count = status.get("uv_per_count", st.uv_per_count)
+        return
+    if topic == "raw":
+        if record_size % 2:
+            st.error("raw: odd record_size %d" % record_size)
+        return
+    rec = np.frombuffer(payload, dtype=dtype_for(topic, record_size), count=count)
+    if count:
+        # Records of one message never go back in time either.
+        if np.any(np.diff(rec["sample"].astype(np.int64)) < 0):
+            st.sample_violations += 1
+        if topic == "spikes":
+            st.spikes += count
+            el = rec["electrode"]
+            if st.electrode_count is not None:
+                bad = el >= st.electrode_count
+                st.electrode_violations += int(bad.sum())
+                el = el[~bad]
+            if st.spike_counts is None:
+                st.spike_counts = np.zeros(int(el.max()) + 1 if len(el) else 1, dtype=np.int64)
+            if len(el) and int(el.max()) >= len(st.spike_counts):
+                grown = np.zeros(int(el.max()) + 1, dtype=np.int64)
+                grown[: len(st.spike_counts)] = st.spike_counts
+                st.spike_counts = grown
+            np.add.at(st.spike_counts, el.astype(np.int64), 1)
+        elif topic == "stim" and st.electrode_count is not None:
+            st.electrode_violations += int((rec["electrode"] >= st.electrode_count).sum())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--endpoint", default="tcp://127.0.0.1:5555")
+    ap.add_argument("--seconds", type=float, default=10.0, help="how long to listen")
+    ap.add_argument("--topics", default="spikes,stim,events,raw,status",
+                    help="comma-separated topics to subscribe to")
+    ap.add_argument("--json", action="store_true", help="print one JSON summary at the end")
+    ap.add_argument("--every", type=float, default=1.0, help="seconds between rate printouts")
+    args = ap.parse_args()
+
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVHWM, 0)
+    for t in args.topics.split(","):
+        if t:
+            sock.setsockopt(zmq.SUBSCRIBE, t.encode("ascii"))
+    sock.connect(args.endpoint)
+
+    st = Stats()
+    start = time.monotonic()
+    end = start + args.seconds
+    next_print = start + args.every
+    last_counts = None
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    while True:
+        now = time.monotonic()
+        if now >= end:
+            break
+        timeout_ms = max(1, int((min(end, next_print) - now) * 1000))
+        if dict(poller.poll(timeout_ms)):
+            while True:
+                try:
+                    frames = sock.recv_multipart(flags=zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                handle(st, frames)
+        now = time.monotonic()
+        if not args.json and now >= next_print and st.spike_counts is not None:
+            counts = st.spike_counts.copy()
+            prev = last_counts if last_counts is not None and len(last_counts) == len(counts) else np.zeros_like(counts)
+            rate = (counts - prev) / args.every
+            top = np.argsort(rate)[::-1][:8]
+            lost = sum(st.gaps.values())
+            print("t=%5.1fs spikes/s total %.0f | busiest: %s | lost messages %d" % (
+                now - start, rate.sum(), " ".join("e%d:%.0f" % (i, rate[i]) for i in top if rate[i] > 0),
+                lost), flush=True)
+            last_counts = counts
+            next_print += args.every
+    elapsed = time.monotonic() - start
+    sock.close()
+    # Spikes that came before the first status could not be checked then.
+    if st.electrode_count is not None and st.spike_counts is not None and len(st.spike_counts) > st.electrode_count:
+        st.electrode_violations += int(st.spike_counts[st.electrode_count:].sum())
+        st.spike_counts = st.spike_counts[: st.electrode_count]
+    ctx.term()
+
+    rates = []
+    if st.spike_counts is not None:
+        rates = (st.spike_counts / elapsed).round(3).tolist()
+    summary = {
+        "endpoint": args.endpoint,
+        "seconds": round(elapsed, 3),
+        "messages": st.messages,
+        "records": st.records,
+        "gaps": st.gaps,
+        "gap_events": st.gap_events,
+        "first_seq": st.first_seq,
+        "last_seq": st.last_seq,
+        "decode_errors": st.decode_errors,
+        "decode_error_examples": st.decode_error_examples,
+        "seq_violations": st.seq_violations,
+        "sample_violations": st.sample_violations,
+        "electrode_violations": st.electrode_violations,
+        "spikes": st.spikes,
+        "electrode_count": st.electrode_count,
+        "sample_rate_hz": st.sample_rate,
+        "spike_rate_hz": rates,
+        "last_status_streams": (st.status or {}).get("streams"),
+        "messages_at_last_status": st.messages_at_last_status,
+        "last_status_loop": (st.status or {}).get("loop"),
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print("messages per topic: %s" % st.messages)
+        print("lost (seq gaps): %s   decode errors: %d   sample went back: %d   electrode out of range: %d" % (
+            st.gaps, st.decode_errors, st.sample_violations, st.electrode_violations))
+        if rates:
+            print("spike rate per electrode (Hz):")
+            for i, r in enumerate(rates):
+                print("  e%-4d %8.2f" % (i, r))
+    bad = st.decode_errors or st.seq_violations or st.sample_violations or st.electrode_violations
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
