@@ -674,7 +674,7 @@ static void usage(FILE *f)
 		"      --idle-timeout S     stop after S seconds without a message (0: never)\n"
 		"      --max-waiting N      ended trials that may wait for the spike stream (8)\n"
 		"      --class-values V,..  label event value of class 0, 1, ... (identity)\n"
-		"      --score all|last     summary over all test trials, or the last block of them (all)\n"
+		"      --score all|last     summary over all test trials, or the last block of them (last)\n"
 		"      --save FILE          save the trained state at the end\n"
 		"      --load FILE          start from a saved state\n"
 		"      --json               summary as one JSON object\n"
@@ -1016,6 +1016,9 @@ int main(int argc, char **argv)
 		.label_fraction = 1.0,
 		.pixel_grid = 6,
 		.pixels = true,
+		/* validation passes are test blocks on the wire; the held-out
+		 * test set is the last one (docs/protocols.md) */
+		.score_last = true,
 	};
 	mead_model_options_default(&s->o.model);
 	/* Before the slow start-up (images, connect): a stop request then
