@@ -198,20 +198,20 @@ struct mead_protocol *mead_loop_reclaim(struct mead_loop *l)
 
 /* ---- rt thread -------------------------------------------------------- */
 
-static bool wait_for_room(struct mead_loop *l)
+/* Virtual clock: no deadline to keep, so back-pressure instead of loss.
+ * A short sleep rather than a spin leaves the core to the publisher on
+ * small machines.  NULL only when a stop is requested meanwhile. */
+static void *wait_for_room(struct mead_loop *l, size_t len)
 {
-	/* Virtual clock: no deadline to keep, so back-pressure instead of loss.
-	 * A short sleep rather than a spin leaves the core to the publisher on
-	 * small machines. */
 	struct timespec nap = { 0, 20000 };
+	void *m = NULL;
 
 	stat_add(&l->stats.virtual_waits, 1);
-	while (!atomic_load_explicit(&l->stop, memory_order_acquire)) {
+	while (!m && !atomic_load_explicit(&l->stop, memory_order_acquire)) {
 		nanosleep(&nap, NULL);
-		if (mead_ring_used(l->out) + 65536 < mead_ring_capacity(l->out))
-			return true;
+		m = mead_ring_reserve(l->out, len);
 	}
-	return false;
+	return m;
 }
 
 static void push_msg(struct mead_loop *l, enum mead_wire_kind kind, uint64_t sample, const void *records,
@@ -221,11 +221,8 @@ static void push_msg(struct mead_loop *l, enum mead_wire_kind kind, uint64_t sam
 	struct mead_msg *m;
 
 	m = mead_ring_reserve(l->out, len);
-	while (!m && l->params.virtual_clock && len <= mead_ring_max_message(l->out)) {
-		if (!wait_for_room(l))
-			break;
-		m = mead_ring_reserve(l->out, len);
-	}
+	if (!m && l->params.virtual_clock && len <= mead_ring_max_message(l->out))
+		m = wait_for_room(l, len);
 	uint64_t seq = l->seq[kind]++;
 	stat_add(&l->stats.produced[kind], 1);
 	if (!m) {
@@ -515,6 +512,13 @@ static void *loop_thread(void *arg)
 	struct mead_event end_ev = {
 		mead_tick_first_sample(tick, l->params.period_ns, l->sample_rate_hz), MEAD_EVENT_RUN_END, 0,
 	};
+	/* run_end tells subscribers the run is complete; on the virtual clock the
+	 * publisher is still draining, so give it a bounded wait for room. */
+	for (int tries = 0; l->params.virtual_clock && tries < 250000 &&
+	     !mead_ring_reserve(l->out, sizeof(struct mead_msg) + sizeof(end_ev)); tries++) {
+		struct timespec nap = { 0, 20000 };
+		nanosleep(&nap, NULL);
+	}
 	push_msg(l, MEAD_KIND_EVENTS, end_ev.sample, &end_ev, 1, sizeof(end_ev));
 	atomic_store_explicit(&l->stats.state, MEAD_LOOP_STOPPED, memory_order_release);
 	return NULL;
