@@ -33,6 +33,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/utf8.h"
+
 #include <yaml.h>
 
 #define CMDLINE_NAME "<command line>"
@@ -1178,6 +1180,19 @@ int mead_cfg_override(const struct mead_cfg_key *table, void *obj, const char *a
 		err[0] = '\0';
 	if (!table || !obj || !assignment)
 		return -EINVAL;
+	/* A file goes through libyaml, which refuses malformed UTF-8; an
+	 * override must meet the same bar, or what --print shows could not be
+	 * loaded back. */
+	for (size_t i = 0, n = strlen(assignment); i < n;) {
+		size_t len = mead_utf8_seq_len((const unsigned char *)assignment + i, n - i);
+		if (len == 0) {
+			if (err && err_len)
+				snprintf(err, err_len, "%s:1:%zu: malformed UTF-8 (byte 0x%02x)", CMDLINE_NAME, i + 1,
+					 (unsigned char)assignment[i]);
+			return -EINVAL;
+		}
+		i += len;
+	}
 	eq = strchr(assignment, '=');
 	ke = eq ? eq : assignment + strlen(assignment);
 	for (ks = assignment; ks < ke && isspace((unsigned char)*ks); ks++)

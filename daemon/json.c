@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config/utf8.h"
+
 struct mead_json {
 	struct mead_json_value *v;
 	uint32_t n, cap;
@@ -105,30 +107,6 @@ static void put_utf8(char *out, size_t *pos, uint32_t cp)
 	}
 }
 
-/* Length of the valid UTF-8 sequence at p, 0 if invalid. */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-	unsigned char c = p[0];
-	size_t n;
-	uint32_t cp, min;
-
-	if (c < 0x80) return 1;
-	if (c >= 0xC2 && c <= 0xDF) { n = 2; cp = c & 0x1F; min = 0x80; }
-	else if (c >= 0xE0 && c <= 0xEF) { n = 3; cp = c & 0x0F; min = 0x800; }
-	else if (c >= 0xF0 && c <= 0xF4) { n = 4; cp = c & 0x07; min = 0x10000; }
-	else return 0;
-	if ((size_t)(end - p) < n)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((p[i] & 0xC0) != 0x80)
-			return 0;
-		cp = cp << 6 | (p[i] & 0x3F);
-	}
-	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return n;
-}
-
 /* Parses a string at ps->p (on the opening quote); returns its arena copy. */
 static int parse_string(struct parser *ps, const char **ret, uint32_t *ret_len)
 {
@@ -187,7 +165,7 @@ static int parse_string(struct parser *ps, const char **ret, uint32_t *ret_len)
 			}
 			continue;
 		}
-		size_t n = utf8_seq((const unsigned char *)ps->p, (const unsigned char *)ps->end);
+		size_t n = mead_utf8_seq_len((const unsigned char *)ps->p, (size_t)(ps->end - ps->p));
 		if (n == 0)
 			return fail(ps, -EINVAL, "invalid UTF-8 in string");
 		memcpy(out + pos, ps->p, n);
@@ -534,21 +512,35 @@ void mead_jw_obj_end(struct mead_jw *w) { close_c(w, "}"); }
 void mead_jw_arr_begin(struct mead_jw *w) { open_c(w, "["); }
 void mead_jw_arr_end(struct mead_jw *w) { close_c(w, "]"); }
 
+/* Strings reach replies from clients and configuration, possibly cut in the
+ * middle of a character: what is not well-formed UTF-8 goes out as U+FFFD,
+ * so every document this writer produces is valid JSON. */
 static void put_escaped(struct mead_jw *w, const char *s, size_t n)
 {
+	const unsigned char *u = (const unsigned char *)s;
+
 	put(w, "\"", 1);
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
+	for (size_t i = 0; i < n;) {
+		unsigned char c = u[i];
 		char esc[8];
 		if (c == '"' || c == '\\') {
 			esc[0] = '\\';
 			esc[1] = (char)c;
 			put(w, esc, 2);
+			i++;
 		} else if (c < 0x20 || c == 0x7f) {
 			snprintf(esc, sizeof(esc), "\\u%04x", c);
 			put(w, esc, 6);
+			i++;
 		} else {
-			put(w, (const char *)&s[i], 1);
+			size_t len = mead_utf8_seq_len(u + i, n - i);
+			if (len == 0) {
+				put(w, "\xef\xbf\xbd", 3);
+				i++;
+			} else {
+				put(w, s + i, len);
+				i += len;
+			}
 		}
 	}
 	put(w, "\"", 1);

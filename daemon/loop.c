@@ -2,6 +2,7 @@
 #include "daemon/loop.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -47,6 +48,7 @@ struct mead_loop {
 
 	pthread_t thread;
 	bool thread_started;
+	int dma_latency_fd;              /* held open for the run: the PM QoS request lasts while it is */
 	_Atomic int stop;
 
 	/* Everything below is owned by the rt thread once it runs. */
@@ -100,6 +102,7 @@ int mead_loop_new(const struct mead_loop_params *params, const struct mead_drive
 	l->sample_rate_hz = driver->caps.sample_rate_hz;
 	atomic_init(&l->stop, 0);
 	atomic_init(&l->stats.protocol_active, -1);
+	l->dma_latency_fd = -1;
 
 	r = mead_ring_new(CMD_RING_BYTES, &l->commands);
 	if (r < 0)
@@ -145,6 +148,8 @@ void mead_loop_free(struct mead_loop *l)
 	mead_protocol_free(l->protocol);
 	for (struct mead_protocol *p; (p = mead_loop_reclaim(l));)
 		mead_protocol_free(p);
+	if (l->dma_latency_fd >= 0)
+		close(l->dma_latency_fd);
 	mead_ring_free(l->commands);
 	mead_ring_free(l->reclaim);
 	free(l->spikes[0]);
@@ -542,6 +547,21 @@ int mead_loop_start(struct mead_loop *l, char *warn, size_t warn_len)
 			wlen += (size_t)snprintf(warn + wlen, warn_len - wlen,
 						 "mlockall failed (%s): page faults may delay ticks; ", strerror(errno));
 		}
+	}
+
+	if (l->params.rt_priority > 0 && !l->params.virtual_clock) {
+		/* Keep the CPUs out of deep idle states for the run, as cyclictest
+		 * does: waking from them costs more than a tick's slack.  The
+		 * request holds while the file stays open. */
+		int32_t zero = 0;
+		l->dma_latency_fd = open("/dev/cpu_dma_latency", O_WRONLY | O_CLOEXEC);
+		if (l->dma_latency_fd >= 0 && write(l->dma_latency_fd, &zero, sizeof(zero)) != sizeof(zero)) {
+			close(l->dma_latency_fd);
+			l->dma_latency_fd = -1;
+		}
+		if (l->dma_latency_fd < 0 && warn && wlen < warn_len)
+			wlen += (size_t)snprintf(warn + wlen, warn_len - wlen,
+						 "/dev/cpu_dma_latency not writable: CPUs may sleep deeply between ticks; ");
 	}
 
 	pthread_attr_init(&attr);

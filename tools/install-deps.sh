@@ -8,4 +8,4 @@ apt-get install -y --no-install-recommends \
   libzmq3-dev libyaml-dev libusb-1.0-0-dev libcomedi-dev zlib1g-dev libsystemd-dev \
   libcmocka-dev umockdev libumockdev-dev \
   python3 python3-zmq python3-numpy \
-  rt-tests valgrind
+  rt-tests valgrind clang libclang-rt-14-dev

@@ -336,8 +336,9 @@ static void test_kill9_mid_write(void **state)
 		unlink(path);
 	}
 	print_message("kill -9: %u runs, %u ended inside a record (torn tail found and skipped)\n", tries, torn_seen);
-	/* Where the kill lands is chance; across the runs some must land inside a record. */
-	assert_true(torn_seen >= 1);
+	/* Where the kill lands is chance, so how many runs tore a record is
+	 * reported, not asserted; the torn tail itself is covered exactly by
+	 * the truncation test, and every run above must read as a clean prefix. */
 }
 
 static int log_calls;
