@@ -14,8 +14,8 @@
  *              and then depressed (and clamped).
  *
  * Potentiation is lazy.  A postsynaptic spike of j at step t' adds
- * A+ * x_i(t') to w_ij for every i, a strided column walk over the whole
- * matrix.  Between two spikes of i, x_i(t') = r^(t' - a_i) (a_i = i's last
+ * A+ * x_i(t') to w_ij for every i; applied at once that is a strided walk
+ * down column j of the whole matrix.  Between two spikes of i, x_i(t') = r^(t' - a_i) (a_i = i's last
  * spike) and nothing else touches row i except those additions (they never
  * hit the w >= 0 clamp), so they can be summed and applied when row i is
  * next read, i.e. when i spikes:
@@ -23,14 +23,15 @@
  *   sum_{t' in [s_i, t)} [j spiked at t'] A+ r^(t'-a_i)
  *       = A+ r^(E-a_i) (D_j(t) - D_j(s_i)),   D_j(t) = sum_{t'<t} [j spiked at t'] r^(t'-E)
  *
- * with D kept per step (history since the epoch E, in double so the
- * difference keeps ~1e-12 relative precision).  A spiking neuron's row is then
- * one contiguous pass: add the pending potentiation, add A+ for the post
- * spikes of this very step (post runs before pre), depress by A- x_j, clamp,
- * and add into the input vector.  The history is rebased (all rows brought up
- * to date) at every state reset and normalisation, on learning switches and
- * every `rebase` steps otherwise.  The inhibitory pathway uses the relay's
- * trace xz_i(t') = x_i(t' - 1), i.e. r^(t'-1-a_i).
+ * with D kept as one vector per step since the epoch E.  A spiking neuron's
+ * row is then one contiguous pass: add the pending potentiation, add A+ for
+ * the post spikes of this very step (post runs before pre), depress by
+ * A- x_j, clamp, and add into the input vector.  The history is rebased (all
+ * rows brought up to date) at every state reset and normalisation, on
+ * learning switches and every REBASE_STEPS steps otherwise, which bounds
+ * r^(E-a) and so the float32 rounding of the summed potentiation.  The
+ * inhibitory pathway uses the relay's trace xz_i(t') = x_i(t' - 1), i.e.
+ * r^(t'-1-a_i); the electrode rows use the electrode's last input spike.
  *
  * Pruned synapses: excitatory and input weights are >= +0 when alive and
  * stored as -0.0f when pruned, so one sign-bit blend excludes them from
@@ -928,23 +929,32 @@ void mead_sim_step(struct mead_sim *s, const uint32_t **ret_spikes, uint32_t *re
 			s->se[e] = s->k + 1;
 		}
 		/* inh post + inh pre (relay) */
+		const float ap = s->ap, am = s->am;
+		const float *restrict spk = s->spk;
+		const uint32_t *restrict icol = s->icol;
+		float *restrict ival = s->ival;
 		for (uint32_t q = 0; q < s->nrelay; q++) {
 			uint32_t i = s->relay[q];
-			float g = 0.0f;
-			bool pend = s->ai[i] != ANCHOR_NONE && s->si[i] < s->k;
-			if (pend)
-				g = gain_inh(s, s->ai[i]);
-			const float *ds = drow(s, s->si[i]);
-			for (uint32_t qq = s->irow[i]; qq < s->irow[i + 1]; qq++) {
-				uint32_t j = s->icol[qq];
-				float m = s->ival[qq];
-				if (pend)
-					m = m + g * (dk[j] - ds[j]);
-				m = m + s->ap * s->spk[j];
-				m = m - s->am * x[j];
-				m = clamp0(m);
-				s->ival[qq] = m;
-				in[j] = in[j] - m;
+			const uint32_t lo = s->irow[i], hi = s->irow[i + 1];
+			if (s->ai[i] != ANCHOR_NONE && s->si[i] < s->k) {
+				const float g = gain_inh(s, s->ai[i]);
+				const float *restrict ds = drow(s, s->si[i]);
+				for (uint32_t qq = lo; qq < hi; qq++) {
+					uint32_t j = icol[qq];
+					float m = ival[qq] + g * (dk[j] - ds[j]);
+					m = m + ap * spk[j];
+					m = clamp0(m - am * x[j]);
+					ival[qq] = m;
+					in[j] = in[j] - m;
+				}
+			} else {
+				for (uint32_t qq = lo; qq < hi; qq++) {
+					uint32_t j = icol[qq];
+					float m = ival[qq] + ap * spk[j];
+					m = clamp0(m - am * x[j]);
+					ival[qq] = m;
+					in[j] = in[j] - m;
+				}
 			}
 			s->ai[i] = now - 1;
 			s->si[i] = s->k + 1;

@@ -178,9 +178,16 @@ int mead_bench_twin(int argc, char **argv)
 	double bio = (double)steps * p.dt_ms / 1000.0;
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
+	uint64_t n = mead_sim_neurons(sim);
+	fprintf(stderr, "# synapses: input %llu (%.3f of 60 x N), exc %llu (%.3f of N(N-1)), inh %llu (%.4f)\n",
+		(unsigned long long)mead_sim_pathway_synapses(sim, MEAD_SIM_INPUT),
+		(double)mead_sim_pathway_synapses(sim, MEAD_SIM_INPUT) / (double)(ne * n),
+		(unsigned long long)mead_sim_pathway_synapses(sim, MEAD_SIM_EXC),
+		(double)mead_sim_pathway_synapses(sim, MEAD_SIM_EXC) / (double)(n * (n - 1)),
+		(unsigned long long)mead_sim_pathway_synapses(sim, MEAD_SIM_INH),
+		(double)mead_sim_pathway_synapses(sim, MEAD_SIM_INH) / (double)(n * (n - 1)));
 	fprintf(stderr, "# setup %.2fs; mean rate %.1f Hz per neuron; electrode spikes %llu; peak RSS %.1f MiB\n",
-		t_setup, (double)spikes / mead_sim_neurons(sim) / bio, (unsigned long long)in_spikes,
-		ru.ru_maxrss / 1024.0);
+		t_setup, (double)spikes / (double)n / bio, (unsigned long long)in_spikes, ru.ru_maxrss / 1024.0);
 	printf("neurons=%u synapses=%llu bio_seconds=%g wall_seconds=%.3f realtime_factor=%.4f spikes=%llu\n",
 	       mead_sim_neurons(sim), (unsigned long long)mead_sim_synapses(sim), bio, wall, bio / wall,
 	       (unsigned long long)spikes);

@@ -445,6 +445,7 @@ struct ref {
 	uint32_t *rc;
 	uint8_t *prev, *cur, *pend;
 	float rest, reset, th, lb, dm, r, ap, am;
+	double exc_str, inh_str;
 };
 
 static void ref_init(struct ref *f, struct mead_sim *s)
@@ -467,7 +468,13 @@ static void ref_init(struct ref *f, struct mead_sim *s)
 			float w;
 			f->wih[i * n + j] = mead_sim_weight(s, MEAD_SIM_INH, i, j, &w) == 0 ? -w : NAN;
 		}
-	f->rest = 0.5f; f->reset = 0.5f; f->th = 1.0f; f->lb = 0.0f;
+	const struct mead_sim_params *p = mead_sim_get_params(s);
+	f->rest = (float)((p->v_rest_mv + 90.0) / 40.0);
+	f->reset = (float)((p->v_reset_mv + 90.0) / 40.0);
+	f->th = 1.0f;
+	f->lb = p->has_lower_bound ? (float)((p->v_lower_bound_mv + 90.0) / 40.0) : -INFINITY;
+	f->exc_str = p->exc_strength;
+	f->inh_str = p->inh_strength;
 	f->dm = (float)exp(-1.0 / 50.0); f->r = (float)exp(-1.0 / 20.0); f->ap = 1e-2f; f->am = 1e-4f;
 	for (uint32_t j = 0; j < n; j++)
 		f->v[j] = f->rest;
@@ -505,8 +512,8 @@ static void ref_norm_one(float *w, uint32_t rows, uint32_t n, double strength)
 static void ref_normalise(struct ref *f)
 {
 	ref_norm_one(f->win, 60, f->n, 1.0);
-	ref_norm_one(f->wex, f->n, f->n, 1.0);
-	ref_norm_one(f->wih, f->n, f->n, 10.0);
+	ref_norm_one(f->wex, f->n, f->n, f->exc_str);
+	ref_norm_one(f->wih, f->n, f->n, f->inh_str);
 }
 
 static uint32_t ref_step(struct ref *f, uint32_t *out)
@@ -585,16 +592,15 @@ static uint32_t ref_step(struct ref *f, uint32_t *out)
 	return ns;
 }
 
-static void test_matches_per_step_reference(void **state)
+static void matches_reference(const char *cfg, uint32_t steps)
 {
-	(void)state;
-	struct mead_sim_params p = preset("bio-240", 42);
+	struct mead_sim_params p = preset(cfg, 42);
 	struct mead_sim *s = make(&p);
 	struct ref f;
 	ref_init(&f, s);
 	uint32_t n = f.n, *out = calloc(n, 4);
 	uint64_t lcg = 9, spikes = 0;
-	uint32_t steps = 1000, same = 0;
+	uint32_t same = 0;
 	for (uint32_t t = 0; t < steps; t++) {
 		if (t % 100 == 0) {
 			mead_sim_normalise(s);
@@ -618,7 +624,8 @@ static void test_matches_per_step_reference(void **state)
 			break;
 		spikes += ns;
 	}
-	print_message("identical spike steps: %u of %u, spikes %llu\n", same, steps, (unsigned long long)spikes);
+	print_message("%s: identical spike steps: %u of %u, spikes %llu\n", cfg, same, steps,
+		      (unsigned long long)spikes);
 	assert_int_equal(same, steps);
 	assert_true(spikes > 1000);
 	double maxd = 0;
@@ -643,6 +650,13 @@ static void test_matches_per_step_reference(void **state)
 	free(out);
 	ref_free(&f);
 	mead_sim_free(s);
+}
+
+static void test_matches_per_step_reference(void **state)
+{
+	(void)state;
+	matches_reference("bio-240", 1000); /* lower bound, rest = reset */
+	matches_reference("tsk-240", 1000); /* no lower bound, rest 0, strong inhibition */
 }
 
 /* ------------------------------------------------------------ determinism */
