@@ -70,6 +70,18 @@ static const struct mead_cfg_key driver_keys[] = {
 	{ 0 },
 };
 
+static const struct mead_cfg_key curve_keys[] = {
+	{ "enabled", MEAD_CFG_BOOL, OFF(streams.curve.enabled), MEAD_CFG_NO_RANGE, NULL, "false",
+	  "control socket: ZeroMQ CURVE, only clients whose public key is in authorized_keys_file (docs/safety.md)", NULL },
+	{ "server_secret_key_file", MEAD_CFG_STRING, OFF(streams.curve.server_secret_key_file), MEAD_CFG_NO_RANGE, NULL,
+	  "", "the daemon's secret key (Z85, `meactl keygen`), not accessible to others", NULL },
+	{ "authorized_keys_file", MEAD_CFG_STRING, OFF(streams.curve.authorized_keys_file), MEAD_CFG_NO_RANGE, NULL, "",
+	  "client public keys allowed to connect, one Z85 key per line, `#` comments", NULL },
+	{ "streams", MEAD_CFG_BOOL, OFF(streams.curve.streams), MEAD_CFG_NO_RANGE, NULL, "false",
+	  "the stream PUB socket too: unauthorised subscribers receive nothing (needs enabled)", NULL },
+	{ 0 },
+};
+
 static const struct mead_cfg_key streams_keys[] = {
 	{ "pub", MEAD_CFG_STRING, OFF(streams.pub), MEAD_CFG_NO_RANGE, NULL, "tcp://127.0.0.1:5555",
 	  "ZeroMQ endpoint of the stream PUB socket", NULL },
@@ -84,6 +96,7 @@ static const struct mead_cfg_key streams_keys[] = {
 	  "how long to wait for them, 0 for ever", NULL },
 	{ "sndhwm", MEAD_CFG_UINT, OFF(streams.sndhwm), 10, 10000000, NULL, "100000",
 	  "messages queued per subscriber before drops (real-time clock)", NULL },
+	{ "curve", MEAD_CFG_TABLE, 0, MEAD_CFG_NO_RANGE, NULL, NULL, "access control", curve_keys },
 	{ 0 },
 };
 

@@ -71,6 +71,12 @@ struct mead_config {
 		uint32_t wait_subscribers;
 		uint32_t wait_timeout_ms;
 		uint32_t sndhwm;
+		struct {
+			bool enabled;              /* control: CURVE, authorised client keys only */
+			char *server_secret_key_file;
+			char *authorized_keys_file;
+			bool streams;              /* the PUB socket too */
+		} curve;
 	} streams;
 
 	struct {

@@ -21,6 +21,7 @@
 #define MEAD_VERSION "unknown"
 #endif
 
+#include "daemon/auth.h"
 #include "daemon/daemon.h"
 #include "daemon/json.h"
 #include "protocol/protocol.h"
@@ -32,13 +33,16 @@ struct mead_control {
 	struct mead_control_params p;
 	struct mead_daemon *d;
 	void *ctx, *sock;
+	bool own_ctx, curve;
+	void *monitor;               /* PAIR end of the socket monitor: failed handshakes */
 	char endpoint[256];
 	pthread_t thread;
 	bool started, joined;
 	_Atomic bool stop;
 	uint32_t next_id;
 	char *reply;
-	_Atomic uint64_t requests, ok, errors;
+	_Atomic uint64_t requests, ok, errors, handshakes_failed;
+	_Atomic uint64_t stim_refused;   /* stim requests answered ok:false */
 };
 
 struct req {
@@ -414,7 +418,12 @@ static int dispatch(struct req *r, const char *req, size_t len)
 	if (strcmp(cmd->s, "start") == 0) return cmd_start(r);
 	if (strcmp(cmd->s, "stop") == 0) return cmd_simple(r, "stop", MEAD_CMD_STOP_PROTOCOL);
 	if (strcmp(cmd->s, "halt") == 0) return cmd_simple(r, "halt", MEAD_CMD_STOP_ALL);
-	if (strcmp(cmd->s, "stim") == 0) return cmd_stim(r);
+	if (strcmp(cmd->s, "stim") == 0) {
+		int stim_rc = cmd_stim(r);
+		if (stim_rc < 0 || !r->applied)
+			atomic_fetch_add(&r->c->stim_refused, 1);
+		return stim_rc;
+	}
 	if (strcmp(cmd->s, "shutdown") == 0) return cmd_shutdown(r);
 	return reply_error(r, "unknown command \"%.40s\" (try \"help\")", cmd->s);
 }
@@ -470,19 +479,47 @@ void mead_control_reclaim(struct mead_control *c)
 		mead_protocol_free(p);
 }
 
+/* A refused client never reaches the REP socket; only the monitor sees it. */
+static void poll_monitor(struct mead_control *c)
+{
+	for (;;) {
+		zmq_msg_t ev, addr;
+		uint16_t id = 0;
+
+		zmq_msg_init(&ev);
+		if (zmq_msg_recv(&ev, c->monitor, ZMQ_DONTWAIT) < 0) {
+			zmq_msg_close(&ev);
+			return;
+		}
+		if (zmq_msg_size(&ev) >= 2)
+			memcpy(&id, zmq_msg_data(&ev), 2);
+		zmq_msg_close(&ev);
+		zmq_msg_init(&addr);
+		zmq_msg_recv(&addr, c->monitor, 0);   /* second frame: the endpoint */
+		zmq_msg_close(&addr);
+		if (id & MEAD_EVENT_HANDSHAKE_FAILED)
+			atomic_fetch_add(&c->handshakes_failed, 1);
+	}
+}
+
 static void *control_thread(void *arg)
 {
 	struct mead_control *c = arg;
 	char *req = malloc(MEAD_CONTROL_MAX_REQUEST);
 
 	while (req && !atomic_load_explicit(&c->stop, memory_order_acquire)) {
-		zmq_pollitem_t it = { .socket = c->sock, .events = ZMQ_POLLIN };
+		zmq_pollitem_t it[2] = { { .socket = c->sock, .events = ZMQ_POLLIN },
+					 { .socket = c->monitor, .events = ZMQ_POLLIN } };
 		int more = 0, n;
 		size_t more_len = sizeof(more), len;
 		bool too_big = false, multipart = false;
 
 		mead_control_reclaim(c);
-		if (zmq_poll(&it, 1, 100) <= 0)
+		if (zmq_poll(it, c->monitor ? 2 : 1, 100) <= 0)
+			continue;
+		if (c->monitor)
+			poll_monitor(c);
+		if (!(it[0].revents & ZMQ_POLLIN))
 			continue;
 		n = zmq_recv(c->sock, req, MEAD_CONTROL_MAX_REQUEST, ZMQ_DONTWAIT);
 		if (n < 0)
@@ -526,6 +563,7 @@ int mead_control_new(const struct mead_control_params *params, struct mead_daemo
 		return -ENOMEM;
 	c->p = *params;
 	c->p.endpoint = NULL;
+	c->p.curve_secret_key = NULL;
 	c->d = d;
 	c->reply = malloc(STATUS_MAX + 1024);
 	if (!c->reply) {
@@ -536,7 +574,14 @@ int mead_control_new(const struct mead_control_params *params, struct mead_daemo
 		const char *ep = params->endpoint ? params->endpoint : MEAD_DEFAULT_CONTROL_ENDPOINT;
 		int linger = 0;
 		size_t elen = sizeof(c->endpoint);
-		c->ctx = zmq_ctx_new();
+		char mon[64], why[160];
+		if (params->curve_secret_key && !params->zmq_ctx) {
+			snprintf(err, err_len, "control: CURVE needs the ZAP handler's context");
+			rc = -EINVAL;
+			goto fail;
+		}
+		c->own_ctx = !params->zmq_ctx;
+		c->ctx = c->own_ctx ? zmq_ctx_new() : params->zmq_ctx;
 		c->sock = c->ctx ? zmq_socket(c->ctx, ZMQ_REP) : NULL;
 		if (!c->sock) {
 			rc = -errno;
@@ -544,6 +589,23 @@ int mead_control_new(const struct mead_control_params *params, struct mead_daemo
 			goto fail;
 		}
 		zmq_setsockopt(c->sock, ZMQ_LINGER, &linger, sizeof(linger));
+		if (params->curve_secret_key) {
+			rc = mead_curve_server_setup(c->ctx, c->sock, params->curve_secret_key, MEAD_AUTH_DOMAIN_CONTROL,
+						     why, sizeof(why));
+			if (rc < 0) {
+				snprintf(err, err_len, "control: %s", why);
+				goto fail;
+			}
+			c->curve = true;
+		}
+		snprintf(mon, sizeof(mon), "inproc://mead-control-monitor-%p", (void *)c);
+		c->monitor = zmq_socket(c->ctx, ZMQ_PAIR);
+		if (!c->monitor || zmq_socket_monitor(c->sock, mon, MEAD_EVENT_HANDSHAKE_FAILED) < 0 ||
+		    zmq_connect(c->monitor, mon) < 0) {
+			rc = -errno;
+			snprintf(err, err_len, "control: socket monitor: %s", zmq_strerror(errno));
+			goto fail;
+		}
 		if (zmq_bind(c->sock, ep) < 0) {
 			rc = -errno;
 			snprintf(err, err_len, "control: bind %s: %s", ep, zmq_strerror(errno));
@@ -594,9 +656,13 @@ void mead_control_free(struct mead_control *c)
 	if (!c)
 		return;
 	mead_control_stop(c);
-	if (c->sock)
+	if (c->sock) {
+		zmq_socket_monitor(c->sock, NULL, 0);
 		zmq_close(c->sock);
-	if (c->ctx)
+	}
+	if (c->monitor)
+		zmq_close(c->monitor);
+	if (c->ctx && c->own_ctx)
 		zmq_ctx_term(c->ctx);
 	free(c->reply);
 	free(c);
@@ -607,10 +673,17 @@ const char *mead_control_endpoint(const struct mead_control *c)
 	return c->endpoint;
 }
 
+bool mead_control_is_curve(const struct mead_control *c)
+{
+	return c && c->curve;
+}
+
 void mead_control_get_counters(const struct mead_control *c, struct mead_control_counters *ret)
 {
 	struct mead_control *m = (struct mead_control *)c;
 	ret->requests = atomic_load(&m->requests);
 	ret->ok = atomic_load(&m->ok);
 	ret->errors = atomic_load(&m->errors);
+	ret->stim_refused = atomic_load(&m->stim_refused);
+	ret->handshakes_failed = atomic_load(&m->handshakes_failed);
 }

@@ -63,6 +63,12 @@ struct mead_control_params {
 	void *status_ctx;
 	mead_log_fn log;               /* called from the control thread; NULL ok */
 	void *log_ctx;
+	/* Access control (daemon/auth.h): with curve_secret_key (32 bytes) the
+	 * socket is a CURVE server whose clients the ZAP handler of zmq_ctx vets
+	 * (domain "control"); zmq_ctx is then required and outlives the
+	 * control socket.  Both NULL: a plain socket in a context of its own. */
+	void *zmq_ctx;
+	const uint8_t *curve_secret_key;
 };
 
 /* d: the loop, layout and caps requests are checked against; stop_requested
@@ -74,6 +80,8 @@ int mead_control_start(struct mead_control *c);
 int mead_control_stop(struct mead_control *c);
 void mead_control_free(struct mead_control *c);
 const char *mead_control_endpoint(const struct mead_control *c);
+/* Whether the socket is a CURVE server (clients need an authorised key). */
+bool mead_control_is_curve(const struct mead_control *c);
 
 /* Handles one request (control thread; tests).  Writes a NUL-terminated
  * JSON reply and returns its length (replies that do not fit become a
@@ -85,5 +93,7 @@ void mead_control_reclaim(struct mead_control *c);
 
 struct mead_control_counters {
 	uint64_t requests, ok, errors;
+	uint64_t stim_refused;         /* stim requests refused (limits, layout, safety) */
+	uint64_t handshakes_failed;    /* connections refused before any request (CURVE, protocol) */
 };
 void mead_control_get_counters(const struct mead_control *c, struct mead_control_counters *ret);

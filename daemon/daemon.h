@@ -16,6 +16,7 @@ struct mead_config;
 struct mead_publisher;
 struct mead_recorder;
 struct mead_control;
+struct mead_auth;
 struct mead_safety;
 struct mead_ring;
 struct mead_driver_module;
@@ -32,6 +33,7 @@ struct mead_daemon {
 	struct mead_publisher *publisher;
 	struct mead_recorder *recorder;
 	struct mead_control *control;
+	struct mead_auth *auth;              /* NULL: no access control (streams.curve.enabled off) */
 	const char *protocol_data_dir;
 	uint64_t started_realtime_ns;        /* CLOCK_REALTIME at start, for status */
 	_Atomic int stop_requested;          /* set by signals and by control "shutdown" */

@@ -414,14 +414,19 @@ static bool run_tick(struct mead_loop *l, uint64_t tick)
 	};
 	r = ops->read_frame(l->driver.state, tick, &l->frame);
 	if (r == -ENODEV || (l->frame.flags & MEAD_FRAME_DEVICE_GONE)) {
+		/* Outputs off and the protocol dropped at once; the loop keeps its
+		 * ticks so a device that returns is picked up where time stands. */
 		if (!l->device_gone) {
 			l->device_gone = true;
 			stop_everything(l);
+			stat_add(&l->stats.device_losses, 1);
+			atomic_store_explicit(&l->stats.device_gone, 1, memory_order_relaxed);
 		}
 	} else if (r < 0) {
 		stat_add(&l->stats.driver_errors, 1);
-	} else {
+	} else if (l->device_gone) {
 		l->device_gone = false;
+		atomic_store_explicit(&l->stats.device_gone, 0, memory_order_relaxed);
 	}
 
 	if (l->frame.n_spikes)

@@ -50,8 +50,8 @@ enum mead_loop_exit {
 	MEAD_EXIT_MAX_TICKS,         /* configured tick budget used up */
 	MEAD_EXIT_PROTOCOL_DONE,     /* loop.exit_when_done and the protocol finished */
 	MEAD_EXIT_OVERRUN,           /* loop.overrun_fatal and a tick overran */
-	MEAD_EXIT_DRIVER_FAULT,      /* driver reported a fault it cannot continue from */
-	MEAD_EXIT_DEVICE_GONE,
+	MEAD_EXIT_DRIVER_FAULT,      /* reserved: no driver reports an unrecoverable fault yet */
+	MEAD_EXIT_DEVICE_GONE,       /* reserved: a lost device stops stimulation, the run goes on */
 };
 
 struct mead_loop_params {
@@ -92,6 +92,8 @@ struct mead_loop_stats {
 	_Atomic int rt_active;               /* 1: SCHED_FIFO granted */
 	_Atomic int memory_locked;
 	_Atomic int protocol_active;         /* index of the running protocol, -1 none */
+	_Atomic int device_gone;             /* 1 while the driver reports its device gone */
+	_Atomic uint64_t device_losses;      /* times the device went away */
 	_Atomic uint64_t progress;           /* bumped every tick: the watchdog pings while it moves */
 };
 

@@ -19,6 +19,7 @@
 #include "mead-build-config.h"
 #include "config/config.h"
 #include "config/layout.h"
+#include "daemon/auth.h"
 #include "daemon/daemon.h"
 #include "daemon/driver_module.h"
 #include "daemon/log.h"
@@ -348,6 +349,33 @@ int main(int argc, char **argv)
 		code = EXIT_CONFIG;
 		goto out;
 	}
+	/* Key files are part of the configuration: a bad one stops the daemon
+	 * here, before any device is opened, and --check reports it too. */
+	if (r.cfg.streams.curve.streams && !r.cfg.streams.curve.enabled) {
+		log_error("%s: streams.curve.streams needs streams.curve.enabled",
+			  r.config_path ? r.config_path : "<defaults>");
+		code = EXIT_CONFIG;
+		goto out;
+	}
+	if (r.cfg.streams.curve.enabled) {
+		struct mead_auth_params ap = {
+			.server_secret_key_file = r.cfg.streams.curve.server_secret_key_file,
+			.authorized_keys_file = r.cfg.streams.curve.authorized_keys_file,
+			.log = stream_log,
+		};
+		if (!*ap.server_secret_key_file || !*ap.authorized_keys_file) {
+			log_error("%s: streams.curve.enabled needs streams.curve.server_secret_key_file and "
+				  "streams.curve.authorized_keys_file", r.config_path ? r.config_path : "<defaults>");
+			code = EXIT_CONFIG;
+			goto out;
+		}
+		k = mead_auth_new(&ap, &r.d.auth, err, sizeof(err));
+		if (k < 0) {
+			log_error("streams.curve: %s", err);
+			code = EXIT_CONFIG;
+			goto out;
+		}
+	}
 	r.d.config = &r.cfg;
 	r.d.config_path = r.config_path;
 	r.d.layout = &r.layout.view;
@@ -467,6 +495,27 @@ int main(int argc, char **argv)
 	/* ---- streams ---- */
 	{
 		static char meta[1 << 16], effective[1 << 18];
+		void *auth_ctx = NULL;
+		const uint8_t *secret = NULL;
+		if (r.d.auth) {
+			k = mead_auth_start(r.d.auth, err, sizeof(err));
+			if (k < 0) {
+				log_error("streams.curve: %s", err);
+				code = EXIT_STREAMS;
+				goto out;
+			}
+			auth_ctx = mead_auth_zmq_ctx(r.d.auth);
+			secret = mead_auth_server_secret(r.d.auth);
+			log_notice("access control: CURVE on control%s, %zu authorised key%s, server public key %s",
+				   r.cfg.streams.curve.streams ? " and streams" : "", mead_auth_key_count(r.d.auth),
+				   mead_auth_key_count(r.d.auth) == 1 ? "" : "s", mead_auth_server_public_z85(r.d.auth));
+		}
+		if (!r.cfg.streams.curve.enabled && !mead_auth_endpoint_is_local(r.cfg.streams.control))
+			log_warning("streams.control %s is reachable from other machines and streams.curve is off: "
+				    "anyone who can connect can stimulate", r.cfg.streams.control);
+		if (!r.cfg.streams.curve.streams && !mead_auth_endpoint_is_local(r.cfg.streams.pub))
+			log_warning("streams.pub %s is reachable from other machines without authentication",
+				    r.cfg.streams.pub);
 		if (r.cfg.recording.enabled) {
 			/* The recording carries the configuration as it was applied,
 			 * overrides included, so a run can be reproduced from its file. */
@@ -490,6 +539,8 @@ int main(int argc, char **argv)
 			.raw = r.cfg.streams.raw, .wait_subscribers = r.cfg.streams.wait_subscribers,
 			.sndhwm = (int)r.cfg.streams.sndhwm, .status_interval_ms = r.cfg.streams.status_interval_ms,
 			.log = stream_log,
+			.zmq_ctx = r.cfg.streams.curve.streams ? auth_ctx : NULL,
+			.curve_secret_key = r.cfg.streams.curve.streams ? secret : NULL,
 		};
 		k = mead_publisher_new(&pp, r.d.out_ring, r.d.recorder, mead_status_json_cb, &r.d, &r.d.publisher, err,
 				       sizeof(err));
@@ -511,6 +562,7 @@ int main(int argc, char **argv)
 			.stim_check = stim_check, .stim_check_ctx = &r,
 			.make_protocol = make_protocol, .protocol_ctx = &r,
 			.status_json = mead_status_json_cb, .status_ctx = &r.d, .log = stream_log,
+			.zmq_ctx = auth_ctx, .curve_secret_key = secret,
 		};
 		k = mead_control_new(&cp, &r.d, true, &r.d.control, err, sizeof(err));
 		if (k < 0) {
@@ -674,6 +726,8 @@ stop_driver:
 out:
 	mead_control_free(r.d.control);
 	mead_publisher_free(r.d.publisher);
+	/* After the sockets it vets: its context can only end once they are closed. */
+	mead_auth_free(r.d.auth);
 	mead_recorder_free(r.d.recorder);
 	run_release(&r);
 	return code;

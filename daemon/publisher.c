@@ -14,6 +14,7 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "daemon/auth.h"
 #include "daemon/loop.h"
 #include "daemon/recorder.h"
 #include "daemon/ring.h"
@@ -25,6 +26,7 @@ struct mead_publisher {
 	mead_status_json_fn status_json;
 	void *status_ctx;
 	void *ctx, *sock;
+	bool own_ctx, curve;
 	void *monitor;               /* PAIR end of the XPUB's socket monitor */
 	char endpoint[256];
 	char *status_buf;
@@ -49,6 +51,8 @@ struct mead_publisher {
 	_Atomic uint64_t bytes;
 	_Atomic int64_t subscriptions;
 	_Atomic int64_t peers;       /* connections that completed the ZMTP handshake */
+	_Atomic uint64_t handshakes_failed;
+	uint64_t failed_unclosed;    /* publisher thread: failed handshakes whose DISCONNECTED is still due */
 	_Atomic uint64_t sub_events, unsub_events;
 	_Atomic uint64_t status_errors;
 };
@@ -97,10 +101,19 @@ static void poll_peers(struct mead_publisher *p)
 		zmq_msg_init(&addr);
 		zmq_msg_recv(&addr, p->monitor, 0);   /* second frame: the endpoint */
 		zmq_msg_close(&addr);
-		if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED)
+		/* A failed handshake is followed by its own DISCONNECTED, which
+		 * must not take a peer away from the clients that did connect. */
+		if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) {
 			atomic_fetch_add(&p->peers, 1);
-		else if (id == ZMQ_EVENT_DISCONNECTED && atomic_load(&p->peers) > 0)
-			atomic_fetch_sub(&p->peers, 1);
+		} else if (id & MEAD_EVENT_HANDSHAKE_FAILED) {
+			atomic_fetch_add(&p->handshakes_failed, 1);
+			p->failed_unclosed++;
+		} else if (id == ZMQ_EVENT_DISCONNECTED) {
+			if (p->failed_unclosed)
+				p->failed_unclosed--;
+			else if (atomic_load(&p->peers) > 0)
+				atomic_fetch_sub(&p->peers, 1);
+		}
 	}
 }
 
@@ -309,6 +322,7 @@ int mead_publisher_new(const struct mead_publisher_params *params, struct mead_r
 		return -ENOMEM;
 	p->p = *params;
 	p->p.endpoint = NULL;
+	p->p.curve_secret_key = NULL;
 	if (!p->p.sndhwm)
 		p->p.sndhwm = 10000;
 	if (!p->p.status_interval_ms || p->p.status_interval_ms > 1000)
@@ -329,7 +343,13 @@ int mead_publisher_new(const struct mead_publisher_params *params, struct mead_r
 		rc = -ENOMEM;
 		goto fail;
 	}
-	p->ctx = zmq_ctx_new();
+	if (params->curve_secret_key && !params->zmq_ctx) {
+		snprintf(err, err_len, "publisher: CURVE needs the ZAP handler's context");
+		rc = -EINVAL;
+		goto fail;
+	}
+	p->own_ctx = !params->zmq_ctx;
+	p->ctx = p->own_ctx ? zmq_ctx_new() : params->zmq_ctx;
 	if (!p->ctx) {
 		rc = -errno;
 		snprintf(err, err_len, "publisher: zmq context: %s", zmq_strerror(errno));
@@ -350,12 +370,23 @@ int mead_publisher_new(const struct mead_publisher_params *params, struct mead_r
 		snprintf(err, err_len, "publisher: socket options: %s", zmq_strerror(errno));
 		goto fail;
 	}
+	if (params->curve_secret_key) {
+		char why[160];
+		rc = mead_curve_server_setup(p->ctx, p->sock, params->curve_secret_key, MEAD_AUTH_DOMAIN_STREAMS, why,
+					     sizeof(why));
+		if (rc < 0) {
+			snprintf(err, err_len, "publisher: %s", why);
+			goto fail;
+		}
+		p->curve = true;
+	}
 	{
 		char mon[64];
 		snprintf(mon, sizeof(mon), "inproc://mead-publisher-monitor-%p", (void *)p);
 		p->monitor = zmq_socket(p->ctx, ZMQ_PAIR);
 		if (!p->monitor ||
-		    zmq_socket_monitor(p->sock, mon, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED) < 0 ||
+		    zmq_socket_monitor(p->sock, mon, ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED |
+					       MEAD_EVENT_HANDSHAKE_FAILED) < 0 ||
 		    zmq_connect(p->monitor, mon) < 0) {
 			rc = -errno;
 			snprintf(err, err_len, "publisher: socket monitor: %s", zmq_strerror(errno));
@@ -444,7 +475,7 @@ void mead_publisher_free(struct mead_publisher *p)
 	}
 	if (p->monitor)
 		zmq_close(p->monitor);
-	if (p->ctx)
+	if (p->ctx && p->own_ctx)
 		zmq_ctx_term(p->ctx);
 	pthread_cond_destroy(&p->ready_cond);
 	pthread_mutex_destroy(&p->lock);
@@ -471,9 +502,15 @@ void mead_publisher_get_counters(const struct mead_publisher *pc, struct mead_pu
 	ret->subscribe_events = atomic_load_explicit(&p->sub_events, memory_order_relaxed);
 	ret->unsubscribe_events = atomic_load_explicit(&p->unsub_events, memory_order_relaxed);
 	ret->status_errors = atomic_load_explicit(&p->status_errors, memory_order_relaxed);
+	ret->handshakes_failed = atomic_load_explicit(&p->handshakes_failed, memory_order_relaxed);
 }
 
 const char *mead_publisher_endpoint(const struct mead_publisher *p)
 {
 	return p->endpoint;
+}
+
+bool mead_publisher_is_curve(const struct mead_publisher *p)
+{
+	return p && p->curve;
 }

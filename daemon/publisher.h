@@ -50,6 +50,12 @@ struct mead_publisher_params {
 	size_t status_max;             /* status JSON buffer; 0: 256 KiB */
 	mead_log_fn log;               /* called from the publisher thread; NULL ok */
 	void *log_ctx;
+	/* Access control (daemon/auth.h): with curve_secret_key (32 bytes) the
+	 * socket is a CURVE server whose clients the ZAP handler of zmq_ctx vets
+	 * (domain "streams"); zmq_ctx is then required and outlives the
+	 * publisher.  Both NULL: a plain socket in a context of its own. */
+	void *zmq_ctx;
+	const uint8_t *curve_secret_key;
 };
 
 struct mead_publisher_counters {
@@ -63,6 +69,7 @@ struct mead_publisher_counters {
 	uint64_t subscribe_events, unsubscribe_events;
 	uint64_t status_errors;                    /* status callback failed */
 	uint64_t last_seq[MEAD_KIND_COUNT + 1];    /* seq of the last message seen per kind */
+	uint64_t handshakes_failed;                /* connections refused before any subscription (CURVE, protocol) */
 };
 
 int mead_publisher_new(const struct mead_publisher_params *params, struct mead_ring *in,
@@ -79,3 +86,5 @@ void mead_publisher_free(struct mead_publisher *p);
 void mead_publisher_get_counters(const struct mead_publisher *p, struct mead_publisher_counters *ret);
 /* The endpoint actually bound (resolves a "*" port). */
 const char *mead_publisher_endpoint(const struct mead_publisher *p);
+/* Whether the socket is a CURVE server (subscribers need an authorised key). */
+bool mead_publisher_is_curve(const struct mead_publisher *p);

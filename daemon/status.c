@@ -14,6 +14,8 @@
 #define MEAD_VERSION "unknown"
 #endif
 
+#include "daemon/auth.h"
+#include "daemon/control.h"
 #include "daemon/daemon.h"
 #include "daemon/json.h"
 #include "daemon/loop.h"
@@ -201,11 +203,62 @@ static void loop_stats(struct mead_jw *w, const struct mead_daemon *d, uint64_t 
 	mead_jw_u64(w, atomic_load_explicit(&s->stim_pulses, memory_order_relaxed));
 	mead_jw_key(w, "stim_rejected");
 	mead_jw_u64(w, atomic_load_explicit(&s->stim_rejected, memory_order_relaxed));
+	mead_jw_key(w, "protocol_errors");
+	mead_jw_u64(w, atomic_load_explicit(&s->protocol_errors, memory_order_relaxed));
+	mead_jw_key(w, "device_gone");
+	mead_jw_bool(w, atomic_load_explicit(&s->device_gone, memory_order_relaxed) != 0);
+	mead_jw_key(w, "device_losses");
+	mead_jw_u64(w, atomic_load_explicit(&s->device_losses, memory_order_relaxed));
 	mead_jw_obj_end(w);
 	for (int k = 0; k <= MEAD_KIND_COUNT; k++) {
 		produced[k] = atomic_load_explicit(&s->produced[k], memory_order_relaxed);
 		ring_dropped[k] = atomic_load_explicit(&s->dropped[k], memory_order_relaxed);
 	}
+}
+
+static void access_socket(struct mead_jw *w, const char *name, bool curve, const struct mead_auth_domain_counters *a,
+			  uint64_t handshakes_failed)
+{
+	mead_jw_key(w, name);
+	mead_jw_obj_begin(w);
+	mead_jw_key(w, "curve");
+	mead_jw_bool(w, curve);
+	mead_jw_key(w, "accepted");
+	mead_jw_u64(w, a->accepted);
+	mead_jw_key(w, "refused");
+	mead_jw_u64(w, a->refused);
+	mead_jw_key(w, "handshakes_failed");
+	mead_jw_u64(w, handshakes_failed);
+	mead_jw_obj_end(w);
+}
+
+/* Who may connect, and how many were turned away (docs/safety.md). */
+static void access_control(struct mead_jw *w, const struct mead_daemon *d, const struct mead_publisher_counters *pc)
+{
+	struct mead_auth_counters ac;
+	struct mead_control_counters cc = { 0 };
+
+	mead_auth_get_counters(d->auth, &ac);
+	if (d->control)
+		mead_control_get_counters(d->control, &cc);
+	mead_jw_key(w, "access");
+	mead_jw_obj_begin(w);
+	mead_jw_key(w, "authorized_keys");
+	mead_jw_u64(w, mead_auth_key_count(d->auth));
+	mead_jw_key(w, "server_public_key");
+	if (d->auth)
+		mead_jw_str(w, mead_auth_server_public_z85(d->auth));
+	else
+		mead_jw_null(w);
+	access_socket(w, "control", mead_control_is_curve(d->control), &ac.control, cc.handshakes_failed);
+	mead_jw_key(w, "control_requests");
+	mead_jw_u64(w, cc.requests);
+	mead_jw_key(w, "control_errors");
+	mead_jw_u64(w, cc.errors);
+	mead_jw_key(w, "stim_requests_refused");
+	mead_jw_u64(w, cc.stim_refused);
+	access_socket(w, "streams", mead_publisher_is_curve(d->publisher), &ac.streams, pc->handshakes_failed);
+	mead_jw_obj_end(w);
 }
 
 int mead_status_json(const struct mead_daemon *d, char *buf, size_t len)
@@ -273,6 +326,7 @@ int mead_status_json(const struct mead_daemon *d, char *buf, size_t len)
 	mead_jw_key(&w, "bytes");
 	mead_jw_u64(&w, pc.bytes);
 	mead_jw_obj_end(&w);
+	access_control(&w, d, &pc);
 
 	mead_jw_key(&w, "recording");
 	if (d->recorder) {

@@ -4,6 +4,7 @@
  * Exit status: 0 ok reply, 1 error reply (or bad usage), 2 no answer.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <math.h>
@@ -11,8 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <zmq.h>
 
+#include "daemon/auth.h"
 #include "daemon/json.h"
 
 #define DEFAULT_ENDPOINT "tcp://127.0.0.1:5556"
@@ -21,7 +25,8 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: meactl [-e ENDPOINT] [-t TIMEOUT_MS] [--json] COMMAND\n"
+		"usage: meactl [-e ENDPOINT] [-t TIMEOUT_MS] [--json] [--server-key FILE|Z85 --client-key FILE] COMMAND\n"
+		"       meactl keygen [--out PREFIX]\n"
 		"commands:\n"
 		"  status                       state, driver, loop statistics, stream counters\n"
 		"  start NAME                   run the configured protocol NAME\n"
@@ -30,9 +35,13 @@ static void usage(FILE *f)
 		"  stim --electrodes 3,17 --amplitude-ua -1 --phase-us 200 [--interphase-us 50]\n"
 		"       --pulses 5 --rate-hz 20  charge-balanced biphasic train\n"
 		"  ping | help | shutdown\n"
+		"  keygen [--out PREFIX]        new CURVE key pair: PREFIX.key (secret, mode 0600) and\n"
+		"                               PREFIX.pub (default PREFIX: mead); existing files are kept\n"
 		"  -e, --endpoint   control socket (default %s)\n"
 		"  -t, --timeout    milliseconds to wait for the answer (default 3000)\n"
 		"  --json           print the raw JSON reply\n"
+		"  --server-key     the daemon's public key (a .pub file or 40 Z85 characters): CURVE\n"
+		"  --client-key     this client's secret key file (its .key), authorised on the daemon\n"
 		"exit status: 0 ok, 1 error reply or usage, 2 no answer\n",
 		DEFAULT_ENDPOINT);
 }
@@ -117,6 +126,107 @@ static int build_stim(int argc, char **argv, struct mead_jw *w)
 	}
 	mead_jw_obj_end(w);
 	return 0;
+}
+
+static int write_key_file(const char *path, mode_t mode, const char *what, const char *z85)
+{
+	char text[256];
+	int fd, n;
+
+	n = snprintf(text, sizeof(text), "# mead CURVE %s key (meactl keygen)\n%s\n", what, z85);
+	/* O_EXCL: a key pair in use is never replaced by accident. */
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+	if (fd < 0) {
+		fprintf(stderr, "meactl: keygen: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	/* The umask may only have narrowed the mode; make it exact. */
+	if (fchmod(fd, mode) < 0 || write(fd, text, (size_t)n) != n || fsync(fd) < 0) {
+		fprintf(stderr, "meactl: keygen: %s: %s\n", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		explicit_bzero(text, sizeof(text));
+		return -1;
+	}
+	explicit_bzero(text, sizeof(text));
+	return close(fd);
+}
+
+static int keygen(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "out", required_argument, NULL, 'o' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *prefix = "mead";
+	char pub[MEAD_AUTH_Z85_LEN + 1], sec[MEAD_AUTH_Z85_LEN + 1], pub_path[4096], sec_path[4096];
+	int c, rc = 1;
+
+	optind = 0;
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (c != 'o') {
+			usage(stderr);
+			return 1;
+		}
+		prefix = optarg;
+	}
+	if (optind < argc || !*prefix) {
+		fprintf(stderr, "meactl: keygen [--out PREFIX]\n");
+		return 1;
+	}
+	if ((size_t)snprintf(sec_path, sizeof(sec_path), "%s.key", prefix) >= sizeof(sec_path) ||
+	    (size_t)snprintf(pub_path, sizeof(pub_path), "%s.pub", prefix) >= sizeof(pub_path)) {
+		fprintf(stderr, "meactl: keygen: prefix too long\n");
+		return 1;
+	}
+	if (zmq_curve_keypair(pub, sec) < 0) {
+		fprintf(stderr, "meactl: keygen: %s\n",
+			errno == ENOTSUP ? "this libzmq was built without CURVE" : zmq_strerror(errno));
+		return 1;
+	}
+	if (write_key_file(sec_path, 0600, "secret", sec) == 0) {
+		if (write_key_file(pub_path, 0644, "public", pub) == 0) {
+			printf("%s\n", pub);
+			fprintf(stderr, "meactl: secret key %s (keep it private), public key %s\n", sec_path, pub_path);
+			rc = 0;
+		} else {
+			unlink(sec_path);
+		}
+	}
+	explicit_bzero(sec, sizeof(sec));
+	return rc;
+}
+
+/* CURVE client: the daemon's public key, this client's key pair. */
+static int setup_curve(void *sock, const char *server_key, const char *client_key)
+{
+	uint8_t server[MEAD_AUTH_KEY_BYTES], *secret = NULL;
+	char secret_z85[MEAD_AUTH_Z85_LEN + 1], public_z85[MEAD_AUTH_Z85_LEN + 1], err[512];
+	int rc = -1;
+
+	if (mead_auth_key_arg(server_key, server, err, sizeof(err)) < 0) {
+		fprintf(stderr, "meactl: --server-key: %s\n", err);
+		return -1;
+	}
+	if (mead_auth_read_key_file(client_key, true, 1, &secret, err, sizeof(err)) < 0) {
+		fprintf(stderr, "meactl: --client-key: %s\n", err);
+		return -1;
+	}
+	zmq_z85_encode(secret_z85, secret, MEAD_AUTH_KEY_BYTES);
+	if (zmq_curve_public(public_z85, secret_z85) < 0) {
+		fprintf(stderr, "meactl: --client-key: %s\n",
+			errno == ENOTSUP ? "this libzmq was built without CURVE" : zmq_strerror(errno));
+	} else if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server, sizeof(server)) < 0 ||
+		   zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, public_z85, MEAD_AUTH_Z85_LEN) < 0 ||
+		   zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, MEAD_AUTH_KEY_BYTES) < 0) {
+		fprintf(stderr, "meactl: CURVE: %s\n", zmq_strerror(errno));
+	} else {
+		rc = 0;
+	}
+	explicit_bzero(secret_z85, sizeof(secret_z85));
+	explicit_bzero(secret, MEAD_AUTH_KEY_BYTES);
+	free(secret);
+	return rc;
 }
 
 static const struct mead_json_value *path(const struct mead_json *d, const struct mead_json_value *v, const char *a,
@@ -254,10 +364,12 @@ int main(int argc, char **argv)
 		{ "endpoint", required_argument, NULL, 'e' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "server-key", required_argument, NULL, 'S' },
+		{ "client-key", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *endpoint = DEFAULT_ENDPOINT, *cmd;
+	const char *endpoint = DEFAULT_ENDPOINT, *cmd, *server_key = NULL, *client_key = NULL;
 	bool json = false;
 	int timeout = 3000, c, rc = 2, zero = 0;
 	char req[4096];
@@ -271,6 +383,8 @@ int main(int argc, char **argv)
 		case 'e': endpoint = optarg; break;
 		case 't': timeout = atoi(optarg); break;
 		case 'j': json = true; break;
+		case 'S': server_key = optarg; break;
+		case 'C': client_key = optarg; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 1;
 		}
@@ -280,6 +394,12 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	cmd = argv[optind];
+	if (strcmp(cmd, "keygen") == 0)
+		return keygen(argc - optind, argv + optind);
+	if (!server_key != !client_key) {
+		fprintf(stderr, "meactl: --server-key and --client-key go together\n");
+		return 1;
+	}
 	mead_jw_init(&w, req, sizeof(req));
 	if (strcmp(cmd, "stim") == 0) {
 		if (build_stim(argc - optind, argv + optind, &w) < 0)
@@ -326,6 +446,10 @@ int main(int argc, char **argv)
 	zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof(zero));
 	zmq_setsockopt(sock, ZMQ_RCVTIMEO, &timeout, sizeof(timeout));
 	zmq_setsockopt(sock, ZMQ_SNDTIMEO, &timeout, sizeof(timeout));
+	if (server_key && setup_curve(sock, server_key, client_key) < 0) {
+		rc = 1;
+		goto out;
+	}
 	if (zmq_connect(sock, endpoint) < 0) {
 		fprintf(stderr, "meactl: %s: %s\n", endpoint, zmq_strerror(errno));
 		rc = 1;

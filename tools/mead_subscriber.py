@@ -8,16 +8,22 @@ per-topic seq).  Needs python3-zmq and python3-numpy (Debian).
 
   /usr/bin/python3 tools/mead_subscriber.py --endpoint tcp://127.0.0.1:5555 --seconds 5
   ... --json        one JSON summary at the end (used by the integration test)
+  ... --server-key server.pub --client-key me.key    a daemon with streams.curve.streams on
+
+Key files are the ones `meactl keygen` writes (docs/safety.md).
 """
 
 import argparse
 import json
+import os
+import stat
 import struct
 import sys
 import time
 
 import numpy as np
 import zmq
+import zmq.utils.z85
 
 HEADER = struct.Struct("<4sHHQQII")          # magic, version, kind, seq, sample, count, record_size
 assert HEADER.size == 32
@@ -174,6 +180,43 @@ def handle(st, frames):
             st.electrode_violations += int((rec["electrode"] >= st.electrode_count).sum())
 
 
+Z85_LEN = 40
+
+
+def read_key(text, name):
+    """The one Z85 key in key-file text (blank lines and '#' comments skipped)."""
+    keys = []
+    for n, line in enumerate(text.splitlines(), 1):
+        body = line.strip()
+        if not body or body.startswith("#"):
+            continue
+        word, rest = (body.split(None, 1) + [""])[:2]
+        if rest and not rest.startswith("#"):
+            raise ValueError("%s:%d: unexpected text after the key" % (name, n))
+        if len(word) != Z85_LEN:
+            raise ValueError("%s:%d: a key is %d Z85 characters, found %d" % (name, n, Z85_LEN, len(word)))
+        try:
+            zmq.utils.z85.decode(word.encode("ascii"))
+        except (ValueError, KeyError, struct.error, UnicodeEncodeError):
+            raise ValueError("%s:%d: not a Z85 key" % (name, n))
+        keys.append(word.encode("ascii"))
+    if len(keys) != 1:
+        raise ValueError("%s: %s" % (name, "no key in the file" if not keys else "more than one key"))
+    return keys[0]
+
+
+def key_arg(arg, secret):
+    """A key file (secret: not accessible to others), or for a public key the key itself."""
+    if os.path.exists(arg):
+        if secret and os.stat(arg).st_mode & stat.S_IRWXO:
+            raise ValueError("%s: a secret key must not be accessible to others (chmod 600 it)" % arg)
+        with open(arg, encoding="ascii", errors="replace") as f:
+            return read_key(f.read(), arg)
+    if secret:
+        raise ValueError("%s: no such file" % arg)
+    return read_key(arg, "key")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--endpoint", default="tcp://127.0.0.1:5555")
@@ -182,12 +225,28 @@ def main():
                     help="comma-separated topics to subscribe to")
     ap.add_argument("--json", action="store_true", help="print one JSON summary at the end")
     ap.add_argument("--every", type=float, default=1.0, help="seconds between rate printouts")
+    ap.add_argument("--server-key", metavar="FILE|Z85",
+                    help="the daemon's public key (its .pub file or 40 Z85 characters): connect with CURVE")
+    ap.add_argument("--client-key", metavar="FILE",
+                    help="this subscriber's secret key file (.key), authorised on the daemon")
     args = ap.parse_args()
+    if bool(args.server_key) != bool(args.client_key):
+        ap.error("--server-key and --client-key go together")
+    try:
+        curve = (key_arg(args.server_key, False), key_arg(args.client_key, True)) if args.server_key else None
+    except (OSError, ValueError) as e:
+        print("mead_subscriber: %s" % e, file=sys.stderr)
+        return 2
 
     ctx = zmq.Context()
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVHWM, 0)
+    if curve:
+        server, secret = curve
+        sock.curve_serverkey = server
+        sock.curve_secretkey = secret
+        sock.curve_publickey = zmq.curve_public(secret)
     for t in args.topics.split(","):
         if t:
             sock.setsockopt(zmq.SUBSCRIBE, t.encode("ascii"))
