@@ -167,6 +167,8 @@ int mead_bench_soak(int argc, char **argv)
 	snprintf(o_rec, sizeof(o_rec), "recording.path=%s/soak.mrec", dir);
 	char mead[4096];
 	snprintf(mead, sizeof(mead), "%s/daemon/mead", MEAD_BUILD_ROOT);
+	if (access(mead, X_OK) != 0)
+		snprintf(mead, sizeof(mead), "%s/mead", MEAD_SBINDIR);
 	if (getenv("MEAD_BIN"))
 		snprintf(mead, sizeof(mead), "%s", getenv("MEAD_BIN"));
 	char *argv_d[] = { mead, "-c", (char *)config, "-o", o_pub, "-o", o_ctl, "-o", o_clock, "-o", o_rec,

@@ -190,7 +190,7 @@ static int run_seed(const char *config, char **overrides, int n_overrides, char 
 	snprintf(seed_s, sizeof(seed_s), "%d", seed);
 	snprintf(classes_s, sizeof(classes_s), "%u", classes);
 
-	dargv[dn++] = (char *)find_program("MEAD_BIN", "daemon/mead", "/usr/local/sbin/mead");
+	dargv[dn++] = (char *)find_program("MEAD_BIN", "daemon/mead", MEAD_SBINDIR "/mead");
 	dargv[dn++] = "-c";
 	dargv[dn++] = (char *)config;
 	for (int i = 0; i < n_overrides && dn < MAX_ARGS - 20; i++) {
@@ -205,7 +205,7 @@ static int run_seed(const char *config, char **overrides, int n_overrides, char 
 	}
 	dargv[dn] = NULL;
 
-	rargv[rn++] = (char *)find_program("MEAD_READOUT_BIN", "readout/mead-readout", "/usr/local/bin/mead-readout");
+	rargv[rn++] = (char *)find_program("MEAD_READOUT_BIN", "readout/mead-readout", MEAD_BINDIR "/mead-readout");
 	char *rfixed[] = { "-c", pub, "-p", "none", "--json", "--seed", seed_s, "--classes", classes_s };
 	for (size_t i = 0; i < sizeof(rfixed) / sizeof(rfixed[0]); i++)
 		rargv[rn++] = rfixed[i];
