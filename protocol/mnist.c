@@ -25,7 +25,12 @@ struct plan_entry {
 	uint32_t item;          /* index into the selected items */
 	int8_t phase;
 	uint8_t flags;
+	uint64_t draw;          /* PRNG stream of its spike trains */
 };
+
+/* Readout-pass trials draw from streams of their own, so the other trials
+ * get the same spike trains with or without the pass. */
+#define READOUT_DRAW_BASE (1ull << 32)
 
 struct mnist_state {
 	struct mead_spike_encoder *enc;
@@ -84,7 +89,7 @@ static void mnist_fill(struct mead_protocol *p, uint64_t i, const struct trial_d
 {
 	const struct mnist_state *s = p->state;
 	struct mead_rng rng;
-	mead_rng_seed_stream(&rng, p->seed, STREAM_TRIAL + i);
+	mead_rng_seed_stream(&rng, p->seed, STREAM_TRIAL + s->plan[i].draw);
 
 	uint16_t *scratch = p->scratch;
 	const uint8_t *px = s->pixels + (size_t)t->content * s->gr * s->gc;
@@ -435,7 +440,7 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 
 	/* ---- the plan ---- */
 	uint64_t passes = (m->eval_every && n_val) ? (n_train + m->eval_every - 1) / m->eval_every : 0;
-	uint64_t n_plan = (uint64_t)n_train + passes * n_val + n_test;
+	uint64_t n_plan = (uint64_t)n_train * (m->readout_pass ? 2 : 1) + passes * n_val + n_test;
 	if (n_plan > INT32_MAX) {
 		proto_set_err(err, err_len, "protocol.mnist: %llu trials planned, at most %d",
 			      (unsigned long long)n_plan, INT32_MAX);
@@ -448,15 +453,19 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 	uint64_t k = 0;
 	uint8_t train_flags = (m->label_train ? TRIAL_LABEL : 0) | (m->learning_train ? TRIAL_LEARNING : 0);
 	uint8_t test_flags = TRIAL_SCORED | (m->label_test ? TRIAL_LABEL : 0) | (m->learning_test ? TRIAL_LEARNING : 0);
+	uint64_t draw = 0;
 	for (uint32_t i = 0; i < n_train; i++) {
-		s->plan[k++] = (struct plan_entry){ i, MEAD_PHASE_TRAIN, train_flags };
+		s->plan[k++] = (struct plan_entry){ i, MEAD_PHASE_TRAIN, train_flags, draw++ };
 		if (passes && ((i + 1) % m->eval_every == 0 || i + 1 == n_train))
 			for (uint32_t v = 0; v < n_val; v++)
 				s->plan[k++] = (struct plan_entry){ n_train + v, MEAD_PROTOCOL_PHASE_VALIDATION,
-					TRIAL_SCORED | (v + 1 == n_val ? TRIAL_BLOCK_END : 0) };
+					TRIAL_SCORED | (v + 1 == n_val ? TRIAL_BLOCK_END : 0), draw++ };
 	}
+	if (m->readout_pass)
+		for (uint32_t i = 0; i < n_train; i++)
+			s->plan[k++] = (struct plan_entry){ i, MEAD_PROTOCOL_PHASE_READOUT, 0, READOUT_DRAW_BASE + i };
 	for (uint32_t i = 0; i < n_test; i++)
-		s->plan[k++] = (struct plan_entry){ n_train + n_val + i, MEAD_PHASE_TEST, test_flags };
+		s->plan[k++] = (struct plan_entry){ n_train + n_val + i, MEAD_PHASE_TEST, test_flags, draw++ };
 	s->n_plan = k;
 	p->n_trials = k;
 	r = 0;

@@ -223,7 +223,8 @@ static int begin_trial(struct mead_protocol *p, struct mead_tick_io *io, uint64_
 	int r = 0;
 
 	if (t->phase != PHASE_NONE && t->phase != p->cur_phase) {
-		if (t->phase == MEAD_PHASE_TEST && p->snapshot_saved && !p->restored) {
+		if ((t->phase == MEAD_PHASE_TEST || t->phase == MEAD_PROTOCOL_PHASE_READOUT) && p->snapshot_saved &&
+		    !p->restored) {
 			/* the test phase sees the best validated weights */
 			r |= push_ctl(io, MEAD_CTL_SNAPSHOT_RESTORE, 0);
 			p->restored = true;
@@ -232,7 +233,9 @@ static int begin_trial(struct mead_protocol *p, struct mead_tick_io *io, uint64_
 		 * trials on the wire (label and learning off); the held-out test
 		 * block is the last test block of the run (docs/protocols.md). */
 		r |= push_event(io, f, MEAD_EVENT_PHASE,
-				t->phase == MEAD_PROTOCOL_PHASE_VALIDATION ? MEAD_PHASE_TEST : t->phase);
+				t->phase == MEAD_PROTOCOL_PHASE_VALIDATION || t->phase == MEAD_PROTOCOL_PHASE_READOUT
+					? MEAD_PHASE_TEST
+					: t->phase);
 		p->cur_phase = t->phase;
 	}
 	if (p->reset_between && (p->cap_flags & MEAD_CAP_RESETTABLE))
@@ -461,6 +464,7 @@ static const char *phase_name(int32_t ph)
 	case MEAD_PHASE_TEST: return "test";
 	case MEAD_PHASE_REST: return "rest";
 	case MEAD_PROTOCOL_PHASE_VALIDATION: return "validation";
+	case MEAD_PROTOCOL_PHASE_READOUT: return "readout";
 	}
 	return "none";
 }

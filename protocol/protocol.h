@@ -21,6 +21,10 @@
 /* Value of a MEAD_EVENT_PHASE event for validation trials (label and
  * learning off, scored by the protocol itself); next after enum mead_phase. */
 #define MEAD_PROTOCOL_PHASE_VALIDATION 3
+/* The readout pass (protocol.mnist.readout_pass): the training digits again,
+ * label and learning off, on the test's weights, not scored; sent as a test
+ * phase on the wire. */
+#define MEAD_PROTOCOL_PHASE_READOUT 4
 
 struct mead_protocol;
 

@@ -63,6 +63,9 @@ static const struct mead_cfg_key mnist_keys[] = {
 	{ "eval_every", MEAD_CFG_UINT, M(eval_every), 0, 10000000, NULL, "50",
 	  "run the validation set after this many training trials (and after the last), "
 	  "keep the best weights; 0 for no validation", NULL },
+	{ "readout_pass", MEAD_CFG_BOOL, M(readout_pass), MEAD_CFG_NO_RANGE, NULL, "false",
+	  "after training, show the training digits again with label and learning off (on the test's "
+	  "weights) for a readout to learn from; a test-phase block on the wire", NULL },
 	{ "grid_rows", MEAD_CFG_UINT, M(grid_rows), 1, 64, NULL, "6", "rows of the stimulated image grid", NULL },
 	{ "grid_cols", MEAD_CFG_UINT, M(grid_cols), 1, 64, NULL, "6", "columns of the stimulated image grid", NULL },
 	{ "grid_row0", MEAD_CFG_UINT, M(grid_row0), 0, 63, NULL, "0", "layout row of the grid's top row", NULL },

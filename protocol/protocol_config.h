@@ -33,6 +33,7 @@ struct mead_protocol_mnist_config {
 	uint32_t reset_rest_ms;   /* rest instead of a reset on a driver that cannot reset */
 	bool sample_end;          /* SAMPLE_END after every trial */
 	uint32_t eval_every;      /* validation after this many training trials; 0: none */
+	bool readout_pass;        /* a frozen, label-off pass over the training digits before the test */
 	uint32_t grid_rows, grid_cols;
 	uint32_t grid_row0, grid_col0;        /* top-left electrode position of the grid */
 	uint32_t label_column;

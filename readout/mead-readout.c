@@ -60,6 +60,11 @@ static void logmsg(const char *fmt, ...)
 	va_end(ap);
 }
 
+/* Which trials the readouts are fitted on (--fit-on). */
+enum fit_on { FIT_TRAIN, FIT_UNLABELLED, FIT_BOTH };
+/* Which earlier label-off blocks (--fit-blocks). */
+enum fit_sel { SEL_BEST, SEL_LAST, SEL_ALL };
+
 struct options {
 	const char *connect;
 	const char *recording;
@@ -79,6 +84,9 @@ struct options {
 	double idle_timeout_s;
 	uint32_t max_waiting;
 	bool score_last;
+	enum fit_on fit_on;
+	enum fit_sel fit_sel;
+	uint32_t fit_last;        /* SEL_LAST: how many blocks */
 	int32_t class_values[1024]; /* label event value of class i; -1: identity */
 	uint32_t n_class_values;
 	const char *save, *load;
@@ -87,10 +95,21 @@ struct options {
 
 struct block {
 	uint32_t id;
+	bool pass;                /* training trials came before it since the previous test-phase block */
 	uint32_t n;               /* labelled test trials */
 	uint32_t culture_ok, culture_n, ties;
 	uint32_t readout_ok, readout_n;
 	uint32_t pixel_ok, pixel_n;
+};
+
+/* Stored trial features, kept so that each fit can choose its samples. */
+struct store {
+	uint32_t nc, np;          /* culture and pixel feature sizes */
+	float *cx, *px;           /* n x nc, n x np */
+	int32_t *cls;             /* class, -1: label not used */
+	uint32_t *block;
+	bool *has_px;
+	uint32_t n, cap;
 };
 
 struct state {
@@ -124,6 +143,13 @@ struct state {
 	uint32_t n_blocks, cap_blocks;
 	struct block *vblocks;     /* validation trials */
 	uint32_t n_vblocks, cap_vblocks;
+	struct store train, off;   /* training trials; label-off (test-phase) trials */
+	uint64_t fit_key;          /* the selection the models were last fitted on */
+	bool fitted;
+	uint32_t fit_train, fit_off, fit_blocks; /* samples and blocks of the last fit */
+	int64_t cur_block;         /* test-phase block being scored, -1: none */
+	bool train_since_block;    /* a training trial since the last test-phase block began */
+	bool cur_block_pass;       /* the current test-phase block followed training trials */
 	char json[8192];
 };
 
@@ -270,6 +296,8 @@ static int setup(struct state *s)
 				return r;
 		}
 	}
+	s->train.nc = s->off.nc = s->n_feat;
+	s->train.np = s->off.np = s->img ? s->pix_w * s->pix_h : 0;
 	if (verbose)
 		logmsg("grid %ux%u%s, %u label classes, %u culture features, pixel baseline %s", s->rows,
 		       s->cols, s->grid_from_status ? " (status)" : "", s->rule.n_classes, s->n_feat,
@@ -342,20 +370,180 @@ static int32_t class_of(struct state *s, int32_t value)
 	return -1;
 }
 
-static void fit_models(struct state *s)
+static int store_add(struct store *st, const float *cx, const float *px, int32_t cls, uint32_t block)
 {
+	if (st->n == st->cap) {
+		uint32_t cap = st->cap ? st->cap * 2 : 1024;
+		float *ncx = realloc(st->cx, (size_t)cap * st->nc * sizeof(float));
+		if (!ncx)
+			return -ENOMEM;
+		st->cx = ncx;
+		if (st->np) {
+			float *npx = realloc(st->px, (size_t)cap * st->np * sizeof(float));
+			if (!npx)
+				return -ENOMEM;
+			st->px = npx;
+		}
+		int32_t *nl = realloc(st->cls, (size_t)cap * sizeof(int32_t));
+		if (!nl)
+			return -ENOMEM;
+		st->cls = nl;
+		uint32_t *nb = realloc(st->block, (size_t)cap * sizeof(uint32_t));
+		if (!nb)
+			return -ENOMEM;
+		st->block = nb;
+		bool *nh = realloc(st->has_px, (size_t)cap * sizeof(bool));
+		if (!nh)
+			return -ENOMEM;
+		st->has_px = nh;
+		st->cap = cap;
+	}
+	memcpy(st->cx + (size_t)st->n * st->nc, cx, st->nc * sizeof(float));
+	st->has_px[st->n] = px != NULL && st->np > 0;
+	if (st->has_px[st->n])
+		memcpy(st->px + (size_t)st->n * st->np, px, st->np * sizeof(float));
+	st->cls[st->n] = cls;
+	st->block[st->n] = block;
+	st->n++;
+	return 0;
+}
+
+static void store_free(struct store *st)
+{
+	free(st->cx);
+	free(st->px);
+	free(st->cls);
+	free(st->block);
+	free(st->has_px);
+	memset(st, 0, sizeof(*st));
+}
+
+static uint64_t key_mix(uint64_t h, uint64_t v)
+{
+	h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+	return h * 0x100000001b3ull;
+}
+
+/* The label-off blocks a fit for block `before` may use: test-phase blocks
+ * that ended before it, chosen by --fit-blocks.  sel[] gets their indices
+ * into s->blocks; returns how many. */
+static uint32_t select_blocks(const struct state *s, int64_t before, uint32_t *sel)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < s->n_blocks; i++)
+		if ((int64_t)s->blocks[i].id < before && s->blocks[i].n > 0)
+			sel[n++] = i;
+	if (n == 0)
+		return 0;
+	switch (s->o.fit_sel) {
+	case SEL_ALL:
+		return n;
+	case SEL_LAST: {
+		uint32_t k = s->o.fit_last < n ? s->o.fit_last : n;
+		memmove(sel, sel + (n - k), k * sizeof(*sel));
+		return k;
+	}
+	case SEL_BEST: {
+		/* Among the blocks that followed training (validation passes),
+		 * the one the culture's own rule scored highest, the first of
+		 * equals: the pass whose weights the protocol keeps for the test
+		 * (docs/protocols.md); without a rule, the latest pass.  Then
+		 * every block after the latest pass (a readout pass: no training
+		 * since, so on the test's weights). */
+		int64_t best = -1, last_pass = -1;
+		double best_acc = -1;
+		for (uint32_t k = 0; k < n; k++) {
+			const struct block *b = &s->blocks[sel[k]];
+			if (!b->pass)
+				continue;
+			last_pass = k;
+			if (b->culture_n == 0)
+				continue;
+			double a = (double)b->culture_ok / b->culture_n;
+			if (a > best_acc) {
+				best_acc = a;
+				best = sel[k];
+			}
+		}
+		if (last_pass < 0)
+			return n; /* no block followed training: all are on the test's weights */
+		uint32_t out = 0, first_after = (uint32_t)last_pass + 1;
+		uint32_t chosen = best >= 0 ? (uint32_t)best : sel[last_pass];
+		for (uint32_t k = first_after; k < n; k++)
+			sel[out++] = sel[k];
+		sel[out++] = chosen;
+		return out;
+	}
+	}
+	return n;
+}
+
+static bool block_selected(const uint32_t *sel, uint32_t n_sel, const struct block *blocks, uint32_t id)
+{
+	for (uint32_t i = 0; i < n_sel; i++)
+		if (blocks[sel[i]].id == id)
+			return true;
+	return false;
+}
+
+/* Fits both readouts for the trials of block `before` (INT64_MAX: the end
+ * of the input) on the selection --fit-on names, if it differs from the
+ * last fit's.  Only trials of earlier blocks are ever used. */
+static void fit_models(struct state *s, int64_t before)
+{
+	uint32_t *sel = s->n_blocks ? malloc(s->n_blocks * sizeof(uint32_t)) : NULL;
+	uint32_t n_sel = 0;
+	if (s->o.fit_on != FIT_TRAIN && sel)
+		n_sel = select_blocks(s, before, sel);
+	/* Without an earlier label-off block, unlabelled falls back on the
+	 * training trials (the first validation pass; a run without any). */
+	bool use_train = s->o.fit_on != FIT_UNLABELLED || n_sel == 0;
+	uint64_t key = 0xcbf29ce484222325ull;
+	key = key_mix(key, use_train ? s->train.n : UINT64_MAX);
+	for (uint32_t i = 0; i < n_sel; i++)
+		key = key_mix(key, s->blocks[sel[i]].id);
+	if (s->fitted && key == s->fit_key) {
+		free(sel);
+		return;
+	}
 	double t0 = now_s();
+	mead_model_clear(s->culture);
+	if (s->pixel)
+		mead_model_clear(s->pixel);
+	uint32_t n_train = 0, n_off = 0;
+	if (use_train)
+		for (uint32_t i = 0; i < s->train.n; i++) {
+			mead_model_add(s->culture, s->train.cx + (size_t)i * s->train.nc, s->train.cls[i]);
+			if (s->pixel && s->train.has_px[i])
+				mead_model_add(s->pixel, s->train.px + (size_t)i * s->train.np, s->train.cls[i]);
+			n_train++;
+		}
+	for (uint32_t i = 0; i < s->off.n && n_sel > 0; i++) {
+		if ((int64_t)s->off.block[i] >= before || !block_selected(sel, n_sel, s->blocks, s->off.block[i]))
+			continue;
+		mead_model_add(s->culture, s->off.cx + (size_t)i * s->off.nc, s->off.cls[i]);
+		if (s->pixel && s->off.has_px[i])
+			mead_model_add(s->pixel, s->off.px + (size_t)i * s->off.np, s->off.cls[i]);
+		n_off++;
+	}
+	free(sel);
 	int r = mead_model_fit(s->culture);
 	if (r < 0 && r != -EAGAIN)
 		logmsg("culture readout fit: %s", strerror(-r));
-	if (s->pixel && mead_model_stale(s->pixel)) {
+	if (s->pixel) {
 		r = mead_model_fit(s->pixel);
 		if (r < 0 && r != -EAGAIN)
 			logmsg("pixel readout fit: %s", strerror(-r));
 	}
+	s->fit_key = key;
+	s->fitted = true;
+	s->fit_train = n_train;
+	s->fit_off = n_off;
+	s->fit_blocks = n_sel;
 	if (verbose)
-		logmsg("fitted on %u training trials (%u labelled) in %.0f ms", mead_model_n_train(s->culture),
-		       mead_model_n_labelled(s->culture), (now_s() - t0) * 1e3);
+		logmsg("fitted on %u training trials (%u labelled) and %u label-off trials of %u earlier blocks "
+		       "in %.0f ms", n_train, mead_model_n_labelled(s->culture) - n_off, n_off, n_sel,
+		       (now_s() - t0) * 1e3);
 }
 
 static void sum_blocks(const struct block *v, uint32_t n, bool all, struct block *out)
@@ -427,13 +615,12 @@ static void handle_trial(struct state *s, const struct mead_trial *t)
 			if (labelled)
 				s->labelled++;
 			culture_features(s, t, x);
-			mead_model_add(s->culture, x, labelled ? cls : -1);
-			if (s->pixel) {
-				if (pixel_features(s, t, false, s->xbuf))
-					mead_model_add(s->pixel, s->xbuf, labelled ? cls : -1);
-				else
-					s->pixel_missing++;
-			}
+			bool px = s->pixel && pixel_features(s, t, false, s->xbuf);
+			if (s->pixel && !px)
+				s->pixel_missing++;
+			s->train_since_block = true;
+			if (store_add(&s->train, x, px ? s->xbuf : NULL, labelled ? cls : -1, t->block) < 0)
+				logmsg("out of memory storing a training trial");
 		}
 	} else if (t->phase == MEAD_PHASE_TEST || t->phase == PHASE_VALIDATION) {
 		bool test = t->phase == MEAD_PHASE_TEST;
@@ -442,23 +629,34 @@ static void handle_trial(struct state *s, const struct mead_trial *t)
 		 * trials when it already has a current fit. */
 		if (test) {
 			s->test_seen++;
-			if (mead_model_stale(s->culture) || (s->pixel && mead_model_stale(s->pixel)))
-				fit_models(s);
+			/* A new block: fit on what came before it, never on it. */
+			if ((int64_t)t->block != s->cur_block) {
+				s->cur_block = t->block;
+				s->cur_block_pass = s->train_since_block;
+				s->train_since_block = false;
+				if (s->o.fit_on != FIT_TRAIN || !s->fitted || s->fit_train != s->train.n)
+					fit_models(s, t->block);
+			}
 		}
 		if (s->rule.n_classes >= 2)
 			culture = mead_rule_predict(&s->rule, t->counts, s->n_neurons ? s->neurons : NULL,
 						    s->n_neurons, NULL, &tie);
 		culture_features(s, t, x);
-		if (test || !mead_model_stale(s->culture))
+		if (test || s->fitted)
 			readout = mead_model_predict(s->culture, x, NULL);
-		if (s->pixel && (test || !mead_model_stale(s->pixel)) && pixel_features(s, t, true, s->xbuf))
+		bool px = s->pixel && pixel_features(s, t, true, s->xbuf);
+		if (px && (test || s->fitted))
 			pixel = mead_model_predict(s->pixel, s->xbuf, NULL);
+		if (test && label_ok && store_add(&s->off, x, px ? s->xbuf : NULL, cls, t->block) < 0)
+			logmsg("out of memory storing a test-phase trial");
 		if (!label_ok) {
 			s->unlabelled++;
 		} else {
 			struct block *b = test ? get_block(&s->blocks, &s->n_blocks, &s->cap_blocks, t->block)
 					       : get_block(&s->vblocks, &s->n_vblocks, &s->cap_vblocks, t->block);
 			if (b) {
+				if (b->n == 0)
+					b->pass = test && s->cur_block_pass;
 				b->n++;
 				if (culture >= 0) {
 					b->culture_n++;
@@ -616,12 +814,18 @@ static void print_summary(struct state *s, double elapsed)
 		printf("%s{\"block\":%u,\"n\":%u,\"accuracy\":%s,\"readout_accuracy\":%s,\"pixel_baseline\":%s}",
 		       i ? "," : "", bl->id, bl->n, a, b, c);
 	}
+	char fit_blocks[16];
+	if (s->o.fit_sel == SEL_LAST)
+		snprintf(fit_blocks, sizeof(fit_blocks), "%u", s->o.fit_last);
+	else
+		snprintf(fit_blocks, sizeof(fit_blocks), "%s", s->o.fit_sel == SEL_ALL ? "all" : "best");
 	printf("],\"trials_finished\":%llu,\"trials_dropped\":%llu,\"trials_forced\":%llu,"
 	       "\"messages\":{\"spikes\":%llu,\"events\":%llu,\"status\":%llu},"
 	       "\"seq_gaps\":{\"spikes\":%llu,\"events\":%llu,\"status\":%llu},"
 	       "\"lost_messages\":{\"spikes\":%llu,\"events\":%llu,\"status\":%llu},"
 	       "\"bad_messages\":%llu,\"spikes_out_of_range\":%llu,\"spikes_evicted\":%llu,"
-	       "\"run_ended\":%s,\"layer\":\"%s\",\"units\":%u,\"classifier\":\"%s\",\"classes\":%u,"
+	       "\"run_ended\":%s,\"fit_on\":\"%s\",\"fit_blocks\":\"%s\",\"fit_train_trials\":%u,"
+	       "\"fit_label_off_trials\":%u,\"fit_label_off_blocks\":%u,\"layer\":\"%s\",\"units\":%u,\"classifier\":\"%s\",\"classes\":%u,"
 	       "\"label_fraction\":%g,\"seed\":%llu,\"elapsed_s\":%.3f}\n",
 	       (unsigned long long)st.trials_finished, (unsigned long long)st.trials_dropped,
 	       (unsigned long long)st.trials_forced, (unsigned long long)st.messages[MEAD_KIND_SPIKES],
@@ -634,7 +838,9 @@ static void print_summary(struct state *s, double elapsed)
 	       (unsigned long long)st.lost[MEAD_KIND_STATUS],
 	       (unsigned long long)(st.bad_messages + (s->src ? s->src->bad : 0)),
 	       (unsigned long long)st.spikes_out_of_range, (unsigned long long)st.spikes_evicted,
-	       st.run_ended ? "true" : "false", mead_layer_kind_name(s->o.model.layer),
+	       st.run_ended ? "true" : "false",
+	       s->o.fit_on == FIT_TRAIN ? "train" : s->o.fit_on == FIT_BOTH ? "both" : "unlabelled", fit_blocks,
+	       s->fit_train, s->fit_off, s->fit_blocks, mead_layer_kind_name(s->o.model.layer),
 	       s->o.model.layer == MEAD_LAYER_NONE ? 0 : s->o.model.units, mead_clf_kind_name(s->o.model.clf),
 	       s->o.classes, s->o.label_fraction, (unsigned long long)s->o.model.seed, elapsed);
 	fflush(stdout);
@@ -654,7 +860,7 @@ static void usage(FILE *f)
 		"      --grid RxC           electrode grid (from status \"layout\", else 6x10)\n"
 		"      --label-column C     label column (last column)\n"
 		"      --features all|no-label     culture features (no-label when label cells exist)\n"
-		"      --layer swta|hpca|none      Hebbian feature layer (swta)\n"
+		"      --layer swta|hpca|none      Hebbian feature layer (hpca)\n"
 		"      --units N            layer size (64)\n"
 		"      --temperature T      SWTA softmax temperature (0.02)\n"
 		"      --eta-layer E        layer learning rate (0.05)\n"
@@ -663,7 +869,7 @@ static void usage(FILE *f)
 		"      --eta E              classifier learning rate (0.05)\n"
 		"      --epochs N           classifier epochs (20)\n"
 		"      --norm l2|max|sum|none      feature normalisation (l2)\n"
-		"      --center             subtract the training mean before the layer\n"
+		"      --center, --no-center       subtract the training mean before the layer (on)\n"
 		"      --seed S             seed (1)\n"
 		"      --label-fraction F   fraction of training trials whose label is used (1)\n"
 		"      --images FILE        IDX images for the pixel baseline (%s)\n"
@@ -674,6 +880,8 @@ static void usage(FILE *f)
 		"      --idle-timeout S     stop after S seconds without a message (0: never)\n"
 		"      --max-waiting N      ended trials that may wait for the spike stream (8)\n"
 		"      --class-values V,..  label event value of class 0, 1, ... (identity)\n"
+		"      --fit-on train|unlabelled|both  trials the readouts are fitted on (unlabelled)\n"
+		"      --fit-blocks best|last|N|all    earlier label-off blocks fit-on uses (best)\n"
 		"      --score all|last     summary over all test trials, or the last block of them (last)\n"
 		"      --save FILE          save the trained state at the end\n"
 		"      --load FILE          start from a saved state\n"
@@ -687,7 +895,8 @@ enum {
 	OPT_CLASSES = 256, OPT_LABEL_CELLS, OPT_GRID, OPT_LABEL_COL, OPT_FEATURES, OPT_LAYER, OPT_UNITS,
 	OPT_TEMP, OPT_ETA_LAYER, OPT_LAYER_EPOCHS, OPT_CLF, OPT_ETA, OPT_EPOCHS, OPT_NORM, OPT_CENTER,
 	OPT_SEED, OPT_FRACTION, OPT_IMAGES, OPT_TEST_IMAGES, OPT_PIXEL_GRID, OPT_NO_PIXELS, OPT_IDLE,
-	OPT_MAX_WAITING, OPT_SCORE, OPT_SAVE, OPT_LOAD, OPT_JSON, OPT_CLASS_VALUES,
+	OPT_MAX_WAITING, OPT_SCORE, OPT_SAVE, OPT_LOAD, OPT_JSON, OPT_CLASS_VALUES, OPT_FIT_ON, OPT_FIT_BLOCKS,
+	OPT_NO_CENTER,
 };
 
 static bool parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *v)
@@ -733,6 +942,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"epochs", required_argument, NULL, OPT_EPOCHS},
 		{"norm", required_argument, NULL, OPT_NORM},
 		{"center", no_argument, NULL, OPT_CENTER},
+		{"no-center", no_argument, NULL, OPT_NO_CENTER},
 		{"seed", required_argument, NULL, OPT_SEED},
 		{"label-fraction", required_argument, NULL, OPT_FRACTION},
 		{"images", required_argument, NULL, OPT_IMAGES},
@@ -743,6 +953,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"idle-timeout", required_argument, NULL, OPT_IDLE},
 		{"max-waiting", required_argument, NULL, OPT_MAX_WAITING},
 		{"score", required_argument, NULL, OPT_SCORE},
+		{"fit-on", required_argument, NULL, OPT_FIT_ON},
+		{"fit-blocks", required_argument, NULL, OPT_FIT_BLOCKS},
 		{"class-values", required_argument, NULL, OPT_CLASS_VALUES},
 		{"save", required_argument, NULL, OPT_SAVE},
 		{"load", required_argument, NULL, OPT_LOAD},
@@ -841,6 +1053,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 			o->model.norm = (enum mead_norm)k;
 			break;
 		case OPT_CENTER: o->model.center = true; break;
+		case OPT_NO_CENTER: o->model.center = false; break;
 		case OPT_SEED: {
 			char *e;
 			errno = 0;
@@ -881,6 +1094,29 @@ static int parse_options(int argc, char **argv, struct options *o)
 				o->score_last = true;
 			else if (strcmp(a, "all") == 0)
 				o->score_last = false;
+			else
+				goto bad;
+			break;
+		case OPT_FIT_ON:
+			if (strcmp(a, "train") == 0)
+				o->fit_on = FIT_TRAIN;
+			else if (strcmp(a, "unlabelled") == 0)
+				o->fit_on = FIT_UNLABELLED;
+			else if (strcmp(a, "both") == 0)
+				o->fit_on = FIT_BOTH;
+			else
+				goto bad;
+			break;
+		case OPT_FIT_BLOCKS:
+			if (strcmp(a, "best") == 0)
+				o->fit_sel = SEL_BEST;
+			else if (strcmp(a, "all") == 0)
+				o->fit_sel = SEL_ALL;
+			else if (strcmp(a, "last") == 0) {
+				o->fit_sel = SEL_LAST;
+				o->fit_last = 1;
+			} else if (parse_u32(a, 1, UINT32_MAX, &o->fit_last))
+				o->fit_sel = SEL_LAST;
 			else
 				goto bad;
 			break;
@@ -1000,6 +1236,8 @@ static void cleanup(struct state *s)
 	free(s->xbuf);
 	free(s->blocks);
 	free(s->vblocks);
+	store_free(&s->train);
+	store_free(&s->off);
 }
 
 int main(int argc, char **argv)
@@ -1019,8 +1257,17 @@ int main(int argc, char **argv)
 		/* validation passes are test blocks on the wire; the held-out
 		 * test set is the last one (docs/protocols.md) */
 		.score_last = true,
+		.fit_on = FIT_UNLABELLED,
+		.fit_sel = SEL_BEST,
+		.fit_last = 1,
 	};
+	s->cur_block = -1;
 	mead_model_options_default(&s->o.model);
+	/* HPCA on centred features: on the culture's spike counts a common
+	 * component dominates every trial, and SWTA prototypes on the raw
+	 * direction barely separate (docs/readout.md, docs/BENCHMARKS.md). */
+	s->o.model.layer = MEAD_LAYER_HPCA;
+	s->o.model.center = true;
 	/* Before the slow start-up (images, connect): a stop request then
 	 * still ends with a summary. */
 	struct sigaction sa;
@@ -1140,8 +1387,11 @@ int main(int argc, char **argv)
 	free(trial);
 	if (stop_signal && verbose)
 		logmsg("stopped by signal %d", (int)stop_signal);
-	if (s->culture && (mead_model_stale(s->culture) || (s->pixel && mead_model_stale(s->pixel))))
-		fit_models(s);
+	/* A run without test trials (or with training after the last test
+	 * block) still ends with a fit, for --save; the models that scored the
+	 * last block are otherwise kept as they are. */
+	if (s->culture && (!s->fitted || (s->o.fit_on == FIT_TRAIN && s->fit_train != s->train.n)))
+		fit_models(s, s->o.fit_on == FIT_TRAIN || s->cur_block < 0 ? INT64_MAX : s->cur_block);
 	print_summary(s, now_s() - t0);
 	rc = 0;
 	if (s->o.save) {

@@ -122,6 +122,13 @@ int mead_model_add(struct mead_model *m, const float *x, int32_t label)
 	return 0;
 }
 
+void mead_model_clear(struct mead_model *m)
+{
+	m->n = 0;
+	m->n_labelled = 0;
+	m->stale = true;
+}
+
 /* Normalised (already) sample -> centred copy in m->xbuf. */
 static const float *centred(struct mead_model *m, const float *x)
 {

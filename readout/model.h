@@ -46,6 +46,10 @@ bool mead_model_stale(const struct mead_model *m);
  * used by the layer only. */
 int mead_model_add(struct mead_model *m, const float *x, int32_t label);
 
+/* Forgets every stored sample (the weights stay until the next fit), so
+ * the next fit can run on another selection of samples. */
+void mead_model_clear(struct mead_model *m);
+
 /* Trains the layer on every stored sample, then the classifier on the
  * labelled ones.  A model restored by mead_model_read continues from its
  * restored weights; otherwise weights start afresh from the seed. */

@@ -415,6 +415,121 @@ static void test_mnist_sequence_twin(void **state)
 	mead_digits_free(d);
 }
 
+/* Pulses of the trials after event `from`, as (offset in its trial,
+ * electrode) pairs, in order; returns how many. */
+static size_t trial_pulses(const struct run *r, size_t from, uint64_t *out, size_t cap)
+{
+	size_t n = 0;
+	for (size_t i = from; i < r->n_events; i++) {
+		if (r->events[i].type != MEAD_EVENT_TRIAL_START)
+			continue;
+		uint64_t st = r->events[i].sample, en = st + 100;
+		for (size_t k = 0; k < r->n_pulses; k++)
+			if (r->pulses[k].sample >= st && r->pulses[k].sample < en && n < cap)
+				out[n++] = ((r->pulses[k].sample - st) << 16) | r->pulses[k].electrode;
+	}
+	return n;
+}
+
+static size_t last_phase_event(const struct run *r)
+{
+	size_t last = 0;
+	for (size_t i = 0; i < r->n_events; i++)
+		if (r->events[i].type == MEAD_EVENT_PHASE && r->events[i].value == MEAD_PHASE_TEST)
+			last = i;
+	return last;
+}
+
+/* protocol.mnist.readout_pass: the training digits again after the last
+ * validation pass, label and learning off, on the restored weights, as a
+ * test-phase block of its own before the test; the test's spike trains and
+ * scores are those of the same run without it. */
+static void test_mnist_readout_pass(void **state)
+{
+	(void)state;
+	struct mead_protocol_config c;
+	mnist_cfg(&c);
+	struct run plain, withp;
+	struct mead_protocol *p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	drive(p, 1000, 1000000, CORRECT, &plain);
+	mead_protocol_free(p);
+	c.mnist.readout_pass = true;
+	p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	drive(p, 1000, 1000000, CORRECT, &withp);
+	mead_protocol_free(p);
+
+	assert_int_equal(withp.res.test_trials, 10);
+	assert_int_equal(withp.res.test_correct, plain.res.test_correct);
+	assert_int_equal(withp.res.evaluations, 2);
+	assert_int_equal(withp.ticks, plain.ticks + 20 * 100);
+
+	/* blocks: train, validation, train, validation, readout pass, test */
+	int32_t phases[16];
+	uint32_t n_ph = 0, per_block[16] = { 0 };
+	int32_t train_items[20], pass_items[20];
+	uint32_t n_ti = 0, n_pi = 0;
+	int learning = -1;
+	uint32_t restores = 0;
+	size_t ci = 0;
+	for (size_t i = 0; i < withp.n_events; i++) {
+		const struct mead_event *e = &withp.events[i];
+		while (ci < withp.n_ctls && withp.ctls[ci].tick <= withp.event_tick[i]) {
+			const struct ctl_rec *cr = &withp.ctls[ci++];
+			if (cr->op == MEAD_CTL_LEARNING)
+				learning = (int)cr->value;
+			if (cr->op == MEAD_CTL_SNAPSHOT_RESTORE)
+				restores++;
+		}
+		if (e->type == MEAD_EVENT_PHASE) {
+			assert_true(n_ph < 16);
+			phases[n_ph++] = e->value;
+		} else if (e->type == MEAD_EVENT_TRIAL_START) {
+			per_block[n_ph - 1]++;
+			if (n_ph == 5) {
+				/* the weights of the best pass, frozen */
+				assert_int_equal(restores, 1);
+				assert_int_equal(learning, 0);
+			}
+		} else if (e->type == MEAD_EVENT_ITEM) {
+			if (phases[n_ph - 1] == MEAD_PHASE_TRAIN && n_ti < 20)
+				train_items[n_ti++] = e->value;
+			if (n_ph == 5 && n_pi < 20)
+				pass_items[n_pi++] = e->value;
+		}
+	}
+	assert_int_equal(n_ph, 6);
+	int32_t want[6] = { MEAD_PHASE_TRAIN, MEAD_PHASE_TEST, MEAD_PHASE_TRAIN, MEAD_PHASE_TEST, MEAD_PHASE_TEST,
+			    MEAD_PHASE_TEST };
+	uint32_t want_n[6] = { 10, 6, 10, 6, 20, 10 };
+	for (int k = 0; k < 6; k++) {
+		assert_int_equal(phases[k], want[k]);
+		assert_int_equal(per_block[k], want_n[k]);
+	}
+	assert_int_equal(n_ti, 20);
+	assert_int_equal(n_pi, 20);
+	assert_memory_equal(train_items, pass_items, sizeof(train_items));
+
+	/* no label pulse in the readout pass */
+	size_t pass_start = 0;
+	for (size_t i = 0, k = 0; i < withp.n_events; i++)
+		if (withp.events[i].type == MEAD_EVENT_PHASE && ++k == 5)
+			pass_start = i;
+	uint64_t from = withp.events[pass_start].sample, to = withp.events[last_phase_event(&withp)].sample;
+	for (size_t k = 0; k < withp.n_pulses; k++)
+		if (withp.pulses[k].sample >= from && withp.pulses[k].sample < to)
+			assert_true(is_grid(withp.pulses[k].electrode));
+
+	/* the test's spike trains do not move */
+	static uint64_t a[20000], b[20000];
+	size_t na = trial_pulses(&plain, last_phase_event(&plain), a, 20000);
+	size_t nb = trial_pulses(&withp, last_phase_event(&withp), b, 20000);
+	assert_true(na > 100);
+	assert_int_equal(na, nb);
+	assert_memory_equal(a, b, na * sizeof(a[0]));
+	run_free(&plain);
+	run_free(&withp);
+}
+
 static void test_mnist_rig(void **state)
 {
 	(void)state;
@@ -847,6 +962,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mnist_sequence_twin),
+		cmocka_unit_test(test_mnist_readout_pass),
 		cmocka_unit_test(test_mnist_rig),
 		cmocka_unit_test(test_mnist_periods_and_seeds),
 		cmocka_unit_test(test_mnist_poisson_encoder),
