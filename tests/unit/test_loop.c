@@ -325,6 +325,8 @@ static int unplug_write(void *st, uint64_t tick, const struct mead_stim_pulse *p
 
 static int unplug_read(void *st, uint64_t tick, struct mead_frame *f)
 {
+	if (tick >= 150 && tick < 160)
+		return -EIO;     /* a fault for these ticks only: counted, the run goes on */
 	if (tick >= 50 && tick < 100) {
 		f->flags |= MEAD_FRAME_DEVICE_GONE;
 		return -ENODEV;
@@ -343,7 +345,7 @@ static const struct mead_driver_ops unplug_ops = {
 	.write_stim = unplug_write, .read_frame = unplug_read, .stop_outputs = unplug_stop_outputs,
 };
 
-static void test_device_gone_stops_stimulation(void **state)
+static void test_device_gone_and_driver_errors(void **state)
 {
 	struct mead_driver_handle drv = { .ops = &unplug_ops,
 					  .caps = { .electrode_count = 60, .sample_rate_hz = 1000,
@@ -380,6 +382,7 @@ static void test_device_gone_stops_stimulation(void **state)
 	assert_int_equal(unplug.stim_calls, 26);
 	/* once at the loss, once at the end of the run */
 	assert_int_equal(unplug.stop_outputs_calls, 2);
+	assert_int_equal(atomic_load(&s->driver_errors), 10);
 	mead_loop_free(loop);
 	mead_ring_free(ring);
 }
@@ -406,7 +409,7 @@ int main(void)
 		cmocka_unit_test(test_same_traffic_in_both_clock_modes),
 		cmocka_unit_test(test_overruns_counted_never_rebased),
 		cmocka_unit_test(test_full_ring_drops_are_seq_gaps),
-		cmocka_unit_test(test_device_gone_stops_stimulation),
+		cmocka_unit_test(test_device_gone_and_driver_errors),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
