@@ -289,6 +289,7 @@ static void print_status(const struct mead_json *d, const struct mead_json_value
 	print_value(mead_json_get(d, lat, "max"));
 	printf(" us\n");
 	print_kv("protocol", path(d, r, "protocol", "active"), NULL);
+	print_kv("subscribers", mead_json_get(d, streams, "subscribers"), NULL);
 	print_kv("subscriptions", mead_json_get(d, streams, "subscriptions"), NULL);
 	printf("%-8s", "topic");
 	for (size_t c = 0; c < 4; c++)
