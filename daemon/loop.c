@@ -63,6 +63,7 @@ struct mead_loop {
 	struct train trains[MAX_TRAINS];
 	uint64_t seq[MEAD_KIND_COUNT + 1];
 	bool device_gone;
+	uint32_t naps_after_stop;        /* virtual clock: waits for room since the stop request, all messages together */
 
 	struct mead_loop_stats stats;
 };
@@ -205,15 +206,20 @@ struct mead_protocol *mead_loop_reclaim(struct mead_loop *l)
 
 /* Virtual clock: no deadline to keep, so back-pressure instead of loss.
  * A short sleep rather than a spin leaves the core to the publisher on
- * small machines.  NULL only when a stop is requested meanwhile. */
+ * small machines.  A stop request does not end the wait at once: the
+ * publisher drains until the loop has ended, so the last ticks' messages
+ * still get through; only a publisher that stopped draining (5 s after the
+ * stop request, over all the messages still to go) makes this give up and count the message dropped. */
 static void *wait_for_room(struct mead_loop *l, size_t len)
 {
 	struct timespec nap = { 0, 20000 };
 	void *m = NULL;
 
 	stat_add(&l->stats.virtual_waits, 1);
-	while (!m && !atomic_load_explicit(&l->stop, memory_order_acquire)) {
+	while (!m && l->naps_after_stop < 250000) {
 		nanosleep(&nap, NULL);
+		if (atomic_load_explicit(&l->stop, memory_order_acquire))
+			l->naps_after_stop++;
 		m = mead_ring_reserve(l->out, len);
 	}
 	return m;
@@ -522,13 +528,6 @@ static void *loop_thread(void *arg)
 	struct mead_event end_ev = {
 		mead_tick_first_sample(tick, l->params.period_ns, l->sample_rate_hz), MEAD_EVENT_RUN_END, 0,
 	};
-	/* run_end tells subscribers the run is complete; on the virtual clock the
-	 * publisher is still draining, so give it a bounded wait for room. */
-	for (int tries = 0; l->params.virtual_clock && tries < 250000 &&
-	     !mead_ring_reserve(l->out, sizeof(struct mead_msg) + sizeof(end_ev)); tries++) {
-		struct timespec nap = { 0, 20000 };
-		nanosleep(&nap, NULL);
-	}
 	push_msg(l, MEAD_KIND_EVENTS, end_ev.sample, &end_ev, 1, sizeof(end_ev));
 	atomic_store_explicit(&l->stats.state, MEAD_LOOP_STOPPED, memory_order_release);
 	return NULL;
