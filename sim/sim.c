@@ -69,6 +69,9 @@ typedef void (*groups_fn)(float *restrict v, float *restrict in, float *restrict
 typedef uint32_t (*threshold_fn)(const float *restrict v, float th, uint32_t n, uint32_t *restrict out);
 typedef void (*acc_fn)(float *restrict acc, const float *restrict w, uint32_t n);
 typedef void (*scale_fn)(float *restrict w, const float *restrict s, uint32_t n);
+typedef void (*inh_fn)(const uint32_t *restrict col, float *restrict m, uint32_t len, float *restrict in,
+		       const float *restrict x, const float *restrict spk, const float *restrict dk,
+		       const float *restrict ds, float g, float ap, float am);
 
 struct mead_sim {
 	struct mead_sim_params p;
@@ -119,6 +122,7 @@ struct mead_sim {
 	sync_fn sync;
 	acc_fn acc;
 	scale_fn scale_rows;
+	inh_fn inh_pre;
 };
 
 /* ---------------------------------------------------------------- kernels */
@@ -222,6 +226,34 @@ static void scale_c(float *restrict w, const float *restrict s, uint32_t n)
 {
 	for (uint32_t j = 0; j < n; j++)
 		w[j] = w[j] * s[j];
+}
+
+/* One firing relay's row (len entries of the CSR): inh post (pending
+ * potentiation, ds == NULL when none), this step's post spikes, inh pre
+ * (depression of the magnitude, clamp), input.  A row's columns are
+ * distinct. */
+static void inh_pre_c(const uint32_t *restrict col, float *restrict m, uint32_t len, float *restrict in,
+		      const float *restrict x, const float *restrict spk, const float *restrict dk,
+		      const float *restrict ds, float g, float ap, float am)
+{
+	if (ds) {
+		for (uint32_t q = 0; q < len; q++) {
+			uint32_t j = col[q];
+			float t = m[q] + g * (dk[j] - ds[j]);
+			t = t + ap * spk[j];
+			t = clamp0(t - am * x[j]);
+			m[q] = t;
+			in[j] = in[j] - t;
+		}
+	} else {
+		for (uint32_t q = 0; q < len; q++) {
+			uint32_t j = col[q];
+			float t = m[q] + ap * spk[j];
+			t = clamp0(t - am * x[j]);
+			m[q] = t;
+			in[j] = in[j] - t;
+		}
+	}
 }
 
 #ifdef MEAD_SIM_X86
@@ -368,6 +400,150 @@ static void scale_avx2(float *restrict w, const float *restrict s, uint32_t n)
 	for (uint32_t j = 0; j < n; j += 8)
 		_mm256_storeu_ps(w + j, _mm256_mul_ps(_mm256_loadu_ps(w + j), _mm256_loadu_ps(s + j)));
 }
+
+/* AVX-512: the same operations again, 16 lanes at a time (rows are padded
+ * to 16 floats).  vmaxps keeps its second operand when both are zero, as
+ * the 256-bit and scalar forms do; the sign-bit blend is a mask from an
+ * integer compare.  The relay rows stay scalar (inh_pre_c): with gathers
+ * and a scatter they ran slower on the benchmark machine. */
+#define LIVE16(W) _mm512_cmplt_epi32_mask(_mm512_castps_si512(W), _mm512_setzero_si512())
+
+__attribute__((target("avx512f")))
+static void pre_full_avx512(float *restrict w, float *restrict in, const float *restrict x,
+			    const float *restrict spk, const float *restrict dk, const float *restrict ds,
+			    float g, float ap, float am, uint32_t n)
+{
+	const __m512 gv = _mm512_set1_ps(g);
+	const __m512 apv = _mm512_set1_ps(ap), amv = _mm512_set1_ps(am), z = _mm512_setzero_ps();
+	for (uint32_t j = 0; j < n; j += 16) {
+		__m512 wv = _mm512_loadu_ps(w + j);
+		__m512 p = _mm512_mul_ps(gv, _mm512_sub_ps(_mm512_loadu_ps(dk + j), _mm512_loadu_ps(ds + j)));
+		__m512 t = _mm512_add_ps(wv, p);
+		t = _mm512_add_ps(t, _mm512_mul_ps(apv, _mm512_loadu_ps(spk + j)));
+		t = _mm512_sub_ps(t, _mm512_mul_ps(amv, _mm512_loadu_ps(x + j)));
+		t = _mm512_max_ps(t, z);
+		__m512 nw = _mm512_mask_blend_ps(LIVE16(wv), t, wv);
+		_mm512_storeu_ps(w + j, nw);
+		_mm512_storeu_ps(in + j, _mm512_add_ps(_mm512_loadu_ps(in + j), nw));
+	}
+}
+
+__attribute__((target("avx512f")))
+static void pre_full4_avx512(float *const *w, float *restrict in, const float *restrict x,
+			     const float *restrict spk, const float *restrict dk, const float *const *ds,
+			     const float *g, float ap, float am, uint32_t n)
+{
+	const __m512 apv = _mm512_set1_ps(ap), amv = _mm512_set1_ps(am), z = _mm512_setzero_ps();
+	const __m512 g0 = _mm512_set1_ps(g[0]), g1 = _mm512_set1_ps(g[1]), g2 = _mm512_set1_ps(g[2]),
+		     g3 = _mm512_set1_ps(g[3]);
+	float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
+	const float *s0 = ds[0], *s1 = ds[1], *s2 = ds[2], *s3 = ds[3];
+	for (uint32_t j = 0; j < n; j += 16) {
+		const __m512 d = _mm512_loadu_ps(dk + j);
+		const __m512 sp = _mm512_mul_ps(apv, _mm512_loadu_ps(spk + j));
+		const __m512 dep = _mm512_mul_ps(amv, _mm512_loadu_ps(x + j));
+		__m512 acc = _mm512_loadu_ps(in + j);
+#define ROW(W, S, G)                                                                            \
+		do {                                                                            \
+			__m512 wv = _mm512_loadu_ps(W + j);                                     \
+			__m512 t = _mm512_add_ps(wv, _mm512_mul_ps(G, _mm512_sub_ps(d, _mm512_loadu_ps(S + j)))); \
+			t = _mm512_add_ps(t, sp);                                               \
+			t = _mm512_sub_ps(t, dep);                                              \
+			t = _mm512_max_ps(t, z);                                                \
+			__m512 nw = _mm512_mask_blend_ps(LIVE16(wv), t, wv);                    \
+			_mm512_storeu_ps(W + j, nw);                                            \
+			acc = _mm512_add_ps(acc, nw);                                           \
+		} while (0)
+		ROW(w0, s0, g0);
+		ROW(w1, s1, g1);
+		ROW(w2, s2, g2);
+		ROW(w3, s3, g3);
+#undef ROW
+		_mm512_storeu_ps(in + j, acc);
+	}
+}
+
+__attribute__((target("avx512f")))
+static uint32_t threshold_avx512(const float *restrict v, float th, uint32_t n, uint32_t *restrict out)
+{
+	const __m512 t = _mm512_set1_ps(th);
+	uint32_t ns = 0;
+	for (uint32_t j = 0; j < n; j += 16) {
+		unsigned m = (unsigned)_mm512_cmp_ps_mask(_mm512_loadu_ps(v + j), t, _CMP_GE_OQ);
+		while (m) {
+			uint32_t b = (uint32_t)__builtin_ctz(m);
+			if (j + b < n)
+				out[ns++] = j + b;
+			m &= m - 1;
+		}
+	}
+	return ns;
+}
+
+__attribute__((target("avx512f")))
+static void groups_avx512(float *restrict v, float *restrict in, float *restrict x, float *restrict rc,
+			  float rest, float dm, float r, float lbv, uint32_t n)
+{
+	const __m512 restv = _mm512_set1_ps(rest), dmv = _mm512_set1_ps(dm), rv = _mm512_set1_ps(r),
+		     lb = _mm512_set1_ps(lbv), z = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+	for (uint32_t j = 0; j < n; j += 16) {
+		_mm512_storeu_ps(x + j, _mm512_mul_ps(_mm512_loadu_ps(x + j), rv));
+		__m512 vv = _mm512_add_ps(restv, _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(v + j), restv), dmv));
+		__m512 c = _mm512_loadu_ps(rc + j);
+		__mmask16 open = _mm512_cmp_ps_mask(c, z, _CMP_EQ_OQ);
+		vv = _mm512_add_ps(vv, _mm512_maskz_mov_ps(open, _mm512_loadu_ps(in + j)));
+		_mm512_storeu_ps(in + j, z);
+		_mm512_storeu_ps(rc + j, _mm512_max_ps(_mm512_sub_ps(c, one), z));
+		_mm512_storeu_ps(v + j, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(vv, lb, _CMP_LT_OQ), vv, lb));
+	}
+}
+
+__attribute__((target("avx512f")))
+static void pre_nod_avx512(float *restrict w, float *restrict in, const float *restrict x,
+			   const float *restrict spk, float ap, float am, uint32_t n)
+{
+	const __m512 apv = _mm512_set1_ps(ap), amv = _mm512_set1_ps(am), z = _mm512_setzero_ps();
+	for (uint32_t j = 0; j < n; j += 16) {
+		__m512 wv = _mm512_loadu_ps(w + j);
+		__m512 t = _mm512_add_ps(wv, _mm512_mul_ps(apv, _mm512_loadu_ps(spk + j)));
+		t = _mm512_sub_ps(t, _mm512_mul_ps(amv, _mm512_loadu_ps(x + j)));
+		t = _mm512_max_ps(t, z);
+		__m512 nw = _mm512_mask_blend_ps(LIVE16(wv), t, wv);
+		_mm512_storeu_ps(w + j, nw);
+		_mm512_storeu_ps(in + j, _mm512_add_ps(_mm512_loadu_ps(in + j), nw));
+	}
+}
+
+__attribute__((target("avx512f")))
+static void sync_avx512(float *restrict w, float *restrict colsum, const float *restrict dk,
+			const float *restrict ds, float g, uint32_t n)
+{
+	const __m512 gv = _mm512_set1_ps(g);
+	for (uint32_t j = 0; j < n; j += 16) {
+		__m512 wv = _mm512_loadu_ps(w + j);
+		__m512 t = _mm512_add_ps(wv, _mm512_mul_ps(gv, _mm512_sub_ps(_mm512_loadu_ps(dk + j), _mm512_loadu_ps(ds + j))));
+		__m512 nw = _mm512_mask_blend_ps(LIVE16(wv), t, wv);
+		_mm512_storeu_ps(w + j, nw);
+		if (colsum)
+			_mm512_storeu_ps(colsum + j, _mm512_add_ps(_mm512_loadu_ps(colsum + j), nw));
+	}
+}
+
+__attribute__((target("avx512f")))
+static void acc_avx512(float *restrict acc, const float *restrict w, uint32_t n)
+{
+	for (uint32_t j = 0; j < n; j += 16)
+		_mm512_storeu_ps(acc + j, _mm512_add_ps(_mm512_loadu_ps(acc + j), _mm512_loadu_ps(w + j)));
+}
+
+__attribute__((target("avx512f")))
+static void scale_avx512(float *restrict w, const float *restrict s, uint32_t n)
+{
+	for (uint32_t j = 0; j < n; j += 16)
+		_mm512_storeu_ps(w + j, _mm512_mul_ps(_mm512_loadu_ps(w + j), _mm512_loadu_ps(s + j)));
+}
+
+#undef LIVE16
 #endif
 
 static void pick_kernels(struct mead_sim *s)
@@ -380,6 +556,7 @@ static void pick_kernels(struct mead_sim *s)
 	s->sync = sync_c;
 	s->acc = acc_c;
 	s->scale_rows = scale_c;
+	s->inh_pre = inh_pre_c;
 #ifdef MEAD_SIM_X86
 	if (!getenv("MEAD_SIM_NO_AVX2") && __builtin_cpu_supports("avx2")) {
 		s->pre_full = pre_full_avx2;
@@ -390,6 +567,16 @@ static void pick_kernels(struct mead_sim *s)
 		s->sync = sync_avx2;
 		s->acc = acc_avx2;
 		s->scale_rows = scale_avx2;
+		if (!getenv("MEAD_SIM_NO_AVX512") && __builtin_cpu_supports("avx512f")) {
+			s->pre_full = pre_full_avx512;
+			s->pre_nod = pre_nod_avx512;
+			s->pre_full4 = pre_full4_avx512;
+			s->groups = groups_avx512;
+			s->threshold = threshold_avx512;
+			s->sync = sync_avx512;
+			s->acc = acc_avx512;
+			s->scale_rows = scale_avx512;
+		}
 	}
 #endif
 }
@@ -929,33 +1116,15 @@ void mead_sim_step(struct mead_sim *s, const uint32_t **ret_spikes, uint32_t *re
 			s->se[e] = s->k + 1;
 		}
 		/* inh post + inh pre (relay) */
-		const float ap = s->ap, am = s->am;
-		const float *restrict spk = s->spk;
-		const uint32_t *restrict icol = s->icol;
-		float *restrict ival = s->ival;
 		for (uint32_t q = 0; q < s->nrelay; q++) {
 			uint32_t i = s->relay[q];
 			const uint32_t lo = s->irow[i], hi = s->irow[i + 1];
-			if (s->ai[i] != ANCHOR_NONE && s->si[i] < s->k) {
-				const float g = gain_inh(s, s->ai[i]);
-				const float *restrict ds = drow(s, s->si[i]);
-				for (uint32_t qq = lo; qq < hi; qq++) {
-					uint32_t j = icol[qq];
-					float m = ival[qq] + g * (dk[j] - ds[j]);
-					m = m + ap * spk[j];
-					m = clamp0(m - am * x[j]);
-					ival[qq] = m;
-					in[j] = in[j] - m;
-				}
-			} else {
-				for (uint32_t qq = lo; qq < hi; qq++) {
-					uint32_t j = icol[qq];
-					float m = ival[qq] + ap * spk[j];
-					m = clamp0(m - am * x[j]);
-					ival[qq] = m;
-					in[j] = in[j] - m;
-				}
-			}
+			if (s->ai[i] != ANCHOR_NONE && s->si[i] < s->k)
+				s->inh_pre(s->icol + lo, s->ival + lo, hi - lo, in, x, s->spk, dk, drow(s, s->si[i]),
+					   gain_inh(s, s->ai[i]), s->ap, s->am);
+			else
+				s->inh_pre(s->icol + lo, s->ival + lo, hi - lo, in, x, s->spk, dk, NULL, 0.0f, s->ap,
+					   s->am);
 			s->ai[i] = now - 1;
 			s->si[i] = s->k + 1;
 		}
