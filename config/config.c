@@ -24,7 +24,9 @@ static const struct mead_cfg_key loop_keys[] = {
 	  "realtime (paced by the wall clock) or virtual (as fast as possible, same ticks)", NULL },
 	{ "priority", MEAD_CFG_INT, OFF(loop.priority), 0, 99, NULL, "80",
 	  "SCHED_FIFO priority of the loop thread, 0 for normal scheduling", NULL },
-	{ "cpu", MEAD_CFG_INT, OFF(loop.cpu), -1, 1023, NULL, "-1", "CPU the loop thread is pinned to, -1 for none", NULL },
+	{ "cpu", MEAD_CFG_INT, OFF(loop.cpu), -2, 1023, NULL, "-1",
+	  "CPU the loop thread is pinned to; -1: the last CPU the process may use, -2: no pinning. "
+	  "The daemon's other threads keep off that CPU when another is left", NULL },
 	{ "lock_memory", MEAD_CFG_BOOL, OFF(loop.lock_memory), MEAD_CFG_NO_RANGE, NULL, "true",
 	  "mlockall the process before the loop starts", NULL },
 	{ "overrun_fatal", MEAD_CFG_BOOL, OFF(loop.overrun_fatal), MEAD_CFG_NO_RANGE, NULL, "false",

@@ -36,7 +36,7 @@ struct mead_config {
 		uint32_t period_us;
 		int clock;                 /* enum mead_clock_mode */
 		int64_t priority;          /* SCHED_FIFO priority, 0 = normal scheduling */
-		int64_t cpu;               /* -1: no affinity */
+		int64_t cpu;               /* -1: the last allowed CPU, -2: no affinity */
 		bool lock_memory;
 		bool overrun_fatal;
 		bool exit_when_done;

@@ -533,6 +533,28 @@ static void *loop_thread(void *arg)
 	return NULL;
 }
 
+int mead_loop_pick_cpu(int configured, bool isolate)
+{
+	cpu_set_t allowed, others;
+	int cpu = configured;
+
+	if (configured == -2 || sched_getaffinity(0, sizeof(allowed), &allowed) != 0)
+		return -1;
+	if (cpu == -1)
+		for (int i = CPU_SETSIZE - 1; i >= 0; i--)
+			if (CPU_ISSET(i, &allowed)) {
+				cpu = i;
+				break;
+			}
+	if (cpu < 0 || cpu >= CPU_SETSIZE || !CPU_ISSET(cpu, &allowed))
+		return configured >= 0 ? configured : -1;
+	others = allowed;
+	CPU_CLR(cpu, &others);
+	if (isolate && CPU_COUNT(&others) > 0)
+		sched_setaffinity(0, sizeof(others), &others);
+	return cpu;
+}
+
 int mead_loop_start(struct mead_loop *l, char *warn, size_t warn_len)
 {
 	pthread_attr_t attr;

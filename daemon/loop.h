@@ -141,6 +141,13 @@ int mead_loop_new(const struct mead_loop_params *params, const struct mead_drive
 		  struct mead_safety *safety, struct mead_loop **ret);
 void mead_loop_free(struct mead_loop *loop);
 
+/* main thread, before any other thread exists: resolve loop.cpu.  -1 picks
+ * the last CPU the process may run on; -2 means no pinning (returns -1).
+ * With isolate, the calling thread (and so every thread it creates later)
+ * is kept off the chosen CPU when another one is left, so the loop has its
+ * core to itself.  Returns the CPU for mead_loop_params.cpu, or -1. */
+int mead_loop_pick_cpu(int configured, bool isolate);
+
 /* main thread: start the rt thread. warn (may be empty) tells what was
  * degraded (no SCHED_FIFO, no mlockall). */
 int mead_loop_start(struct mead_loop *loop, char *warn, size_t warn_len);

@@ -474,7 +474,9 @@ int main(int argc, char **argv)
 			.period_ns = period_ns,
 			.virtual_clock = r.cfg.loop.clock == MEAD_CLOCK_VIRTUAL,
 			.rt_priority = (int)r.cfg.loop.priority,
-			.cpu = (int)r.cfg.loop.cpu,
+			/* before the streams' threads exist, so they inherit the
+			 * affinity that keeps them off the loop's CPU */
+			.cpu = mead_loop_pick_cpu((int)r.cfg.loop.cpu, true),
 			.lock_memory = r.cfg.loop.lock_memory,
 			.overrun_fatal = r.cfg.loop.overrun_fatal,
 			.exit_when_done = r.cfg.loop.exit_when_done,

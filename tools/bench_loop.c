@@ -33,7 +33,7 @@ struct figures {
 
 static void print_usage(FILE *f)
 {
-	fprintf(f, "usage: mead-bench loop [--period-us P] [--seconds S] [--priority N] [--cpu C] [--json]\n"
+	fprintf(f, "usage: mead-bench loop [--period-us P] [--seconds S] [--priority N] [--cpu C|-1|-2] [--json]\n"
 		   "  runs the loop on the null driver, then cyclictest (when installed) with the same period\n"
 		   "  and priority; SCHED_FIFO needs root or LimitRTPRIO, else both run degraded and say so\n");
 }
@@ -224,6 +224,9 @@ int mead_bench_loop(int argc, char **argv)
 		print_usage(stderr);
 		return 1;
 	}
+	/* the daemon's default: the loop on the last CPU, the rest elsewhere;
+	 * cyclictest gets the same CPU */
+	cpu = mead_loop_pick_cpu(cpu, true);
 	if (run_mead(period_us, seconds, priority, cpu, &mead, warn, sizeof(warn)) < 0)
 		return 1;
 	if (warn[0])

@@ -134,20 +134,27 @@ int mead_bench_soak(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "minutes", required_argument, NULL, 'm' }, { "config", required_argument, NULL, 'c' },
-		{ "clock", required_argument, NULL, 'k' }, { "help", no_argument, NULL, 'h' }, { 0 },
+		{ "clock", required_argument, NULL, 'k' }, { "set", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' }, { 0 },
 	};
 	double minutes = 1;
 	const char *config = MEAD_SOURCE_ROOT "/config/twin-live.yaml", *clock = "virtual";
-	int c;
+	char *extra[32];
+	int n_extra = 0, c;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': minutes = strtod(optarg, NULL); break;
 		case 'c': config = optarg; break;
 		case 'k': clock = optarg; break;
+		case 'o':
+			if (n_extra < 32)
+				extra[n_extra++] = optarg;
+			break;
 		case 'h':
-			printf("usage: mead-bench soak [--minutes M] [--clock virtual|realtime] [--config FILE]\n");
+			printf("usage: mead-bench soak [--minutes M] [--clock virtual|realtime] [--config FILE]"
+			       " [-o KEY=VALUE ...]\n");
 			return 0;
 		default: return 1;
 		}
@@ -171,8 +178,14 @@ int mead_bench_soak(int argc, char **argv)
 		snprintf(mead, sizeof(mead), "%s/mead", MEAD_SBINDIR);
 	if (getenv("MEAD_BIN"))
 		snprintf(mead, sizeof(mead), "%s", getenv("MEAD_BIN"));
-	char *argv_d[] = { mead, "-c", (char *)config, "-o", o_pub, "-o", o_ctl, "-o", o_clock, "-o", o_rec,
-			   "-o", "streams.wait_subscribers=1", "-o", "loop.duration_s=0", NULL };
+	char *argv_d[32 + 2 * 32] = { mead, "-c", (char *)config, "-o", o_pub, "-o", o_ctl, "-o", o_clock, "-o", o_rec,
+				      "-o", "streams.wait_subscribers=1", "-o", "loop.duration_s=0" };
+	int na = 15;
+	for (int i = 0; i < n_extra; i++) {
+		argv_d[na++] = "-o";
+		argv_d[na++] = extra[i];
+	}
+	argv_d[na] = NULL;
 
 	void *ctx = zmq_ctx_new();
 	void *sub = zmq_socket(ctx, ZMQ_SUB);
