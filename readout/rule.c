@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "readout/rule.h"
 
+#include "protocol/encode.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -16,16 +18,13 @@ static void set_err(char *err, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-static void add_rows(struct mead_rule_layout *l, uint32_t c, uint32_t r0, uint32_t r1, uint32_t col)
-{
-	for (uint32_t r = r0; r < r1 && l->n_cells[c] < MEAD_RULE_MAX_CELLS; r++)
-		l->cells[c][l->n_cells[c]++] = (uint16_t)(r * l->cols + col);
-}
-
 int mead_rule_layout_build(uint32_t rows, uint32_t cols, uint32_t label_col, uint32_t n_classes,
 			   struct mead_rule_layout *ret, char *err, size_t err_len)
 {
 	struct mead_rule_layout l;
+	struct mead_label_layout cells;
+	int r;
+
 	memset(&l, 0, sizeof(l));
 	l.rows = rows;
 	l.cols = cols;
@@ -41,49 +40,15 @@ int mead_rule_layout_build(uint32_t rows, uint32_t cols, uint32_t label_col, uin
 		set_err(err, err_len, "label column %u is outside a grid of %u columns", label_col, cols);
 		return -EINVAL;
 	}
-	if (rows < n_classes || rows > MEAD_RULE_MAX_CELLS) {
-		set_err(err, err_len, "%u label rows cannot carry %u classes", rows, n_classes);
-		return -EINVAL;
-	}
-	l.n_classes = n_classes;
-	uint32_t col = label_col, b;
-	switch (n_classes) {
-	case 2:
-		add_rows(&l, 0, 0, rows / 2, col);
-		add_rows(&l, 1, rows / 2 + (rows % 2), rows, col);
-		break;
-	case 3:
-		b = rows / 3;
-		if (rows % 3 != 2) {
-			add_rows(&l, 0, 0, b, col);
-			add_rows(&l, 1, b, 2 * b, col);
-			add_rows(&l, 2, 2 * b, 3 * b, col);
-		} else {
-			add_rows(&l, 0, 0, b, col);
-			add_rows(&l, 1, b + 1, 2 * b + 1, col);
-			add_rows(&l, 2, 2 * b + 2, 3 * b + 2, col);
-		}
-		break;
-	case 4:
-		if (rows % 4 == 0) {
-			b = rows / 4;
-			for (uint32_t c = 0; c < 4; c++)
-				add_rows(&l, c, c * b, (c + 1) * b, col);
-		} else if (rows == 6 && col > 0) {
-			add_rows(&l, 0, 0, 2, col - 1);
-			add_rows(&l, 0, 0, 1, col);
-			add_rows(&l, 1, 2, 3, col - 1);
-			add_rows(&l, 1, 1, 3, col);
-			add_rows(&l, 2, 3, 5, col - 1);
-			add_rows(&l, 2, 3, 4, col);
-			add_rows(&l, 3, 5, 6, col - 1);
-			add_rows(&l, 3, 4, 6, col);
-		} else {
-			set_err(err, err_len, "4 classes need a multiple of 4 label rows, or 6 rows "
-				"and a column left of the label column; got %u rows", rows);
-			return -EINVAL;
-		}
-		break;
+	/* The label cells are the protocol's own: one layout, one implementation. */
+	r = mead_label_layout_build(n_classes, rows, label_col, &cells, err, err_len);
+	if (r < 0)
+		return r;
+	l.n_classes = cells.n_classes;
+	for (uint32_t c = 0; c < cells.n_classes; c++) {
+		for (uint32_t i = 0; i < cells.n_cells[c] && i < MEAD_RULE_MAX_CELLS; i++)
+			l.cells[c][i] = (uint16_t)(cells.cells[c][i].row * cols + cells.cells[c][i].col);
+		l.n_cells[c] = cells.n_cells[c] < MEAD_RULE_MAX_CELLS ? cells.n_cells[c] : MEAD_RULE_MAX_CELLS;
 	}
 	*ret = l;
 	return 0;

@@ -3,9 +3,8 @@
  * The culture's own decision rule (docs/digital-twin.md): with no label
  * input, class c scores the spikes of the neurons lying in c's label cells
  * divided by how many neurons lie there; the prediction is the argmax.
- * The label cells follow the protocol's label encoder (protocol/encode.h):
- * the readout knows only the wire format, so the layout is restated here
- * and tests/readout checks it cell by cell.
+ * The label cells are the protocol's label layout (protocol/encode.h,
+ * mead_label_layout_build), turned into electrode indices of the grid.
  */
 #pragma once
 
