@@ -44,6 +44,7 @@ struct mnist_state {
 	struct plan_entry *plan;
 	uint64_t n_plan;
 	uint32_t n_train, n_val, n_test;
+	uint32_t n_screen;      /* first validation digits of a pass that decide whether it goes on */
 	uint32_t presentation_ms, rest_ms;
 	uint32_t n_label_el[MEAD_LABEL_MAX_CLASSES];
 	uint16_t label_el[MEAD_LABEL_MAX_CLASSES][MEAD_LABEL_MAX_CELLS];
@@ -80,6 +81,7 @@ static bool mnist_trial(const struct mead_protocol *p, uint64_t i, struct trial_
 		.rest_ms = s->rest_ms,
 		.content = pe->item,
 		.learning_ctl = true,
+		.skip_to = (pe->flags & TRIAL_SCREEN_END) ? i + 1 + (s->n_val - s->n_screen) : 0,
 	};
 	*ret = t;
 	return true;
@@ -117,8 +119,8 @@ static void mnist_fill(struct mead_protocol *p, uint64_t i, const struct trial_d
 static int mnist_describe(const struct mead_protocol *p, char *buf, size_t len)
 {
 	const struct mnist_state *s = p->state;
-	int n = snprintf(buf, len, ", \"split\": {\"train\": %u, \"validation\": %u, \"test\": %u}",
-			 s->n_train, s->n_val, s->n_test);
+	int n = snprintf(buf, len, ", \"split\": {\"train\": %u, \"validation\": %u, \"test\": %u, \"screen\": %u}",
+			 s->n_train, s->n_val, s->n_test, s->n_screen);
 	return n < 0 ? -EIO : n;
 }
 
@@ -176,6 +178,31 @@ static int class_of(const struct mead_cfg_uint_list *classes, uint8_t label)
 		if (classes->v[c] == label)
 			return (int)c;
 	return -1;
+}
+
+/* Classes take turns (class 0, 1, ..., 0, 1, ...), each class's digits in
+ * their shuffled order; when a class runs out the others go on.  Same
+ * digits, same count: only the order changes. */
+static int interleave_classes(const struct mead_digits *d, const struct mead_cfg_uint_list *classes,
+			      uint32_t *idx, uint32_t n)
+{
+	uint32_t nc = classes->n, *out = malloc((size_t)(n ? n : 1) * sizeof(*out));
+	uint32_t next[MEAD_CFG_LIST_MAX];
+	if (!out)
+		return -ENOMEM;
+	for (uint32_t c = 0; c < nc; c++)
+		next[c] = 0;
+	for (uint32_t k = 0; k < n;) {
+		for (uint32_t c = 0; c < nc && k < n; c++) {
+			while (next[c] < n && class_of(classes, mead_digits_label(d, idx[next[c]])) != (int)c)
+				next[c]++;
+			if (next[c] < n)
+				out[k++] = idx[next[c]++];
+		}
+	}
+	memcpy(idx, out, (size_t)n * sizeof(*out));
+	free(out);
+	return 0;
 }
 
 struct sel {
@@ -418,9 +445,13 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 		r = -EINVAL;
 		goto out;
 	}
+	if (m->train_order == MEAD_PROTOCOL_ORDER_INTERLEAVED &&
+	    (r = interleave_classes(dtrain, &m->classes, pool + (train_idx - pool), n_train)) < 0)
+		goto nomem_out;
 	s->n_train = n_train;
 	s->n_val = n_val;
 	s->n_test = n_test;
+	s->n_screen = m->eval_screen < n_val ? m->eval_screen : 0;
 
 	/* ---- resized images of every selected digit ---- */
 	s->n_items = n_train + n_val + n_test;
@@ -459,7 +490,8 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 		if (passes && ((i + 1) % m->eval_every == 0 || i + 1 == n_train))
 			for (uint32_t v = 0; v < n_val; v++)
 				s->plan[k++] = (struct plan_entry){ n_train + v, MEAD_PROTOCOL_PHASE_VALIDATION,
-					TRIAL_SCORED | (v + 1 == n_val ? TRIAL_BLOCK_END : 0), draw++ };
+					TRIAL_SCORED | (v + 1 == n_val ? TRIAL_BLOCK_END : 0) |
+						(v + 1 == s->n_screen ? TRIAL_SCREEN_END : 0), draw++ };
 	}
 	if (m->readout_pass)
 		for (uint32_t i = 0; i < n_train; i++)

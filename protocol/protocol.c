@@ -255,7 +255,7 @@ static int begin_trial(struct mead_protocol *p, struct mead_tick_io *io, uint64_
 
 	p->n_spikes = 0;
 	p->cursor = 0;
-	p->kind->fill(p, p->trial, t);
+	p->kind->fill(p, p->plan_pos, t);
 	sort_spikes(p, t->duration_ms);
 	memset(p->counts, 0, sizeof(p->counts));
 
@@ -285,6 +285,17 @@ static int end_trial(struct mead_protocol *p, struct mead_tick_io *io)
 			p->test_correct += ok;
 		}
 	}
+	/* A screened pass goes on to the whole validation set only while its
+	 * screen does as well as the best whole pass so far: most passes of a
+	 * swinging culture are far from the best, and a screen shows it at a
+	 * fraction of the cost (docs/protocols.md). */
+	uint64_t next_pos = p->plan_pos + 1;
+	if ((t->flags & TRIAL_SCREEN_END) && p->val_n > 0 &&
+	    (double)p->val_correct / p->val_n < p->best_val) {
+		p->screened_out++;
+		p->val_n = p->val_correct = 0;
+		next_pos = t->skip_to;
+	}
 	if ((t->flags & TRIAL_BLOCK_END) && p->val_n > 0) {
 		double acc = (double)p->val_correct / p->val_n;
 		p->evaluations++;
@@ -304,7 +315,8 @@ static int end_trial(struct mead_protocol *p, struct mead_tick_io *io)
 	p->in_trial = false;
 	uint32_t rest = t->rest_ms;
 	p->trial++;
-	if (p->trial >= p->n_trials || !p->kind->trial(p, p->trial, &p->td)) {
+	p->plan_pos = next_pos;
+	if (p->plan_pos >= p->n_trials || !p->kind->trial(p, p->plan_pos, &p->td)) {
 		p->finished = true;
 		return r ? -ENOBUFS : 0;
 	}
@@ -350,6 +362,7 @@ int mead_protocol_tick(struct mead_protocol *p, struct mead_tick_io *io)
 	if (!p->started) {
 		p->started = true;
 		p->trial = 0;
+		p->plan_pos = 0;
 		if (p->n_trials == 0 || !p->kind->trial(p, 0, &p->td)) {
 			p->finished = true;
 			io->finished = true;
@@ -445,6 +458,7 @@ int mead_protocol_results(const struct mead_protocol *p, struct mead_protocol_re
 		.trial = p->trial + (p->in_trial ? 1 : 0),
 		.n_trials = p->n_trials,
 		.evaluations = p->evaluations,
+		.screened_out = p->screened_out,
 		.last_validation_accuracy = p->last_val,
 		.best_validation_accuracy = p->best_val,
 		.snapshot_saved = p->snapshot_saved,
@@ -493,7 +507,8 @@ int mead_protocol_describe(const struct mead_protocol *p, char *buf, size_t len)
 	else
 		APPEND("%" PRIu64, p->n_trials);
 	if (p->n_classes >= 2 && p->can_score) {
-		APPEND(", \"validation\": {\"evaluations\": %u, \"last\": ", p->evaluations);
+		APPEND(", \"validation\": {\"evaluations\": %u, \"screened_out\": %u, \"last\": ", p->evaluations,
+		       p->screened_out);
 		if (p->last_val < 0)
 			APPEND("null, \"best\": null");
 		else

@@ -98,8 +98,10 @@ int mead_protocol_describe(const struct mead_protocol *p, char *buf, size_t len)
  * the run. */
 struct mead_protocol_results {
 	uint64_t trial;                        /* trials begun so far */
-	uint64_t n_trials;                     /* planned; UINT64_MAX when unbounded */
+	uint64_t n_trials;                     /* planned, at most (screened passes end early);
+						  UINT64_MAX when unbounded */
 	uint32_t evaluations;                  /* validation passes completed */
+	uint32_t screened_out;                 /* passes cut short by their screen */
 	double last_validation_accuracy;       /* -1 when none */
 	double best_validation_accuracy;       /* -1 when none */
 	bool snapshot_saved;                   /* SNAPSHOT_SAVE 0 was sent */

@@ -10,6 +10,7 @@
 #define S(field) offsetof(struct mead_protocol_stim_config, field)
 
 static const char *const encoders[] = { "reference", "poisson", NULL };
+static const char *const train_orders[] = { "shuffled", "interleaved", NULL };
 
 /* Default pulse: -10 uA cathodic-first, 200 us per phase, 50 us gap; the
  * wet-lab amplitudes are not known, so every protocol exposes them. */
@@ -60,9 +61,15 @@ static const struct mead_cfg_key mnist_keys[] = {
 	  "rest between trials in place of a state reset, on a driver that cannot reset", NULL },
 	{ "sample_end", MEAD_CFG_BOOL, M(sample_end), MEAD_CFG_NO_RANGE, NULL, "true",
 	  "send SAMPLE_END after every trial (the twin's synaptic scaling)", NULL },
-	{ "eval_every", MEAD_CFG_UINT, M(eval_every), 0, 10000000, NULL, "50",
+	{ "eval_every", MEAD_CFG_UINT, M(eval_every), 0, 10000000, NULL, "10",
 	  "run the validation set after this many training trials (and after the last), "
 	  "keep the best weights; 0 for no validation", NULL },
+	{ "train_order", MEAD_CFG_ENUM, M(train_order), MEAD_CFG_NO_RANGE, train_orders, "shuffled",
+	  "order of the training digits: shuffled (the seeded shuffle of the pool) or interleaved (the same "
+	  "digits, classes taking turns)", NULL },
+	{ "eval_screen", MEAD_CFG_UINT, M(eval_screen), 0, 10000000, NULL, "50",
+	  "validation digits a pass starts with; it goes on to the whole set only when they score at least "
+	  "the best whole pass so far; 0: every pass runs the whole set", NULL },
 	{ "readout_pass", MEAD_CFG_BOOL, M(readout_pass), MEAD_CFG_NO_RANGE, NULL, "false",
 	  "after training, show the training digits again with label and learning off (on the test's "
 	  "weights) for a readout to learn from; a test-phase block on the wire", NULL },

@@ -19,6 +19,11 @@ struct mead_protocol_stim_config {
 	uint32_t interphase_us;
 };
 
+enum mead_protocol_train_order {
+	MEAD_PROTOCOL_ORDER_SHUFFLED = 0,
+	MEAD_PROTOCOL_ORDER_INTERLEAVED = 1,
+};
+
 /* protocol.mnist: digits on the grid, the label on the label column. */
 struct mead_protocol_mnist_config {
 	char *train_images, *train_labels;    /* relative paths resolve against the data directory */
@@ -33,6 +38,8 @@ struct mead_protocol_mnist_config {
 	uint32_t reset_rest_ms;   /* rest instead of a reset on a driver that cannot reset */
 	bool sample_end;          /* SAMPLE_END after every trial */
 	uint32_t eval_every;      /* validation after this many training trials; 0: none */
+	int train_order;          /* enum mead_protocol_train_order */
+	uint32_t eval_screen;     /* validation digits a pass starts with; 0: whole passes only */
 	bool readout_pass;        /* a frozen, label-off pass over the training digits before the test */
 	uint32_t grid_rows, grid_cols;
 	uint32_t grid_row0, grid_col0;        /* top-left electrode position of the grid */

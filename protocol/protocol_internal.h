@@ -23,6 +23,7 @@ enum trial_flags {
 	TRIAL_LABEL     = 1u << 1,   /* label cells driven */
 	TRIAL_LEARNING  = 1u << 2,   /* plasticity on */
 	TRIAL_BLOCK_END = 1u << 3,   /* last trial of a validation pass */
+	TRIAL_SCREEN_END = 1u << 4,  /* last trial of a validation pass's screen */
 };
 
 struct trial_desc {
@@ -35,6 +36,7 @@ struct trial_desc {
 	uint32_t rest_ms;       /* silence after it */
 	uint32_t content;       /* kind-specific */
 	bool learning_ctl;      /* send LEARNING for this trial's phase */
+	uint64_t skip_to;       /* TRIAL_SCREEN_END: plan position after the pass */
 };
 
 struct spike_ms {
@@ -46,9 +48,13 @@ struct mead_protocol;
 
 struct protocol_kind {
 	const char *name;
-	/* Trial i's descriptor; false when the protocol has no trial i. rt. */
+	/* The descriptor at plan position i; false when the plan has no
+	 * position i.  Positions count planned trials: a pass cut short by its
+	 * screen skips some, so they run ahead of the trial index on the wire.
+	 * rt. */
 	bool (*trial)(const struct mead_protocol *p, uint64_t i, struct trial_desc *ret);
-	/* Append trial i's spikes with proto_add_spike().  rt, bounded. */
+	/* Append the spikes of plan position i with proto_add_spike().  rt,
+	 * bounded. */
 	void (*fill)(struct mead_protocol *p, uint64_t i, const struct trial_desc *t);
 	void (*free)(void *state);
 	/* Extra JSON members for describe (", \"key\": ..."), may be NULL. */
@@ -72,7 +78,7 @@ struct mead_protocol {
 	bool reset_between;
 	uint32_t reset_rest_ms;
 	bool sample_end;
-	uint64_t n_trials;              /* UINT64_MAX: unbounded */
+	uint64_t n_trials;              /* plan length; UINT64_MAX: unbounded */
 	uint32_t max_cells;             /* electrodes one trial may drive */
 	uint32_t max_duration_ms;       /* longest trial */
 	uint32_t min_duration_ms;       /* shortest trial */
@@ -97,7 +103,8 @@ struct mead_protocol {
 	bool started, in_trial, finished;
 	int32_t cur_phase;
 	int learning;                   /* -1 unknown, 0, 1 */
-	uint64_t trial;                 /* current (or next) trial index */
+	uint64_t trial;                 /* current (or next) trial index on the wire */
+	uint64_t plan_pos;              /* its position in the kind's plan */
 	struct trial_desc td;
 	uint64_t start_sample, end_sample, next_start;
 	uint64_t counts[MEAD_LABEL_MAX_CLASSES];
@@ -106,6 +113,7 @@ struct mead_protocol {
 	/* results */
 	uint32_t val_n, val_correct;
 	uint32_t evaluations;
+	uint32_t screened_out;          /* passes cut short by their screen */
 	double last_val, best_val;
 	bool snapshot_saved;
 	uint32_t test_n, test_correct;

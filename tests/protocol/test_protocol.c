@@ -78,7 +78,11 @@ static struct mead_protocol_env env_of(uint32_t rate, uint32_t period_ns, uint32
 
 /* ---- a recorded run ---- */
 
-enum culture { SILENT, CORRECT, WRONG, BOTH };
+enum culture { SILENT, CORRECT, WRONG, BOTH, CORRECT_THEN_WRONG };
+
+/* CORRECT_THEN_WRONG: the culture answers right in trials (wire index)
+ * below this one and wrong from it on. */
+static int64_t culture_turns_at;
 
 struct ctl_rec {
 	uint64_t tick, sample;
@@ -134,6 +138,7 @@ static void drive(struct mead_protocol *p, uint32_t rate, uint32_t period_ns, en
 	struct mead_spike spikes[2][64];
 	struct mead_frame frames[2];
 	int32_t shown = -1;
+	int64_t cur_trial = -1;
 	bool in_trial = false;
 	uint64_t spms = rate / 1000;
 	for (uint64_t t = 0; t < 100000000; t++) {
@@ -161,8 +166,10 @@ static void drive(struct mead_protocol *p, uint32_t rate, uint32_t period_ns, en
 			out->event_tick[out->n_events - 1] = t;
 			if (ev[k].type == MEAD_EVENT_LABEL)
 				shown = ev[k].value;
-			if (ev[k].type == MEAD_EVENT_TRIAL_START)
+			if (ev[k].type == MEAD_EVENT_TRIAL_START) {
 				in_trial = true;
+				cur_trial = ev[k].value;
+			}
 			if (ev[k].type == MEAD_EVENT_TRIAL_END) {
 				in_trial = false;
 				shown = -1;
@@ -183,7 +190,8 @@ static void drive(struct mead_protocol *p, uint32_t rate, uint32_t period_ns, en
 			for (uint64_t s = f; s < f + n; s++) {
 				if (s % spms)
 					continue;
-				bool c0 = (cu == CORRECT) == (shown == 0);
+				bool right = cu == CORRECT || (cu == CORRECT_THEN_WRONG && cur_trial < culture_turns_at);
+				bool c0 = right == (shown == 0);
 				if (cu == BOTH || c0)
 					fr->spikes[fr->n_spikes++] = (struct mead_spike){ .sample = s, .electrode = 9 };
 				if (cu == BOTH || !c0)
@@ -528,6 +536,164 @@ static void test_mnist_readout_pass(void **state)
 	assert_memory_equal(a, b, na * sizeof(a[0]));
 	run_free(&plain);
 	run_free(&withp);
+}
+
+/* protocol.mnist.eval_screen: a pass starts with its first eval_screen
+ * digits and goes on to the whole validation set only when they score at
+ * least the best whole pass so far; a pass cut short is a shorter block on
+ * the wire, the trial index stays contiguous, and nothing is saved. */
+static void test_mnist_screen(void **state)
+{
+	(void)state;
+	struct mead_protocol_config c;
+	mnist_cfg(&c);
+	c.mnist.eval_screen = 2;
+	struct run r;
+
+	/* right throughout: every screen matches the best, every pass is whole */
+	struct mead_protocol *p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	drive(p, 1000, 1000000, CORRECT, &r);
+	assert_int_equal(r.res.evaluations, 2);
+	assert_int_equal(r.res.screened_out, 0);
+	assert_int_equal(r.res.trial, 42);
+	mead_protocol_free(p);
+	run_free(&r);
+
+	/* right for the first 16 trials (10 training + the first whole pass),
+	 * wrong after: the second pass stops after its screen of 2 */
+	culture_turns_at = 16;
+	p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	drive(p, 1000, 1000000, CORRECT_THEN_WRONG, &r);
+	assert_int_equal(r.res.evaluations, 1);
+	assert_int_equal(r.res.screened_out, 1);
+	assert_true(r.res.best_validation_accuracy == 1.0);
+	assert_int_equal(r.res.trial, 10 + 6 + 10 + 2 + 10);
+	assert_int_equal(r.ticks, (10 + 6 + 10 + 2 + 10) * 100 + 1);
+	assert_true(r.res.n_trials >= r.res.trial);
+	assert_int_equal(r.res.test_trials, 10);
+	assert_int_equal(r.res.test_correct, 0);
+
+	int32_t phases[8];
+	uint32_t n_ph = 0, per_block[8] = { 0 }, saves = 0, restores = 0;
+	int64_t last_trial = -1;
+	for (size_t i = 0; i < r.n_events; i++) {
+		const struct mead_event *e = &r.events[i];
+		if (e->type == MEAD_EVENT_PHASE) {
+			assert_true(n_ph < 8);
+			phases[n_ph++] = e->value;
+		} else if (e->type == MEAD_EVENT_TRIAL_START) {
+			assert_int_equal(e->value, last_trial + 1);
+			last_trial = e->value;
+			per_block[n_ph - 1]++;
+		}
+	}
+	for (size_t k = 0; k < r.n_ctls; k++) {
+		saves += r.ctls[k].op == MEAD_CTL_SNAPSHOT_SAVE;
+		restores += r.ctls[k].op == MEAD_CTL_SNAPSHOT_RESTORE;
+	}
+	int32_t want[5] = { MEAD_PHASE_TRAIN, MEAD_PHASE_TEST, MEAD_PHASE_TRAIN, MEAD_PHASE_TEST, MEAD_PHASE_TEST };
+	uint32_t want_n[5] = { 10, 6, 10, 2, 10 };
+	assert_int_equal(n_ph, 5);
+	for (int k = 0; k < 5; k++) {
+		assert_int_equal(phases[k], want[k]);
+		assert_int_equal(per_block[k], want_n[k]);
+	}
+	assert_int_equal(saves, 1);
+	assert_int_equal(restores, 1);
+	char js[1024];
+	assert_true(mead_protocol_describe(p, js, sizeof(js)) > 0);
+	assert_non_null(strstr(js, "\"screened_out\": 1"));
+	assert_non_null(strstr(js, "\"test\": 10, \"screen\": 2}"));
+	mead_protocol_free(p);
+	run_free(&r);
+
+	/* the screen's spike trains are those of the whole pass's first digits */
+	struct run whole;
+	c.mnist.eval_screen = 0;
+	p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	drive(p, 1000, 1000000, CORRECT_THEN_WRONG, &whole);
+	assert_int_equal(whole.res.screened_out, 0);
+	assert_int_equal(whole.res.trial, 42);
+	mead_protocol_free(p);
+	/* the test is the same digits with the same trains either way */
+	static uint64_t a[20000], b[20000];
+	c.mnist.eval_screen = 2;
+	p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	drive(p, 1000, 1000000, CORRECT_THEN_WRONG, &r);
+	mead_protocol_free(p);
+	size_t na = trial_pulses(&whole, last_phase_event(&whole), a, 20000);
+	size_t nb = trial_pulses(&r, last_phase_event(&r), b, 20000);
+	assert_true(na > 100);
+	assert_int_equal(na, nb);
+	assert_memory_equal(a, b, na * sizeof(a[0]));
+	run_free(&whole);
+	run_free(&r);
+}
+
+/* protocol.mnist.train_order: interleaved shows the same training digits,
+ * classes taking turns while both last. */
+static void test_mnist_interleaved(void **state)
+{
+	(void)state;
+	struct mead_protocol_config c;
+	mnist_cfg(&c);
+	struct run sh, il;
+	struct mead_protocol *p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	drive(p, 1000, 1000000, CORRECT, &sh);
+	mead_protocol_free(p);
+	c.mnist.train_order = MEAD_PROTOCOL_ORDER_INTERLEAVED;
+	p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	drive(p, 1000, 1000000, CORRECT, &il);
+	mead_protocol_free(p);
+
+	int32_t items[2][20], labels[2][20];
+	uint32_t n[2] = { 0, 0 };
+	const struct run *runs[2] = { &sh, &il };
+	for (int k = 0; k < 2; k++) {
+		int32_t phase = -1;
+		for (size_t i = 0; i < runs[k]->n_events; i++) {
+			const struct mead_event *e = &runs[k]->events[i];
+			if (e->type == MEAD_EVENT_PHASE)
+				phase = e->value;
+			else if (e->type == MEAD_EVENT_ITEM && phase == MEAD_PHASE_TRAIN)
+				items[k][n[k]] = e->value;
+			else if (e->type == MEAD_EVENT_LABEL && phase == MEAD_PHASE_TRAIN)
+				labels[k][n[k]++] = e->value;
+		}
+		assert_int_equal(n[k], 20);
+	}
+	/* the same digits */
+	for (int i = 0; i < 20; i++) {
+		bool found = false;
+		for (int j = 0; j < 20; j++)
+			found |= items[0][i] == items[1][j];
+		assert_true(found);
+	}
+	/* turns while both classes last, then the rest of one class */
+	uint32_t zeros = 0;
+	for (int i = 0; i < 20; i++)
+		zeros += labels[1][i] == 0;
+	uint32_t pairs = zeros < 20 - zeros ? zeros : 20 - zeros;
+	assert_true(pairs > 0);
+	for (uint32_t i = 0; i < 2 * pairs; i++)
+		assert_int_equal(labels[1][i], (int32_t)(i % 2));
+	for (uint32_t i = 2 * pairs + 1; i < 20; i++)
+		assert_int_equal(labels[1][i], labels[1][2 * pairs]);
+	/* each class keeps its shuffled order */
+	for (int cls = 0; cls < 2; cls++) {
+		int32_t a[20], b[20];
+		uint32_t na = 0, nb = 0;
+		for (int i = 0; i < 20; i++) {
+			if (labels[0][i] == cls)
+				a[na++] = items[0][i];
+			if (labels[1][i] == cls)
+				b[nb++] = items[1][i];
+		}
+		assert_int_equal(na, nb);
+		assert_memory_equal(a, b, na * sizeof(a[0]));
+	}
+	run_free(&sh);
+	run_free(&il);
 }
 
 static void test_mnist_rig(void **state)
@@ -963,6 +1129,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_mnist_sequence_twin),
 		cmocka_unit_test(test_mnist_readout_pass),
+		cmocka_unit_test(test_mnist_screen),
+		cmocka_unit_test(test_mnist_interleaved),
 		cmocka_unit_test(test_mnist_rig),
 		cmocka_unit_test(test_mnist_periods_and_seeds),
 		cmocka_unit_test(test_mnist_poisson_encoder),
