@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stddef.h>
@@ -94,10 +95,10 @@ static pid_t spawn(char *const argv[], int stdout_fd)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: mead-experiment mnist -c CONFIG [-o key=value ...] [--seeds K] [--json]\n"
-		"                             [--readout-arg ARG ...] [--timeout S]\n"
+		"usage: mead-experiment mnist -c CONFIG [-o key=value ...] [--seeds K] [--first-seed F]\n"
+		"                             [--json] [--readout-arg ARG ...] [--timeout S]\n"
 		"  runs the daemon (the configuration's driver; mnist protocol) and mead-readout for\n"
-		"  seeds 1..K and prints: accuracy=<culture rule> readout_accuracy=<Hebbian readout>\n"
+		"  seeds F..F+K-1 (1..K by default) and prints: accuracy=<culture rule> readout_accuracy=<Hebbian readout>\n"
 		"  pixel_baseline=<readout on pixels> n=<test trials> seeds=<K>  (means over seeds)\n");
 }
 
@@ -294,9 +295,10 @@ int mead_experiment_mnist(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' }, { "set", required_argument, NULL, 'o' },
 		{ "seeds", required_argument, NULL, 's' }, { "json", no_argument, NULL, 'j' },
 		{ "readout-arg", required_argument, NULL, 'r' }, { "timeout", required_argument, NULL, 't' },
-		{ "help", no_argument, NULL, 'h' }, { 0 },
+		{ "first-seed", required_argument, NULL, 'f' }, { "help", no_argument, NULL, 'h' }, { 0 },
 	};
 	const char *config = NULL;
+	int first_seed = 1;
 	char *overrides[MAX_ARGS / 4], *readout_args[MAX_ARGS / 4];
 	int n_over = 0, n_rargs = 0, seeds = 1, c;
 	double timeout_s = 0;
@@ -312,6 +314,7 @@ int mead_experiment_mnist(int argc, char **argv)
 				overrides[n_over++] = optarg;
 			break;
 		case 's': seeds = atoi(optarg); break;
+		case 'f': first_seed = atoi(optarg); break;
 		case 'j': json = true; break;
 		case 'r':
 			if (n_rargs < MAX_ARGS / 4)
@@ -322,7 +325,8 @@ int mead_experiment_mnist(int argc, char **argv)
 		default: usage(stderr); return 1;
 		}
 	}
-	if (!config || seeds < 1 || seeds > MAX_SEEDS || optind != argc) {
+	if (!config || seeds < 1 || seeds > MAX_SEEDS || first_seed < 1 || first_seed > INT_MAX - seeds ||
+	    optind != argc) {
 		usage(stderr);
 		return 1;
 	}
@@ -341,8 +345,9 @@ int mead_experiment_mnist(int argc, char **argv)
 	bool show = isatty(STDERR_FILENO);
 	double t0 = now_s();
 	int ok = 0;
-	for (int s = 1; s <= seeds; s++) {
-		if (run_seed(config, overrides, n_over, readout_args, n_rargs, classes, s, seeds, timeout_s, show,
+	for (int s = first_seed; s < first_seed + seeds; s++) {
+		if (run_seed(config, overrides, n_over, readout_args, n_rargs, classes, s, first_seed + seeds - 1,
+			     timeout_s, show,
 			     &res[ok]) == 0) {
 			if (!json)
 				fprintf(stderr, "seed %d: accuracy=%.4f readout_accuracy=%.4f pixel_baseline=%.4f n=%u "
