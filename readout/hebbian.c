@@ -420,3 +420,29 @@ void mead_normalise(float *x, uint32_t n, enum mead_norm how)
 	for (uint32_t k = 0; k < n; k++)
 		x[k] *= inv;
 }
+
+int mead_transform_parse(const char *s)
+{
+	if (strcmp(s, "none") == 0)
+		return MEAD_TRANSFORM_NONE;
+	if (strcmp(s, "sqrt") == 0)
+		return MEAD_TRANSFORM_SQRT;
+	return -EINVAL;
+}
+
+const char *mead_transform_name(enum mead_transform t)
+{
+	switch (t) {
+	case MEAD_TRANSFORM_NONE: return "none";
+	case MEAD_TRANSFORM_SQRT: return "sqrt";
+	}
+	return "?";
+}
+
+void mead_transform_apply(float *x, uint32_t n, enum mead_transform how)
+{
+	if (how != MEAD_TRANSFORM_SQRT)
+		return;
+	for (uint32_t k = 0; k < n; k++)
+		x[k] = x[k] > 0 ? sqrtf(x[k]) : 0.0f;
+}

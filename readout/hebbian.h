@@ -106,3 +106,16 @@ int mead_norm_parse(const char *s);
 const char *mead_norm_name(enum mead_norm n);
 /* In place; a zero vector stays zero. */
 void mead_normalise(float *x, uint32_t n, enum mead_norm how);
+
+/* Applied to a trial's features before normalisation.  Spike counts are
+ * Poisson-like: their variance grows with their mean, so a busy electrode's
+ * noise swamps a quiet one's signal; the square root makes the variance
+ * about equal (Anscombe) and lets a linear readout weigh them alike. */
+enum mead_transform {
+	MEAD_TRANSFORM_NONE = 0,
+	MEAD_TRANSFORM_SQRT = 1, /* sqrt(max(x, 0)) */
+};
+int mead_transform_parse(const char *s);
+const char *mead_transform_name(enum mead_transform t);
+/* In place. */
+void mead_transform_apply(float *x, uint32_t n, enum mead_transform how);

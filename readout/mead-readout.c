@@ -75,6 +75,7 @@ struct options {
 	int label_col;            /* -1: last column */
 	int features_all;         /* -1 auto: label cells left out when they exist */
 	struct mead_model_options model;
+	enum mead_transform pixel_transform; /* the culture's is model.transform */
 	double label_fraction;
 	const char *images;
 	const char *test_images;
@@ -292,6 +293,7 @@ static int setup(struct state *s)
 			s->loaded_pixel = NULL;
 		} else {
 			struct mead_model_options po = s->o.model;
+			po.transform = s->o.pixel_transform;
 			if ((r = mead_model_new(&po, pn, &s->pixel)) < 0)
 				return r;
 		}
@@ -861,14 +863,16 @@ static void usage(FILE *f)
 		"      --label-column C     label column (last column)\n"
 		"      --features all|no-label     culture features (no-label when label cells exist)\n"
 		"      --layer swta|hpca|none      Hebbian feature layer (hpca)\n"
-		"      --units N            layer size (64)\n"
+		"      --units N            layer size (128)\n"
 		"      --temperature T      SWTA softmax temperature (0.02)\n"
 		"      --eta-layer E        layer learning rate (0.05)\n"
 		"      --layer-epochs N     layer epochs over the stored training trials (10)\n"
 		"      --classifier delta|proto    supervised Hebbian rule (delta)\n"
 		"      --eta E              classifier learning rate (0.05)\n"
-		"      --epochs N           classifier epochs (20)\n"
+		"      --epochs N           classifier epochs (200)\n"
 		"      --norm l2|max|sum|none      feature normalisation (l2)\n"
+		"      --transform sqrt|none       culture spike counts before normalising (sqrt)\n"
+		"      --pixel-transform sqrt|none pixels before normalising (none)\n"
 		"      --center, --no-center       subtract the training mean before the layer (on)\n"
 		"      --seed S             seed (1)\n"
 		"      --label-fraction F   fraction of training trials whose label is used (1)\n"
@@ -896,7 +900,7 @@ enum {
 	OPT_TEMP, OPT_ETA_LAYER, OPT_LAYER_EPOCHS, OPT_CLF, OPT_ETA, OPT_EPOCHS, OPT_NORM, OPT_CENTER,
 	OPT_SEED, OPT_FRACTION, OPT_IMAGES, OPT_TEST_IMAGES, OPT_PIXEL_GRID, OPT_NO_PIXELS, OPT_IDLE,
 	OPT_MAX_WAITING, OPT_SCORE, OPT_SAVE, OPT_LOAD, OPT_JSON, OPT_CLASS_VALUES, OPT_FIT_ON, OPT_FIT_BLOCKS,
-	OPT_NO_CENTER,
+	OPT_NO_CENTER, OPT_TRANSFORM, OPT_PIXEL_TRANSFORM,
 };
 
 static bool parse_u32(const char *s, uint32_t lo, uint32_t hi, uint32_t *v)
@@ -941,6 +945,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"eta", required_argument, NULL, OPT_ETA},
 		{"epochs", required_argument, NULL, OPT_EPOCHS},
 		{"norm", required_argument, NULL, OPT_NORM},
+		{"transform", required_argument, NULL, OPT_TRANSFORM},
+		{"pixel-transform", required_argument, NULL, OPT_PIXEL_TRANSFORM},
 		{"center", no_argument, NULL, OPT_CENTER},
 		{"no-center", no_argument, NULL, OPT_NO_CENTER},
 		{"seed", required_argument, NULL, OPT_SEED},
@@ -1051,6 +1057,16 @@ static int parse_options(int argc, char **argv, struct options *o)
 			if ((k = mead_norm_parse(a)) < 0)
 				goto bad;
 			o->model.norm = (enum mead_norm)k;
+			break;
+		case OPT_TRANSFORM:
+			if ((k = mead_transform_parse(a)) < 0)
+				goto bad;
+			o->model.transform = (enum mead_transform)k;
+			break;
+		case OPT_PIXEL_TRANSFORM:
+			if ((k = mead_transform_parse(a)) < 0)
+				goto bad;
+			o->pixel_transform = (enum mead_transform)k;
 			break;
 		case OPT_CENTER: o->model.center = true; break;
 		case OPT_NO_CENTER: o->model.center = false; break;
@@ -1268,6 +1284,13 @@ int main(int argc, char **argv)
 	 * direction barely separate (docs/readout.md, docs/BENCHMARKS.md). */
 	s->o.model.layer = MEAD_LAYER_HPCA;
 	s->o.model.center = true;
+	/* Spike counts are Poisson-like; pixels are not counts (hebbian.h). */
+	s->o.model.transform = MEAD_TRANSFORM_SQRT;
+	/* The delta rule creeps toward its least-squares solution: 20 epochs
+	 * stop it short on 1,300 trials (docs/BENCHMARKS.md, readout choices). */
+	s->o.model.epochs = 200;
+	s->o.model.units = 128;
+	s->o.pixel_transform = MEAD_TRANSFORM_NONE;
 	/* Before the slow start-up (images, connect): a stop request then
 	 * still ends with a summary. */
 	struct sigaction sa;

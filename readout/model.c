@@ -18,6 +18,7 @@ void mead_model_options_default(struct mead_model_options *o)
 		.clf = MEAD_CLF_DELTA,
 		.eta = 0.05f,
 		.epochs = 20,
+		.transform = MEAD_TRANSFORM_NONE,
 		.norm = MEAD_NORM_L2,
 		.center = false,
 		.seed = 1,
@@ -111,6 +112,7 @@ int mead_model_add(struct mead_model *m, const float *x, int32_t label)
 	}
 	float *dst = m->x + (size_t)m->n * m->n_in;
 	memcpy(dst, x, m->n_in * sizeof(float));
+	mead_transform_apply(dst, m->n_in, m->o.transform);
 	mead_normalise(dst, m->n_in, m->o.norm);
 	if (label >= (int32_t)m->o.n_classes)
 		label = -1;
@@ -238,6 +240,7 @@ int mead_model_predict(struct mead_model *m, const float *x, float *scores)
 	if (!xn)
 		return -E2BIG;
 	memcpy(xn, x, m->n_in * sizeof(float));
+	mead_transform_apply(xn, m->n_in, m->o.transform);
 	mead_normalise(xn, m->n_in, m->o.norm);
 	mead_hebb_layer_forward(m->layer, centred(m, xn), m->ybuf);
 	return (int)mead_hebb_clf_predict(m->clf, m->ybuf, scores);
@@ -246,7 +249,8 @@ int mead_model_predict(struct mead_model *m, const float *x, float *scores)
 /* ---- Saved state -------------------------------------------------------- */
 
 #define MODEL_MAGIC "MEADRDM1"
-#define MODEL_VERSION 1u
+/* 2 added the transform; a version 1 file has none. */
+#define MODEL_VERSION 2u
 
 static int put_u32(FILE *f, uint32_t v)
 {
@@ -296,7 +300,8 @@ int mead_model_write(const struct mead_model *m, FILE *f)
 	    put_u32(f, m->n_in) < 0 || put_u32(f, (uint32_t)m->o.layer) < 0 || put_u32(f, n_out) < 0 ||
 	    put_u32(f, tbits) < 0 || put_u32(f, (uint32_t)m->o.clf) < 0 ||
 	    put_u32(f, m->o.n_classes) < 0 || put_u32(f, (uint32_t)m->o.norm) < 0 ||
-	    put_u32(f, m->o.center ? 1u : 0u) < 0 || put_u32(f, m->trained ? 1u : 0u) < 0)
+	    put_u32(f, m->o.center ? 1u : 0u) < 0 || put_u32(f, m->trained ? 1u : 0u) < 0 ||
+	    put_u32(f, (uint32_t)m->o.transform) < 0)
 		return -EIO;
 	if (put_f32s(f, m->mean, m->n_in) < 0)
 		return -EIO;
@@ -309,17 +314,19 @@ int mead_model_write(const struct mead_model *m, FILE *f)
 int mead_model_read(FILE *f, const struct mead_model_options *o, struct mead_model **ret)
 {
 	char magic[8];
-	uint32_t version, n_in, layer, n_out, tbits, clf, n_classes, norm, center, trained;
+	uint32_t version, n_in, layer, n_out, tbits, clf, n_classes, norm, center, trained, transform = 0;
 	if (fread(magic, 8, 1, f) != 1 || memcmp(magic, MODEL_MAGIC, 8) != 0)
 		return -EINVAL;
-	if (get_u32(f, &version) < 0 || version != MODEL_VERSION)
+	if (get_u32(f, &version) < 0 || version < 1 || version > MODEL_VERSION)
 		return -EPROTO;
 	if (get_u32(f, &n_in) < 0 || get_u32(f, &layer) < 0 || get_u32(f, &n_out) < 0 ||
 	    get_u32(f, &tbits) < 0 || get_u32(f, &clf) < 0 || get_u32(f, &n_classes) < 0 ||
-	    get_u32(f, &norm) < 0 || get_u32(f, &center) < 0 || get_u32(f, &trained) < 0)
+	    get_u32(f, &norm) < 0 || get_u32(f, &center) < 0 || get_u32(f, &trained) < 0 ||
+	    (version >= 2 && get_u32(f, &transform) < 0))
 		return -EIO;
 	if (n_in == 0 || n_in > 1024 || layer > MEAD_LAYER_HPCA || n_out == 0 || n_out > 65536 ||
-	    clf > MEAD_CLF_PROTO || n_classes < 2 || n_classes > 1024 || norm > MEAD_NORM_SUM)
+	    clf > MEAD_CLF_PROTO || n_classes < 2 || n_classes > 1024 || norm > MEAD_NORM_SUM ||
+	    transform > MEAD_TRANSFORM_SQRT)
 		return -EINVAL;
 	struct mead_model_options mo = *o;
 	mo.layer = (enum mead_layer_kind)layer;
@@ -330,6 +337,7 @@ int mead_model_read(FILE *f, const struct mead_model_options *o, struct mead_mod
 	mo.clf = (enum mead_clf_kind)clf;
 	mo.n_classes = n_classes;
 	mo.norm = (enum mead_norm)norm;
+	mo.transform = (enum mead_transform)transform;
 	mo.center = center != 0;
 	struct mead_model *m;
 	int r = mead_model_new(&mo, n_in, &m);

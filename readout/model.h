@@ -22,6 +22,7 @@ struct mead_model_options {
 	enum mead_clf_kind clf;
 	float eta;               /* classifier */
 	uint32_t epochs;         /* classifier */
+	enum mead_transform transform; /* before normalising */
 	enum mead_norm norm;
 	bool center;             /* subtract the training mean after normalising */
 	uint64_t seed;
