@@ -275,6 +275,80 @@ static void test_model_fit_save_load(void **state)
 	}
 }
 
+/* The square root of spike counts, kept in saved state; a version-1 file
+ * (before the transform existed) loads as untransformed. */
+static void test_transform(void **state)
+{
+	(void)state;
+	float a[4] = {0, 1, 4, -2};
+	mead_transform_apply(a, 4, MEAD_TRANSFORM_SQRT);
+	assert_float_equal(a[1], 1.f, 1e-6);
+	assert_float_equal(a[2], 2.f, 1e-6);
+	assert_true(a[0] == 0 && a[3] == 0);
+	float b[2] = {9, 16};
+	mead_transform_apply(b, 2, MEAD_TRANSFORM_NONE);
+	assert_true(b[0] == 9 && b[1] == 16);
+	assert_int_equal(mead_transform_parse("sqrt"), MEAD_TRANSFORM_SQRT);
+	assert_int_equal(mead_transform_parse("none"), MEAD_TRANSFORM_NONE);
+	assert_true(mead_transform_parse("log") < 0);
+	assert_string_equal(mead_transform_name(MEAD_TRANSFORM_SQRT), "sqrt");
+
+	/* counts: class 0 busy on input 0, class 1 on input 1 */
+	enum { N = 300, D = 4 };
+	static float x[N][D];
+	struct mead_hrng r;
+	mead_hrng_seed(&r, 5);
+	for (int i = 0; i < N; i++)
+		for (int k = 0; k < D; k++)
+			x[i][k] = (float)mead_hrng_below(&r, 5) + (k == i % 2 ? 20.f : 2.f);
+	struct mead_model_options o;
+	mead_model_options_default(&o);
+	o.transform = MEAD_TRANSFORM_SQRT;
+	struct mead_model *m, *back, *v1;
+	assert_int_equal(mead_model_new(&o, D, &m), 0);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(mead_model_add(m, x[i], i % 2), 0);
+	assert_int_equal(mead_model_fit(m), 0);
+	float sm[2], sb[2];
+	FILE *f = tmpfile();
+	assert_int_equal(mead_model_write(m, f), 0);
+	long len = ftell(f);
+	rewind(f);
+	assert_int_equal(mead_model_read(f, &o, &back), 0);
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(mead_model_predict(back, x[i], sm), mead_model_predict(m, x[i], sb));
+		assert_memory_equal(sm, sb, sizeof(sm));
+	}
+	/* the same bytes as version 1: no transform field (after 11 u32s) */
+	static unsigned char buf[1 << 16];
+	assert_true(len > 56 && len < (long)sizeof(buf));
+	rewind(f);
+	assert_int_equal(fread(buf, 1, (size_t)len, f), (size_t)len);
+	fclose(f);
+	assert_int_equal(buf[8], 2);
+	buf[8] = 1;
+	memmove(buf + 52, buf + 56, (size_t)len - 56);
+	f = tmpfile();
+	fwrite(buf, 1, (size_t)len - 4, f);
+	rewind(f);
+	assert_int_equal(mead_model_read(f, &o, &v1), 0);
+	fclose(f);
+	/* untransformed inputs: raw x scores as the sqrt model scores sqrt(x)'s square */
+	float sq[D], raw[D];
+	for (int k = 0; k < D; k++) {
+		sq[k] = x[0][k];
+		raw[k] = x[0][k];
+	}
+	mead_transform_apply(sq, D, MEAD_TRANSFORM_SQRT);
+	float s1[2], s2[2];
+	mead_model_predict(v1, sq, s1);
+	mead_model_predict(m, raw, s2);
+	assert_memory_equal(s1, s2, sizeof(s1));
+	mead_model_free(v1);
+	mead_model_free(back);
+	mead_model_free(m);
+}
+
 /* Fitting twice on the same data with the same seed gives the same model;
  * another seed may differ but must still learn. */
 static void test_model_deterministic(void **state)
@@ -314,6 +388,7 @@ int main(void)
 		cmocka_unit_test(test_delta_classifier_separates_two_classes),
 		cmocka_unit_test(test_proto_classifier_separates_two_classes),
 		cmocka_unit_test(test_normalise),
+		cmocka_unit_test(test_transform),
 		cmocka_unit_test(test_model_fit_save_load),
 		cmocka_unit_test(test_model_deterministic),
 	};
