@@ -67,7 +67,7 @@ static const struct mead_cfg_key mnist_keys[] = {
 	{ "train_order", MEAD_CFG_ENUM, M(train_order), MEAD_CFG_NO_RANGE, train_orders, "shuffled",
 	  "order of the training digits: shuffled (the seeded shuffle of the pool) or interleaved (the same "
 	  "digits, classes taking turns)", NULL },
-	{ "eval_screen", MEAD_CFG_UINT, M(eval_screen), 0, 10000000, NULL, "50",
+	{ "eval_screen", MEAD_CFG_UINT, M(eval_screen), 0, 10000000, NULL, "100",
 	  "validation digits a pass starts with; it goes on to the whole set only when they score at least "
 	  "the best whole pass so far; 0: every pass runs the whole set", NULL },
 	{ "readout_pass", MEAD_CFG_BOOL, M(readout_pass), MEAD_CFG_NO_RANGE, NULL, "false",
