@@ -35,6 +35,7 @@
 
 struct seed_result {
 	double accuracy, readout_accuracy, pixel_baseline;
+	int seed;
 	unsigned n;
 	double wall_s;
 };
@@ -266,6 +267,14 @@ out:
 	return rc;
 }
 
+static void print_json_num(const char *name, const char *suffix, double v)
+{
+	if (isfinite(v))
+		printf("\"%s%s\":%.4f,", name, suffix, v);
+	else
+		printf("\"%s%s\":null,", name, suffix);
+}
+
 static void stats(const struct seed_result *r, int n, size_t off, double *mean, double *sd, double *lo, double *hi)
 {
 	double s = 0, s2 = 0;
@@ -349,6 +358,7 @@ int mead_experiment_mnist(int argc, char **argv)
 		if (run_seed(config, overrides, n_over, readout_args, n_rargs, classes, s, first_seed + seeds - 1,
 			     timeout_s, show,
 			     &res[ok]) == 0) {
+			res[ok].seed = s;
 			if (!json)
 				fprintf(stderr, "seed %d: accuracy=%.4f readout_accuracy=%.4f pixel_baseline=%.4f n=%u "
 					"wall=%.2fs\n", s, res[ok].accuracy, res[ok].readout_accuracy,
@@ -368,15 +378,22 @@ int mead_experiment_mnist(int argc, char **argv)
 	if (json) {
 		const char *names[3] = { "accuracy", "readout_accuracy", "pixel_baseline" };
 		printf("{");
-		for (int i = 0; i < 3; i++)
-			printf("\"%s\":%.4f,\"%s_sd\":%.4f,\"%s_min\":%.4f,\"%s_max\":%.4f,", names[i], m[i], names[i],
-			       sd[i], names[i], lo[i], names[i], hi[i]);
+		for (int i = 0; i < 3; i++) {
+			/* no culture rule (10 classes) or no pixels: null, never a bare nan */
+			print_json_num(names[i], "", m[i]);
+			print_json_num(names[i], "_sd", isfinite(m[i]) ? sd[i] : NAN);
+			print_json_num(names[i], "_min", lo[i]);
+			print_json_num(names[i], "_max", hi[i]);
+		}
 		printf("\"n\":%u,\"seeds\":%d,\"seeds_failed\":%d,\"wall_seconds\":%.2f,\"per_seed\":[", res[0].n, ok,
 		       seeds - ok, wall);
-		for (int i = 0; i < ok; i++)
-			printf("%s{\"accuracy\":%.4f,\"readout_accuracy\":%.4f,\"pixel_baseline\":%.4f,\"n\":%u,"
-			       "\"wall_seconds\":%.2f}", i ? "," : "", res[i].accuracy, res[i].readout_accuracy,
-			       res[i].pixel_baseline, res[i].n, res[i].wall_s);
+		for (int i = 0; i < ok; i++) {
+			printf("%s{\"seed\":%d,", i ? "," : "", res[i].seed);
+			print_json_num("accuracy", "", res[i].accuracy);
+			print_json_num("readout_accuracy", "", res[i].readout_accuracy);
+			print_json_num("pixel_baseline", "", res[i].pixel_baseline);
+			printf("\"n\":%u,\"wall_seconds\":%.2f}", res[i].n, res[i].wall_s);
+		}
 		printf("]}\n");
 	} else {
 		printf("accuracy=%.4f readout_accuracy=%.4f pixel_baseline=%.4f n=%u seeds=%d\n", m[0], m[1], m[2],
