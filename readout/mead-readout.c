@@ -101,6 +101,11 @@ struct block {
 	uint32_t culture_ok, culture_n, ties;
 	uint32_t readout_ok, readout_n;
 	uint32_t pixel_ok, pixel_n;
+	/* With --test-images: the pixel readout on the test file's image of
+	 * each item.  Only the run's last block is the held-out test (its items
+	 * index the test file); every earlier test-phase block is a validation
+	 * or readout pass over training-file items (pixel_ok, pixel_n). */
+	uint32_t pixel_ok_tf, pixel_n_tf;
 };
 
 /* Stored trial features, kept so that each fit can choose its samples. */
@@ -136,6 +141,7 @@ struct state {
 	uint32_t pix_w, pix_h;
 	uint8_t *pix_small, *pix_tmp;
 	float *xbuf;
+	float *xbuf_tf;           /* the test file's pixels (--test-images) */
 
 	uint64_t train_seen, train_used, labelled, test_seen, other_phase, unlabelled, pixel_missing;
 	uint64_t lossy;
@@ -548,7 +554,9 @@ static void fit_models(struct state *s, int64_t before)
 		       (now_s() - t0) * 1e3);
 }
 
-static void sum_blocks(const struct block *v, uint32_t n, bool all, struct block *out)
+/* last_tf: the last block's pixel figures come from the test file
+ * (--test-images given). */
+static void sum_blocks(const struct block *v, uint32_t n, bool all, bool last_tf, struct block *out)
 {
 	memset(out, 0, sizeof(*out));
 	for (uint32_t i = 0; i < n; i++) {
@@ -562,8 +570,9 @@ static void sum_blocks(const struct block *v, uint32_t n, bool all, struct block
 		out->ties += b->ties;
 		out->readout_ok += b->readout_ok;
 		out->readout_n += b->readout_n;
-		out->pixel_ok += b->pixel_ok;
-		out->pixel_n += b->pixel_n;
+		bool tf = last_tf && i + 1 == n;
+		out->pixel_ok += tf ? b->pixel_ok_tf : b->pixel_ok;
+		out->pixel_n += tf ? b->pixel_n_tf : b->pixel_n;
 	}
 }
 
@@ -595,7 +604,7 @@ static void publish(struct state *s, const char *js, size_t len)
 static void handle_trial(struct state *s, const struct mead_trial *t)
 {
 	float x[MEAD_TRIALS_MAX_ELECTRODES];
-	int culture = -1, readout = -1, pixel = -1;
+	int culture = -1, readout = -1, pixel = -1, pixel_tf = -1;
 	bool tie = false, labelled = false;
 	int32_t cls = class_of(s, t->label);
 	bool label_ok = cls >= 0;
@@ -646,9 +655,13 @@ static void handle_trial(struct state *s, const struct mead_trial *t)
 		culture_features(s, t, x);
 		if (test || s->fitted)
 			readout = mead_model_predict(s->culture, x, NULL);
-		bool px = s->pixel && pixel_features(s, t, true, s->xbuf);
+		/* Training-file pixels: what a validation or readout pass shows,
+		 * and what a later fit may learn from. */
+		bool px = s->pixel && pixel_features(s, t, false, s->xbuf);
 		if (px && (test || s->fitted))
 			pixel = mead_model_predict(s->pixel, s->xbuf, NULL);
+		if (test && s->pixel && s->test_img && pixel_features(s, t, true, s->xbuf_tf))
+			pixel_tf = mead_model_predict(s->pixel, s->xbuf_tf, NULL);
 		if (test && label_ok && store_add(&s->off, x, px ? s->xbuf : NULL, cls, t->block) < 0)
 			logmsg("out of memory storing a test-phase trial");
 		if (!label_ok) {
@@ -673,6 +686,10 @@ static void handle_trial(struct state *s, const struct mead_trial *t)
 					b->pixel_n++;
 					b->pixel_ok += pixel == cls;
 				}
+				if (pixel_tf >= 0) {
+					b->pixel_n_tf++;
+					b->pixel_ok_tf += pixel_tf == cls;
+				}
 			}
 		}
 	} else {
@@ -686,7 +703,7 @@ static void handle_trial(struct state *s, const struct mead_trial *t)
 	struct block cur;
 	memset(&cur, 0, sizeof(cur));
 	if (t->phase == MEAD_PHASE_TEST)
-		sum_blocks(s->blocks, s->n_blocks, !s->o.score_last, &cur);
+		sum_blocks(s->blocks, s->n_blocks, !s->o.score_last, s->test_img != NULL, &cur);
 	else if (t->phase == PHASE_VALIDATION && s->n_vblocks > 0 && s->vblocks[s->n_vblocks - 1].id == t->block)
 		cur = s->vblocks[s->n_vblocks - 1];
 	char a[32], b[32], c[32];
@@ -696,6 +713,8 @@ static void handle_trial(struct state *s, const struct mead_trial *t)
 	char cul[16], rd[16], px[16];
 	snprintf(cul, sizeof(cul), culture >= 0 ? "%d" : "null", culture);
 	snprintf(rd, sizeof(rd), readout >= 0 ? "%d" : "null", readout);
+	if (pixel_tf >= 0)
+		pixel = pixel_tf; /* a test trial may be the held-out test's: its item is in the test file */
 	snprintf(px, sizeof(px), pixel >= 0 ? "%d" : "null", pixel);
 	int n = snprintf(s->json, sizeof(s->json),
 			 "{\"trial\":%lld,\"phase\":\"%s\",\"block\":%u,\"start_sample\":%llu,"
@@ -772,7 +791,7 @@ static void fmt_acc(char *buf, size_t len, uint32_t ok, uint32_t n)
 static void print_summary(struct state *s, double elapsed)
 {
 	struct block tot;
-	sum_blocks(s->blocks, s->n_blocks, !s->o.score_last, &tot);
+	sum_blocks(s->blocks, s->n_blocks, !s->o.score_last, s->test_img != NULL, &tot);
 	struct mead_trials_stats st;
 	mead_trials_get_stats(s->trials, &st);
 	if (!s->o.json) {
@@ -801,9 +820,10 @@ static void print_summary(struct state *s, double elapsed)
 	printf("\"test_blocks\":[");
 	for (uint32_t i = 0; i < s->n_blocks; i++) {
 		const struct block *bl = &s->blocks[i];
+		bool tf = s->test_img && i + 1 == s->n_blocks;
 		jnum(a, sizeof(a), bl->culture_ok, bl->culture_n);
 		jnum(b, sizeof(b), bl->readout_ok, bl->readout_n);
-		jnum(c, sizeof(c), bl->pixel_ok, bl->pixel_n);
+		jnum(c, sizeof(c), tf ? bl->pixel_ok_tf : bl->pixel_ok, tf ? bl->pixel_n_tf : bl->pixel_n);
 		printf("%s{\"block\":%u,\"n\":%u,\"accuracy\":%s,\"readout_accuracy\":%s,\"pixel_baseline\":%s}",
 		       i ? "," : "", bl->id, bl->n, a, b, c);
 	}
@@ -1228,7 +1248,8 @@ static int open_images(struct state *s)
 	s->pix_small = malloc((size_t)s->pix_w * s->pix_h);
 	s->pix_tmp = malloc((size_t)s->pix_w * s->img->rows);
 	s->xbuf = malloc((size_t)s->pix_w * s->pix_h * sizeof(float));
-	if (!s->pix_small || !s->pix_tmp || !s->xbuf)
+	s->xbuf_tf = malloc((size_t)s->pix_w * s->pix_h * sizeof(float));
+	if (!s->pix_small || !s->pix_tmp || !s->xbuf || !s->xbuf_tf)
 		return -ENOMEM;
 	return 0;
 }
@@ -1250,6 +1271,7 @@ static void cleanup(struct state *s)
 	free(s->pix_small);
 	free(s->pix_tmp);
 	free(s->xbuf);
+	free(s->xbuf_tf);
 	free(s->blocks);
 	free(s->vblocks);
 	store_free(&s->train);

@@ -43,7 +43,9 @@ static struct mead_idx *images, *labels;
 static uint32_t items[N_ITEMS];
 static uint32_t other[2][N_ITEMS]; /* digits of each class, to answer "as the other class" */
 static uint32_t n_other[2];
-static char rec_path[2][256]; /* without, with the readout pass */
+static char rec_path[3][256]; /* without, with the readout pass; with it and a separate test file */
+static char test_images_path[256]; /* the test digits, in reverse order */
+static int32_t test_item_base = -1; /* >= 0: ITEM of trial k is its index in the test file */
 
 static void put32(FILE *f, uint32_t v)
 {
@@ -132,7 +134,7 @@ static uint64_t trial(FILE *f, uint64_t s, int k, bool swap)
 	uint32_t shown = swap ? other[1 - label][(uint32_t)k % n_other[1 - label]] : item;
 	uint32_t n = trial_spikes(shown, swap ? 1 - label : label, s, sp);
 	event(f, s, MEAD_EVENT_TRIAL_START, k);
-	event(f, s, MEAD_EVENT_ITEM, (int32_t)item);
+	event(f, s, MEAD_EVENT_ITEM, test_item_base >= 0 ? N_TEST - 1 - (k - test_item_base) : (int32_t)item);
 	event(f, s, MEAD_EVENT_LABEL, label);
 	send3(f, MEAD_KIND_SPIKES, s, sp, n, sizeof(sp[0]));
 	event(f, s + 100, MEAD_EVENT_TRIAL_END, k);
@@ -162,7 +164,20 @@ static int setup(void **state)
 	if (n != N_ITEMS || !n_other[0] || !n_other[1])
 		return -1;
 
-	for (int r = 0; r < 2; r++) {
+	/* The test digits in a file of their own, reversed: looked up in the
+	 * training file, their indices name other digits. */
+	snprintf(test_images_path, sizeof(test_images_path), "/tmp/mead-readout-fit-%d-test.idx", (int)getpid());
+	FILE *tf = fopen(test_images_path, "wb");
+	if (!tf)
+		return -1;
+	uint8_t hdr[16] = {0, 0, 8, 3, 0, 0, 0, N_TEST, 0, 0, 0, 28, 0, 0, 0, 28};
+	fwrite(hdr, 1, sizeof(hdr), tf);
+	for (int j = 0; j < N_TEST; j++)
+		fwrite(images->data + (size_t)items[N_TRAIN + 2 * N_BLOCK + N_TEST - 1 - j] * 784, 1, 784, tf);
+	if (fclose(tf) != 0)
+		return -1;
+
+	for (int r = 0; r < 3; r++) {
 		snprintf(rec_path[r], sizeof(rec_path[r]), "/tmp/mead-readout-fit-%d-%d.rec", (int)getpid(), r);
 		FILE *f = fopen(rec_path[r], "wb");
 		if (!f)
@@ -182,14 +197,17 @@ static int setup(void **state)
 		event(f, s, MEAD_EVENT_PHASE, MEAD_PHASE_TEST);                  /* block 4: pass 2 */
 		for (int k = N_TRAIN + N_BLOCK; k < N_TRAIN + 2 * N_BLOCK; k++)
 			s = trial(f, s, k, true);
-		if (r == 1) {
+		if (r >= 1) {
 			event(f, s, MEAD_EVENT_PHASE, MEAD_PHASE_TEST);          /* block 5: readout pass */
 			for (int k = 0; k < N_TRAIN; k++)
 				s = trial(f, s, k, false);
 		}
 		event(f, s, MEAD_EVENT_PHASE, MEAD_PHASE_TEST);                  /* the held-out test */
+		if (r == 2)
+			test_item_base = N_TRAIN + 2 * N_BLOCK;
 		for (int k = N_TRAIN + 2 * N_BLOCK; k < N_ITEMS; k++)
 			s = trial(f, s, k, false);
+		test_item_base = -1;
 		send3(f, MEAD_KIND_SPIKES, s, NULL, 0, sizeof(struct mead_spike));
 		event(f, s, MEAD_EVENT_RUN_END, 0);
 		if (fclose(f) != 0)
@@ -203,6 +221,8 @@ static int teardown(void **state)
 	(void)state;
 	unlink(rec_path[0]);
 	unlink(rec_path[1]);
+	unlink(rec_path[2]);
+	unlink(test_images_path);
 	mead_idx_free(images);
 	mead_idx_free(labels);
 	return 0;
@@ -210,6 +230,8 @@ static int teardown(void **state)
 
 static char *run(int rec, const char *fit_on, const char *fit_blocks)
 {
+	/* the third recording's test items index the test file */
+	const char *test_images = rec == 2 ? test_images_path : NULL;
 	int fds[2];
 	assert_int_equal(pipe(fds), 0);
 	pid_t pid = fork();
@@ -237,6 +259,10 @@ static char *run(int rec, const char *fit_on, const char *fit_blocks)
 		if (fit_blocks) {
 			argv[a++] = "--fit-blocks";
 			argv[a++] = fit_blocks;
+		}
+		if (test_images) {
+			argv[a++] = "--test-images";
+			argv[a++] = test_images;
 		}
 		argv[a] = NULL;
 		execv(binary, (char *const *)argv);
@@ -352,6 +378,22 @@ static void test_fit_on_both(void **state)
 	assert_true(ro >= 0 && ro <= 1);
 }
 
+/* --test-images: validation and readout passes are training-file digits,
+ * only the last block's items index the test file; the pixel baseline
+ * learns from the passes and scores the test on the test file's images. */
+static void test_separate_test_images(void **state)
+{
+	(void)state;
+	const char *out = run(2, NULL, NULL);
+	assert_int_equal((int)field(out, "n"), N_TEST);
+	assert_int_equal((int)field(out, "pixel_n"), N_TEST);
+	assert_true(field(out, "pixel_baseline") >= 0.9);
+	assert_true(field(out, "readout_accuracy") >= 0.9);
+	assert_int_equal((int)field(out, "pixel_missing"), 0);
+	/* the validation passes' pixels came from the training file */
+	assert_true(field(block(out, 4), "pixel_baseline") >= 0.9);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
@@ -365,6 +407,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_fit_on_unlabelled_last),
 		cmocka_unit_test(test_readout_pass),
 		cmocka_unit_test(test_fit_on_both),
+		cmocka_unit_test(test_separate_test_images),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
