@@ -267,6 +267,18 @@ out:
 	return rc;
 }
 
+/* A protocol data path as the daemon resolves it (daemon/main.c,
+ * protocol/mnist.c): absolute as given, else under $MEAD_DATA_DIR, the
+ * source tree's data/ or the installed data directory. */
+static int resolve_data(const char *path, char *out, size_t len)
+{
+	const char *dir = getenv("MEAD_DATA_DIR");
+	if (!dir)
+		dir = access(MEAD_SOURCE_ROOT "/data/mnist", R_OK) == 0 ? MEAD_SOURCE_ROOT "/data" : MEAD_DATADIR;
+	int n = path[0] == '/' ? snprintf(out, len, "%s", path) : snprintf(out, len, "%s/%s", dir, path);
+	return (n < 0 || (size_t)n >= len) ? -ENAMETOOLONG : 0;
+}
+
 static void print_json_num(const char *name, const char *suffix, double v)
 {
 	if (isfinite(v))
@@ -348,6 +360,31 @@ int mead_experiment_mnist(int argc, char **argv)
 		return 2;
 	}
 	unsigned classes = cfg.protocol.mnist.classes.n ? cfg.protocol.mnist.classes.n : 2;
+	/* The readout's pixel baseline looks the ITEM events up in the
+	 * protocol's own image files, found where the daemon finds them: the
+	 * training file for training, validation and readout passes, the test
+	 * file for the held-out test block.  --readout-arg options come later
+	 * and win. */
+	static char images[PATH_MAX], test_images[PATH_MAX], grid[16];
+	char *rargs[MAX_ARGS / 4 + 6];
+	int n_r = 0;
+	const struct mead_protocol_mnist_config *mc = &cfg.protocol.mnist;
+	if (mc->train_images && resolve_data(mc->train_images, images, sizeof(images)) == 0) {
+		rargs[n_r++] = "--images";
+		rargs[n_r++] = images;
+		if (mc->test_images && resolve_data(mc->test_images, test_images, sizeof(test_images)) == 0 &&
+		    strcmp(images, test_images) != 0) {
+			rargs[n_r++] = "--test-images";
+			rargs[n_r++] = test_images;
+		}
+	}
+	if (mc->grid_rows == mc->grid_cols) {
+		snprintf(grid, sizeof(grid), "%u", mc->grid_rows);
+		rargs[n_r++] = "--pixel-grid";
+		rargs[n_r++] = grid;
+	}
+	for (int i = 0; i < n_rargs; i++)
+		rargs[n_r++] = readout_args[i];
 	mead_config_release(&cfg);
 
 	signal(SIGPIPE, SIG_IGN);
@@ -355,7 +392,7 @@ int mead_experiment_mnist(int argc, char **argv)
 	double t0 = now_s();
 	int ok = 0;
 	for (int s = first_seed; s < first_seed + seeds; s++) {
-		if (run_seed(config, overrides, n_over, readout_args, n_rargs, classes, s, first_seed + seeds - 1,
+		if (run_seed(config, overrides, n_over, rargs, n_r, classes, s, first_seed + seeds - 1,
 			     timeout_s, show,
 			     &res[ok]) == 0) {
 			res[ok].seed = s;
