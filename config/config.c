@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #include "config/config.h"
+#include "mead-build-config.h"
 
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define OFF(field) offsetof(struct mead_config, field)
 
@@ -192,4 +194,14 @@ void mead_config_release(struct mead_config *cfg)
 	if (!cfg)
 		return;
 	mead_cfg_release(mead_config_keys, cfg);
+}
+
+const char *mead_config_data_dir(void)
+{
+	const char *env = getenv("MEAD_DATA_DIR");
+	if (env)
+		return env;
+	if (access(MEAD_SOURCE_ROOT "/data/mnist", R_OK) == 0)
+		return MEAD_SOURCE_ROOT "/data";
+	return MEAD_DATADIR;
 }

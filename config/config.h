@@ -113,3 +113,9 @@ extern const struct mead_cfg_key mead_config_keys[];
 int mead_config_load(struct mead_config *cfg, const char *path, char *const *overrides, size_t n_overrides,
 		     char *err, size_t err_len);
 void mead_config_release(struct mead_config *cfg);
+
+/* Where protocol data paths (protocol.mnist.*_images, ...) are looked up:
+ * $MEAD_DATA_DIR, else the source tree this binary was built from (running
+ * from a checkout), else the installed data directory.  The daemon resolves
+ * against it, and so does every tool that must find the same files. */
+const char *mead_config_data_dir(void);

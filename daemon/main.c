@@ -380,14 +380,7 @@ int main(int argc, char **argv)
 	r.d.config_path = r.config_path;
 	r.d.layout = &r.layout.view;
 	r.d.driver.ops = mead_driver_module_ops(r.d.module);
-	/* Datasets: $MEAD_DATA_DIR, else the tree this binary was built from
-	 * (running from a checkout), else the installed data directory. */
-	if (getenv("MEAD_DATA_DIR"))
-		r.d.protocol_data_dir = getenv("MEAD_DATA_DIR");
-	else if (access(MEAD_SOURCE_ROOT "/data/mnist", R_OK) == 0)
-		r.d.protocol_data_dir = MEAD_SOURCE_ROOT "/data";
-	else
-		r.d.protocol_data_dir = MEAD_DATADIR;
+	r.d.protocol_data_dir = mead_config_data_dir();
 
 	if (check) {
 		printf("%s: valid (driver \"%s\" from %s, %u electrodes, period %u us, %s clock)\n",

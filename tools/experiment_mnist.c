@@ -267,14 +267,11 @@ out:
 	return rc;
 }
 
-/* A protocol data path as the daemon resolves it (daemon/main.c,
- * protocol/mnist.c): absolute as given, else under $MEAD_DATA_DIR, the
- * source tree's data/ or the installed data directory. */
+/* A protocol data path as the daemon resolves it (protocol/mnist.c):
+ * absolute as given, else under mead_config_data_dir(). */
 static int resolve_data(const char *path, char *out, size_t len)
 {
-	const char *dir = getenv("MEAD_DATA_DIR");
-	if (!dir)
-		dir = access(MEAD_SOURCE_ROOT "/data/mnist", R_OK) == 0 ? MEAD_SOURCE_ROOT "/data" : MEAD_DATADIR;
+	const char *dir = mead_config_data_dir();
 	int n = path[0] == '/' ? snprintf(out, len, "%s", path) : snprintf(out, len, "%s/%s", dir, path);
 	return (n < 0 || (size_t)n >= len) ? -ENAMETOOLONG : 0;
 }
