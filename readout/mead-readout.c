@@ -554,6 +554,14 @@ static void fit_models(struct state *s, int64_t before)
 		       (now_s() - t0) * 1e3);
 }
 
+/* A block's pixel figures: the test file's when tf (the run's last block,
+ * --test-images given), else the training file's. */
+static void block_pixels(const struct block *b, bool tf, uint32_t *ok, uint32_t *n)
+{
+	*ok = tf ? b->pixel_ok_tf : b->pixel_ok;
+	*n = tf ? b->pixel_n_tf : b->pixel_n;
+}
+
 /* last_tf: the last block's pixel figures come from the test file
  * (--test-images given). */
 static void sum_blocks(const struct block *v, uint32_t n, bool all, bool last_tf, struct block *out)
@@ -570,9 +578,10 @@ static void sum_blocks(const struct block *v, uint32_t n, bool all, bool last_tf
 		out->ties += b->ties;
 		out->readout_ok += b->readout_ok;
 		out->readout_n += b->readout_n;
-		bool tf = last_tf && i + 1 == n;
-		out->pixel_ok += tf ? b->pixel_ok_tf : b->pixel_ok;
-		out->pixel_n += tf ? b->pixel_n_tf : b->pixel_n;
+		uint32_t pok, pn;
+		block_pixels(b, last_tf && i + 1 == n, &pok, &pn);
+		out->pixel_ok += pok;
+		out->pixel_n += pn;
 	}
 }
 
@@ -820,10 +829,11 @@ static void print_summary(struct state *s, double elapsed)
 	printf("\"test_blocks\":[");
 	for (uint32_t i = 0; i < s->n_blocks; i++) {
 		const struct block *bl = &s->blocks[i];
-		bool tf = s->test_img && i + 1 == s->n_blocks;
+		uint32_t pok, pn;
+		block_pixels(bl, s->test_img && i + 1 == s->n_blocks, &pok, &pn);
 		jnum(a, sizeof(a), bl->culture_ok, bl->culture_n);
 		jnum(b, sizeof(b), bl->readout_ok, bl->readout_n);
-		jnum(c, sizeof(c), tf ? bl->pixel_ok_tf : bl->pixel_ok, tf ? bl->pixel_n_tf : bl->pixel_n);
+		jnum(c, sizeof(c), pok, pn);
 		printf("%s{\"block\":%u,\"n\":%u,\"accuracy\":%s,\"readout_accuracy\":%s,\"pixel_baseline\":%s}",
 		       i ? "," : "", bl->id, bl->n, a, b, c);
 	}
