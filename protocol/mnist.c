@@ -235,7 +235,7 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 	const struct mead_protocol_mnist_config *m = &cfg->mnist;
 	const struct mead_layout_view *L = env->layout;
 	struct mead_digits *dtrain = NULL, *dtest = NULL;
-	uint32_t *pool = NULL, *tpool = NULL;
+	uint32_t *pool = NULL, *tpool = NULL, *epoch_order = NULL;
 	int r;
 
 	struct mnist_state *s = calloc(1, sizeof(*s));
@@ -470,8 +470,11 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 	}
 
 	/* ---- the plan ---- */
-	uint64_t passes = (m->eval_every && n_val) ? (n_train + m->eval_every - 1) / m->eval_every : 0;
-	uint64_t n_plan = (uint64_t)n_train * (m->readout_pass ? 2 : 1) + passes * n_val + n_test;
+	uint32_t epochs = m->train_epochs ? m->train_epochs : 1;
+	uint64_t n_train_trials = (uint64_t)n_train * epochs;
+	uint64_t n_readout = m->readout_pass ? n_train : 0;
+	uint64_t passes = (m->eval_every && n_val) ? (n_train_trials + m->eval_every - 1) / m->eval_every : 0;
+	uint64_t n_plan = n_train_trials + n_readout + passes * n_val + n_test;
 	if (n_plan > INT32_MAX) {
 		proto_set_err(err, err_len, "protocol.mnist: %llu trials planned, at most %d",
 			      (unsigned long long)n_plan, INT32_MAX);
@@ -479,23 +482,32 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 		goto out;
 	}
 	s->plan = malloc((size_t)n_plan * sizeof(*s->plan));
-	if (!s->plan)
+	epoch_order = malloc((size_t)n_train * sizeof(*epoch_order));
+	if (!s->plan || !epoch_order)
 		goto nomem_out;
 	uint64_t k = 0;
 	uint8_t train_flags = (m->label_train ? TRIAL_LABEL : 0) | (m->learning_train ? TRIAL_LEARNING : 0);
 	uint8_t test_flags = TRIAL_SCORED | (m->label_test ? TRIAL_LABEL : 0) | (m->learning_test ? TRIAL_LEARNING : 0);
-	uint64_t draw = 0;
-	for (uint32_t i = 0; i < n_train; i++) {
-		s->plan[k++] = (struct plan_entry){ i, MEAD_PHASE_TRAIN, train_flags, draw++ };
-		if (passes && ((i + 1) % m->eval_every == 0 || i + 1 == n_train))
-			for (uint32_t v = 0; v < n_val; v++)
-				s->plan[k++] = (struct plan_entry){ n_train + v, MEAD_PROTOCOL_PHASE_VALIDATION,
-					TRIAL_SCORED | (v + 1 == n_val ? TRIAL_BLOCK_END : 0) |
-						(v + 1 == s->n_screen ? TRIAL_SCREEN_END : 0), draw++ };
+	uint64_t draw = 0, t = 0;
+	for (uint32_t i = 0; i < n_train; i++)
+		epoch_order[i] = i;
+	for (uint32_t e = 0; e < epochs; e++) {
+		/* Later epochs are reshuffled from the split's stream, so the first
+		 * epoch is the same trial for trial whatever the count. */
+		if (e > 0 && m->train_order == MEAD_PROTOCOL_ORDER_SHUFFLED)
+			mead_rng_shuffle_u32(&rng, epoch_order, n_train);
+		for (uint32_t i = 0; i < n_train; i++) {
+			s->plan[k++] = (struct plan_entry){ epoch_order[i], MEAD_PHASE_TRAIN, train_flags, draw++ };
+			t++;
+			if (passes && (t % m->eval_every == 0 || t == n_train_trials))
+				for (uint32_t v = 0; v < n_val; v++)
+					s->plan[k++] = (struct plan_entry){ n_train + v, MEAD_PROTOCOL_PHASE_VALIDATION,
+						TRIAL_SCORED | (v + 1 == n_val ? TRIAL_BLOCK_END : 0) |
+							(v + 1 == s->n_screen ? TRIAL_SCREEN_END : 0), draw++ };
+		}
 	}
-	if (m->readout_pass)
-		for (uint32_t i = 0; i < n_train; i++)
-			s->plan[k++] = (struct plan_entry){ i, MEAD_PROTOCOL_PHASE_READOUT, 0, READOUT_DRAW_BASE + i };
+	for (uint32_t i = 0; i < n_readout; i++)
+		s->plan[k++] = (struct plan_entry){ i, MEAD_PROTOCOL_PHASE_READOUT, 0, READOUT_DRAW_BASE + i };
 	for (uint32_t i = 0; i < n_test; i++)
 		s->plan[k++] = (struct plan_entry){ n_train + n_val + i, MEAD_PHASE_TEST, test_flags, draw++ };
 	s->n_plan = k;
@@ -509,6 +521,7 @@ nomem_out:
 out:
 	free(pool);
 	free(tpool);
+	free(epoch_order);
 	mead_digits_free(dtrain);
 	mead_digits_free(dtest);
 	return r;

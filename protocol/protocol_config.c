@@ -70,6 +70,9 @@ static const struct mead_cfg_key mnist_keys[] = {
 	{ "eval_screen", MEAD_CFG_UINT, M(eval_screen), 0, 10000000, NULL, "100",
 	  "validation digits a pass starts with; it goes on to the whole set only when they score at least "
 	  "the best whole pass so far; 0: every pass runs the whole set", NULL },
+	{ "train_epochs", MEAD_CFG_UINT, M(train_epochs), 1, 1000, NULL, "1",
+	  "times the training digits are shown, each time in a fresh seeded order (shuffled) or the same "
+	  "turns (interleaved), with fresh spike trains", NULL },
 	{ "readout_pass", MEAD_CFG_BOOL, M(readout_pass), MEAD_CFG_NO_RANGE, NULL, "false",
 	  "after training, show the training digits again with label and learning off (on the test's "
 	  "weights) for a readout to learn from; a test-phase block on the wire", NULL },

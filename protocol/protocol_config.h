@@ -40,6 +40,7 @@ struct mead_protocol_mnist_config {
 	uint32_t eval_every;      /* validation after this many training trials; 0: none */
 	int train_order;          /* enum mead_protocol_train_order */
 	uint32_t eval_screen;     /* validation digits a pass starts with; 0: whole passes only */
+	uint32_t train_epochs;    /* times the training digits are shown; 0 counts as 1 */
 	bool readout_pass;        /* a frozen, label-off pass over the training digits before the test */
 	uint32_t grid_rows, grid_cols;
 	uint32_t grid_row0, grid_col0;        /* top-left electrode position of the grid */

@@ -696,6 +696,91 @@ static void test_mnist_interleaved(void **state)
 	run_free(&il);
 }
 
+/* The item events of the trials in `phase`, in order; returns how many. */
+static uint32_t phase_items(const struct run *r, int32_t phase, int32_t *items, uint32_t cap)
+{
+	uint32_t n = 0;
+	int32_t cur = -1;
+	for (size_t i = 0; i < r->n_events; i++) {
+		const struct mead_event *e = &r->events[i];
+		if (e->type == MEAD_EVENT_PHASE)
+			cur = e->value;
+		else if (e->type == MEAD_EVENT_ITEM && cur == phase && n < cap)
+			items[n++] = e->value;
+	}
+	return n;
+}
+
+static int cmp_i32(const void *a, const void *b)
+{
+	int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* protocol.mnist.train_epochs: the training digits shown again, each epoch
+ * in a fresh order (shuffled) with fresh spike trains, validation passes on
+ * the same cadence across the epochs; the first epoch is that of a
+ * one-epoch run. */
+static void test_mnist_epochs(void **state)
+{
+	(void)state;
+	struct mead_protocol_config c;
+	mnist_cfg(&c);
+	struct run one, three;
+	struct mead_protocol *p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	drive(p, 1000, 1000000, CORRECT, &one);
+	mead_protocol_free(p);
+	c.mnist.train_epochs = 3;
+	p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	drive(p, 1000, 1000000, CORRECT, &three);
+	mead_protocol_free(p);
+
+	assert_int_equal(one.res.evaluations, 2);
+	assert_int_equal(three.res.evaluations, 6);
+	assert_int_equal(three.res.test_trials, 10);
+	assert_int_equal(three.ticks, one.ticks + 2 * (20 + 2 * 6) * 100);
+
+	int32_t a[64], b[64];
+	assert_int_equal(phase_items(&one, MEAD_PHASE_TRAIN, a, 64), 20);
+	assert_int_equal(phase_items(&three, MEAD_PHASE_TRAIN, b, 64), 60);
+	/* the first epoch is the one-epoch run's, every epoch the same digits */
+	assert_memory_equal(a, b, 20 * sizeof(a[0]));
+	assert_memory_not_equal(b, b + 20, 20 * sizeof(b[0]));
+	assert_memory_not_equal(b + 20, b + 40, 20 * sizeof(b[0]));
+	qsort(a, 20, sizeof(a[0]), cmp_i32);
+	for (int e = 1; e < 3; e++) {
+		qsort(b + 20 * e, 20, sizeof(b[0]), cmp_i32);
+		assert_memory_equal(a, b + 20 * e, 20 * sizeof(a[0]));
+	}
+
+	/* the first training trials' spike trains match */
+	static uint64_t x[20000], y[20000];
+	size_t nx = trial_pulses(&one, 0, x, 20000);
+	size_t ny = trial_pulses(&three, 0, y, 20000);
+	assert_true(nx > 100 && ny > nx);
+	size_t first = 0;  /* pulses of the first ten training trials */
+	for (size_t i = 0, k = 0; i < one.n_events; i++)
+		if (one.events[i].type == MEAD_EVENT_TRIAL_START && ++k == 11) {
+			for (size_t j = 0; j < one.n_pulses; j++)
+				first += one.pulses[j].sample < one.events[i].sample;
+			break;
+		}
+	assert_true(first > 10);
+	assert_memory_equal(x, y, first * sizeof(x[0]));
+	run_free(&one);
+	run_free(&three);
+
+	/* interleaved: every epoch takes the same turns */
+	c.mnist.train_order = MEAD_PROTOCOL_ORDER_INTERLEAVED;
+	c.mnist.train_epochs = 2;
+	p = new_mnist(&c, 1000, 1000000, TWIN_CAPS, NULL);
+	drive(p, 1000, 1000000, CORRECT, &three);
+	mead_protocol_free(p);
+	assert_int_equal(phase_items(&three, MEAD_PHASE_TRAIN, b, 64), 40);
+	assert_memory_equal(b, b + 20, 20 * sizeof(b[0]));
+	run_free(&three);
+}
+
 static void test_mnist_rig(void **state)
 {
 	(void)state;
@@ -1131,6 +1216,7 @@ int main(void)
 		cmocka_unit_test(test_mnist_readout_pass),
 		cmocka_unit_test(test_mnist_screen),
 		cmocka_unit_test(test_mnist_interleaved),
+		cmocka_unit_test(test_mnist_epochs),
 		cmocka_unit_test(test_mnist_rig),
 		cmocka_unit_test(test_mnist_periods_and_seeds),
 		cmocka_unit_test(test_mnist_poisson_encoder),

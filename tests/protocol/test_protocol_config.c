@@ -41,6 +41,7 @@ static void test_defaults(void **state)
 	assert_true(m->reset_between_trials && m->sample_end);
 	assert_int_equal(m->eval_every, 10);
 	assert_int_equal(m->eval_screen, 100);
+	assert_int_equal(m->train_epochs, 1);
 	assert_int_equal(m->train_order, MEAD_PROTOCOL_ORDER_SHUFFLED);
 	assert_int_equal(m->grid_rows, 6);
 	assert_int_equal(m->grid_cols, 6);
