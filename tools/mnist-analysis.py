@@ -4,12 +4,18 @@
 
   ceiling DIR...    a shrunk linear discriminant fitted on the run's second-to-last
                     test-phase block (the readout pass) and scored on the last (the
-                    test): a ceiling for linear readouts of the same features.
+                    test): a ceiling for linear readouts of the same features;
+                    --classifier nn: the nearest neighbour (Euclidean) instead, a
+                    non-linear check of what the same features hold.
   selection DIR...  how a best-validation-pass choice does, from a run with a whole
                     validation pass after every training step of the plan (record it
                     with eval_screen=0, test_size=1 and a large validation_size): the
                     validation digits are cut in two halves, one to choose the pass,
                     the other to score it, for several cadences and screens.
+
+  blocks DIR...     the culture rule's accuracy in every test-phase block of a 0/1 run
+                    (validation passes, a readout pass, the test): the best and the
+                    mean validation pass, and the last block (the test).
 
 Needs numpy (Debian: python3-numpy); not part of the daemon or its tests.
 """
@@ -70,6 +76,16 @@ def lda_fit(x, y, shrink):
     return classes, w, b
 
 
+def nearest(x, y, q, chunk=500):
+    """Label of each query's nearest (Euclidean) fitted row."""
+    out = np.empty(len(q), y.dtype)
+    xx = np.sum(x * x, 1)
+    for i in range(0, len(q), chunk):
+        d = xx[None, :] - 2 * q[i:i + chunk] @ x.T
+        out[i:i + chunk] = y[np.argmin(d, 1)]
+    return out
+
+
 def ceiling(args):
     accs = []
     for d in args.dirs:
@@ -86,12 +102,40 @@ def ceiling(args):
             x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         blocks = sorted(set(blk))
         fit, test = blk == blocks[-2], blk == blocks[-1]
-        classes, w, b = lda_fit(x[fit], lab[fit], args.shrink)
-        pred = classes[np.argmax(x[test] @ w.T + b, 1)]
+        if args.classifier == "nn":
+            pred = nearest(x[fit], lab[fit], x[test])
+        else:
+            classes, w, b = lda_fit(x[fit], lab[fit], args.shrink)
+            pred = classes[np.argmax(x[test] @ w.T + b, 1)]
         a = float((pred == lab[test]).mean())
         accs.append(a)
         print(f"{d}: fit {fit.sum()} test {test.sum()} accuracy {a:.4f}")
     print(f"mean {np.mean(accs):.4f} over {len(accs)}")
+
+
+def culture_rule_correct(meta, x, lab):
+    """Per trial: does the culture's own 0/1 rule (label-cell counts per neuron) get it right."""
+    npe = np.array(meta["header"]["driver"]["neurons_per_electrode"], float)
+    cols = meta["header"]["layout"]["cols"]
+    c0 = [r * cols + cols - 1 for r in range(3)]
+    c1 = [r * cols + cols - 1 for r in range(3, 6)]
+    s0 = x[:, c0].sum(1) / max(npe[c0].sum(), 1)
+    s1 = x[:, c1].sum(1) / max(npe[c1].sum(), 1)
+    return (s1 > s0).astype(int) == lab
+
+
+def blocks(args):
+    for d in args.dirs:
+        meta, x, lab, blk, ph, _ = load(d)
+        correct = culture_rule_correct(meta, x, lab)
+        scored = [b for b in sorted(set(blk)) if ph[blk == b][0] == 1]
+        acc = [float(correct[blk == b].mean()) for b in scored]
+        n = [int((blk == b).sum()) for b in scored]
+        passes = slice(0, -2) if args.readout_pass else slice(0, -1)
+        whole = max(n[passes])
+        val = [a for a, k in zip(acc[passes], n[passes]) if k == whole]  # screened-out passes are shorter
+        print(f"{d}: {len(val)} whole validation passes, best {max(val):.4f}, mean {np.mean(val):.4f}; "
+              f"test {acc[-1]:.4f} ({n[-1]} trials)")
 
 
 def selection(args):
@@ -100,13 +144,7 @@ def selection(args):
     work = {k: [] for k in cases}
     for d in args.dirs:
         meta, x, lab, blk, ph, item = load(d)
-        npe = np.array(meta["header"]["driver"]["neurons_per_electrode"], float)
-        cols = meta["header"]["layout"]["cols"]
-        c0 = [r * cols + cols - 1 for r in range(3)]
-        c1 = [r * cols + cols - 1 for r in range(3, 6)]
-        s0 = x[:, c0].sum(1) / max(npe[c0].sum(), 1)
-        s1 = x[:, c1].sum(1) / max(npe[c1].sum(), 1)
-        correct = (s1 > s0).astype(int) == lab
+        correct = culture_rule_correct(meta, x, lab)
         passes = [b for b in sorted(set(blk)) if ph[blk == b][0] == 1][:-1]  # last: the test
         items = item[blk == passes[0]]
         m = np.array([[correct[(blk == b) & (item == it)][0] for it in items] for b in passes])
@@ -143,14 +181,19 @@ def main():
     c.add_argument("--bins", type=int, default=1, help="time bins per trial (1)")
     c.add_argument("--transform", choices=["raw", "sqrt", "l2", "sqrt-l2"], default="sqrt")
     c.add_argument("--shrink", type=float, default=0.1, help="covariance shrinkage (0.1)")
+    c.add_argument("--classifier", choices=["lda", "nn"], default="lda",
+                   help="shrunk linear discriminant, or nearest neighbour (lda)")
     c.add_argument("--stim", action="store_true", help="count the stimulation pulses instead of spikes")
     c.add_argument("--no-label-column", action="store_true", help="leave the last layout column out")
     s = sub.add_parser("selection")
     s.add_argument("dirs", nargs="+")
     s.add_argument("--cadences", type=int, nargs="+", default=[1, 2, 5], help="passes between choices")
     s.add_argument("--screens", type=int, nargs="+", default=[0, 50, 100], help="screen sizes, 0: whole")
+    b = sub.add_parser("blocks")
+    b.add_argument("dirs", nargs="+")
+    b.add_argument("--readout-pass", action="store_true", help="the run had a readout pass before the test")
     a = ap.parse_args()
-    return ceiling(a) if a.cmd == "ceiling" else selection(a)
+    return {"ceiling": ceiling, "selection": selection, "blocks": blocks}[a.cmd](a)
 
 
 if __name__ == "__main__":
