@@ -469,14 +469,23 @@ int mead_control_handle(struct mead_control *c, const char *req, size_t len, cha
 	return n;
 }
 
+/* A protocol comes back once the loop has let go of it (finished or
+ * stopped), so its results can be read here without racing the loop; the
+ * log keeps them for a run nobody was watching. */
 void mead_control_reclaim(struct mead_control *c)
 {
 	struct mead_protocol *p;
+	char msg[2048];
+	static const char prefix[] = "protocol: ";
 
 	if (!c->d->loop)
 		return;
-	while ((p = mead_loop_reclaim(c->d->loop)))
+	while ((p = mead_loop_reclaim(c->d->loop))) {
+		memcpy(msg, prefix, sizeof(prefix));
+		if (c->p.log && mead_protocol_describe(p, msg + sizeof(prefix) - 1, sizeof(msg) - sizeof(prefix) + 1) > 0)
+			c->p.log(c->p.log_ctx, LOG_NOTICE, msg);
 		mead_protocol_free(p);
+	}
 }
 
 /* A refused client never reaches the REP socket; only the monitor sees it. */

@@ -6,8 +6,9 @@
  * into a reply and (when valid) one command for the loop, with no socket
  * involved (mead_control_new with bind = false).  The loop is replaced by
  * the two functions control.c calls on it (mead_loop_submit,
- * mead_loop_reclaim) and mead_protocol_free, so every command that gets
- * through can be checked here.
+ * mead_loop_reclaim), and the protocol by mead_protocol_free and
+ * mead_protocol_describe, so every command that gets through can be
+ * checked here.
  *
  * Each input is:
  *  1. parsed by mead_json_parse directly, with the request limits and with
@@ -74,6 +75,13 @@ int mead_loop_submit(struct mead_loop *loop, const struct mead_command *cmd)
 struct mead_protocol *mead_loop_reclaim(struct mead_loop *loop)
 {
 	return NULL;
+}
+
+/* Reclaim never hands a protocol back here, so nothing describes one. */
+int mead_protocol_describe(const struct mead_protocol *p, char *buf, size_t len)
+{
+	FUZZ_CHECK(0, "describing a protocol the loop never gave back");
+	return -EINVAL;
 }
 
 void mead_protocol_free(struct mead_protocol *p)

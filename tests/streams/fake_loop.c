@@ -7,6 +7,7 @@
 #include "tests/streams/fake_loop.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "protocol/protocol.h"
@@ -71,6 +72,12 @@ double mead_loop_latency_percentile(const struct mead_loop_stats *s, double p)
 			return (double)i;
 	}
 	return MEAD_LAT_BUCKETS - 1;
+}
+
+int mead_protocol_describe(const struct mead_protocol *p, char *buf, size_t len)
+{
+	int n = snprintf(buf, len, "{\"protocol\": \"fake\", \"state\": \"finished\"}");
+	return n < 0 ? -EIO : (size_t)n >= len ? -ENOBUFS : n;
 }
 
 void mead_protocol_free(struct mead_protocol *p)

@@ -136,11 +136,21 @@ static int stim_check(void *ctx, const struct mead_command *cmd, char *err, size
 	return -EPERM;
 }
 
+static char last_log[512];
+
+static void keep_log(void *ctx, int prio, const char *msg)
+{
+	(void)ctx;
+	(void)prio;
+	snprintf(last_log, sizeof(last_log), "%s", msg);
+}
+
 static int setup(void **state)
 {
 	struct mead_control_params p = {
 		.make_protocol = make_protocol,
 		.status_json = status_json,
+		.log = keep_log,
 		.stim_check = stim_check,
 		.limits = { .max_amplitude_ua = 10.0f, .max_phase_us = 400, .max_pulses = 100, .max_rate_hz = 100.0 },
 	};
@@ -246,10 +256,12 @@ static void test_control_good(void **state)
 	assert_int_equal(mead_control_handle(ctl, "{\"cmd\":\"status\"}", 16, small, sizeof(small)), 12);
 	assert_string_equal(small, "{\"ok\":false}");
 
-	/* Reclaimed protocols are freed. */
+	/* Reclaimed protocols are freed, their results logged first. */
+	last_log[0] = 0;
 	fake_loop_state.reclaim = (struct mead_protocol *)&dummy_protocol;
 	mead_control_reclaim(ctl);
 	assert_int_equal(fake_loop_state.protocols_freed, 1);
+	assert_string_equal(last_log, "protocol: {\"protocol\": \"fake\", \"state\": \"finished\"}");
 }
 
 static const char *const bad_requests[] = {
