@@ -276,6 +276,8 @@ static int twin_get_caps(void *state, struct mead_driver_caps *ret_caps)
 		.max_amplitude_ua = 1000.0f,
 		.max_phase_us = 1000000u,
 		.max_pulses_per_tick = TWIN_PENDING_MAX,
+		/* the culture rule's denominators (docs/protocols.md) */
+		.units_per_electrode = t->per_electrode,
 	};
 	return 0;
 }

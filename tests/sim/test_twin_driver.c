@@ -187,6 +187,12 @@ static void test_caps_and_ticks(void **state)
 	assert_int_equal(caps.sample_rate_hz, 1000);
 	assert_int_equal(caps.max_spikes_per_tick_hint, 240);
 	assert_int_equal(caps.flags, MEAD_CAP_STIMULATE | MEAD_CAP_SIMULATED | MEAD_CAP_PLASTICITY | MEAD_CAP_RESETTABLE);
+	/* every neuron lies in one electrode's cell: the protocol's rule divides by these */
+	assert_non_null(caps.units_per_electrode);
+	uint32_t units = 0;
+	for (uint32_t e = 0; e < caps.electrode_count; e++)
+		units += caps.units_per_electrode[e];
+	assert_int_equal(units, 240);
 	assert_int_equal(ops->start(st, NULL, 0), 0);
 	drive(st, 1, 0, 1000, -1, &a);
 	assert_int_equal(ops->stop(st), 0);
