@@ -53,6 +53,8 @@ struct mead_loop {
 
 	/* Everything below is owned by the rt thread once it runs. */
 	struct mead_protocol *protocol;
+	struct mead_protocol_results published;   /* what publish_progress() last wrote */
+	bool published_once;
 	struct mead_frame frame;
 	struct mead_frame prev_frame;
 	struct mead_spike *spikes[2];    /* double-buffered: the protocol reads last tick's */
@@ -252,6 +254,41 @@ static void push_msg(struct mead_loop *l, enum mead_wire_kind kind, uint64_t sam
 	mead_ring_commit(l->out, len);
 }
 
+static uint64_t double_bits(double d)
+{
+	union { double d; uint64_t u; } v = { .d = d };
+	return v.u;
+}
+
+/* Publishes the protocol's own scores when they move (a trial begins or a
+ * pass ends), so status can show a run's progress without touching the
+ * protocol, which only this thread may read while it runs. */
+static void publish_progress(struct mead_loop *l)
+{
+	struct mead_protocol_results r;
+	if (mead_protocol_results(l->protocol, &r) < 0)
+		return;
+	if (r.trial == l->published.trial && r.evaluations == l->published.evaluations &&
+	    r.test_trials == l->published.test_trials && r.screened_out == l->published.screened_out &&
+	    l->published_once)
+		return;
+	l->published = r;
+	l->published_once = true;
+	struct mead_loop_progress_cells *c = &l->stats.protocol_progress;
+	uint64_t seq = atomic_load_explicit(&c->seq, memory_order_relaxed);
+	atomic_store_explicit(&c->seq, seq + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	atomic_store_explicit(&c->trial, r.trial, memory_order_relaxed);
+	atomic_store_explicit(&c->n_trials, r.n_trials, memory_order_relaxed);
+	atomic_store_explicit(&c->last_validation_bits, double_bits(r.last_validation_accuracy), memory_order_relaxed);
+	atomic_store_explicit(&c->best_validation_bits, double_bits(r.best_validation_accuracy), memory_order_relaxed);
+	atomic_store_explicit(&c->evaluations, r.evaluations, memory_order_relaxed);
+	atomic_store_explicit(&c->screened_out, r.screened_out, memory_order_relaxed);
+	atomic_store_explicit(&c->test_trials, r.test_trials, memory_order_relaxed);
+	atomic_store_explicit(&c->test_correct, r.test_correct, memory_order_relaxed);
+	atomic_store_explicit(&c->seq, seq + 2, memory_order_release);
+}
+
 static void release_protocol(struct mead_loop *l)
 {
 	if (!l->protocol)
@@ -282,6 +319,7 @@ static void apply_commands(struct mead_loop *l, uint64_t first_sample)
 		case MEAD_CMD_START_PROTOCOL:
 			release_protocol(l);
 			l->protocol = c->start.protocol;
+			l->published_once = false;
 			atomic_store_explicit(&l->stats.protocol_active, c->start.index, memory_order_relaxed);
 			break;
 		case MEAD_CMD_STOP_PROTOCOL:
@@ -377,6 +415,7 @@ static bool run_tick(struct mead_loop *l, uint64_t tick)
 		r = mead_protocol_tick(l->protocol, &io);
 		if (r < 0)
 			stat_add(&l->stats.protocol_errors, 1);
+		publish_progress(l);
 		for (uint32_t i = 0; i < io.n_ctl; i++)
 			if (ops->control)
 				ops->control(l->driver.state, (enum mead_driver_control)io.ctl[i].op, io.ctl[i].value);

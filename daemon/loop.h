@@ -69,6 +69,26 @@ struct mead_loop_params {
 	uint64_t prefault_stack_bytes;
 };
 
+/* What the running (or the last) protocol has scored itself, as
+ * mead_protocol_results() says it.  Several fields describe one moment, so
+ * the rt thread writes them under a sequence count (odd while it writes)
+ * and readers take a copy with mead_loop_protocol_progress(). */
+struct mead_loop_progress_cells {
+	_Atomic uint64_t seq;
+	_Atomic uint64_t trial, n_trials;
+	_Atomic uint64_t last_validation_bits, best_validation_bits;   /* doubles, -1 when none */
+	_Atomic uint32_t evaluations, screened_out;
+	_Atomic uint32_t test_trials, test_correct;
+};
+
+struct mead_loop_progress {
+	bool any;                    /* a protocol has run */
+	uint64_t trial, n_trials;    /* n_trials: UINT64_MAX when unbounded */
+	double last_validation, best_validation;
+	uint32_t evaluations, screened_out;
+	uint32_t test_trials, test_correct;
+};
+
 /* Live counters.  Written by the rt thread with relaxed atomics; read anywhere. */
 struct mead_loop_stats {
 	_Atomic uint64_t ticks;
@@ -95,7 +115,45 @@ struct mead_loop_stats {
 	_Atomic int device_gone;             /* 1 while the driver reports its device gone */
 	_Atomic uint64_t device_losses;      /* times the device went away */
 	_Atomic uint64_t progress;           /* bumped every tick: the watchdog pings while it moves */
+	struct mead_loop_progress_cells protocol_progress;
 };
+
+static inline double mead_loop_bits_to_double(uint64_t bits)
+{
+	union { uint64_t u; double d; } v = { .u = bits };
+	return v.d;
+}
+
+/* Any thread: a consistent copy of the protocol's progress; false (and
+ * *ret untouched) when the loop was writing it every time we looked. */
+static inline bool mead_loop_protocol_progress(const struct mead_loop_stats *s, struct mead_loop_progress *ret)
+{
+	struct mead_loop_progress_cells *c = (struct mead_loop_progress_cells *)&s->protocol_progress;
+	for (int tries = 0; tries < 64; tries++) {
+		uint64_t before = atomic_load_explicit(&c->seq, memory_order_acquire);
+		if (before & 1)
+			continue;
+		struct mead_loop_progress p = {
+			.any = before > 0,
+			.trial = atomic_load_explicit(&c->trial, memory_order_relaxed),
+			.n_trials = atomic_load_explicit(&c->n_trials, memory_order_relaxed),
+			.last_validation = mead_loop_bits_to_double(
+				atomic_load_explicit(&c->last_validation_bits, memory_order_relaxed)),
+			.best_validation = mead_loop_bits_to_double(
+				atomic_load_explicit(&c->best_validation_bits, memory_order_relaxed)),
+			.evaluations = atomic_load_explicit(&c->evaluations, memory_order_relaxed),
+			.screened_out = atomic_load_explicit(&c->screened_out, memory_order_relaxed),
+			.test_trials = atomic_load_explicit(&c->test_trials, memory_order_relaxed),
+			.test_correct = atomic_load_explicit(&c->test_correct, memory_order_relaxed),
+		};
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&c->seq, memory_order_relaxed) == before) {
+			*ret = p;
+			return true;
+		}
+	}
+	return false;
+}
 
 /* Commands from the control thread, applied between ticks. */
 enum mead_command_type {

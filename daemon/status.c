@@ -261,6 +261,48 @@ static void access_control(struct mead_jw *w, const struct mead_daemon *d, const
 	mead_jw_obj_end(w);
 }
 
+/* The running (or last) protocol's own scores: trials begun of the planned
+ * most, validation passes, test trials so far; accuracies null until known. */
+static void protocol_progress(struct mead_jw *w, const struct mead_loop_progress *p)
+{
+	mead_jw_key(w, "trial");
+	mead_jw_u64(w, p->trial);
+	mead_jw_key(w, "trials");
+	if (p->n_trials == UINT64_MAX)
+		mead_jw_null(w);
+	else
+		mead_jw_u64(w, p->n_trials);
+	mead_jw_key(w, "validation");
+	mead_jw_obj_begin(w);
+	mead_jw_key(w, "evaluations");
+	mead_jw_u64(w, p->evaluations);
+	mead_jw_key(w, "screened_out");
+	mead_jw_u64(w, p->screened_out);
+	mead_jw_key(w, "last");
+	if (p->last_validation >= 0)
+		mead_jw_double(w, p->last_validation);
+	else
+		mead_jw_null(w);
+	mead_jw_key(w, "best");
+	if (p->best_validation >= 0)
+		mead_jw_double(w, p->best_validation);
+	else
+		mead_jw_null(w);
+	mead_jw_obj_end(w);
+	mead_jw_key(w, "test");
+	mead_jw_obj_begin(w);
+	mead_jw_key(w, "trials");
+	mead_jw_u64(w, p->test_trials);
+	mead_jw_key(w, "correct");
+	mead_jw_u64(w, p->test_correct);
+	mead_jw_key(w, "accuracy");
+	if (p->test_trials)
+		mead_jw_double(w, (double)p->test_correct / p->test_trials);
+	else
+		mead_jw_null(w);
+	mead_jw_obj_end(w);
+}
+
 int mead_status_json(const struct mead_daemon *d, char *buf, size_t len)
 {
 	struct mead_jw w;
@@ -301,6 +343,9 @@ int mead_status_json(const struct mead_daemon *d, char *buf, size_t len)
 		mead_jw_i64(&w, pa);
 	else
 		mead_jw_null(&w);
+	struct mead_loop_progress pp;
+	if (s && mead_loop_protocol_progress(s, &pp) && pp.any)
+		protocol_progress(&w, &pp);
 	mead_jw_obj_end(&w);
 
 	/* Streams: every loss has one counter, by where it happened. */

@@ -289,6 +289,28 @@ static void print_status(const struct mead_json *d, const struct mead_json_value
 	print_value(mead_json_get(d, lat, "max"));
 	printf(" us\n");
 	print_kv("protocol", path(d, r, "protocol", "active"), NULL);
+	const struct mead_json_value *pr = mead_json_get(d, r, "protocol");
+	if (mead_json_get(d, pr, "trial")) {
+		printf("%-22s ", "protocol trial");
+		print_value(mead_json_get(d, pr, "trial"));
+		printf(" of at most ");
+		print_value(mead_json_get(d, pr, "trials"));
+		printf("\n");
+		printf("%-22s ", "validation");
+		print_value(path(d, pr, "validation", "evaluations"));
+		printf(" passes, best ");
+		print_value(path(d, pr, "validation", "best"));
+		printf(", last ");
+		print_value(path(d, pr, "validation", "last"));
+		printf("\n");
+		printf("%-22s ", "test");
+		print_value(path(d, pr, "test", "correct"));
+		printf(" of ");
+		print_value(path(d, pr, "test", "trials"));
+		printf(" right, accuracy ");
+		print_value(path(d, pr, "test", "accuracy"));
+		printf("\n");
+	}
 	print_kv("subscribers", mead_json_get(d, streams, "subscribers"), NULL);
 	print_kv("subscriptions", mead_json_get(d, streams, "subscriptions"), NULL);
 	printf("%-8s", "topic");

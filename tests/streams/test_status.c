@@ -66,6 +66,19 @@ static void test_status_fields(void **state)
 	atomic_store(&fake_loop_state.stats.lat_hist[40], 10);
 	atomic_store(&fake_loop_state.stats.lat_max_ns, 40500);
 	atomic_store(&fake_loop_state.stats.protocol_active, 1);
+	/* the protocol's progress as the loop publishes it: 40 of 120 trials,
+	 * two passes (best 0.75), 10 test trials with 9 right */
+	struct mead_loop_progress_cells *pc = &fake_loop_state.stats.protocol_progress;
+	union { double d; uint64_t u; } last = { .d = 0.5 }, best = { .d = 0.75 };
+	atomic_store(&pc->trial, 40);
+	atomic_store(&pc->n_trials, 120);
+	atomic_store(&pc->last_validation_bits, last.u);
+	atomic_store(&pc->best_validation_bits, best.u);
+	atomic_store(&pc->evaluations, 2);
+	atomic_store(&pc->screened_out, 1);
+	atomic_store(&pc->test_trials, 10);
+	atomic_store(&pc->test_correct, 9);
+	atomic_store(&pc->seq, 2);
 
 	memset(&d, 0, sizeof(d));
 	d.layout = &layout;
@@ -107,6 +120,15 @@ static void test_status_fields(void **state)
 	assert_true(at(doc, "loop", "latency_us", "p999")->num == 40.0);
 	assert_true(at(doc, "loop", "latency_us", "max")->num == 40.5);
 	assert_int_equal(at(doc, "protocol", "active", NULL)->i, 1);
+	assert_int_equal(at(doc, "protocol", "trial", NULL)->i, 40);
+	assert_int_equal(at(doc, "protocol", "trials", NULL)->i, 120);
+	assert_int_equal(at(doc, "protocol", "validation", "evaluations")->i, 2);
+	assert_int_equal(at(doc, "protocol", "validation", "screened_out")->i, 1);
+	assert_true(at(doc, "protocol", "validation", "last")->num == 0.5);
+	assert_true(at(doc, "protocol", "validation", "best")->num == 0.75);
+	assert_int_equal(at(doc, "protocol", "test", "trials")->i, 10);
+	assert_int_equal(at(doc, "protocol", "test", "correct")->i, 9);
+	assert_true(at(doc, "protocol", "test", "accuracy")->num == 0.9);
 	assert_int_equal(at(doc, "streams", "produced", "spikes")->i, 50);
 	assert_int_equal(at(doc, "streams", "ring_dropped", "spikes")->i, 3);
 	assert_int_equal(at(doc, "streams", "published", "spikes")->i, 0);
@@ -137,10 +159,31 @@ static void test_status_fields(void **state)
 	free(buf);
 }
 
+/* The reader takes no copy while the loop is writing (odd count), and
+ * says there is nothing before a protocol has run (count 0). */
+static void test_progress_reader(void **state)
+{
+	(void)state;
+	static struct mead_loop_stats st;
+	struct mead_loop_progress p = { .trial = 77 };
+	atomic_store(&st.protocol_progress.trial, 5);
+	assert_true(mead_loop_protocol_progress(&st, &p));
+	assert_false(p.any);
+	atomic_store(&st.protocol_progress.seq, 3);
+	p.trial = 77;
+	assert_false(mead_loop_protocol_progress(&st, &p));
+	assert_int_equal(p.trial, 77);
+	atomic_store(&st.protocol_progress.seq, 4);
+	assert_true(mead_loop_protocol_progress(&st, &p));
+	assert_true(p.any);
+	assert_int_equal(p.trial, 5);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_status_fields),
+		cmocka_unit_test(test_progress_reader),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
