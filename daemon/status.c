@@ -261,6 +261,15 @@ static void access_control(struct mead_jw *w, const struct mead_daemon *d, const
 	mead_jw_obj_end(w);
 }
 
+static void double_or_null(struct mead_jw *w, const char *key, bool known, double v)
+{
+	mead_jw_key(w, key);
+	if (known)
+		mead_jw_double(w, v);
+	else
+		mead_jw_null(w);
+}
+
 /* The running (or last) protocol's own scores: trials begun of the planned
  * most, validation passes, test trials so far; accuracies null until known. */
 static void protocol_progress(struct mead_jw *w, const struct mead_loop_progress *p)
@@ -278,16 +287,8 @@ static void protocol_progress(struct mead_jw *w, const struct mead_loop_progress
 	mead_jw_u64(w, p->evaluations);
 	mead_jw_key(w, "screened_out");
 	mead_jw_u64(w, p->screened_out);
-	mead_jw_key(w, "last");
-	if (p->last_validation >= 0)
-		mead_jw_double(w, p->last_validation);
-	else
-		mead_jw_null(w);
-	mead_jw_key(w, "best");
-	if (p->best_validation >= 0)
-		mead_jw_double(w, p->best_validation);
-	else
-		mead_jw_null(w);
+	double_or_null(w, "last", p->last_validation >= 0, p->last_validation);
+	double_or_null(w, "best", p->best_validation >= 0, p->best_validation);
 	mead_jw_obj_end(w);
 	mead_jw_key(w, "test");
 	mead_jw_obj_begin(w);
@@ -295,11 +296,8 @@ static void protocol_progress(struct mead_jw *w, const struct mead_loop_progress
 	mead_jw_u64(w, p->test_trials);
 	mead_jw_key(w, "correct");
 	mead_jw_u64(w, p->test_correct);
-	mead_jw_key(w, "accuracy");
-	if (p->test_trials)
-		mead_jw_double(w, (double)p->test_correct / p->test_trials);
-	else
-		mead_jw_null(w);
+	double_or_null(w, "accuracy", p->test_trials > 0,
+		       p->test_trials ? (double)p->test_correct / p->test_trials : 0.0);
 	mead_jw_obj_end(w);
 }
 
