@@ -254,12 +254,6 @@ static void push_msg(struct mead_loop *l, enum mead_wire_kind kind, uint64_t sam
 	mead_ring_commit(l->out, len);
 }
 
-static uint64_t double_bits(double d)
-{
-	union { double d; uint64_t u; } v = { .d = d };
-	return v.u;
-}
-
 /* Publishes the protocol's own scores when they move (a trial begins or a
  * pass ends), so status can show a run's progress without touching the
  * protocol, which only this thread may read while it runs. */
@@ -280,8 +274,8 @@ static void publish_progress(struct mead_loop *l)
 	atomic_thread_fence(memory_order_release);
 	atomic_store_explicit(&c->trial, r.trial, memory_order_relaxed);
 	atomic_store_explicit(&c->n_trials, r.n_trials, memory_order_relaxed);
-	atomic_store_explicit(&c->last_validation_bits, double_bits(r.last_validation_accuracy), memory_order_relaxed);
-	atomic_store_explicit(&c->best_validation_bits, double_bits(r.best_validation_accuracy), memory_order_relaxed);
+	atomic_store_explicit(&c->last_validation_bits, mead_loop_double_to_bits(r.last_validation_accuracy), memory_order_relaxed);
+	atomic_store_explicit(&c->best_validation_bits, mead_loop_double_to_bits(r.best_validation_accuracy), memory_order_relaxed);
 	atomic_store_explicit(&c->evaluations, r.evaluations, memory_order_relaxed);
 	atomic_store_explicit(&c->screened_out, r.screened_out, memory_order_relaxed);
 	atomic_store_explicit(&c->test_trials, r.test_trials, memory_order_relaxed);

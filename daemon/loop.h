@@ -118,6 +118,13 @@ struct mead_loop_stats {
 	struct mead_loop_progress_cells protocol_progress;
 };
 
+/* Doubles travel through the progress cells as their bits. */
+static inline uint64_t mead_loop_double_to_bits(double d)
+{
+	union { double d; uint64_t u; } v = { .d = d };
+	return v.u;
+}
+
 static inline double mead_loop_bits_to_double(uint64_t bits)
 {
 	union { uint64_t u; double d; } v = { .u = bits };
