@@ -1099,19 +1099,21 @@ void mead_sim_step(struct mead_sim *s, const uint32_t **ret_spikes, uint32_t *re
 		const float rk = s->rtab[s->k];
 		for (uint32_t q = 0; q < ns; q++)
 			dn[s->spikes[q]] += rk;
-		/* input post then input pre: the post update of this step still
-		 * sees the electrode trace of before its input spike, so the sync
-		 * runs through this step's post spikes with the old anchor. */
+		/* input pre, then input post: as in the reference, the electrode's
+		 * trace already holds this step's input spike when this step's post
+		 * spikes potentiate (+A+ for each), although that spike reaches the
+		 * neurons only in the next step.  So the sync runs up to, not
+		 * through, this step's post spikes. */
 		for (uint32_t e = 0; e < s->ne; e++) {
 			if (!s->in_pending[e])
 				continue;
 			s->in_pending[e] = 0;
 			float *w = s->win + (size_t)e * np;
-			if (s->ae[e] != ANCHOR_NONE && s->se[e] < s->k + 1)
-				s->pre_full(w, in, x, s->spk, dn, drow(s, s->se[e]), gain_exc(s, s->ae[e]),
-					    0.0f, s->am, np);
+			if (s->ae[e] != ANCHOR_NONE && s->se[e] < s->k)
+				s->pre_full(w, in, x, s->spk, dk, drow(s, s->se[e]), gain_exc(s, s->ae[e]),
+					    s->ap, s->am, np);
 			else
-				s->pre_nod(w, in, x, s->spk, 0.0f, s->am, np);
+				s->pre_nod(w, in, x, s->spk, s->ap, s->am, np);
 			s->ae[e] = now;
 			s->se[e] = s->k + 1;
 		}

@@ -421,6 +421,21 @@ static void test_stdp_input_pathway(void **state)
 	mead_sim_input(s, 7); /* electrode 3 steps later */
 	step(s, NULL);
 	assert_float_equal(weight(s, MEAD_SIM_INPUT, 7, 1), w1 - am * r * r * r, 1e-8);
+	/* electrode and neuron in the same step: the electrode's trace already
+	 * holds its spike, as in the reference, so A+ * 1 as well as A- * 1 */
+	mead_sim_reset_state(s);
+	float wc = weight(s, MEAD_SIM_INPUT, 7, 1);
+	mead_sim_input(s, 7);
+	force(s, 1);
+	step(s, NULL);
+	assert_float_equal(weight(s, MEAD_SIM_INPUT, 7, 1), wc + ap - am, 1e-8);
+	/* and a later post spike sees that trace decayed from 1 */
+	float wd = weight(s, MEAD_SIM_INPUT, 7, 1);
+	for (int k = 0; k < 6; k++)
+		step(s, NULL);
+	force(s, 1);
+	step(s, NULL);
+	assert_float_equal(weight(s, MEAD_SIM_INPUT, 7, 1), wd + ap * pow(r, 7), 1e-8);
 	/* learning off: nothing moves */
 	mead_sim_set_learning(s, false);
 	float w2 = weight(s, MEAD_SIM_INPUT, 7, 1), e2 = weight(s, MEAD_SIM_EXC, 0, 1);
@@ -436,7 +451,7 @@ static void test_stdp_input_pathway(void **state)
 
 /* ------------------------------------------------- per-step reference model */
 
-/* The anchor's semantics written out directly: dense matrices, every
+/* The reference's semantics written out directly: dense matrices, every
  * post-spike update applied at once over the whole column. */
 struct ref {
 	uint32_t n;
@@ -552,7 +567,11 @@ static uint32_t ref_step(struct ref *f, uint32_t *out)
 			*w = t > 0 ? t : 0.0f;
 			f->in[j] += *w;
 		}
-	/* input post, input pre */
+	/* input post, input pre: this step's input spikes are already in the
+	 * electrode traces (the reference updates its input layer first) */
+	for (uint32_t e = 0; e < 60; e++)
+		if (f->pend[e])
+			f->xe[e] = 1;
 	for (uint32_t q = 0; q < ns; q++)
 		for (uint32_t e = 0; e < 60; e++)
 			if (!isnan(f->win[e * n + out[q]]))
@@ -561,7 +580,6 @@ static uint32_t ref_step(struct ref *f, uint32_t *out)
 		if (!f->pend[e])
 			continue;
 		f->pend[e] = 0;
-		f->xe[e] = 1;
 		for (uint32_t j = 0; j < n; j++) {
 			float *w = &f->win[e * n + j];
 			if (isnan(*w))
