@@ -1099,11 +1099,11 @@ void mead_sim_step(struct mead_sim *s, const uint32_t **ret_spikes, uint32_t *re
 		const float rk = s->rtab[s->k];
 		for (uint32_t q = 0; q < ns; q++)
 			dn[s->spikes[q]] += rk;
-		/* input pre, then input post: as in the reference, the electrode's
-		 * trace already holds this step's input spike when this step's post
-		 * spikes potentiate (+A+ for each), although that spike reaches the
-		 * neurons only in the next step.  So the sync runs up to, not
-		 * through, this step's post spikes. */
+		/* Electrode rows.  As in the reference, the electrode's trace
+		 * already holds this step's input spike when this step's post
+		 * spikes potentiate (+A+ each), although that spike reaches the
+		 * neurons only in the next step; so the pending potentiation is
+		 * synced up to, not through, this step's post spikes. */
 		for (uint32_t e = 0; e < s->ne; e++) {
 			if (!s->in_pending[e])
 				continue;
