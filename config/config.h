@@ -8,7 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config/cfg.h"
+#include "lib/cfg/cfg.h"
 #include "protocol/protocol_config.h"
 
 enum mead_clock_mode {

@@ -11,13 +11,11 @@
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
+#include "lib/core/time.h"
 
-#define KEY_FILE_MAX (1u << 20)
 /* A client refused over and over (a reconnecting socket retries every
  * 100 ms) must not flood the log: one line, then one per interval. */
 #define REFUSAL_LOG_INTERVAL_NS (10ull * 1000000000ull)
-
-static const char z85_chars[] = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:+=^!/*?&<>()[]{}@%$#";
 
 struct domain_counters {
 	_Atomic uint64_t accepted, refused;
@@ -25,8 +23,8 @@ struct domain_counters {
 
 struct mead_auth {
 	struct mead_auth_params p;
-	uint8_t secret[MEAD_AUTH_KEY_BYTES];
-	char public_z85[MEAD_AUTH_Z85_LEN + 1];
+	uint8_t secret[MEAD_KEY_BYTES];
+	char public_z85[MEAD_KEY_Z85_LEN + 1];
 	uint8_t *keys;
 	size_t n_keys;
 
@@ -54,239 +52,10 @@ static void alog(struct mead_auth *a, int prio, const char *fmt, ...)
 	a->p.log(a->p.log_ctx, prio, msg);
 }
 
-static int z85_index(unsigned char ch)
-{
-	const char *p;
-
-	if (!ch)
-		return -1;
-	p = strchr(z85_chars, ch);
-	return p ? (int)(p - z85_chars) : -1;
-}
-
-static bool is_blank(char ch)
-{
-	return ch == ' ' || ch == '\t' || ch == '\r';
-}
-
-/* 40 characters already known to be Z85; false when a group exceeds 32 bits
- * (such text encodes no key at all). */
-static bool z85_decode_key(const char *s, uint8_t out[MEAD_AUTH_KEY_BYTES])
-{
-	for (size_t g = 0; g < MEAD_AUTH_Z85_LEN / 5; g++) {
-		uint64_t v = 0;
-		for (size_t i = 0; i < 5; i++)
-			v = v * 85 + (uint64_t)z85_index((unsigned char)s[g * 5 + i]);
-		if (v > UINT32_MAX)
-			return false;
-		out[g * 4 + 0] = (uint8_t)(v >> 24);
-		out[g * 4 + 1] = (uint8_t)(v >> 16);
-		out[g * 4 + 2] = (uint8_t)(v >> 8);
-		out[g * 4 + 3] = (uint8_t)v;
-	}
-	return true;
-}
-
-static void printable(char *buf, size_t len, unsigned char ch)
-{
-	if (ch >= 0x21 && ch < 0x7f)
-		snprintf(buf, len, "'%c'", ch);
-	else
-		snprintf(buf, len, "byte 0x%02x", ch);
-}
-
-int mead_auth_parse_keys(const char *text, size_t len, const char *name, size_t max_keys, uint8_t **ret,
-			 char *err, size_t err_len)
-{
-	uint8_t *keys = NULL;
-	uint32_t *lines = NULL;
-	size_t n = 0, cap = 0, pos = 0;
-	uint32_t line = 0;
-	int rc = -EINVAL;
-
-	if (!ret || (!text && len))
-		return -EINVAL;
-	*ret = NULL;
-	while (pos < len) {
-		size_t start = pos, end, i, k;
-		char what[24];
-
-		line++;
-		while (pos < len && text[pos] != '\n')
-			pos++;
-		end = pos;
-		if (pos < len)
-			pos++;
-		i = start;
-		while (i < end && is_blank(text[i]))
-			i++;
-		if (i == end || text[i] == '#')
-			continue;
-		k = i;
-		while (k < end && !is_blank(text[k]))
-			k++;
-		if (k - i != MEAD_AUTH_Z85_LEN) {
-			snprintf(err, err_len, "%s:%u: a key is %d Z85 characters, found %zu", name, line, MEAD_AUTH_Z85_LEN,
-				 k - i);
-			goto out;
-		}
-		for (size_t c = i; c < k; c++) {
-			if (z85_index((unsigned char)text[c]) < 0) {
-				printable(what, sizeof(what), (unsigned char)text[c]);
-				snprintf(err, err_len, "%s:%u:%zu: %s is not a Z85 character", name, line, c - start + 1, what);
-				goto out;
-			}
-		}
-		for (size_t c = k; c < end; c++) {
-			if (is_blank(text[c]))
-				continue;
-			if (text[c] == '#')
-				break;
-			snprintf(err, err_len, "%s:%u:%zu: unexpected text after the key (a comment starts with '#')", name,
-				 line, c - start + 1);
-			goto out;
-		}
-		if (n >= max_keys) {
-			snprintf(err, err_len, "%s:%u: more than %zu key%s", name, line, max_keys, max_keys == 1 ? "" : "s");
-			goto out;
-		}
-		if (n == cap) {
-			size_t ncap = cap ? cap * 2 : 8;
-			uint8_t *nk = realloc(keys, ncap * MEAD_AUTH_KEY_BYTES);
-			if (!nk) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			keys = nk;
-			uint32_t *nl = realloc(lines, ncap * sizeof(*lines));
-			if (!nl) {
-				rc = -ENOMEM;
-				goto out;
-			}
-			lines = nl;
-			cap = ncap;
-		}
-		if (!z85_decode_key(text + i, keys + n * MEAD_AUTH_KEY_BYTES)) {
-			snprintf(err, err_len, "%s:%u: not a Z85 key (a group of 5 characters exceeds 32 bits)", name, line);
-			goto out;
-		}
-		for (size_t j = 0; j < n; j++) {
-			if (memcmp(keys + j * MEAD_AUTH_KEY_BYTES, keys + n * MEAD_AUTH_KEY_BYTES, MEAD_AUTH_KEY_BYTES) == 0) {
-				snprintf(err, err_len, "%s:%u: the same key as line %u", name, line, lines[j]);
-				goto out;
-			}
-		}
-		lines[n++] = line;
-	}
-	free(lines);
-	*ret = keys;
-	return (int)n;
-out:
-	if (keys)
-		explicit_bzero(keys, cap * MEAD_AUTH_KEY_BYTES);
-	free(keys);
-	free(lines);
-	return rc;
-}
-
-int mead_auth_read_key_file(const char *path, bool secret, size_t max_keys, uint8_t **ret, char *err,
-			    size_t err_len)
-{
-	struct stat st;
-	char *text = NULL;
-	size_t got = 0;
-	int fd, rc;
-
-	if (!path || !*path) {
-		snprintf(err, err_len, "no key file named");
-		return -EINVAL;
-	}
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		rc = -errno;
-		snprintf(err, err_len, "%s: %s", path, strerror(errno));
-		return rc;
-	}
-	if (fstat(fd, &st) < 0) {
-		rc = -errno;
-		snprintf(err, err_len, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(err, err_len, "%s: not a regular file", path);
-		rc = -EINVAL;
-		goto out;
-	}
-	if (secret && (st.st_mode & S_IRWXO)) {
-		snprintf(err, err_len, "%s: a secret key must not be accessible to others (mode %04o; chmod 600 it)",
-			 path, (unsigned)(st.st_mode & 07777));
-		rc = -EPERM;
-		goto out;
-	}
-	if (st.st_size > (off_t)KEY_FILE_MAX) {
-		snprintf(err, err_len, "%s: larger than %u bytes", path, KEY_FILE_MAX);
-		rc = -EFBIG;
-		goto out;
-	}
-	text = malloc((size_t)st.st_size + 1);
-	if (!text) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	while (got < (size_t)st.st_size) {
-		ssize_t r = read(fd, text + got, (size_t)st.st_size - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			rc = -errno;
-			snprintf(err, err_len, "%s: %s", path, strerror(errno));
-			goto out;
-		}
-		if (r == 0)
-			break;
-		got += (size_t)r;
-	}
-	rc = mead_auth_parse_keys(text, got, path, secret ? 1 : max_keys, ret, err, err_len);
-	if (rc == 0) {
-		snprintf(err, err_len, "%s: no key in the file", path);
-		rc = -EINVAL;
-	}
-out:
-	if (text) {
-		explicit_bzero(text, got);
-		free(text);
-	}
-	close(fd);
-	return rc;
-}
-
-int mead_auth_key_arg(const char *arg, uint8_t key[MEAD_AUTH_KEY_BYTES], char *err, size_t err_len)
-{
-	uint8_t *keys = NULL;
-	int rc;
-
-	if (!arg)
-		return -EINVAL;
-	if (access(arg, F_OK) == 0) {
-		rc = mead_auth_read_key_file(arg, false, 1, &keys, err, err_len);
-	} else {
-		if (strlen(arg) != MEAD_AUTH_Z85_LEN) {
-			snprintf(err, err_len, "%s: no such file, and not a key (40 Z85 characters)", arg);
-			return -ENOENT;
-		}
-		rc = mead_auth_parse_keys(arg, strlen(arg), "key", 1, &keys, err, err_len);
-	}
-	if (rc < 0)
-		return rc;
-	memcpy(key, keys, MEAD_AUTH_KEY_BYTES);
-	free(keys);
-	return 0;
-}
-
 static bool key_authorised(const struct mead_auth *a, const uint8_t *key)
 {
 	for (size_t i = 0; i < a->n_keys; i++)
-		if (memcmp(a->keys + i * MEAD_AUTH_KEY_BYTES, key, MEAD_AUTH_KEY_BYTES) == 0)
+		if (memcmp(a->keys + i * MEAD_KEY_BYTES, key, MEAD_KEY_BYTES) == 0)
 			return true;
 	return false;
 }
@@ -295,7 +64,7 @@ int mead_auth_new(const struct mead_auth_params *params, struct mead_auth **ret,
 {
 	struct mead_auth *a;
 	uint8_t *secret = NULL;
-	char secret_z85[MEAD_AUTH_Z85_LEN + 1];
+	char secret_z85[MEAD_KEY_Z85_LEN + 1];
 	int rc;
 
 	if (!params || !ret)
@@ -306,11 +75,11 @@ int mead_auth_new(const struct mead_auth_params *params, struct mead_auth **ret,
 	a->p = *params;
 	a->p.server_secret_key_file = NULL;
 	a->p.authorized_keys_file = NULL;
-	rc = mead_auth_read_key_file(params->server_secret_key_file, true, 1, &secret, err, err_len);
+	rc = mead_keys_read_file(params->server_secret_key_file, true, 1, &secret, err, err_len);
 	if (rc < 0)
 		goto fail;
 	memcpy(a->secret, secret, sizeof(a->secret));
-	explicit_bzero(secret, MEAD_AUTH_KEY_BYTES);
+	explicit_bzero(secret, MEAD_KEY_BYTES);
 	free(secret);
 	if (!zmq_z85_encode(secret_z85, a->secret, sizeof(a->secret)) ||
 	    zmq_curve_public(a->public_z85, secret_z85) < 0) {
@@ -321,7 +90,7 @@ int mead_auth_new(const struct mead_auth_params *params, struct mead_auth **ret,
 		goto fail;
 	}
 	explicit_bzero(secret_z85, sizeof(secret_z85));
-	rc = mead_auth_read_key_file(params->authorized_keys_file, false, MEAD_AUTH_MAX_KEYS, &a->keys, err,
+	rc = mead_keys_read_file(params->authorized_keys_file, false, MEAD_KEY_MAX, &a->keys, err,
 				     err_len);
 	if (rc < 0)
 		goto fail;
@@ -342,13 +111,6 @@ static struct domain_counters *counters_for(struct mead_auth *a, const char *dom
 	return &a->other;
 }
 
-static uint64_t mono_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* One ZAP request: version, request id, domain, address, routing id,
  * mechanism, credentials (RFC 27).  Replies 200 only for CURVE with an
  * authorised key; everything else is refused. */
@@ -359,7 +121,7 @@ static void handle_request(struct mead_auth *a)
 	size_t nf = 0;
 	int more = 1;
 	bool ok = false, malformed = false;
-	char domain[32] = "", address[64] = "", key_z85[MEAD_AUTH_Z85_LEN + 1] = "";
+	char domain[32] = "", address[64] = "", key_z85[MEAD_KEY_Z85_LEN + 1] = "";
 	const char *why = "malformed request";
 
 	while (more) {
@@ -398,10 +160,10 @@ static void handle_request(struct mead_auth *a)
 	if (!malformed) {
 		if (zmq_msg_size(&f[F_MECHANISM]) != 5 || memcmp(zmq_msg_data(&f[F_MECHANISM]), "CURVE", 5) != 0) {
 			why = "not CURVE";
-		} else if (nf != F_CRED + 1 || zmq_msg_size(&f[F_CRED]) != MEAD_AUTH_KEY_BYTES) {
+		} else if (nf != F_CRED + 1 || zmq_msg_size(&f[F_CRED]) != MEAD_KEY_BYTES) {
 			malformed = true;
 		} else {
-			zmq_z85_encode(key_z85, zmq_msg_data(&f[F_CRED]), MEAD_AUTH_KEY_BYTES);
+			zmq_z85_encode(key_z85, zmq_msg_data(&f[F_CRED]), MEAD_KEY_BYTES);
 			ok = key_authorised(a, zmq_msg_data(&f[F_CRED]));
 			why = ok ? "OK" : "client key not authorised";
 		}
@@ -419,7 +181,7 @@ static void handle_request(struct mead_auth *a)
 		zmq_send(a->zap, "", 0, ZMQ_SNDMORE);
 	zmq_send(a->zap, code, 3, ZMQ_SNDMORE);
 	zmq_send(a->zap, why, strlen(why), ZMQ_SNDMORE);
-	zmq_send(a->zap, key_z85, ok ? MEAD_AUTH_Z85_LEN : 0, ZMQ_SNDMORE);
+	zmq_send(a->zap, key_z85, ok ? MEAD_KEY_Z85_LEN : 0, ZMQ_SNDMORE);
 	zmq_send(a->zap, "", 0, 0);
 	for (size_t i = 0; i < nf; i++)
 		zmq_msg_close(&f[i]);
@@ -428,7 +190,7 @@ static void handle_request(struct mead_auth *a)
 		alog(a, LOG_INFO, "%s: client %.8s... accepted (%s)", domain, key_z85, address[0] ? address : "local");
 		return;
 	}
-	uint64_t now = mono_ns();
+	uint64_t now = mead_now_ns();
 	if (a->last_refusal_log_ns && now - a->last_refusal_log_ns < REFUSAL_LOG_INTERVAL_NS) {
 		a->refusals_unlogged++;
 		return;

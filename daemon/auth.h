@@ -4,11 +4,6 @@
  * ZAP handler (RFC 27).  The daemon holds one server key pair; a client may
  * connect only if its public key is in the authorised-keys file.
  *
- * Key files are text: one Z85 key (40 characters, 32 bytes) per line,
- * optionally followed by blanks and a '#' comment; blank lines and lines
- * whose first non-blank character is '#' are skipped.  Anything else is an
- * error naming the file and the line.  `meactl keygen` writes such files.
- *
  * libzmq accepts every client key when a CURVE server's context has no ZAP
  * handler, so the handler is bound in its own context before any socket is
  * secured, and mead_curve_server_setup() refuses a context without one.
@@ -23,9 +18,8 @@
 #include <string.h>
 #include <zmq.h>
 
-#define MEAD_AUTH_KEY_BYTES 32
-#define MEAD_AUTH_Z85_LEN 40
-#define MEAD_AUTH_MAX_KEYS 4096
+#include "lib/core/keys.h"
+
 #define MEAD_ZAP_ENDPOINT "inproc://zeromq.zap.01"
 
 /* ZAP domains the daemon's sockets announce; the handler counts by them. */
@@ -52,21 +46,6 @@ struct mead_auth_counters {
 	struct mead_auth_domain_counters control, streams, other;
 	uint64_t malformed;  /* ZAP requests that broke RFC 27 (refused) */
 };
-
-/* Parses key text (see above).  name is used in errors ("NAME:LINE: ...").
- * Returns the number of keys and *ret (malloc'd, n x 32 bytes; NULL for 0),
- * or -EINVAL with err.  A key listed twice is an error. */
-int mead_auth_parse_keys(const char *text, size_t len, const char *name, size_t max_keys, uint8_t **ret,
-			 char *err, size_t err_len);
-
-/* Reads and parses a key file (at most 1 MiB).  secret: the file must hold
- * exactly one key and must not be accessible to others (mode & 007). */
-int mead_auth_read_key_file(const char *path, bool secret, size_t max_keys, uint8_t **ret, char *err,
-			    size_t err_len);
-
-/* A key given on a command line: a file holding exactly one key, or the key
- * itself as 40 Z85 characters (when no such file exists). */
-int mead_auth_key_arg(const char *arg, uint8_t key[MEAD_AUTH_KEY_BYTES], char *err, size_t err_len);
 
 /* Loads and validates both key files; starts nothing. */
 int mead_auth_new(const struct mead_auth_params *params, struct mead_auth **ret, char *err, size_t err_len);
@@ -125,7 +104,7 @@ static inline int mead_curve_server_setup(void *ctx, void *sock, const uint8_t *
 		return rc;
 	if (zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, domain, strlen(domain)) < 0 ||
 	    zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof(one)) < 0 ||
-	    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, MEAD_AUTH_KEY_BYTES) < 0) {
+	    zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, MEAD_KEY_BYTES) < 0) {
 		rc = -errno;
 		snprintf(err, err_len, "CURVE socket options: %s", zmq_strerror(errno));
 		return rc;

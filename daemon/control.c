@@ -23,7 +23,7 @@
 
 #include "daemon/auth.h"
 #include "daemon/daemon.h"
-#include "daemon/json.h"
+#include "lib/core/json.h"
 #include "protocol/protocol.h"
 
 #define STATUS_MAX (256u << 10)

@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 #include "mead/driver.h"
-#include "config/cfg.h"
+#include "lib/cfg/cfg.h"
 
 struct mead_driver_module;
 

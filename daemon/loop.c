@@ -15,7 +15,7 @@
 #include "daemon/histogram.h"
 #include "daemon/ring.h"
 #include "daemon/safety.h"
-#include "daemon/timeutil.h"
+#include "lib/core/time.h"
 #include "protocol/protocol.h"
 
 #define MAX_TRAINS 32

@@ -31,7 +31,7 @@
 #include "daemon/publisher.h"
 #include "daemon/recorder.h"
 #include "daemon/status.h"
-#include "daemon/timeutil.h"
+#include "lib/core/time.h"
 #include "protocol/protocol.h"
 
 /* Exit codes (docs/daemon.md). */

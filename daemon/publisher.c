@@ -18,6 +18,7 @@
 #include "daemon/loop.h"
 #include "daemon/recorder.h"
 #include "daemon/ring.h"
+#include "lib/core/time.h"
 
 struct mead_publisher {
 	struct mead_publisher_params p;
@@ -56,13 +57,6 @@ struct mead_publisher {
 	_Atomic uint64_t sub_events, unsub_events;
 	_Atomic uint64_t status_errors;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void sleep_us(uint32_t us)
 {
@@ -151,8 +145,8 @@ static bool give_up(struct mead_publisher *p)
 	if (!atomic_load_explicit(&p->stop, memory_order_acquire))
 		return false;
 	if (!p->stop_deadline_ns)
-		p->stop_deadline_ns = now_ns() + (uint64_t)p->p.stop_timeout_ms * 1000000ull;
-	return now_ns() >= p->stop_deadline_ns;
+		p->stop_deadline_ns = mead_now_ns() + (uint64_t)p->p.stop_timeout_ms * 1000000ull;
+	return mead_now_ns() >= p->stop_deadline_ns;
 }
 
 /* One frame; in virtual mode (or inside a message) waits until it is taken. */
@@ -278,7 +272,7 @@ static void *publisher_thread(void *arg)
 
 	/* Status first: a subscriber learns layout and rate before any data. */
 	publish_status(p);
-	next_status = now_ns() + interval;
+	next_status = mead_now_ns() + interval;
 	for (;;) {
 		unsigned handled = 0;
 		const void *m;
@@ -291,7 +285,7 @@ static void *publisher_thread(void *arg)
 			handled++;
 		}
 		poll_subscriptions(p, 0);
-		uint64_t t = now_ns();
+		uint64_t t = mead_now_ns();
 		if (t >= next_status) {
 			publish_status(p);
 			next_status = t + interval;

@@ -15,10 +15,10 @@
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
-#include "daemon/recording_reader.h"
 #include "daemon/ring.h"
+#include "lib/core/recording.h"
+#include "lib/core/time.h"
 
 struct mead_recorder {
 	struct mead_recorder_params p;
@@ -45,19 +45,6 @@ struct mead_recorder {
 	_Atomic uint64_t fsyncs;
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	v = htole32(v);
-	memcpy(p, &v, 4);
-}
-
 static int write_all(int fd, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
@@ -74,18 +61,6 @@ static int write_all(int fd, const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
-}
-
-static uint32_t crc_of(uint32_t c, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-	while (n) {
-		uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
-		c = (uint32_t)crc32(c, b, chunk);
-		b += chunk;
-		n -= chunk;
-	}
-	return c;
 }
 
 const char *mead_recorder_state_name(int state)
@@ -157,22 +132,13 @@ int mead_recorder_new(const struct mead_recorder_params *params, struct mead_rec
 		goto fail;
 	}
 
-	hlen = MEAD_REC_FIXED_HEADER + cfg_len + meta_len + 4;
+	hlen = mead_rec_header_size(cfg_len, meta_len);
 	hdr = malloc(hlen);
 	if (!hdr) {
 		rc = -ENOMEM;
 		goto fail;
 	}
-	memcpy(hdr, MEAD_REC_MAGIC, MEAD_REC_MAGIC_LEN);
-	put32(hdr + 8, MEAD_REC_VERSION);
-	put32(hdr + 12, (uint32_t)hlen);
-	put32(hdr + 16, (uint32_t)cfg_len);
-	put32(hdr + 20, (uint32_t)meta_len);
-	if (cfg_len)
-		memcpy(hdr + MEAD_REC_FIXED_HEADER, params->config_text, cfg_len);
-	if (meta_len)
-		memcpy(hdr + MEAD_REC_FIXED_HEADER + cfg_len, params->meta_json, meta_len);
-	put32(hdr + hlen - 4, crc_of((uint32_t)crc32(0L, Z_NULL, 0), hdr, hlen - 4));
+	mead_rec_header_encode(hdr, params->config_text, cfg_len, params->meta_json, meta_len);
 	rc = write_all(rec->fd, hdr, hlen);
 	if (rc == 0 && fdatasync(rec->fd) < 0)
 		rc = -errno;
@@ -244,7 +210,7 @@ static int sync_file(struct mead_recorder *rec)
 		return rc;
 	}
 	atomic_fetch_add_explicit(&rec->fsyncs, 1, memory_order_relaxed);
-	rec->last_sync_ns = now_ns();
+	rec->last_sync_ns = mead_now_ns();
 	return 0;
 }
 
@@ -262,24 +228,19 @@ static unsigned body_kind(const uint8_t *body, size_t len)
 /* Appends one record (body from the ring) to the write buffer. */
 static int append(struct mead_recorder *rec, const uint8_t *body, size_t len)
 {
-	uint8_t head[8], tail[4];
-	uint32_t c;
-	size_t total = len + 12;
+	uint8_t head[MEAD_REC_FRAME_HEAD], tail[MEAD_REC_FRAME_TAIL];
+	size_t total = len + MEAD_REC_FRAME_HEAD + MEAD_REC_FRAME_TAIL;
 
-	put32(head, MEAD_REC_SYNC);
-	put32(head + 4, (uint32_t)len);
-	c = crc_of((uint32_t)crc32(0L, Z_NULL, 0), head + 4, 4);
-	c = crc_of(c, body, len);
-	put32(tail, c);
+	mead_rec_frame(body, len, head, tail);
 	if (rec->wlen + total > rec->wcap && flush(rec) < 0)
 		return -EIO;
 	if (total > rec->wcap) {
 		/* Larger than the buffer: goes out on its own, in order. */
-		int rc = write_all(rec->fd, head, 8);
+		int rc = write_all(rec->fd, head, sizeof(head));
 		if (rc == 0)
 			rc = write_all(rec->fd, body, len);
 		if (rc == 0)
-			rc = write_all(rec->fd, tail, 4);
+			rc = write_all(rec->fd, tail, sizeof(tail));
 		if (rc < 0) {
 			fail_recording(rec, rc);
 			return rc;
@@ -289,9 +250,9 @@ static int append(struct mead_recorder *rec, const uint8_t *body, size_t len)
 		atomic_fetch_add_explicit(&rec->recorded[body_kind(body, len)], 1, memory_order_relaxed);
 		return 0;
 	}
-	memcpy(rec->wbuf + rec->wlen, head, 8);
-	memcpy(rec->wbuf + rec->wlen + 8, body, len);
-	memcpy(rec->wbuf + rec->wlen + 8 + len, tail, 4);
+	memcpy(rec->wbuf + rec->wlen, head, sizeof(head));
+	memcpy(rec->wbuf + rec->wlen + sizeof(head), body, len);
+	memcpy(rec->wbuf + rec->wlen + sizeof(head) + len, tail, sizeof(tail));
 	rec->wlen += total;
 	rec->pending[body_kind(body, len)]++;
 	return 0;
@@ -303,7 +264,7 @@ static void *recorder_thread(void *arg)
 	uint64_t interval_ns = (uint64_t)rec->p.fsync_interval_ms * 1000000ull;
 	bool dirty = false;
 
-	rec->last_sync_ns = now_ns();
+	rec->last_sync_ns = mead_now_ns();
 	for (;;) {
 		unsigned handled = 0;
 		size_t len;
@@ -326,7 +287,7 @@ static void *recorder_thread(void *arg)
 		/* Ring empty: hand what we have to the kernel so a crash loses little. */
 		if (!failed && !handled)
 			flush(rec);
-		if (!failed && dirty && interval_ns && now_ns() - rec->last_sync_ns >= interval_ns) {
+		if (!failed && dirty && interval_ns && mead_now_ns() - rec->last_sync_ns >= interval_ns) {
 			if (flush(rec) == 0 && sync_file(rec) == 0)
 				dirty = false;
 		}

@@ -17,7 +17,7 @@
 #include "daemon/auth.h"
 #include "daemon/control.h"
 #include "daemon/daemon.h"
-#include "daemon/json.h"
+#include "lib/core/json.h"
 #include "daemon/loop.h"
 #include "daemon/publisher.h"
 #include "daemon/recorder.h"

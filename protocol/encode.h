@@ -1,8 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Stimulus encoders: a seeded PRNG of our own (results must not depend on
- * the C library), image resize bit-exact with Pillow's antialiased bilinear
- * filter for 8-bit images, rate -> spike trains, and the label-column layout.
+ * Stimulus encoders: rate -> spike trains (the reference's and a Poisson
+ * process), and the pixel -> rate map.
  */
 #pragma once
 
@@ -10,36 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- PRNG: xoshiro256**, seeded through splitmix64 ---------------------- */
-
-struct mead_rng {
-	uint64_t s[4];
-};
-
-void mead_rng_seed(struct mead_rng *r, uint64_t seed);
-uint64_t mead_rng_next(struct mead_rng *r);
-/* Uniform integer in [0, n); n > 0.  Unbiased. */
-uint32_t mead_rng_below(struct mead_rng *r, uint32_t n);
-/* Uniform double in [0, 1) with 53 random bits. */
-double mead_rng_uniform(struct mead_rng *r);
-/* Derive an independent stream: the same (seed, stream) gives the same
- * sequence whatever else was drawn before. */
-void mead_rng_seed_stream(struct mead_rng *r, uint64_t seed, uint64_t stream);
-/* Fisher-Yates shuffle of n uint32 values. */
-void mead_rng_shuffle_u32(struct mead_rng *r, uint32_t *v, uint32_t n);
-
-/* ---- Resize -------------------------------------------------------------- */
-
-/*
- * Resize an 8-bit single-channel image as Pillow's Image.resize(size,
- * BILINEAR) does for mode "L" (what torchvision's Resize applies to a PIL
- * image): triangle filter widened by the scale factor when shrinking,
- * horizontal pass then vertical pass, fixed-point coefficients with 22
- * fractional bits and rounding to 8 bits after each pass.  Main thread
- * (allocates its coefficient tables).  Returns 0 or -EINVAL / -ENOMEM.
- */
-int mead_resize_u8(const uint8_t *src, uint32_t src_w, uint32_t src_h,
-		   uint8_t *dst, uint32_t dst_w, uint32_t dst_h);
+#include "lib/core/rng.h"
 
 /* ---- Rate -> spike trains ------------------------------------------------ */
 
@@ -75,30 +45,3 @@ uint32_t mead_spike_encoder_duration_ms(const struct mead_spike_encoder *e);
 /* The pixel -> rate map of the reference: level/255 * max_rate_hz. */
 double mead_pixel_rate_hz(uint8_t level, double max_rate_hz);
 
-/* ---- Label layout ------------------------------------------------------- */
-
-#define MEAD_LABEL_MAX_CLASSES 4
-#define MEAD_LABEL_MAX_CELLS 64
-
-struct mead_label_cell {
-	uint16_t row, col;
-};
-
-/*
- * Which grid cells carry each class's label.  2 classes: the label column
- * split into a top and a bottom half (class 0 on top; an odd middle row is
- * left silent).  3 classes: three blocks of rows/3 rows (with rows % 3 == 2
- * the two spare rows separate the blocks).  4 classes: with rows % 4 == 0,
- * four equal blocks; with 6 rows, the reference's layout of 3 cells per
- * class over the label column and the one left of it.  0 or 1 class: no
- * label cells (no-label mode).
- */
-struct mead_label_layout {
-	uint32_t n_classes;
-	uint32_t n_cells[MEAD_LABEL_MAX_CLASSES];
-	struct mead_label_cell cells[MEAD_LABEL_MAX_CLASSES][MEAD_LABEL_MAX_CELLS];
-};
-
-/* -EINVAL with a message when the combination has no layout. */
-int mead_label_layout_build(uint32_t n_classes, uint32_t rows, uint32_t label_column,
-			    struct mead_label_layout *ret, char *err, size_t err_len);

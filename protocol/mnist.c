@@ -8,7 +8,7 @@
  * output depends on the seed and the trial index only, not on the tick.
  */
 #include "protocol/protocol_internal.h"
-#include "protocol/idx.h"
+#include "lib/core/idx.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -240,7 +240,7 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 
 	struct mnist_state *s = calloc(1, sizeof(*s));
 	if (!s) {
-		proto_set_err(err, err_len, "out of memory");
+		mead_set_err(err, err_len, "out of memory");
 		return -ENOMEM;
 	}
 	p->kind = &mnist_kind;
@@ -252,27 +252,27 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 
 	/* ---- checks that need no file ---- */
 	if (m->classes.n == 0 || m->classes.n > 10) {
-		proto_set_err(err, err_len, "protocol.mnist.classes: %u classes, expected 1..10", m->classes.n);
+		mead_set_err(err, err_len, "protocol.mnist.classes: %u classes, expected 1..10", m->classes.n);
 		return -EINVAL;
 	}
 	for (uint32_t a = 0; a < m->classes.n; a++) {
 		if (m->classes.v[a] > 255) {
-			proto_set_err(err, err_len, "protocol.mnist.classes: %u is not a byte label", m->classes.v[a]);
+			mead_set_err(err, err_len, "protocol.mnist.classes: %u is not a byte label", m->classes.v[a]);
 			return -EINVAL;
 		}
 		for (uint32_t b = 0; b < a; b++)
 			if (m->classes.v[a] == m->classes.v[b]) {
-				proto_set_err(err, err_len, "protocol.mnist.classes: %u listed twice", m->classes.v[a]);
+				mead_set_err(err, err_len, "protocol.mnist.classes: %u listed twice", m->classes.v[a]);
 				return -EINVAL;
 			}
 	}
 	if (s->gr == 0 || s->gc == 0 || m->grid_row0 + s->gr > L->rows || m->grid_col0 + s->gc > L->cols) {
-		proto_set_err(err, err_len, "protocol.mnist: a %ux%u grid at row %u, column %u does not fit the "
+		mead_set_err(err, err_len, "protocol.mnist: a %ux%u grid at row %u, column %u does not fit the "
 			      "%ux%u layout", s->gr, s->gc, m->grid_row0, m->grid_col0, L->rows, L->cols);
 		return -EINVAL;
 	}
 	if (m->presentation_ms == 0) {
-		proto_set_err(err, err_len, "protocol.mnist.presentation_ms: must be at least 1");
+		mead_set_err(err, err_len, "protocol.mnist.presentation_ms: must be at least 1");
 		return -EINVAL;
 	}
 	bool uses_label = m->label_train || m->label_test;
@@ -281,7 +281,7 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 	memset(&ll, 0, sizeof(ll));
 	if (m->classes.n > MEAD_LABEL_MAX_CLASSES) {
 		if (wants_layout) {
-			proto_set_err(err, err_len, "protocol.mnist: %u classes have no label layout (2..4): set "
+			mead_set_err(err, err_len, "protocol.mnist: %u classes have no label layout (2..4): set "
 				      "label_train, label_test to false and eval_every to 0", m->classes.n);
 			return -EINVAL;
 		}
@@ -289,7 +289,7 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 		/* without label input or validation the layout only serves to
 		 * score the test trials: a layout without that column skips it */
 		if (m->label_column >= L->cols) {
-			proto_set_err(err, err_len, "protocol.mnist.label_column: column %u is outside the %u-column layout",
+			mead_set_err(err, err_len, "protocol.mnist.label_column: column %u is outside the %u-column layout",
 				      m->label_column, L->cols);
 			return -EINVAL;
 		}
@@ -300,7 +300,7 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 			for (uint32_t k = 0; k < ll.n_cells[c]; k++) {
 				uint32_t col = ll.cells[c][k].col;
 				if (col >= m->grid_col0 && col < m->grid_col0 + s->gc) {
-					proto_set_err(err, err_len, "protocol.mnist.label_column: label cells in column %u "
+					mead_set_err(err, err_len, "protocol.mnist.label_column: label cells in column %u "
 						      "overlap the image grid (columns %u..%u)", col, m->grid_col0,
 						      m->grid_col0 + s->gc - 1);
 					return -EINVAL;
@@ -362,7 +362,7 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 	/* ---- data ---- */
 	char tri[PATH_MAX], trl[PATH_MAX], tei[PATH_MAX], tel[PATH_MAX];
 	if (!m->train_images || !m->train_labels || !m->test_images || !m->test_labels) {
-		proto_set_err(err, err_len, "protocol.mnist: train_images, train_labels, test_images and "
+		mead_set_err(err, err_len, "protocol.mnist: train_images, train_labels, test_images and "
 			      "test_labels must name IDX files");
 		return -EINVAL;
 	}
@@ -370,7 +370,7 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 	    resolve(env->data_dir, m->train_labels, trl, sizeof(trl)) < 0 ||
 	    resolve(env->data_dir, m->test_images, tei, sizeof(tei)) < 0 ||
 	    resolve(env->data_dir, m->test_labels, tel, sizeof(tel)) < 0) {
-		proto_set_err(err, err_len, "protocol.mnist: a data path is too long");
+		mead_set_err(err, err_len, "protocol.mnist: a data path is too long");
 		return -ENAMETOOLONG;
 	}
 	r = mead_digits_new(tri, trl, &dtrain, err, err_len);
@@ -396,14 +396,14 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 		n_val = val_auto;
 		uint64_t claimed = (uint64_t)n_test + n_val;
 		if (claimed > n_pool) {
-			proto_set_err(err, err_len, "protocol.mnist: %u test + %u validation digits asked, %s holds "
+			mead_set_err(err, err_len, "protocol.mnist: %u test + %u validation digits asked, %s holds "
 				      "%u of the chosen classes", n_test, n_val, tri, n_pool);
 			r = -EINVAL;
 			goto out;
 		}
 		n_train = m->train_size ? m->train_size : n_pool - (uint32_t)claimed;
 		if (claimed + n_train > n_pool) {
-			proto_set_err(err, err_len, "protocol.mnist: %u train + %u validation + %u test digits "
+			mead_set_err(err, err_len, "protocol.mnist: %u train + %u validation + %u test digits "
 				      "asked, %s holds %u of the chosen classes", n_train, n_val, n_test, tri, n_pool);
 			r = -EINVAL;
 			goto out;
@@ -416,21 +416,21 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 			goto nomem_out;
 		n_test = m->test_size ? m->test_size : n_tpool;
 		if (n_test > n_tpool) {
-			proto_set_err(err, err_len, "protocol.mnist.test_size: %u asked, %s holds %u of the chosen "
+			mead_set_err(err, err_len, "protocol.mnist.test_size: %u asked, %s holds %u of the chosen "
 				      "classes", n_test, tei, n_tpool);
 			r = -EINVAL;
 			goto out;
 		}
 		n_val = val_auto;
 		if (n_val > n_pool) {
-			proto_set_err(err, err_len, "protocol.mnist.validation_size: %u asked, %s holds %u of the "
+			mead_set_err(err, err_len, "protocol.mnist.validation_size: %u asked, %s holds %u of the "
 				      "chosen classes", n_val, tri, n_pool);
 			r = -EINVAL;
 			goto out;
 		}
 		n_train = m->train_size ? m->train_size : n_pool - n_val;
 		if ((uint64_t)n_train + n_val > n_pool) {
-			proto_set_err(err, err_len, "protocol.mnist: %u train + %u validation digits asked, %s holds "
+			mead_set_err(err, err_len, "protocol.mnist: %u train + %u validation digits asked, %s holds "
 				      "%u of the chosen classes", n_train, n_val, tri, n_pool);
 			r = -EINVAL;
 			goto out;
@@ -440,7 +440,7 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 		train_idx = pool + n_val;
 	}
 	if (n_train == 0 || n_test == 0) {
-		proto_set_err(err, err_len, "protocol.mnist: %u training and %u test digits of the chosen classes: "
+		mead_set_err(err, err_len, "protocol.mnist: %u training and %u test digits of the chosen classes: "
 			      "both must be at least 1", n_train, n_test);
 		r = -EINVAL;
 		goto out;
@@ -465,7 +465,7 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 	if ((r = add_items(s, m, (struct sel){ dtrain, train_idx, n_train }, &pos)) < 0 ||
 	    (r = add_items(s, m, (struct sel){ dtrain, val_idx, n_val }, &pos)) < 0 ||
 	    (r = add_items(s, m, (struct sel){ shared ? dtrain : dtest, test_idx, n_test }, &pos)) < 0) {
-		proto_set_err(err, err_len, "protocol.mnist: cannot resize the digits to %ux%u", s->gr, s->gc);
+		mead_set_err(err, err_len, "protocol.mnist: cannot resize the digits to %ux%u", s->gr, s->gc);
 		goto out;
 	}
 
@@ -476,7 +476,7 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 	uint64_t passes = (m->eval_every && n_val) ? (n_train_trials + m->eval_every - 1) / m->eval_every : 0;
 	uint64_t n_plan = n_train_trials + n_readout + passes * n_val + n_test;
 	if (n_plan > INT32_MAX) {
-		proto_set_err(err, err_len, "protocol.mnist: %llu trials planned, at most %d",
+		mead_set_err(err, err_len, "protocol.mnist: %llu trials planned, at most %d",
 			      (unsigned long long)n_plan, INT32_MAX);
 		r = -E2BIG;
 		goto out;
@@ -517,7 +517,7 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 
 nomem_out:
 	r = -ENOMEM;
-	proto_set_err(err, err_len, "protocol.mnist: out of memory");
+	mead_set_err(err, err_len, "protocol.mnist: out of memory");
 out:
 	free(pool);
 	free(tpool);
@@ -526,6 +526,6 @@ out:
 	mead_digits_free(dtest);
 	return r;
 nomem:
-	proto_set_err(err, err_len, "protocol.mnist: out of memory");
+	mead_set_err(err, err_len, "protocol.mnist: out of memory");
 	return -ENOMEM;
 }

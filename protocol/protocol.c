@@ -8,16 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-void proto_set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-	if (!err || err_len == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
-}
-
 uint16_t proto_electrode_at(const struct mead_layout_view *l, uint32_t row, uint32_t col, bool skip_excluded)
 {
 	for (uint32_t i = 0; i < l->count && i < NO_ELECTRODE; i++) {
@@ -37,7 +27,7 @@ int proto_alloc_buffers(struct mead_protocol *p, char *err, size_t err_len)
 	if (cap == 0)
 		cap = 1;
 	if (cap > (1u << 26)) {
-		proto_set_err(err, err_len, "%u electrodes over %u ms is too many pulses for one trial",
+		mead_set_err(err, err_len, "%u electrodes over %u ms is too many pulses for one trial",
 			      p->max_cells, p->max_duration_ms);
 		return -E2BIG;
 	}
@@ -47,7 +37,7 @@ int proto_alloc_buffers(struct mead_protocol *p, char *err, size_t err_len)
 	p->bucket = calloc((size_t)p->max_duration_ms + 1, sizeof(*p->bucket));
 	p->scratch = calloc((size_t)p->max_duration_ms + 1, sizeof(*p->scratch));
 	if (!p->spikes || !p->sorted || !p->bucket || !p->scratch) {
-		proto_set_err(err, err_len, "out of memory for the protocol's trial buffers");
+		mead_set_err(err, err_len, "out of memory for the protocol's trial buffers");
 		return -ENOMEM;
 	}
 	return 0;
@@ -75,7 +65,7 @@ static int setup_scoring(struct mead_protocol *p, char *err, size_t err_len)
 		return 0;
 	p->electrode_class = calloc(p->layout->count ? p->layout->count : 1, 1);
 	if (!p->electrode_class) {
-		proto_set_err(err, err_len, "out of memory");
+		mead_set_err(err, err_len, "out of memory");
 		return -ENOMEM;
 	}
 	bool any = false;
@@ -101,26 +91,26 @@ int mead_protocol_new(const struct mead_protocol_config *cfg, const char *name,
 		      char *err, size_t err_len)
 {
 	if (!cfg || !name || !env || !ret) {
-		proto_set_err(err, err_len, "protocol: missing argument");
+		mead_set_err(err, err_len, "protocol: missing argument");
 		return -EINVAL;
 	}
 	if (!env->layout || !env->layout->electrodes || env->layout->count == 0) {
-		proto_set_err(err, err_len, "protocol %s: no electrode layout", name);
+		mead_set_err(err, err_len, "protocol %s: no electrode layout", name);
 		return -EINVAL;
 	}
 	if (env->sample_rate_hz < 1000) {
-		proto_set_err(err, err_len, "protocol %s: sample rate %u Hz: pulses are placed on a 1 ms grid, "
+		mead_set_err(err, err_len, "protocol %s: sample rate %u Hz: pulses are placed on a 1 ms grid, "
 			      "which needs at least 1000 Hz", name, env->sample_rate_hz);
 		return -EINVAL;
 	}
 	if (env->period_ns == 0) {
-		proto_set_err(err, err_len, "protocol %s: tick period of 0 ns", name);
+		mead_set_err(err, err_len, "protocol %s: tick period of 0 ns", name);
 		return -EINVAL;
 	}
 
 	struct mead_protocol *p = calloc(1, sizeof(*p));
 	if (!p) {
-		proto_set_err(err, err_len, "out of memory");
+		mead_set_err(err, err_len, "out of memory");
 		return -ENOMEM;
 	}
 	p->layout = env->layout;
@@ -142,11 +132,11 @@ int mead_protocol_new(const struct mead_protocol_config *cfg, const char *name,
 	else if (strcmp(name, "ruaro") == 0)
 		r = proto_ruaro_init(p, cfg, env, err, err_len);
 	else {
-		proto_set_err(err, err_len, "unknown protocol \"%s\": expected mnist, random or ruaro", name);
+		mead_set_err(err, err_len, "unknown protocol \"%s\": expected mnist, random or ruaro", name);
 		r = -ENOENT;
 	}
 	if (r == 0 && (uint64_t)p->min_duration_ms * 1000000ull < p->period_ns) {
-		proto_set_err(err, err_len, "protocol %s: a tick period of %u ns is longer than its shortest "
+		mead_set_err(err, err_len, "protocol %s: a tick period of %u ns is longer than its shortest "
 			      "trial (%u ms)", name, p->period_ns, p->min_duration_ms);
 		r = -EINVAL;
 	}

@@ -4,7 +4,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "config/cfg.h"
+#include "lib/cfg/cfg.h"
 
 /* Values of the "encoder" keys (see protocol/encode.h). */
 enum mead_protocol_encoder {

@@ -12,7 +12,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "lib/core/labels.h"
+#include "lib/core/resize.h"
 #include "protocol/encode.h"
+#include "lib/core/err.h"
 #include "protocol/protocol.h"
 
 #define NO_ELECTRODE UINT16_MAX
@@ -119,7 +122,6 @@ struct mead_protocol {
 	uint32_t test_n, test_correct;
 };
 
-void proto_set_err(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* Electrode index at a layout position; NO_ELECTRODE when absent.
  * excluded electrodes are reported as NO_ELECTRODE when skip_excluded. */

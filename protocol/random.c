@@ -82,7 +82,7 @@ int proto_random_init(struct mead_protocol *p, const struct mead_protocol_config
 	const struct mead_layout_view *L = env->layout;
 	struct random_state *s = calloc(1, sizeof(*s));
 	if (!s) {
-		proto_set_err(err, err_len, "out of memory");
+		mead_set_err(err, err_len, "out of memory");
 		return -ENOMEM;
 	}
 	p->kind = &random_kind;
@@ -90,25 +90,25 @@ int proto_random_init(struct mead_protocol *p, const struct mead_protocol_config
 	s->pool = calloc(L->count, sizeof(*s->pool));
 	s->work = calloc(L->count, sizeof(*s->work));
 	if (!s->pool || !s->work) {
-		proto_set_err(err, err_len, "out of memory");
+		mead_set_err(err, err_len, "out of memory");
 		return -ENOMEM;
 	}
 	if (c->pool.n) {
 		for (uint32_t k = 0; k < c->pool.n; k++) {
 			uint32_t e = c->pool.v[k];
 			if (e >= L->count || e >= 128) {
-				proto_set_err(err, err_len, "protocol.random.pool: electrode %u does not exist (%u electrodes)",
+				mead_set_err(err, err_len, "protocol.random.pool: electrode %u does not exist (%u electrodes)",
 					      e, L->count);
 				return -EINVAL;
 			}
 			if (L->electrodes[e].excluded) {
-				proto_set_err(err, err_len, "protocol.random.pool: electrode %u (%s) is excluded from "
+				mead_set_err(err, err_len, "protocol.random.pool: electrode %u (%s) is excluded from "
 					      "stimulation", e, L->electrodes[e].label);
 				return -EINVAL;
 			}
 			for (uint32_t j = 0; j < s->n_pool; j++)
 				if (s->pool[j] == e) {
-					proto_set_err(err, err_len, "protocol.random.pool: electrode %u listed twice", e);
+					mead_set_err(err, err_len, "protocol.random.pool: electrode %u listed twice", e);
 					return -EINVAL;
 				}
 			s->pool[s->n_pool++] = (uint16_t)e;
@@ -119,12 +119,12 @@ int proto_random_init(struct mead_protocol *p, const struct mead_protocol_config
 				s->pool[s->n_pool++] = (uint16_t)e;
 	}
 	if (c->electrodes == 0 || c->electrodes > s->n_pool) {
-		proto_set_err(err, err_len, "protocol.random.electrodes: %u per pattern, the pool holds %u",
+		mead_set_err(err, err_len, "protocol.random.electrodes: %u per pattern, the pool holds %u",
 			      c->electrodes, s->n_pool);
 		return -EINVAL;
 	}
 	if (c->pattern_ms == 0) {
-		proto_set_err(err, err_len, "protocol.random.pattern_ms: must be at least 1");
+		mead_set_err(err, err_len, "protocol.random.pattern_ms: must be at least 1");
 		return -EINVAL;
 	}
 	for (uint32_t k = 0; k < s->n_pool; k++)

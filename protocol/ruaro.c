@@ -105,21 +105,21 @@ int proto_ruaro_init(struct mead_protocol *p, const struct mead_protocol_config 
 	const struct mead_layout_view *L = env->layout;
 	struct ruaro_state *s = calloc(1, sizeof(*s));
 	if (!s) {
-		proto_set_err(err, err_len, "out of memory");
+		mead_set_err(err, err_len, "out of memory");
 		return -ENOMEM;
 	}
 	p->kind = &ruaro_kind;
 	p->state = s;
 	if (L->rows < 2 || L->cols < 2) {
-		proto_set_err(err, err_len, "protocol.ruaro: the L patterns need a layout of at least 2x2");
+		mead_set_err(err, err_len, "protocol.ruaro: the L patterns need a layout of at least 2x2");
 		return -EINVAL;
 	}
 	if (c->probes == 0 || c->probe_ms == 0 || c->burst_ms == 0 || c->tetanus_ms == 0) {
-		proto_set_err(err, err_len, "protocol.ruaro: probes, probe_ms, burst_ms and tetanus_ms must be at least 1");
+		mead_set_err(err, err_len, "protocol.ruaro: probes, probe_ms, burst_ms and tetanus_ms must be at least 1");
 		return -EINVAL;
 	}
 	if (c->probe_delay_ms >= c->probe_ms) {
-		proto_set_err(err, err_len, "protocol.ruaro.probe_delay_ms: %u ms leaves no burst in a %u ms probe",
+		mead_set_err(err, err_len, "protocol.ruaro.probe_delay_ms: %u ms leaves no burst in a %u ms probe",
 			      c->probe_delay_ms, c->probe_ms);
 		return -EINVAL;
 	}
@@ -132,7 +132,7 @@ int proto_ruaro_init(struct mead_protocol *p, const struct mead_protocol_config 
 	for (uint32_t r = 0; r < L->rows; r++)
 		add_el(p, s, PATTERN_UPSL, r, L->cols - 1);
 	if (!s->n_pat[0] || !s->n_pat[1]) {
-		proto_set_err(err, err_len, "protocol.ruaro: a pattern has no stimulable electrode in this layout");
+		mead_set_err(err, err_len, "protocol.ruaro: a pattern has no stimulable electrode in this layout");
 		return -EINVAL;
 	}
 	s->probes = c->probes;

@@ -28,6 +28,7 @@
 
 #if __has_include("mead-build-config.h")
 #include "mead-build-config.h"
+#include "lib/core/time.h"
 #endif
 
 #define DEFAULT_IMAGES_NAME "mnist8k-images-idx3-ubyte.gz"
@@ -159,13 +160,6 @@ struct state {
 	bool cur_block_pass;       /* the current test-phase block followed training trials */
 	char json[8192];
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 /* ---- Status JSON: only the few keys the readout needs ------------------- */
 
@@ -514,7 +508,7 @@ static void fit_models(struct state *s, int64_t before)
 		free(sel);
 		return;
 	}
-	double t0 = now_s();
+	double t0 = mead_now_s();
 	mead_model_clear(s->culture);
 	if (s->pixel)
 		mead_model_clear(s->pixel);
@@ -551,7 +545,7 @@ static void fit_models(struct state *s, int64_t before)
 	if (verbose)
 		logmsg("fitted on %u training trials (%u labelled) and %u label-off trials of %u earlier blocks "
 		       "in %.0f ms", n_train, mead_model_n_labelled(s->culture) - n_off, n_off, n_sel,
-		       (now_s() - t0) * 1e3);
+		       (mead_now_s() - t0) * 1e3);
 }
 
 /* A block's pixel figures: the test file's when tf (the run's last block,
@@ -1382,7 +1376,7 @@ int main(int argc, char **argv)
 		}
 	}
 
-	double t0 = now_s(), last_msg = t0;
+	double t0 = mead_now_s(), last_msg = t0;
 	uint64_t handled = 0;
 	bool done = false;
 	struct mead_trial *trial = malloc(sizeof(*trial));
@@ -1398,13 +1392,13 @@ int main(int argc, char **argv)
 			break;
 		}
 		if (r == 0) {
-			if (s->o.idle_timeout_s > 0 && now_s() - last_msg > s->o.idle_timeout_s) {
+			if (s->o.idle_timeout_s > 0 && mead_now_s() - last_msg > s->o.idle_timeout_s) {
 				logmsg("no message for %.1f s; stopping", s->o.idle_timeout_s);
 				break;
 			}
 			continue;
 		}
-		last_msg = now_s();
+		last_msg = mead_now_s();
 		if (m.hdr.kind == MEAD_KIND_STATUS)
 			parse_status(s, m.payload, m.payload_len);
 		mead_trials_feed(s->trials, &m.hdr, m.payload, m.payload_len);
@@ -1447,7 +1441,7 @@ int main(int argc, char **argv)
 	 * last block are otherwise kept as they are. */
 	if (s->culture && (!s->fitted || (s->o.fit_on == FIT_TRAIN && s->fit_train != s->train.n)))
 		fit_models(s, s->o.fit_on == FIT_TRAIN || s->cur_block < 0 ? INT64_MAX : s->cur_block);
-	print_summary(s, now_s() - t0);
+	print_summary(s, mead_now_s() - t0);
 	rc = 0;
 	if (s->o.save) {
 		if (!s->culture) {

@@ -1,22 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 #include "readout/rule.h"
 
-#include "protocol/encode.h"
-
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-static void set_err(char *err, size_t len, const char *fmt, ...)
-{
-	if (!err || len == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-}
+#include "lib/core/err.h"
+#include "lib/core/labels.h"
 
 int mead_rule_layout_build(uint32_t rows, uint32_t cols, uint32_t label_col, uint32_t n_classes,
 			   struct mead_rule_layout *ret, char *err, size_t err_len)
@@ -29,7 +19,7 @@ int mead_rule_layout_build(uint32_t rows, uint32_t cols, uint32_t label_col, uin
 	l.rows = rows;
 	l.cols = cols;
 	if (rows == 0 || cols == 0 || rows * cols > 65535) {
-		set_err(err, err_len, "grid %ux%u is not usable", rows, cols);
+		mead_set_err(err, err_len, "grid %ux%u is not usable", rows, cols);
 		return -EINVAL;
 	}
 	if (n_classes <= 1 || n_classes > MEAD_RULE_MAX_CLASSES) {
@@ -37,7 +27,7 @@ int mead_rule_layout_build(uint32_t rows, uint32_t cols, uint32_t label_col, uin
 		return 0;
 	}
 	if (label_col >= cols) {
-		set_err(err, err_len, "label column %u is outside a grid of %u columns", label_col, cols);
+		mead_set_err(err, err_len, "label column %u is outside a grid of %u columns", label_col, cols);
 		return -EINVAL;
 	}
 	/* The label cells are the protocol's own: one layout, one implementation. */

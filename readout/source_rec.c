@@ -12,7 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/recording_reader.h"
+#include "lib/core/recording.h"
 
 struct rec_source {
 	struct mead_source base;

@@ -38,7 +38,7 @@
  * every update and they add nothing to the input.  Inhibitory weights are
  * sparse (~5%): CSR by presynaptic neuron, magnitudes stored.
  */
-#include "mead_sim.h"
+#include "sim/mead_sim.h"
 
 #include <errno.h>
 #include <math.h>

@@ -28,7 +28,8 @@
 #include "mead-build-config.h"
 #include "config/config.h"
 #include "mead/wire.h"
-#include "tools/bench.h"
+#include "tools/experiment.h"
+#include "lib/core/time.h"
 
 #define MAX_SEEDS 64
 #define MAX_ARGS 256
@@ -52,14 +53,6 @@ static const char *find_program(const char *env, const char *build_rel, const ch
 	if (access(out, X_OK) == 0)
 		return out;
 	return installed;
-}
-
-static double now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 static double json_number(const char *json, const char *key)
@@ -110,7 +103,7 @@ static int follow(void *sub, pid_t daemon, pid_t readout, int *daemon_status, in
 {
 	uint64_t trials[3] = { 0 }, spikes = 0;
 	int phase = -1;
-	double t0 = now_s(), last_draw = 0;
+	double t0 = mead_now_s(), last_draw = 0;
 	bool daemon_done = false, readout_done = false;
 
 	while (!daemon_done || !readout_done) {
@@ -148,7 +141,7 @@ static int follow(void *sub, pid_t daemon, pid_t readout, int *daemon_status, in
 			daemon_done = true;
 		if (!readout_done && waitpid(readout, readout_status, WNOHANG) == readout)
 			readout_done = true;
-		double t = now_s() - t0;
+		double t = mead_now_s() - t0;
 		if (show && t - last_draw > 0.2) {
 			fprintf(stderr, "\rseed %d/%d  %-5s  train %" PRIu64 "  test %" PRIu64 "  spikes %" PRIu64
 				"  %.1f s   ", seed, seeds, phase == 0 ? "train" : phase == 1 ? "test" : phase == 2 ? "rest" : "-",
@@ -179,7 +172,7 @@ static int run_seed(const char *config, char **overrides, int n_overrides, char 
 	void *ctx = NULL, *sub = NULL;
 	char out[65536];
 	size_t got = 0;
-	double t0 = now_s();
+	double t0 = mead_now_s();
 
 	if (!mkdtemp(dir))
 		return -errno;
@@ -251,7 +244,7 @@ static int run_seed(const char *config, char **overrides, int n_overrides, char 
 	res->readout_accuracy = json_number(out, "readout_accuracy");
 	res->pixel_baseline = json_number(out, "pixel_baseline");
 	res->n = (unsigned)json_number(out, "n");
-	res->wall_s = now_s() - t0;
+	res->wall_s = mead_now_s() - t0;
 	rc = 0;
 out:
 	if (sub)
@@ -386,7 +379,7 @@ int mead_experiment_mnist(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	bool show = isatty(STDERR_FILENO);
-	double t0 = now_s();
+	double t0 = mead_now_s();
 	int ok = 0;
 	for (int s = first_seed; s < first_seed + seeds; s++) {
 		if (run_seed(config, overrides, n_over, rargs, n_r, classes, s, first_seed + seeds - 1,
@@ -408,7 +401,7 @@ int mead_experiment_mnist(int argc, char **argv)
 			   offsetof(struct seed_result, pixel_baseline) };
 	for (int i = 0; i < 3; i++)
 		stats(res, ok, offs[i], &m[i], &sd[i], &lo[i], &hi[i]);
-	double wall = now_s() - t0;
+	double wall = mead_now_s() - t0;
 	if (json) {
 		const char *names[3] = { "accuracy", "readout_accuracy", "pixel_baseline" };
 		printf("{");

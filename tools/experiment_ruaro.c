@@ -26,8 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mead_sim.h"
-#include "tools/bench.h"
+#include "sim/mead_sim.h"
+#include "tools/experiment.h"
 
 #define PROBE_MS  400u
 #define DELAY_MS  50u

@@ -16,8 +16,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "daemon/auth.h"
-#include "daemon/json.h"
+#include "lib/core/keys.h"
+#include "lib/core/json.h"
 
 #define DEFAULT_ENDPOINT "tcp://127.0.0.1:5556"
 #define REPLY_MAX (1u << 20)
@@ -159,7 +159,7 @@ static int keygen(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *prefix = "mead";
-	char pub[MEAD_AUTH_Z85_LEN + 1], sec[MEAD_AUTH_Z85_LEN + 1], pub_path[4096], sec_path[4096];
+	char pub[MEAD_KEY_Z85_LEN + 1], sec[MEAD_KEY_Z85_LEN + 1], pub_path[4096], sec_path[4096];
 	int c, rc = 1;
 
 	optind = 0;
@@ -200,31 +200,31 @@ static int keygen(int argc, char **argv)
 /* CURVE client: the daemon's public key, this client's key pair. */
 static int setup_curve(void *sock, const char *server_key, const char *client_key)
 {
-	uint8_t server[MEAD_AUTH_KEY_BYTES], *secret = NULL;
-	char secret_z85[MEAD_AUTH_Z85_LEN + 1], public_z85[MEAD_AUTH_Z85_LEN + 1], err[512];
+	uint8_t server[MEAD_KEY_BYTES], *secret = NULL;
+	char secret_z85[MEAD_KEY_Z85_LEN + 1], public_z85[MEAD_KEY_Z85_LEN + 1], err[512];
 	int rc = -1;
 
-	if (mead_auth_key_arg(server_key, server, err, sizeof(err)) < 0) {
+	if (mead_keys_from_arg(server_key, server, err, sizeof(err)) < 0) {
 		fprintf(stderr, "meactl: --server-key: %s\n", err);
 		return -1;
 	}
-	if (mead_auth_read_key_file(client_key, true, 1, &secret, err, sizeof(err)) < 0) {
+	if (mead_keys_read_file(client_key, true, 1, &secret, err, sizeof(err)) < 0) {
 		fprintf(stderr, "meactl: --client-key: %s\n", err);
 		return -1;
 	}
-	zmq_z85_encode(secret_z85, secret, MEAD_AUTH_KEY_BYTES);
+	zmq_z85_encode(secret_z85, secret, MEAD_KEY_BYTES);
 	if (zmq_curve_public(public_z85, secret_z85) < 0) {
 		fprintf(stderr, "meactl: --client-key: %s\n",
 			errno == ENOTSUP ? "this libzmq was built without CURVE" : zmq_strerror(errno));
 	} else if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server, sizeof(server)) < 0 ||
-		   zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, public_z85, MEAD_AUTH_Z85_LEN) < 0 ||
-		   zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, MEAD_AUTH_KEY_BYTES) < 0) {
+		   zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, public_z85, MEAD_KEY_Z85_LEN) < 0 ||
+		   zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, MEAD_KEY_BYTES) < 0) {
 		fprintf(stderr, "meactl: CURVE: %s\n", zmq_strerror(errno));
 	} else {
 		rc = 0;
 	}
 	explicit_bzero(secret_z85, sizeof(secret_z85));
-	explicit_bzero(secret, MEAD_AUTH_KEY_BYTES);
+	explicit_bzero(secret, MEAD_KEY_BYTES);
 	free(secret);
 	return rc;
 }

@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tools/bench.h"
+#include "tools/experiment.h"
 
 struct experiment {
 	const char *name;
@@ -14,12 +14,8 @@ struct experiment {
 };
 
 static const struct experiment experiments[] = {
-#ifdef HAVE_EXPERIMENT_MNIST
 	{ "mnist", mead_experiment_mnist, "MNIST digits on the culture: daemon + readout, train then test" },
-#endif
-#ifdef HAVE_EXPERIMENT_RUARO
 	{ "ruaro", mead_experiment_ruaro, "Ruaro 2005 tetanisation on the digital twin" },
-#endif
 	{ NULL, NULL, NULL },
 };
 

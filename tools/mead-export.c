@@ -17,8 +17,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "daemon/json.h"
-#include "daemon/recording_reader.h"
+#include "lib/core/json.h"
+#include "lib/core/recording.h"
 
 #define NPY_HEADER 256   /* total header bytes, a multiple of 64 */
 

@@ -31,7 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mead_sim.h"
+#include "sim/mead_sim.h"
 
 static const char *prog = "mead-twin-dump";
 

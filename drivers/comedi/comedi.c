@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "mead/driver.h"
-#include "../signal/signal.h"
+#include "lib/signal/signal.h"
 
 #define MAX_ROUTE_LINES 16
 #define CATCHUP_TICKS 64u  /* ticks of samples one read_frame may take in when catching up */

@@ -15,8 +15,8 @@
 #include <string.h>
 
 #include "mead/driver.h"
-#include "daemon/json.h"
-#include "daemon/recording_reader.h"
+#include "lib/core/json.h"
+#include "lib/core/recording.h"
 
 struct replay {
 	char *path;

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "mead/driver.h"
-#include "mead_sim.h"
+#include "sim/mead_sim.h"
 
 #define TWIN_PENDING_MAX 4096u
 #define TWIN_SPIKE_UV (-60.0f)

@@ -21,7 +21,7 @@
 #include <time.h>
 
 #include "mead/driver.h"
-#include "../signal/signal.h"
+#include "lib/signal/signal.h"
 
 enum {
 	REQ_GET_INFO = 0x01,

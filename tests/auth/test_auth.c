@@ -61,7 +61,7 @@ static const char *write_file(const char *name, mode_t mode, const char *text)
 
 static int parse(const char *text, size_t max, uint8_t **keys, char *err)
 {
-	return mead_auth_parse_keys(text, strlen(text), "keys", max, keys, err, 256);
+	return mead_keys_parse(text, strlen(text), "keys", max, keys, err, 256);
 }
 
 static void test_parse_good(void **state)
@@ -170,7 +170,7 @@ static void test_read_files(void **state)
 
 	snprintf(text, sizeof(text), "# secret\n%s\n", sec_a);
 	p = write_file("ok.key", 0600, text);
-	assert_int_equal(mead_auth_read_key_file(p, true, 1, &keys, err, sizeof(err)), 1);
+	assert_int_equal(mead_keys_read_file(p, true, 1, &keys, err, sizeof(err)), 1);
 	assert_non_null(zmq_z85_decode(want, sec_a));
 	assert_memory_equal(keys, want, 32);
 	free(keys);
@@ -178,27 +178,27 @@ static void test_read_files(void **state)
 
 	/* Group may read (a service account's group); others may not. */
 	p = write_file("group.key", 0640, text);
-	assert_int_equal(mead_auth_read_key_file(p, true, 1, &keys, err, sizeof(err)), 1);
+	assert_int_equal(mead_keys_read_file(p, true, 1, &keys, err, sizeof(err)), 1);
 	free(keys);
 	keys = NULL;
 	p = write_file("open.key", 0644, text);
-	assert_int_equal(mead_auth_read_key_file(p, true, 1, &keys, err, sizeof(err)), -EPERM);
+	assert_int_equal(mead_keys_read_file(p, true, 1, &keys, err, sizeof(err)), -EPERM);
 	assert_non_null(strstr(err, "must not be accessible to others (mode 0644; chmod 600 it)"));
 
 	snprintf(text, sizeof(text), "%s\n%s\n", sec_a, sec_b);
 	p = write_file("two.key", 0600, text);
-	assert_int_equal(mead_auth_read_key_file(p, true, 1, &keys, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mead_keys_read_file(p, true, 1, &keys, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "two.key:2: more than 1 key"));
 
 	p = write_file("empty.pub", 0644, "# only a comment\n");
-	assert_int_equal(mead_auth_read_key_file(p, false, 16, &keys, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mead_keys_read_file(p, false, 16, &keys, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "empty.pub: no key in the file"));
 
-	assert_int_equal(mead_auth_read_key_file("/nonexistent/x.pub", false, 16, &keys, err, sizeof(err)), -ENOENT);
+	assert_int_equal(mead_keys_read_file("/nonexistent/x.pub", false, 16, &keys, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "/nonexistent/x.pub: No such file"));
-	assert_int_equal(mead_auth_read_key_file(dir, false, 16, &keys, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mead_keys_read_file(dir, false, 16, &keys, err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "not a regular file"));
-	assert_int_equal(mead_auth_read_key_file("", false, 16, &keys, err, sizeof(err)), -EINVAL);
+	assert_int_equal(mead_keys_read_file("", false, 16, &keys, err, sizeof(err)), -EINVAL);
 	assert_null(keys);
 }
 
@@ -209,13 +209,13 @@ static void test_key_arg(void **state)
 	(void)state;
 
 	assert_non_null(zmq_z85_decode(want, pub_b));
-	assert_int_equal(mead_auth_key_arg(pub_b, key, err, sizeof(err)), 0);
+	assert_int_equal(mead_keys_from_arg(pub_b, key, err, sizeof(err)), 0);
 	assert_memory_equal(key, want, 32);
 	snprintf(text, sizeof(text), "# server\n%s\n", pub_b);
 	memset(key, 0, sizeof(key));
-	assert_int_equal(mead_auth_key_arg(write_file("server.pub", 0644, text), key, err, sizeof(err)), 0);
+	assert_int_equal(mead_keys_from_arg(write_file("server.pub", 0644, text), key, err, sizeof(err)), 0);
 	assert_memory_equal(key, want, 32);
-	assert_int_equal(mead_auth_key_arg("server.pub.missing", key, err, sizeof(err)), -ENOENT);
+	assert_int_equal(mead_keys_from_arg("server.pub.missing", key, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "no such file, and not a key"));
 }
 

@@ -7,13 +7,15 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <cmocka.h>
 
 #include <math.h>
 #include <umockdev.h>
 
-#include "devmodel.h"
-#include "harness.h"
+#include "tests/lib/devmodel.h"
+#include "lib/core/time.h"
+#include "tests/lib/harness.h"
 
 #define RATE 25000u
 #define PERIOD_US 1000u
@@ -108,7 +110,7 @@ static void test_spikes_match_planted(void **unused)
 	size_t n_found = 0;
 	uint32_t late = 0;
 	for (uint64_t t = 0; t < ticks; t++) {
-		uint64_t first = harness_first(t, PERIOD_US, RATE), next = harness_first(t + 1, PERIOD_US, RATE);
+		uint64_t first = mead_tick_first_sample(t, PERIOD_US * 1000u, RATE), next = mead_tick_first_sample(t + 1, PERIOD_US * 1000u, RATE);
 		cmodel_set_clock(board0, next);
 		struct mead_frame f = { .first_sample = first, .n_samples = (uint32_t)(next - first),
 					.spikes = spk, .spike_capacity = 4096, .raw = raw, .raw_channels = 60 };
@@ -202,7 +204,7 @@ static void test_stimulation_arrives(void **unused)
 	for (size_t k = 0; k < 4; k++) {
 		/* a few quiet ticks between pulses */
 		for (int q = 0; q < 5; q++, t++) {
-			uint64_t first = harness_first(t, PERIOD_US, RATE), next = harness_first(t + 1, PERIOD_US, RATE);
+			uint64_t first = mead_tick_first_sample(t, PERIOD_US * 1000u, RATE), next = mead_tick_first_sample(t + 1, PERIOD_US * 1000u, RATE);
 			cmodel_set_clock(board0, base + next);
 			if (q == 4) {
 				uint64_t dev_now = next;
@@ -227,7 +229,7 @@ static void test_stimulation_arrives(void **unused)
 	}
 	/* lines drop once the pulse is over */
 	for (int q = 0; q < 3; q++, t++) {
-		uint64_t first = harness_first(t, PERIOD_US, RATE), next = harness_first(t + 1, PERIOD_US, RATE);
+		uint64_t first = mead_tick_first_sample(t, PERIOD_US * 1000u, RATE), next = mead_tick_first_sample(t + 1, PERIOD_US * 1000u, RATE);
 		cmodel_set_clock(board0, base + next);
 		assert_int_equal(h.ops->write_stim(h.state, t, NULL, 0), 0);
 		struct mead_frame f = { .first_sample = first, .n_samples = (uint32_t)(next - first), .spikes = spk, .spike_capacity = 256 };
@@ -269,7 +271,7 @@ static int run_until_overflow(struct harness *h, uint64_t ticks, uint64_t overfl
 	*flags_seen = 0;
 	*first_err = 0;
 	for (uint64_t t = 0; t < ticks; t++) {
-		uint64_t first = harness_first(t, PERIOD_US, RATE), next = harness_first(t + 1, PERIOD_US, RATE);
+		uint64_t first = mead_tick_first_sample(t, PERIOD_US * 1000u, RATE), next = mead_tick_first_sample(t + 1, PERIOD_US * 1000u, RATE);
 		cmodel_set_clock(board0, cmodel_clock(board0) + (next - first));
 		if (t == overflow_at)
 			cmodel_force_overflow(board0);
@@ -311,7 +313,7 @@ static void test_overflow_continue_and_stop(void **unused)
 	struct mead_spike spk[512];
 	int r = 0;
 	for (uint64_t t = 0; t < 30; t++) {
-		uint64_t first = harness_first(t, PERIOD_US, RATE), next = harness_first(t + 1, PERIOD_US, RATE);
+		uint64_t first = mead_tick_first_sample(t, PERIOD_US * 1000u, RATE), next = mead_tick_first_sample(t + 1, PERIOD_US * 1000u, RATE);
 		cmodel_set_clock(board0, cmodel_clock(board0) + (next - first));
 		if (t == 10)
 			cmodel_force_overflow(board0);
@@ -342,7 +344,7 @@ static void test_late_ticks_catch_up(void **unused)
 	uint32_t late = 0, late_after = 0;
 	uint64_t samples = 0;
 	for (uint64_t t = 0; t < 120; t++) {
-		uint64_t first = harness_first(t, PERIOD_US, RATE), next = harness_first(t + 1, PERIOD_US, RATE);
+		uint64_t first = mead_tick_first_sample(t, PERIOD_US * 1000u, RATE), next = mead_tick_first_sample(t + 1, PERIOD_US * 1000u, RATE);
 		/* ticks 50..59: the device has nothing new when read (the data
 		 * of those ticks arrives all at once at tick 60) */
 		if (t < 50 || t >= 60)
@@ -381,8 +383,7 @@ static void expect_open_error(const char *dev, const char *key, const char *valu
 	assert_int_equal(r, want);
 	assert_non_null(strstr(h.err, needle));
 	assert_null(h.state);
-	if (h.so)
-		dlclose(h.so);
+	harness_unload(&h);
 }
 
 static void test_bad_configuration(void **unused)

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "signal.h"
-#include "siggen.h"
+#include "lib/signal/signal.h"
+#include "tests/lib/siggen.h"
 
 #define RATE 25000u
 #define BLOCK 25u

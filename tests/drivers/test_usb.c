@@ -8,14 +8,16 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <cmocka.h>
 
 #include <math.h>
 #include <time.h>
 #include <umockdev.h>
 
-#include "devmodel.h"
-#include "harness.h"
+#include "tests/lib/devmodel.h"
+#include "lib/core/time.h"
+#include "tests/lib/harness.h"
 
 #define RATE 25000u
 #define PERIOD_US 1000u
@@ -45,7 +47,7 @@ static int cmp_u64(const void *a, const void *b)
 static int tick(struct harness *h, uint64_t t, const struct mead_stim_pulse *p, uint32_t n, struct mead_frame *f,
 		struct mead_spike *spk, uint32_t cap, int *stim_ret)
 {
-	uint64_t first = harness_first(t, PERIOD_US, RATE), next = harness_first(t + 1, PERIOD_US, RATE);
+	uint64_t first = mead_tick_first_sample(t, PERIOD_US * 1000u, RATE), next = mead_tick_first_sample(t + 1, PERIOD_US * 1000u, RATE);
 	world += next - first;
 	umodel_set_clock(dev0, world);
 	int s = h->ops->write_stim(h->state, t, p, n);
@@ -137,7 +139,7 @@ static void test_stimulation_arrives(void **unused)
 	for (; t < 20; t++)
 		assert_int_equal(tick(&h, t, NULL, 0, &f, spk, 512, NULL), 0);
 	/* three pulses in one tick, one in the past, two ahead */
-	uint64_t now = harness_first(t + 1, PERIOD_US, RATE);
+	uint64_t now = mead_tick_first_sample(t + 1, PERIOD_US * 1000u, RATE);
 	struct mead_stim_pulse p[3] = {
 		{ .sample = now - 30, .electrode = 3, .amplitude_ua = -20.5f, .phase_us = 200, .interphase_us = 40 },
 		{ .sample = now + 12, .electrode = 41, .amplitude_ua = 35.0f, .phase_us = 100 },

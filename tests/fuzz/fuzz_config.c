@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/cfg.h"
+#include "lib/cfg/cfg.h"
 #include "config/config.h"
 #include "config/layout.h"
 #include "tests/fuzz/fuzz_common.h"

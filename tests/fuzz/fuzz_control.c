@@ -40,7 +40,7 @@
 
 #include "daemon/control.h"
 #include "daemon/daemon.h"
-#include "daemon/json.h"
+#include "lib/core/json.h"
 #include "protocol/protocol.h"
 #include "tests/fuzz/fuzz_common.h"
 

@@ -22,7 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "protocol/idx.h"
+#include "lib/core/idx.h"
 #include "tests/fuzz/fuzz_common.h"
 
 static void check_error(int rc, const char *err, size_t err_len)

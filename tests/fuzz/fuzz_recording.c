@@ -23,7 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon/recording_reader.h"
+#include "lib/core/recording.h"
 #include "tests/fuzz/fuzz_common.h"
 
 struct pass {

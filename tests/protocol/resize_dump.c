@@ -4,8 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "protocol/encode.h"
-#include "protocol/idx.h"
+#include "lib/core/resize.h"
+#include "lib/core/idx.h"
 
 int main(int argc, char **argv)
 {

@@ -11,8 +11,10 @@
 
 #include <cmocka.h>
 
+#include "lib/core/labels.h"
+#include "lib/core/resize.h"
 #include "protocol/encode.h"
-#include "protocol/idx.h"
+#include "lib/core/idx.h"
 
 static void test_rng_known_values(void **state)
 {

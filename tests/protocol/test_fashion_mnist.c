@@ -5,7 +5,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "protocol/idx.h"
+#include "lib/core/idx.h"
 
 #define DIR "/usr/share/datasets/fashion-mnist/"
 

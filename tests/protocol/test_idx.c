@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "protocol/idx.h"
+#include "lib/core/idx.h"
 
 static char tmpdir[256];
 

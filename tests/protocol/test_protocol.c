@@ -13,7 +13,7 @@
 
 #include <cmocka.h>
 
-#include "protocol/idx.h"
+#include "lib/core/idx.h"
 #include "protocol/protocol.h"
 
 #define ROWS 6

@@ -12,7 +12,7 @@
 
 #include <cmocka.h>
 
-#include "config/cfg.h"
+#include "lib/cfg/cfg.h"
 #include "protocol/protocol_config.h"
 
 static void test_defaults(void **state)

@@ -35,7 +35,7 @@
 #include <cmocka.h>
 #include <zlib.h>
 
-#include "mead_sim.h"
+#include "sim/mead_sim.h"
 
 #ifndef REF_DATA_DIR
 #error "REF_DATA_DIR: the fixture directory, set by tests/sim/meson.build"

@@ -16,7 +16,7 @@
 
 #include <cmocka.h>
 
-#include "tools/bench.h"
+#include "tools/experiment.h"
 
 static double field(const char *json, const char *pattern, const char *key)
 {

@@ -14,7 +14,7 @@
 
 #include <cmocka.h>
 
-#include "mead_sim.h"
+#include "sim/mead_sim.h"
 
 static struct mead_sim_params preset(const char *name, uint64_t seed)
 {

@@ -15,37 +15,27 @@
 #include <cmocka.h>
 
 #include "mead/driver.h"
-#include "mead_sim.h"
+#include "sim/mead_sim.h"
+#include "tests/lib/harness.h"
 
 static const struct mead_driver_ops *ops;
-static void *handle;
+static struct harness h;
 
 static int load(void **state)
 {
 	(void)state;
-	const char *dir = getenv("MEAD_DRIVER_PATH");
-	const char *cand[] = { "%s/twin/mead-driver-twin.so", "%s/mead-driver-twin.so" };
-	char path[4096];
-	for (size_t i = 0; i < 2 && !handle; i++) {
-		snprintf(path, sizeof(path), cand[i], dir ? dir : ".");
-		handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	}
-	if (!handle) {
-		fprintf(stderr, "cannot load the twin driver from %s: %s\n", dir ? dir : ".", dlerror());
+	ops = harness_load(&h, "twin");
+	if (!ops) {
+		fprintf(stderr, "cannot load the twin driver from $MEAD_DRIVER_PATH: %s\n", dlerror());
 		return -1;
 	}
-	mead_driver_entry_fn entry = (mead_driver_entry_fn)dlsym(handle, MEAD_DRIVER_ENTRY_SYMBOL);
-	if (!entry)
-		return -1;
-	ops = entry();
-	return ops ? 0 : -1;
+	return 0;
 }
 
 static int unload(void **state)
 {
 	(void)state;
-	if (handle)
-		dlclose(handle);
+	harness_unload(&h);
 	return 0;
 }
 

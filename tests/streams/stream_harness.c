@@ -23,7 +23,7 @@
 
 #include "daemon/control.h"
 #include "daemon/daemon.h"
-#include "daemon/json.h"
+#include "lib/core/json.h"
 #include "daemon/publisher.h"
 #include "daemon/recorder.h"
 #include "daemon/ring.h"

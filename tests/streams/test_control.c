@@ -12,7 +12,7 @@
 
 #include "daemon/control.h"
 #include "daemon/daemon.h"
-#include "daemon/json.h"
+#include "lib/core/json.h"
 #include "tests/streams/fake_loop.h"
 
 /* ---- JSON ---- */

@@ -24,7 +24,7 @@
 #include "daemon/loop.h"
 #include "daemon/publisher.h"
 #include "daemon/recorder.h"
-#include "daemon/recording_reader.h"
+#include "lib/core/recording.h"
 #include "daemon/ring.h"
 
 struct got {

@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "daemon/recorder.h"
-#include "daemon/recording_reader.h"
+#include "lib/core/recording.h"
 
 static char dir[256];
 static const char config_text[] = "driver:\n  name: twin\nrecording:\n  enabled: true\n";

@@ -11,9 +11,10 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "daemon/json.h"
+#include "lib/core/json.h"
 #include "daemon/recorder.h"
 #include "mead/driver.h"
+#include "tests/lib/harness.h"
 
 #define RATE 25000
 #define TICK 25            /* samples per 1 ms tick */
@@ -24,9 +25,14 @@ static char path[300];
 static struct mead_spike recorded[N_TICKS * 4];
 static size_t n_recorded;
 static struct mead_electrode electrodes[60];
+static struct harness replay;   /* the module, loaded as the daemon loads it */
 
 static int setup(void **state)
 {
+	if (!harness_load(&replay, "replay")) {
+		fprintf(stderr, "cannot load the replay driver from $MEAD_DRIVER_PATH\n");
+		return -1;
+	}
 	struct mead_recorder *rec;
 	char err[256];
 
@@ -80,6 +86,7 @@ static int teardown(void **state)
 {
 	unlink(path);
 	rmdir(dir);
+	harness_unload(&replay);
 	return 0;
 }
 
@@ -121,7 +128,7 @@ static size_t run(const struct mead_driver_ops *ops, void *st, uint64_t ticks, u
 
 static void test_reproduces_spikes(void **state)
 {
-	const struct mead_driver_ops *ops = mead_driver_entry();
+	const struct mead_driver_ops *ops = replay.ops;
 	static struct mead_spike got[N_TICKS * 8];
 	struct mead_driver_caps caps;
 	char err[256] = "";
@@ -158,7 +165,7 @@ static void test_reproduces_spikes(void **state)
 
 static void test_speed_loop_and_capacity(void **state)
 {
-	const struct mead_driver_ops *ops = mead_driver_entry();
+	const struct mead_driver_ops *ops = replay.ops;
 	static struct mead_spike got[N_TICKS * 8];
 	char err[256] = "";
 	uint64_t dropped;

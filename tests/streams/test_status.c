@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "daemon/daemon.h"
-#include "daemon/json.h"
+#include "lib/core/json.h"
 #include "daemon/publisher.h"
 #include "daemon/recorder.h"
 #include "daemon/ring.h"

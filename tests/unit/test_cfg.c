@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-#include "config/cfg.h"
+#include "lib/cfg/cfg.h"
 
 enum { MODE_REALTIME, MODE_VIRTUAL };
 

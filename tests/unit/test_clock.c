@@ -8,7 +8,7 @@
 
 #include "daemon/histogram.h"
 #include "daemon/loop.h"
-#include "daemon/timeutil.h"
+#include "lib/core/time.h"
 
 static void test_add_normalises(void **state)
 {

@@ -17,7 +17,7 @@
 #include "daemon/driver_module.h"
 #include "daemon/loop.h"
 #include "daemon/ring.h"
-#include "daemon/timeutil.h"
+#include "lib/core/time.h"
 
 static struct mead_config cfg;
 static struct mead_layout layout;

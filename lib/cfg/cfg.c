@@ -23,7 +23,7 @@
 #define _GNU_SOURCE
 #endif
 
-#include "config/cfg.h"
+#include "lib/cfg/cfg.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -33,7 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config/utf8.h"
+#include "lib/core/utf8.h"
 
 #include <yaml.h>
 

@@ -26,7 +26,8 @@
 #include "daemon/publisher.h"
 #include "daemon/ring.h"
 #include "mead/wire.h"
-#include "tools/bench.h"
+#include "bench/bench.h"
+#include "lib/core/time.h"
 
 struct sub_result {
 	uint64_t messages, records, gaps, bad;
@@ -40,13 +41,6 @@ struct sub_args {
 	_Atomic bool ready;
 	struct sub_result res;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
 static void *sub_thread(void *arg)
 {
@@ -75,7 +69,7 @@ static void *sub_thread(void *arg)
 			zmq_getsockopt(s, ZMQ_RCVMORE, &more, &ml);
 		}
 		if (n == 0) {
-			uint64_t t = now_ns();
+			uint64_t t = mead_now_ns();
 			if (atomic_load(a->done)) {
 				if (!idle_since)
 					idle_since = t;
@@ -96,7 +90,7 @@ static void *sub_thread(void *arg)
 			last_seq = h.seq;
 			a->res.messages++;
 			a->res.records += h.count;
-			uint64_t t = now_ns();
+			uint64_t t = mead_now_ns();
 			if (!a->res.t_first_ns)
 				a->res.t_first_ns = t;
 			a->res.t_last_ns = t;
@@ -168,9 +162,9 @@ static int run_mead(const struct run *r, struct run_result *out)
 	mead_publisher_start(p);
 	mead_publisher_wait_subscribers(p, 5000);
 
-	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(r->seconds * 1e9), seq = 0, next = t0;
+	uint64_t t0 = mead_now_ns(), end = t0 + (uint64_t)(r->seconds * 1e9), seq = 0, next = t0;
 	uint64_t period = r->paced_hz ? 1000000000ull / r->paced_hz : 0;
-	while (now_ns() < end) {
+	while (mead_now_ns() < end) {
 		if (period) {
 			next += period;
 			struct timespec ts = { (time_t)(next / 1000000000ull), (long)(next % 1000000000ull) };
@@ -244,8 +238,8 @@ static int run_bare(const struct run *r, struct run_result *out)
 	nanosleep(&settle, NULL);
 
 	const char *topic = sa.topic;
-	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(r->seconds * 1e9), seq = 0;
-	while (now_ns() < end) {
+	uint64_t t0 = mead_now_ns(), end = t0 + (uint64_t)(r->seconds * 1e9), seq = 0;
+	while (mead_now_ns() < end) {
 		struct mead_wire_header h;
 		mead_wire_header_encode(&h, (uint16_t)r->kind, seq, seq * r->per_msg, r->per_msg, r->record_size);
 		seq++;

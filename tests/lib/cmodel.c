@@ -6,7 +6,7 @@
  * four bipolar ranges, streaming), 1 analog output (16 bit, +-10 V,
  * streaming with an internal trigger), 2 digital I/O (32 lines).
  */
-#include "devmodel.h"
+#include "tests/lib/devmodel.h"
 
 #include <sys/ioctl.h>
 #include <comedi.h>
@@ -60,7 +60,7 @@ struct cmodel {
 static uint64_t clock_locked(struct cmodel *m)
 {
 	if (m->realtime && m->running)
-		return (devmodel_now_ns() - m->t0_ns) / m->scan_ns;
+		return (mead_now_ns() - m->t0_ns) / m->scan_ns;
 	return m->clock;
 }
 
@@ -155,7 +155,7 @@ static void start_ai(struct cmodel *m, comedi_cmd *c, unsigned *chanlist)
 	m->partial = 0;
 	m->running = true;
 	m->overflowed = false;
-	m->t0_ns = devmodel_now_ns();
+	m->t0_ns = mead_now_ns();
 	if (m->realtime) {
 		/* the device clock restarts from what has been delivered */
 		m->t0_ns -= m->delivered * m->scan_ns;
@@ -170,7 +170,7 @@ static void record_stim(struct cmodel *m)
 		return;
 	struct cmodel_stim *s = &m->stims[m->n_stims++];
 	memset(s, 0, sizeof(*s));
-	s->t_ns = devmodel_now_ns();
+	s->t_ns = mead_now_ns();
 	s->trigger_sample = clock_locked(m);
 	s->dio = m->dio;
 	s->ao_period_ns = m->ao_period_ns;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Monotonic-time arithmetic on struct timespec, free of overflow for any
- * run shorter than a few centuries. */
+/* Time: the one clock read, and monotonic-time arithmetic on struct
+ * timespec, free of overflow for any run shorter than a few centuries. */
 #pragma once
 
 #include <stdint.h>
@@ -11,6 +11,28 @@
 static inline int64_t mead_ts_to_ns(const struct timespec *ts)
 {
 	return (int64_t)ts->tv_sec * MEAD_NSEC_PER_SEC + ts->tv_nsec;
+}
+
+/* clock c now, in ns (0 if the clock cannot be read). */
+static inline uint64_t mead_clock_ns(clockid_t c)
+{
+	struct timespec ts;
+
+	if (clock_gettime(c, &ts) != 0)
+		return 0;
+	return (uint64_t)mead_ts_to_ns(&ts);
+}
+
+/* CLOCK_MONOTONIC now, in ns: what every interval and deadline is measured on. */
+static inline uint64_t mead_now_ns(void)
+{
+	return mead_clock_ns(CLOCK_MONOTONIC);
+}
+
+/* CLOCK_MONOTONIC now, in seconds: for progress lines and wall-time figures. */
+static inline double mead_now_s(void)
+{
+	return (double)mead_now_ns() / 1e9;
 }
 
 static inline struct timespec mead_ns_to_ts(int64_t ns)

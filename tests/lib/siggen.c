@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-#include "siggen.h"
+#include "tests/lib/siggen.h"
 
 #include <errno.h>
 #include <math.h>

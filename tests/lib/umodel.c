@@ -9,7 +9,7 @@
  * complete with -ESHUTDOWN, then every ioctl fails with ENODEV.  The sysfs
  * entry stays (no uevents), so libusb finds the same device when it returns.
  */
-#include "devmodel.h"
+#include "tests/lib/devmodel.h"
 
 #include <errno.h>
 #include <glib.h>
@@ -57,7 +57,7 @@ static uint64_t get64(const uint8_t *p) { return get32(p) | (uint64_t)get32(p + 
 static uint64_t u_clock_locked(struct umodel *m)
 {
 	if (m->realtime)
-		return (devmodel_now_ns() - m->t0_ns) * m->cfg.rate_hz / 1000000000ull;
+		return (mead_now_ns() - m->t0_ns) * m->cfg.rate_hz / 1000000000ull;
 	return m->clock - m->start_at;
 }
 
@@ -103,7 +103,7 @@ static void start_stream(struct umodel *m)
 	m->seq = 0;
 	/* the device counts samples from its own start; samples it produced
 	 * before are not sent */
-	m->t0_ns = devmodel_now_ns();
+	m->t0_ns = mead_now_ns();
 	m->start_at = m->clock;
 	m->next_sample = 0;
 	if (!m->stream_start_ns)
@@ -149,7 +149,7 @@ static int control(struct umodel *m, uint8_t *b, int len)
 		if (wlen < 16)
 			return -EINVAL;
 		put64(d, u_clock_locked(m));
-		put64(d + 8, (devmodel_now_ns() - m->t0_ns) / 1000);
+		put64(d + 8, (mead_now_ns() - m->t0_ns) / 1000);
 		return 16;
 	}
 	return -EPIPE; /* stall */
@@ -177,7 +177,7 @@ static void command(struct umodel *m, const uint8_t *b, int len)
 		s->amplitude_na = (int32_t)get32(p + 12);
 		s->phase_us = get32(p + 16);
 		s->interphase_us = get32(p + 20);
-		s->t_ns = devmodel_now_ns();
+		s->t_ns = mead_now_ns();
 	}
 }
 

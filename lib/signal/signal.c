@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-#include "signal.h"
+#include "lib/signal/signal.h"
 
 #include <errno.h>
 #include <math.h>

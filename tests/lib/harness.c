@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Loading a driver module and driving it the way the loop does. */
-#pragma once
+#include "tests/lib/harness.h"
 
 #include <dlfcn.h>
 #include <errno.h>
@@ -8,25 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mead/driver.h"
-
-#define MAX_PARAMS 64
-
-struct harness {
-	void *so;
-	const struct mead_driver_ops *ops;
-	struct mead_electrode el[64];
-	struct mead_layout_view layout;
-	struct mead_driver_param params[MAX_PARAMS];
-	char keys[MAX_PARAMS][32], values[MAX_PARAMS][1024];
-	size_t n_params;
-	struct mead_driver_config cfg;
-	void *state;
-	char err[512];
-};
-
-/* The 8x8 MCS grid without its corners: labels "12".."87" (column, row). */
-static inline void harness_layout60(struct harness *h)
+void harness_layout60(struct harness *h)
 {
 	uint32_t n = 0;
 	for (uint16_t c = 0; c < 8; c++)
@@ -44,7 +25,7 @@ static inline void harness_layout60(struct harness *h)
 	h->layout = (struct mead_layout_view){ .rows = 8, .cols = 8, .count = n, .pitch_um = 200, .electrodes = h->el };
 }
 
-static inline const struct mead_driver_ops *harness_load(struct harness *h, const char *name)
+const struct mead_driver_ops *harness_load(struct harness *h, const char *name)
 {
 	const char *dir = getenv("MEAD_DRIVER_PATH");
 	char path[1024];
@@ -63,9 +44,7 @@ static inline const struct mead_driver_ops *harness_load(struct harness *h, cons
 	return h->ops;
 }
 
-/* Set an option (defaults of the param table are applied first by
- * harness_defaults, as the daemon does). */
-static inline void harness_set(struct harness *h, const char *key, const char *value)
+void harness_set(struct harness *h, const char *key, const char *value)
 {
 	for (size_t i = 0; i < h->n_params; i++)
 		if (strcmp(h->keys[i], key) == 0) {
@@ -81,7 +60,7 @@ static inline void harness_set(struct harness *h, const char *key, const char *v
 	h->n_params++;
 }
 
-static inline void harness_defaults(struct harness *h, uint32_t period_us)
+void harness_defaults(struct harness *h, uint32_t period_us)
 {
 	for (const struct mead_param_spec *p = h->ops->params; p && p->key; p++)
 		if (p->default_value)
@@ -97,7 +76,7 @@ static inline void harness_defaults(struct harness *h, uint32_t period_us)
 	};
 }
 
-static inline int harness_open(struct harness *h)
+int harness_open(struct harness *h)
 {
 	h->cfg.params = h->params;
 	h->cfg.n_params = h->n_params;
@@ -105,15 +84,18 @@ static inline int harness_open(struct harness *h)
 	return h->ops->open(&h->cfg, &h->state, h->err, sizeof(h->err));
 }
 
-static inline void harness_close(struct harness *h)
+void harness_close(struct harness *h)
 {
 	if (h->state && h->ops->close)
 		h->ops->close(h->state);
 	h->state = NULL;
 }
 
-/* First sample of a tick, as the loop computes it. */
-static inline uint64_t harness_first(uint64_t tick, uint32_t period_us, uint32_t rate)
+void harness_unload(struct harness *h)
 {
-	return tick * period_us * (uint64_t)rate / 1000000u;
+	harness_close(h);
+	if (h->so)
+		dlclose(h->so);
+	h->so = NULL;
+	h->ops = NULL;
 }

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-#include "daemon/recording_reader.h"
+#include "lib/core/recording.h"
 
 #include <endian.h>
 #include <errno.h>
@@ -13,7 +13,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "daemon/json.h"
+#include "lib/core/json.h"
 
 struct mead_rec_reader {
 	const uint8_t *map;
@@ -32,17 +32,57 @@ static uint32_t rd32(const uint8_t *p)
 	return le32toh(v);
 }
 
-static uint32_t crc(const uint8_t *p, size_t n)
+static void wr32(uint8_t *p, uint32_t v)
 {
-	uLong c = crc32(0L, Z_NULL, 0);
+	v = htole32(v);
+	memcpy(p, &v, 4);
+}
+
+static uint32_t crc_more(uint32_t c, const uint8_t *p, size_t n)
+{
 	/* zlib takes uInt lengths: feed large spans in pieces. */
 	while (n) {
 		uInt chunk = n > (1u << 30) ? (1u << 30) : (uInt)n;
-		c = crc32(c, p, chunk);
+		c = (uint32_t)crc32(c, p, chunk);
 		p += chunk;
 		n -= chunk;
 	}
-	return (uint32_t)c;
+	return c;
+}
+
+static uint32_t crc(const uint8_t *p, size_t n)
+{
+	return crc_more((uint32_t)crc32(0L, Z_NULL, 0), p, n);
+}
+
+size_t mead_rec_header_size(size_t config_len, size_t meta_len)
+{
+	return MEAD_REC_FIXED_HEADER + config_len + meta_len + 4;
+}
+
+void mead_rec_header_encode(uint8_t *out, const char *config, size_t config_len, const char *meta,
+			    size_t meta_len)
+{
+	size_t hlen = mead_rec_header_size(config_len, meta_len);
+
+	memcpy(out, MEAD_REC_MAGIC, MEAD_REC_MAGIC_LEN);
+	wr32(out + 8, MEAD_REC_VERSION);
+	wr32(out + 12, (uint32_t)hlen);
+	wr32(out + 16, (uint32_t)config_len);
+	wr32(out + 20, (uint32_t)meta_len);
+	if (config_len)
+		memcpy(out + MEAD_REC_FIXED_HEADER, config, config_len);
+	if (meta_len)
+		memcpy(out + MEAD_REC_FIXED_HEADER + config_len, meta, meta_len);
+	wr32(out + hlen - 4, crc(out, hlen - 4));
+}
+
+void mead_rec_frame(const uint8_t *body, size_t len, uint8_t head[MEAD_REC_FRAME_HEAD],
+		    uint8_t tail[MEAD_REC_FRAME_TAIL])
+{
+	wr32(head, MEAD_REC_SYNC);
+	wr32(head + 4, (uint32_t)len);
+	wr32(tail, crc_more(crc(head + 4, 4), body, len));
 }
 
 static enum check check_record(const struct mead_rec_reader *r, uint64_t o, struct mead_rec_record *rec,

@@ -11,6 +11,7 @@
  * from the moment the device acquired the spike's peak sample to the moment
  * the device model received the stimulation command.
  */
+#include <dlfcn.h>
 #include <errno.h>
 #include <sched.h>
 #include <stdio.h>
@@ -18,34 +19,12 @@
 #include <string.h>
 #include <time.h>
 
-int mead_bench_closed_loop(int argc, char **argv);
-
-#if !__has_include(<umockdev.h>)
-/* Built without umockdev: the emulated devices do not exist. */
-int mead_bench_closed_loop(int argc, char **argv)
-{
-	fprintf(stderr, "closed-loop: mead-bench was built without umockdev (libumockdev-dev), "
-			"which emulates the devices\n");
-	return 77;
-}
-#else
 #include <umockdev.h>
 
-#if __has_include("mead-build-config.h")
+#include "bench/bench.h"
 #include "mead-build-config.h"
-#endif
-
-/* The device models live with the driver tests; the bench builds them in. */
-#include "../tests/drivers/siggen.c"
-#include "../tests/drivers/devmodel.c"
-#if __has_include(<comedi.h>)
-#define BENCH_HAVE_COMEDI 1
-#include "../tests/drivers/cmodel.c"
-#else
-#define BENCH_HAVE_COMEDI 0
-#endif
-#include "../tests/drivers/umodel.c"
-#include "../tests/drivers/harness.h"
+#include "tests/lib/devmodel.h"
+#include "tests/lib/harness.h"
 
 struct bench_opts {
 	const char *driver;
@@ -145,14 +124,12 @@ static int run_one(const char *name, void *tb, const struct bench_opts *o, struc
 	}
 	harness_defaults(h, o->period_us);
 	if (strcmp(name, "comedi") == 0) {
-#if BENCH_HAVE_COMEDI
 		snprintf(devnode, sizeof(devnode), "/dev/comedi%d", comedi_minor++);
 		struct cmodel_config cc = { devnode, 64, 2000000, 1100.0, true, false };
 		cm = cmodel_new(tb, &cc, g, err, sizeof(err));
 		if (cm)
 			cmodel_set_realtime(cm, true);
 		harness_set(h, "device", devnode);
-#endif
 	} else {
 		struct umodel_config uc = { 0x1209, (uint16_t)(0x4d45 + usb_devnum), (uint16_t)C, o->rate, 195,
 					    (uint16_t)(o->rate * (uint64_t)o->period_us / 1000000u ? o->rate * (uint64_t)o->period_us / 1000000u : 1),
@@ -198,11 +175,11 @@ static int run_one(const char *name, void *tb, const struct bench_opts *o, struc
 	uint32_t late = 0, next_planted = 0, n_work = 0;
 	double *work_us = calloc(ticks + 1, sizeof(double)), *wake_us = calloc(ticks + 1, sizeof(double));
 	for (uint64_t t = 0; t < ticks; t++) {
-		uint64_t first = harness_first(t, o->period_us, o->rate), next = harness_first(t + 1, o->period_us, o->rate);
+		uint64_t first = mead_tick_first_sample(t, o->period_us * 1000u, o->rate), next = mead_tick_first_sample(t + 1, o->period_us * 1000u, o->rate);
 		/* wake when the tick's last sample has been acquired */
 		uint64_t planned = t0 + next * 1000000000ull / o->rate + 2000;
 		sleep_until(planned);
-		uint64_t woke = devmodel_now_ns();
+		uint64_t woke = mead_now_ns();
 		int sr = h->ops->write_stim(h->state, t, have_pulse ? &pulse : NULL, have_pulse ? 1 : 0);
 		if (have_pulse && sr == 0) {
 			pend[pulse_for].written_tick = t;
@@ -212,7 +189,7 @@ static int run_one(const char *name, void *tb, const struct bench_opts *o, struc
 		struct mead_frame f = { .first_sample = first, .n_samples = (uint32_t)(next - first), .spikes = spk,
 					.spike_capacity = 4096 };
 		r = h->ops->read_frame(h->state, t, &f);
-		uint64_t done_ns = devmodel_now_ns();
+		uint64_t done_ns = mead_now_ns();
 		if (n_work < ticks) {
 			work_us[n_work] = (double)(done_ns - woke) / 1000.0;
 			wake_us[n_work++] = (double)(woke - planned) / 1000.0;
@@ -231,9 +208,9 @@ static int run_one(const char *name, void *tb, const struct bench_opts *o, struc
 				seen[k] = true;
 				/* the tick whose samples hold the spike */
 				uint64_t st = planted[k].sample * 1000000u / ((uint64_t)o->period_us * o->rate);
-				while (st > 0 && harness_first(st, o->period_us, o->rate) > planted[k].sample)
+				while (st > 0 && mead_tick_first_sample(st, o->period_us * 1000u, o->rate) > planted[k].sample)
 					st--;
-				while (harness_first(st + 1, o->period_us, o->rate) <= planted[k].sample)
+				while (mead_tick_first_sample(st + 1, o->period_us * 1000u, o->rate) <= planted[k].sample)
 					st++;
 				pend[n_pend] = (struct pending){ planted[k].sample, st, 0 };
 				pulse = (struct mead_stim_pulse){ .sample = next, .electrode = (uint16_t)((spk[i].electrode + 1) % C),
@@ -249,13 +226,11 @@ static int run_one(const char *name, void *tb, const struct bench_opts *o, struc
 	uint32_t n_rec = 0;
 	uint64_t *rec_ns = calloc(n_written + 1, sizeof(uint64_t));
 	if (cm) {
-#if BENCH_HAVE_COMEDI
 		struct cmodel_stim *cs = calloc(n_written + 1, sizeof(*cs));
 		n_rec = cmodel_stims(cm, cs, n_written);
 		for (uint32_t i = 0; i < n_rec; i++)
 			rec_ns[i] = cs[i].t_ns;
 		free(cs);
-#endif
 	} else {
 		struct umodel_stim *us = calloc(n_written + 1, sizeof(*us));
 		n_rec = umodel_stims(um, us, n_written);
@@ -274,7 +249,7 @@ static int run_one(const char *name, void *tb, const struct bench_opts *o, struc
 		uint64_t acquired = t0 + (pend[i].spike_sample + 1) * 1000000000ull / o->rate;
 		out->us[out->n] = ((double)rec_ns[w] - (double)acquired) / 1000.0;
 		out->ticks[out->n] = (uint32_t)(pend[i].written_tick - pend[i].spike_tick);
-		uint64_t tick_end = t0 + harness_first(pend[i].spike_tick + 1, o->period_us, o->rate) * 1000000000ull / o->rate;
+		uint64_t tick_end = t0 + mead_tick_first_sample(pend[i].spike_tick + 1, o->period_us * 1000u, o->rate) * 1000000000ull / o->rate;
 		out->after_tick_us[out->n] = ((double)rec_ns[w] - (double)tick_end) / 1000.0;
 		out->n++;
 		w++;
@@ -295,9 +270,7 @@ static int run_one(const char *name, void *tb, const struct bench_opts *o, struc
 	free(seen);
 	r = 0;
 done:
-	harness_close(h);
-	if (h->so)
-		dlclose(h->so);
+	harness_unload(h);
 	free(h);
 	/* the device models stay attached to the testbed until it goes */
 	(void)cm;
@@ -342,9 +315,7 @@ int mead_bench_closed_loop(int argc, char **argv)
 		bench_usage(stderr);
 		return 77;
 	}
-#ifdef MEAD_BUILD_ROOT
 	setenv("MEAD_DRIVER_PATH", MEAD_BUILD_ROOT "/drivers", 0);
-#endif
 	/* Like the daemon's loop thread; the testbed's worker thread, which
 	 * answers the emulated devices, inherits it. */
 	struct sched_param sp = { .sched_priority = 50 };
@@ -352,7 +323,7 @@ int mead_bench_closed_loop(int argc, char **argv)
 	UMockdevTestbed *tb = umockdev_testbed_new();
 	const char *names[2];
 	int n = 0;
-	if (strcmp(o.driver, "usb") != 0 && BENCH_HAVE_COMEDI)
+	if (strcmp(o.driver, "usb") != 0)
 		names[n++] = "comedi";
 	if (strcmp(o.driver, "comedi") != 0)
 		names[n++] = "usb";
@@ -398,4 +369,3 @@ int mead_bench_closed_loop(int argc, char **argv)
 	       worst_us_max);
 	return rc;
 }
-#endif

@@ -1,15 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-#include "protocol/idx.h"
+#include "lib/core/idx.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <zlib.h>
+
+#include "lib/core/err.h"
 
 /* The largest file accepted: the 60k MNIST training images are 47 MB. */
 #define IDX_MAX_BYTES (1ull << 30)
@@ -25,18 +26,6 @@ struct mead_idx {
 struct mead_digits {
 	struct mead_idx *images, *labels;
 };
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-	if (!err || err_len == 0)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, err_len, fmt, ap);
-	va_end(ap);
-}
 
 static uint32_t be32(const uint8_t *p)
 {
@@ -56,10 +45,10 @@ static long long read_full(gzFile f, void *buf, size_t len, const char *path, ch
 			const char *msg = gzerror(f, &zerr);
 			if (zerr == Z_ERRNO) {
 				int e = errno ? errno : EIO;
-				set_err(err, err_len, "%s: read error: %s", path, strerror(e));
+				mead_set_err(err, err_len, "%s: read error: %s", path, strerror(e));
 				return -e;
 			}
-			set_err(err, err_len, "%s: corrupt gzip data: %s", path, msg);
+			mead_set_err(err, err_len, "%s: corrupt gzip data: %s", path, msg);
 			return -EBADMSG;
 		}
 		if (n == 0)
@@ -71,7 +60,7 @@ static long long read_full(gzFile f, void *buf, size_t len, const char *path, ch
 		int zerr = Z_OK;
 		gzerror(f, &zerr);
 		if (zerr != Z_OK && zerr != Z_BUF_ERROR && zerr != Z_STREAM_END) {
-			set_err(err, err_len, "%s: corrupt gzip data", path);
+			mead_set_err(err, err_len, "%s: corrupt gzip data", path);
 			return -EBADMSG;
 		}
 	}
@@ -102,20 +91,20 @@ void mead_idx_free(struct mead_idx *idx)
 int mead_idx_new(const char *path, struct mead_idx **ret, char *err, size_t err_len)
 {
 	if (!path || !*path) {
-		set_err(err, err_len, "no IDX file named");
+		mead_set_err(err, err_len, "no IDX file named");
 		return -EINVAL;
 	}
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
-		set_err(err, err_len, "%s: cannot open: %s", path, strerror(e));
+		mead_set_err(err, err_len, "%s: cannot open: %s", path, strerror(e));
 		return -e;
 	}
 	/* gzdopen reads plain files transparently, so one path serves both */
 	gzFile f = gzdopen(fd, "rb");
 	if (!f) {
 		close(fd);
-		set_err(err, err_len, "%s: out of memory opening", path);
+		mead_set_err(err, err_len, "%s: out of memory opening", path);
 		return -ENOMEM;
 	}
 	gzbuffer(f, 1u << 17);
@@ -129,25 +118,25 @@ int mead_idx_new(const char *path, struct mead_idx **ret, char *err, size_t err_
 		goto fail;
 	}
 	if (n < 4) {
-		set_err(err, err_len, "%s: truncated: %lld bytes, shorter than the 4-byte IDX magic", path, n);
+		mead_set_err(err, err_len, "%s: truncated: %lld bytes, shorter than the 4-byte IDX magic", path, n);
 		r = -EBADMSG;
 		goto fail;
 	}
 	if (head[0] != 0 || head[1] != 0 || !type_name(head[2]) || head[3] == 0) {
-		set_err(err, err_len, "%s: not an IDX file: magic %02x%02x%02x%02x, expected 0000TTDD "
+		mead_set_err(err, err_len, "%s: not an IDX file: magic %02x%02x%02x%02x, expected 0000TTDD "
 			"(TT element type 08..0e, DD dimensions)", path, head[0], head[1], head[2], head[3]);
 		r = -EBADMSG;
 		goto fail;
 	}
 	if (head[2] != 0x08) {
-		set_err(err, err_len, "%s: IDX elements of type %s (0x%02x): only unsigned bytes (0x08) are read",
+		mead_set_err(err, err_len, "%s: IDX elements of type %s (0x%02x): only unsigned bytes (0x08) are read",
 			path, type_name(head[2]), head[2]);
 		r = -EPROTONOSUPPORT;
 		goto fail;
 	}
 	uint32_t nd = head[3];
 	if (nd > MEAD_IDX_MAX_DIMS) {
-		set_err(err, err_len, "%s: %u dimensions: at most %u are expected", path, nd, MEAD_IDX_MAX_DIMS);
+		mead_set_err(err, err_len, "%s: %u dimensions: at most %u are expected", path, nd, MEAD_IDX_MAX_DIMS);
 		r = -EBADMSG;
 		goto fail;
 	}
@@ -157,14 +146,14 @@ int mead_idx_new(const char *path, struct mead_idx **ret, char *err, size_t err_
 		goto fail;
 	}
 	if ((size_t)n < 4 * nd) {
-		set_err(err, err_len, "%s: truncated inside the header (%u dimensions announced)", path, nd);
+		mead_set_err(err, err_len, "%s: truncated inside the header (%u dimensions announced)", path, nd);
 		r = -EBADMSG;
 		goto fail;
 	}
 	idx = calloc(1, sizeof(*idx));
 	if (!idx) {
 		r = -ENOMEM;
-		set_err(err, err_len, "%s: out of memory", path);
+		mead_set_err(err, err_len, "%s: out of memory", path);
 		goto fail;
 	}
 	idx->ndims = nd;
@@ -172,7 +161,7 @@ int mead_idx_new(const char *path, struct mead_idx **ret, char *err, size_t err_
 	for (uint32_t i = 0; i < nd; i++) {
 		idx->dims[i] = be32(head + 4 + 4 * i);
 		if (i > 0 && (idx->dims[i] == 0 || idx->dims[i] > IDX_MAX_ITEM_DIM)) {
-			set_err(err, err_len, "%s: dimension %u is %u: expected 1..%u", path, i, idx->dims[i],
+			mead_set_err(err, err_len, "%s: dimension %u is %u: expected 1..%u", path, i, idx->dims[i],
 				IDX_MAX_ITEM_DIM);
 			r = -EBADMSG;
 			goto fail;
@@ -181,7 +170,7 @@ int mead_idx_new(const char *path, struct mead_idx **ret, char *err, size_t err_
 			item *= idx->dims[i];
 		total *= idx->dims[i];
 		if (total > IDX_MAX_BYTES || item > IDX_MAX_BYTES) {
-			set_err(err, err_len, "%s: dimensions announce more than %llu bytes of data", path,
+			mead_set_err(err, err_len, "%s: dimensions announce more than %llu bytes of data", path,
 				(unsigned long long)IDX_MAX_BYTES);
 			r = -EBADMSG;
 			goto fail;
@@ -191,7 +180,7 @@ int mead_idx_new(const char *path, struct mead_idx **ret, char *err, size_t err_
 	idx->data = malloc(total ? (size_t)total : 1);
 	if (!idx->data) {
 		r = -ENOMEM;
-		set_err(err, err_len, "%s: out of memory for %llu bytes", path, total);
+		mead_set_err(err, err_len, "%s: out of memory for %llu bytes", path, total);
 		goto fail;
 	}
 	n = read_full(f, idx->data, (size_t)total, path, err, err_len);
@@ -200,7 +189,7 @@ int mead_idx_new(const char *path, struct mead_idx **ret, char *err, size_t err_
 		goto fail;
 	}
 	if ((unsigned long long)n < total) {
-		set_err(err, err_len, "%s: truncated: the header announces %u items (%llu bytes of data), "
+		mead_set_err(err, err_len, "%s: truncated: the header announces %u items (%llu bytes of data), "
 			"the file holds %lld bytes", path, idx->dims[0], total, n);
 		r = -EBADMSG;
 		goto fail;
@@ -212,7 +201,7 @@ int mead_idx_new(const char *path, struct mead_idx **ret, char *err, size_t err_
 		goto fail;
 	}
 	if (n > 0) {
-		set_err(err, err_len, "%s: bytes after the %llu announced by the header: not one IDX array",
+		mead_set_err(err, err_len, "%s: bytes after the %llu announced by the header: not one IDX array",
 			path, total);
 		r = -EBADMSG;
 		goto fail;
@@ -265,7 +254,7 @@ int mead_digits_new(const char *images_path, const char *labels_path, struct mea
 	if (r < 0)
 		return r;
 	if (im->ndims != 3) {
-		set_err(err, err_len, "%s: %u dimensions: an image file has 3 (count x rows x cols)",
+		mead_set_err(err, err_len, "%s: %u dimensions: an image file has 3 (count x rows x cols)",
 			images_path, im->ndims);
 		mead_idx_free(im);
 		return -EINVAL;
@@ -276,16 +265,16 @@ int mead_digits_new(const char *images_path, const char *labels_path, struct mea
 		return r;
 	}
 	if (lb->ndims != 1) {
-		set_err(err, err_len, "%s: %u dimensions: a label file has 1", labels_path, lb->ndims);
+		mead_set_err(err, err_len, "%s: %u dimensions: a label file has 1", labels_path, lb->ndims);
 		r = -EINVAL;
 	} else if (lb->dims[0] != im->dims[0]) {
-		set_err(err, err_len, "%s holds %u labels but %s holds %u images: not a pair",
+		mead_set_err(err, err_len, "%s holds %u labels but %s holds %u images: not a pair",
 			labels_path, lb->dims[0], images_path, im->dims[0]);
 		r = -EINVAL;
 	}
 	struct mead_digits *d = NULL;
 	if (r == 0 && !(d = calloc(1, sizeof(*d)))) {
-		set_err(err, err_len, "out of memory");
+		mead_set_err(err, err_len, "out of memory");
 		r = -ENOMEM;
 	}
 	if (r < 0) {

@@ -22,7 +22,7 @@
 #include "daemon/histogram.h"
 #include "daemon/loop.h"
 #include "daemon/ring.h"
-#include "tools/bench.h"
+#include "bench/bench.h"
 
 struct figures {
 	bool valid;

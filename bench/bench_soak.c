@@ -22,15 +22,8 @@
 
 #include "mead-build-config.h"
 #include "mead/wire.h"
-#include "tools/bench.h"
-
-static double now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
+#include "bench/bench.h"
+#include "lib/core/time.h"
 
 static long rss_kib(pid_t pid)
 {
@@ -201,18 +194,18 @@ int mead_bench_soak(int argc, char **argv)
 		_exit(127);
 	}
 	struct checker chk = { 0 };
-	double t0 = now_s(), end = t0 + minutes * 60, next_ctl = t0, next_churn = t0 + 1;
+	double t0 = mead_now_s(), end = t0 + minutes * 60, next_ctl = t0, next_churn = t0 + 1;
 	long rss_start = -1, rss_end = -1;
 	uint64_t requests = 0, request_errors = 0, churn = 0;
 	void *churners[4] = { 0 };
 	char reply[1 << 18];
 
-	while (now_s() < end) {
+	while (mead_now_s() < end) {
 		zmq_pollitem_t it = { sub, 0, ZMQ_POLLIN, 0 };
 		if (zmq_poll(&it, 1, 20) > 0)
 			for (int i = 0; i < 256; i++)
 				check_message(&chk, sub);
-		double t = now_s();
+		double t = mead_now_s();
 		if (rss_start < 0 && t - t0 > 2)
 			rss_start = rss_kib(pid);
 		if (t >= next_ctl) {
@@ -262,9 +255,9 @@ int mead_bench_soak(int argc, char **argv)
 		if (churners[k])
 			zmq_close(churners[k]);
 	int st = 0;
-	double dl = now_s() + 30;
+	double dl = mead_now_s() + 30;
 	/* drain what the daemon flushes on its way out */
-	while (waitpid(pid, &st, WNOHANG) != pid && now_s() < dl) {
+	while (waitpid(pid, &st, WNOHANG) != pid && mead_now_s() < dl) {
 		zmq_pollitem_t it = { sub, 0, ZMQ_POLLIN, 0 };
 		if (zmq_poll(&it, 1, 20) > 0)
 			for (int i = 0; i < 256; i++)

@@ -13,11 +13,9 @@
 
 #include <stddef.h>
 
-#include "siggen.h"
+#include "lib/core/time.h"
+#include "tests/lib/siggen.h"
 
-/* Pacing: samples the device has acquired.  Virtual: the caller sets the
- * count.  Real time: counted from the wall clock since streaming began. */
-uint64_t devmodel_now_ns(void);
 
 /* ---- Comedi board ---- */
 

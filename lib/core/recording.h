@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Recording file format (see docs/recording.md) and its reader.
+ * Recording file format (see docs/recording.md): its reader, and the
+ * framing its writer (the daemon's recorder thread) puts around the data.
  *
  * File = header, then records, append-only.  All integers little-endian.
  *   header: "MEADREC\0" | u32 version | u32 header_len | u32 config_len |
@@ -87,3 +88,21 @@ int mead_rec_next(struct mead_rec_reader *r, struct mead_rec_record *ret);
 void mead_rec_rewind(struct mead_rec_reader *r);
 
 const struct mead_rec_stats *mead_rec_stats(const struct mead_rec_reader *r);
+
+/* ---- Writer side ------------------------------------------------------ */
+
+/* Bytes of a header holding config_len bytes of YAML and meta_len of JSON. */
+size_t mead_rec_header_size(size_t config_len, size_t meta_len);
+
+/* Writes the whole header (checksum included) into out, which holds
+ * mead_rec_header_size(config_len, meta_len) bytes. */
+void mead_rec_header_encode(uint8_t *out, const char *config, size_t config_len, const char *meta,
+			    size_t meta_len);
+
+#define MEAD_REC_FRAME_HEAD 8u
+#define MEAD_REC_FRAME_TAIL 4u
+
+/* The bytes that go before (sync word, body length) and after (checksum)
+ * one record body. */
+void mead_rec_frame(const uint8_t *body, size_t len, uint8_t head[MEAD_REC_FRAME_HEAD],
+		    uint8_t tail[MEAD_REC_FRAME_TAIL]);

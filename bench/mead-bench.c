@@ -3,7 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "tools/bench.h"
+#include "bench/bench.h"
 
 struct bench {
 	const char *name;
@@ -13,18 +13,12 @@ struct bench {
 
 static const struct bench benches[] = {
 	{ "loop", mead_bench_loop, "real-time loop wake-up latency and overruns, beside cyclictest" },
-#ifdef HAVE_BENCH_TWIN
 	{ "twin", mead_bench_twin, "digital twin speed: realtime factor of a preset" },
-#endif
-#ifdef HAVE_BENCH_STREAM
 	{ "stream", mead_bench_stream, "spikes/s and raw samples/s through ring and publisher" },
+#ifdef MEAD_BENCH_CLOSED_LOOP
+	{ "closed-loop", mead_bench_closed_loop, "spike-in to stimulation-out latency of the rig drivers" },
 #endif
-#ifdef HAVE_BENCH_CLOSED_LOOP
-	{ "closed-loop", mead_bench_closed_loop, "spike-in to stimulation-out latency on emulated devices" },
-#endif
-#ifdef HAVE_BENCH_SOAK
 	{ "soak", mead_bench_soak, "long run with subscribers and control traffic" },
-#endif
 };
 
 int main(int argc, char **argv)

@@ -15,8 +15,9 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "mead_sim.h"
-#include "tools/bench.h"
+#include "sim/mead_sim.h"
+#include "bench/bench.h"
+#include "lib/core/time.h"
 
 /* splitmix64 stream for the stimulus (the model has its own generator). */
 struct stim_rng { uint64_t x; };
@@ -57,13 +58,6 @@ static long poisson(struct stim_rng *g, double lam)
 		if (log(v) + log(invalpha) - log(a / (us * us) + b) <= -lam + (double)k * loglam - lgamma((double)k + 1.0))
 			return k;
 	}
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 static void usage(void)
@@ -114,14 +108,14 @@ int mead_bench_twin(int argc, char **argv)
 		return 2;
 	}
 	p.stdp = stdp;
-	double t0 = now_s();
+	double t0 = mead_now_s();
 	struct mead_sim *sim;
 	int r = mead_sim_new(&p, &sim);
 	if (r < 0) {
 		fprintf(stderr, "mead-bench twin: %s\n", strerror(-r));
 		return 1;
 	}
-	double t_setup = now_s() - t0;
+	double t_setup = mead_now_s() - t0;
 	uint32_t ne = mead_sim_electrodes(sim);
 	const uint32_t cols = p.electrode_cols, sample_ms = 100;
 	struct stim_rng g = { seed ^ 0x5eed5eed5eedull };
@@ -159,7 +153,7 @@ int mead_bench_twin(int argc, char **argv)
 				}
 			}
 		}
-		double a = now_s();
+		double a = mead_now_s();
 		if (ts == 0) {
 			mead_sim_normalise(sim);
 			mead_sim_reset_state(sim);
@@ -173,7 +167,7 @@ int mead_bench_twin(int argc, char **argv)
 		uint32_t ns;
 		mead_sim_step(sim, &sp, &ns);
 		spikes += ns;
-		wall += now_s() - a;
+		wall += mead_now_s() - a;
 	}
 	double bio = (double)steps * p.dt_ms / 1000.0;
 	struct rusage ru;
