@@ -17,34 +17,20 @@
 
 #include "sim/mead_sim.h"
 #include "bench/bench.h"
+#include "lib/core/rng.h"
 #include "lib/core/time.h"
 
-/* splitmix64 stream for the stimulus (the model has its own generator). */
+/* A splitmix64 stream for the stimulus (the model has its own generator). */
 struct stim_rng { uint64_t x; };
 
-static uint64_t srng_next(struct stim_rng *g)
-{
-	uint64_t z = (g->x += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static double srng_uniform(struct stim_rng *g) { return (double)(srng_next(g) >> 11) * 0x1.0p-53; }
+static double srng_uniform(struct stim_rng *g) { return mead_splitmix64_uniform(&g->x); }
 
 /* Poisson variate: multiplication method for small means, PTRS
  * (Hörmann 1993) for large ones. */
 static long poisson(struct stim_rng *g, double lam)
 {
-	if (lam < 10.0) {
-		double l = exp(-lam), p = 1.0;
-		long k = 0;
-		do {
-			k++;
-			p *= srng_uniform(g);
-		} while (p > l);
-		return k - 1;
-	}
+	if (lam < 10.0)
+		return mead_splitmix64_poisson(&g->x, lam);
 	double slam = sqrt(lam), loglam = log(lam);
 	double b = 0.931 + 2.53 * slam, a = -0.059 + 0.02483 * b;
 	double invalpha = 1.1239 + 1.1328 / (b - 3.4), vr = 0.9277 - 3.6224 / (b - 2.0);

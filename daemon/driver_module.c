@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
+#include "lib/core/parse.h"
 #include "mead-build-config.h"
 
 #define MAX_PARAMS 64
@@ -111,12 +111,13 @@ int mead_driver_param_check(const struct mead_param_spec *spec, const char *valu
 		}
 		return 0;
 	}
-	case MEAD_PARAM_BOOL:
-		if (!strcasecmp(value, "true") || !strcasecmp(value, "false") || !strcasecmp(value, "yes") ||
-		    !strcasecmp(value, "no") || !strcasecmp(value, "on") || !strcasecmp(value, "off"))
+	case MEAD_PARAM_BOOL: {
+		bool b;
+		if (mead_parse_bool(value, &b) == 0)
 			return 0;
-		snprintf(why, why_len, "expected true or false, found \"%s\"", value);
+		snprintf(why, why_len, "expected true or false (or yes/no, on/off), found \"%s\"", value);
 		return -EINVAL;
+	}
 	case MEAD_PARAM_STRING:
 		return 0;
 	}
@@ -167,6 +168,13 @@ static int bind_params(struct mead_driver_module *m, const struct mead_cfg_map *
 				 mark && mark->file ? mark->file : "<driver default>", mark ? mark->line : 0,
 				 mark ? mark->col : 0, specs[j].key, why, specs[j].help ? specs[j].help : "");
 			return -EINVAL;
+		}
+		/* Drivers read booleans with mead_driver_param_bool(): one
+		 * spelling reaches them whatever the file said. */
+		if (specs[j].type == MEAD_PARAM_BOOL) {
+			bool b = false;
+			mead_parse_bool(value, &b);
+			value = b ? "true" : "false";
 		}
 		m->values[j] = strdup(value);
 		if (!m->values[j])

@@ -384,8 +384,9 @@ static void sort_pulses(struct mead_stim_pulse *p, uint32_t n)
 	}
 }
 
-/* One tick; returns false when the loop must end (exit reason set). */
-static bool run_tick(struct mead_loop *l, uint64_t tick)
+/* One tick.  A tick that ends the run sets the exit reason and the stop
+ * flag, which the loop checks before the next one. */
+static void run_tick(struct mead_loop *l, uint64_t tick)
 {
 	const struct mead_driver_ops *ops = l->driver.ops;
 	uint64_t first = mead_tick_first_sample(tick, l->params.period_ns, l->sample_rate_hz);
@@ -485,7 +486,6 @@ static bool run_tick(struct mead_loop *l, uint64_t tick)
 	atomic_store_explicit(&l->stats.sample, first, memory_order_relaxed);
 	atomic_store_explicit(&l->stats.ticks, tick + 1, memory_order_relaxed);
 	stat_add(&l->stats.progress, 1);
-	return true;
 }
 
 static void prefault_stack(size_t bytes)

@@ -50,8 +50,6 @@ enum mead_loop_exit {
 	MEAD_EXIT_MAX_TICKS,         /* configured tick budget used up */
 	MEAD_EXIT_PROTOCOL_DONE,     /* loop.exit_when_done and the protocol finished */
 	MEAD_EXIT_OVERRUN,           /* loop.overrun_fatal and a tick overran */
-	MEAD_EXIT_DRIVER_FAULT,      /* reserved: no driver reports an unrecoverable fault yet */
-	MEAD_EXIT_DEVICE_GONE,       /* reserved: a lost device stops stimulation, the run goes on */
 };
 
 struct mead_loop_params {

@@ -40,7 +40,7 @@ enum {
 	EXIT_USAGE = 1,
 	EXIT_CONFIG = 2,      /* configuration invalid: nothing was touched */
 	EXIT_DRIVER = 3,      /* the driver could not be opened or started */
-	EXIT_RUNTIME = 4,     /* the run ended on a fault (fatal overrun, device gone, driver fault) */
+	EXIT_RUNTIME = 4,     /* the run ended on a fault (fatal overrun, real-time refused under loop.require_rt) */
 	EXIT_INTERNAL = 5,    /* out of memory, thread creation, ... */
 	EXIT_STREAMS = 6,     /* an endpoint could not be bound, the recording not created, subscribers never came */
 };
@@ -127,6 +127,7 @@ struct run {
 	char *overrides[MAX_OVERRIDES];
 	size_t n_overrides;
 	const char *config_path;
+	bool driver_started;          /* start() succeeded: stop() is owed */
 	_Atomic uint64_t protocols_rejected;
 };
 
@@ -190,8 +191,6 @@ static int exit_code_for(int reason)
 {
 	switch (reason) {
 	case MEAD_EXIT_OVERRUN:
-	case MEAD_EXIT_DRIVER_FAULT:
-	case MEAD_EXIT_DEVICE_GONE:
 		return EXIT_RUNTIME;
 	default:
 		return EXIT_OK;
@@ -274,7 +273,9 @@ static int stim_check(void *ctx, const struct mead_command *cmd, char *err, size
 				       cmd->train.pulses, cmd->train.rate_hz, err, len) == MEAD_SAFE ? 0 : -EPERM;
 }
 
-int main(int argc, char **argv)
+/* ---- steps of a run; each returns an exit code, EXIT_OK to go on ------- */
+
+static int parse_args(struct run *r, int argc, char **argv, bool *ret_check, bool *ret_print, bool *ret_done)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
@@ -286,39 +287,39 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	static struct run r;
-	char err[MEAD_CFG_ERR_MAX], warn[1024];
-	bool check = false, print = false;
-	int c, k, code = EXIT_OK;
+	int c;
 
-	mead_log_init("mead");
+	*ret_done = false;
 	while ((c = getopt_long(argc, argv, "c:o:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
-			r.config_path = optarg;
+			r->config_path = optarg;
 			break;
 		case 'o':
-			if (r.n_overrides >= MAX_OVERRIDES) {
+			if (r->n_overrides >= MAX_OVERRIDES) {
 				fprintf(stderr, "mead: more than %d -o overrides\n", MAX_OVERRIDES);
 				return EXIT_USAGE;
 			}
-			r.overrides[r.n_overrides++] = optarg;
+			r->overrides[r->n_overrides++] = optarg;
 			break;
 		case 'C':
-			check = true;
+			*ret_check = true;
 			break;
 		case 'P':
-			print = true;
+			*ret_print = true;
 			break;
 		case 'V':
 			printf("mead %s (driver ABI %u, wire v%u)\n", MEAD_VERSION, MEAD_DRIVER_ABI_VERSION, MEAD_WIRE_VERSION);
+			*ret_done = true;
 			return EXIT_OK;
 		case 'h':
 			usage(stdout);
+			*ret_done = true;
 			return EXIT_OK;
 		case 'K':
 			printf("| key | type | default | meaning |\n|---|---|---|---|\n");
 			print_schema(mead_config_keys, "");
+			*ret_done = true;
 			return EXIT_OK;
 		default:
 			usage(stderr);
@@ -329,360 +330,347 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return EXIT_USAGE;
 	}
+	return EXIT_OK;
+}
 
-	k = mead_config_load(&r.cfg, r.config_path, r.overrides, r.n_overrides, err, sizeof(err));
+static const char *config_name(const struct run *r)
+{
+	return r->config_path ? r->config_path : "<defaults>";
+}
+
+/* Configuration, layout, driver module and key files: everything --check
+ * validates, before any device is touched. */
+static int load_configuration(struct run *r)
+{
+	char err[MEAD_CFG_ERR_MAX];
+	int k;
+
+	k = mead_config_load(&r->cfg, r->config_path, r->overrides, r->n_overrides, err, sizeof(err));
 	if (k < 0) {
 		log_error("%s", err);
-		code = EXIT_CONFIG;
-		goto out;
+		return EXIT_CONFIG;
 	}
-	k = mead_layout_build(&r.cfg, &r.layout, err, sizeof(err));
+	k = mead_layout_build(&r->cfg, &r->layout, err, sizeof(err));
 	if (k < 0) {
-		log_error("%s: %s", r.config_path ? r.config_path : "<defaults>", err);
-		code = EXIT_CONFIG;
-		goto out;
+		log_error("%s: %s", config_name(r), err);
+		return EXIT_CONFIG;
 	}
-	k = mead_driver_module_load(r.cfg.driver.name, r.cfg.driver.path, &r.cfg.driver.options, &r.d.module, err,
+	k = mead_driver_module_load(r->cfg.driver.name, r->cfg.driver.path, &r->cfg.driver.options, &r->d.module, err,
 				    sizeof(err));
 	if (k < 0) {
 		log_error("%s", err);
-		code = EXIT_CONFIG;
-		goto out;
+		return EXIT_CONFIG;
 	}
-	/* Key files are part of the configuration: a bad one stops the daemon
-	 * here, before any device is opened, and --check reports it too. */
-	if (r.cfg.streams.curve.streams && !r.cfg.streams.curve.enabled) {
-		log_error("%s: streams.curve.streams needs streams.curve.enabled",
-			  r.config_path ? r.config_path : "<defaults>");
-		code = EXIT_CONFIG;
-		goto out;
+	if (r->cfg.streams.curve.streams && !r->cfg.streams.curve.enabled) {
+		log_error("%s: streams.curve.streams needs streams.curve.enabled", config_name(r));
+		return EXIT_CONFIG;
 	}
-	if (r.cfg.streams.curve.enabled) {
+	if (r->cfg.streams.curve.enabled) {
 		struct mead_auth_params ap = {
-			.server_secret_key_file = r.cfg.streams.curve.server_secret_key_file,
-			.authorized_keys_file = r.cfg.streams.curve.authorized_keys_file,
+			.server_secret_key_file = r->cfg.streams.curve.server_secret_key_file,
+			.authorized_keys_file = r->cfg.streams.curve.authorized_keys_file,
 			.log = stream_log,
 		};
 		if (!*ap.server_secret_key_file || !*ap.authorized_keys_file) {
 			log_error("%s: streams.curve.enabled needs streams.curve.server_secret_key_file and "
-				  "streams.curve.authorized_keys_file", r.config_path ? r.config_path : "<defaults>");
-			code = EXIT_CONFIG;
-			goto out;
+				  "streams.curve.authorized_keys_file", config_name(r));
+			return EXIT_CONFIG;
 		}
-		k = mead_auth_new(&ap, &r.d.auth, err, sizeof(err));
+		k = mead_auth_new(&ap, &r->d.auth, err, sizeof(err));
 		if (k < 0) {
 			log_error("streams.curve: %s", err);
-			code = EXIT_CONFIG;
-			goto out;
+			return EXIT_CONFIG;
 		}
 	}
-	r.d.config = &r.cfg;
-	r.d.config_path = r.config_path;
-	r.d.layout = &r.layout.view;
-	r.d.driver.ops = mead_driver_module_ops(r.d.module);
-	r.d.protocol_data_dir = mead_config_data_dir();
+	r->d.config = &r->cfg;
+	r->d.config_path = r->config_path;
+	r->d.layout = &r->layout.view;
+	r->d.driver.ops = mead_driver_module_ops(r->d.module);
+	r->d.protocol_data_dir = mead_config_data_dir();
+	return EXIT_OK;
+}
 
-	if (check) {
-		printf("%s: valid (driver \"%s\" from %s, %u electrodes, period %u us, %s clock)\n",
-		       r.config_path ? r.config_path : "<defaults>", r.cfg.driver.name,
-		       mead_driver_module_path(r.d.module), r.layout.view.count, r.cfg.loop.period_us,
-		       r.cfg.loop.clock == MEAD_CLOCK_VIRTUAL ? "virtual" : "realtime");
-		if (print)
-			print_keys(mead_config_keys, &r.cfg, "");
-		goto out;
+static int open_driver(struct run *r)
+{
+	char err[MEAD_CFG_ERR_MAX];
+	size_t n_params;
+	const struct mead_driver_param *params = mead_driver_module_params(r->d.module, &n_params);
+	struct mead_driver_config dc = {
+		.abi_version = MEAD_DRIVER_ABI_VERSION,
+		.period_us = r->cfg.loop.period_us,
+		.period_ns = r->cfg.loop.period_us * 1000u,
+		.seed = r->cfg.driver.seed,
+		.virtual_clock = r->cfg.loop.clock == MEAD_CLOCK_VIRTUAL,
+		.want_raw = r->cfg.streams.raw,
+		.layout = &r->layout.view,
+		.params = params,
+		.n_params = n_params,
+	};
+	int k;
+
+	err[0] = '\0';
+	k = r->d.driver.ops->open(&dc, &r->d.driver.state, err, sizeof(err));
+	if (k < 0) {
+		log_error("driver %s: open failed: %s (%s)", r->cfg.driver.name, err[0] ? err : "no detail",
+			  strerror(-k));
+		r->d.driver.state = NULL;
+		return EXIT_DRIVER;
 	}
+	k = r->d.driver.ops->get_caps(r->d.driver.state, &r->d.driver.caps);
+	if (k < 0 || r->d.driver.caps.sample_rate_hz == 0) {
+		log_error("driver %s: no capabilities (%s)", r->cfg.driver.name, strerror(k < 0 ? -k : EINVAL));
+		return EXIT_DRIVER;
+	}
+	if (r->d.driver.caps.electrode_count > r->layout.view.count) {
+		log_error("%s: layout: driver %s reports %u electrodes but the layout has %u", config_name(r),
+			  r->cfg.driver.name, r->d.driver.caps.electrode_count, r->layout.view.count);
+		return EXIT_CONFIG;
+	}
+	return EXIT_OK;
+}
 
-	/* ---- driver ---- */
-	{
-		size_t n_params;
-		const struct mead_driver_param *params = mead_driver_module_params(r.d.module, &n_params);
-		struct mead_driver_config dc = {
-			.abi_version = MEAD_DRIVER_ABI_VERSION,
-			.period_us = r.cfg.loop.period_us,
-			.period_ns = r.cfg.loop.period_us * 1000u,
-			.seed = r.cfg.driver.seed,
-			.virtual_clock = r.cfg.loop.clock == MEAD_CLOCK_VIRTUAL,
-			.want_raw = r.cfg.streams.raw,
-			.layout = &r.layout.view,
-			.params = params,
-			.n_params = n_params,
+/* The safety layer, the output ring and the loop, all preallocated. */
+static int build_loop(struct run *r)
+{
+	struct mead_safety_limits lim = {
+		.max_amplitude_ua = r->cfg.safety.max_amplitude_ua,
+		.max_phase_us = r->cfg.safety.max_phase_us,
+		.max_interphase_us = r->cfg.safety.max_interphase_us,
+		.max_charge_nc = r->cfg.safety.max_charge_nc,
+		.max_rate_hz = r->cfg.safety.max_rate_hz,
+		.rate_window_ms = r->cfg.safety.rate_window_ms,
+		.min_interval_us = r->cfg.safety.min_interval_us,
+		.max_duty_cycle = r->cfg.safety.max_duty_cycle,
+		.max_train_pulses = r->cfg.safety.max_train_pulses,
+	};
+	int k = mead_safety_new(&lim, &r->layout.view, &r->d.driver.caps, r->d.driver.caps.sample_rate_hz, &r->d.safety);
+	if (k < 0) {
+		log_error("safety layer: %s", strerror(-k));
+		return EXIT_INTERNAL;
+	}
+	k = mead_ring_new((size_t)r->cfg.loop.ring_kib * 1024, &r->d.out_ring);
+	if (k < 0) {
+		log_error("output ring: %s", strerror(-k));
+		return EXIT_INTERNAL;
+	}
+	uint32_t period_ns = r->cfg.loop.period_us * 1000u;
+	uint64_t samples_per_tick = mead_tick_first_sample(1, period_ns, r->d.driver.caps.sample_rate_hz) + 1;
+	uint32_t spike_cap = r->cfg.loop.spike_capacity;
+	if (!spike_cap)
+		spike_cap = r->d.driver.caps.max_spikes_per_tick_hint;
+	if (!spike_cap)
+		spike_cap = (uint32_t)(samples_per_tick * r->layout.view.count + 64);
+	struct mead_loop_params lp = {
+		.period_ns = period_ns,
+		.virtual_clock = r->cfg.loop.clock == MEAD_CLOCK_VIRTUAL,
+		.rt_priority = (int)r->cfg.loop.priority,
+		/* before the streams' threads exist, so they inherit the
+		 * affinity that keeps them off the loop's CPU */
+		.cpu = mead_loop_pick_cpu((int)r->cfg.loop.cpu, true),
+		.lock_memory = r->cfg.loop.lock_memory,
+		.overrun_fatal = r->cfg.loop.overrun_fatal,
+		.exit_when_done = r->cfg.loop.exit_when_done,
+		.max_ticks = r->cfg.loop.duration_s > 0 ? (uint64_t)llround(r->cfg.loop.duration_s * 1e9 / period_ns) : 0,
+		.spike_capacity = spike_cap,
+		.stim_capacity = r->cfg.loop.stim_capacity,
+		.want_raw = r->cfg.streams.raw,
+	};
+	k = mead_loop_new(&lp, &r->d.driver, &r->layout.view, r->d.out_ring, r->d.safety, &r->d.loop);
+	if (k < 0) {
+		log_error("loop: %s", strerror(-k));
+		return EXIT_INTERNAL;
+	}
+	return EXIT_OK;
+}
+
+/* Access control, the recording, the publisher and the control socket
+ * (created, bound; their threads start later). */
+static int open_streams(struct run *r)
+{
+	static char meta[1 << 16], effective[1 << 18];
+	char err[MEAD_CFG_ERR_MAX];
+	void *auth_ctx = NULL;
+	const uint8_t *secret = NULL;
+	int k;
+
+	if (r->d.auth) {
+		k = mead_auth_start(r->d.auth, err, sizeof(err));
+		if (k < 0) {
+			log_error("streams.curve: %s", err);
+			return EXIT_STREAMS;
+		}
+		auth_ctx = mead_auth_zmq_ctx(r->d.auth);
+		secret = mead_auth_server_secret(r->d.auth);
+		log_notice("access control: CURVE on control%s, %zu authorised key%s, server public key %s",
+			   r->cfg.streams.curve.streams ? " and streams" : "", mead_auth_key_count(r->d.auth),
+			   mead_auth_key_count(r->d.auth) == 1 ? "" : "s", mead_auth_server_public_z85(r->d.auth));
+	}
+	if (!r->cfg.streams.curve.enabled && !mead_auth_endpoint_is_local(r->cfg.streams.control))
+		log_warning("streams.control %s is reachable from other machines and streams.curve is off: "
+			    "anyone who can connect can stimulate", r->cfg.streams.control);
+	if (!r->cfg.streams.curve.streams && !mead_auth_endpoint_is_local(r->cfg.streams.pub))
+		log_warning("streams.pub %s is reachable from other machines without authentication", r->cfg.streams.pub);
+	if (r->cfg.recording.enabled) {
+		/* The recording carries the configuration as it was applied,
+		 * overrides included, so a run can be reproduced from its file. */
+		int cl = mead_cfg_format(mead_config_keys, &r->cfg, "", effective, sizeof(effective));
+		mead_status_recording_meta(&r->d, meta, sizeof(meta));
+		struct mead_recorder_params rp = {
+			.path = r->cfg.recording.path, .overwrite = r->cfg.recording.overwrite,
+			.config_text = cl > 0 ? effective : NULL, .config_len = cl > 0 ? (size_t)cl : 0,
+			.meta_json = meta, .fsync_interval_ms = r->cfg.recording.fsync_interval_ms,
+			.ring_bytes = (size_t)r->cfg.recording.ring_kib * 1024, .log = stream_log,
 		};
+		k = mead_recorder_new(&rp, &r->d.recorder, err, sizeof(err));
+		if (k < 0) {
+			log_error("recording.path: %s", err);
+			return EXIT_STREAMS;
+		}
+	}
+	struct mead_publisher_params pp = {
+		.endpoint = r->cfg.streams.pub, .virtual_clock = r->cfg.loop.clock == MEAD_CLOCK_VIRTUAL,
+		.raw = r->cfg.streams.raw, .wait_subscribers = r->cfg.streams.wait_subscribers,
+		.sndhwm = (int)r->cfg.streams.sndhwm, .status_interval_ms = r->cfg.streams.status_interval_ms,
+		.log = stream_log,
+		.zmq_ctx = r->cfg.streams.curve.streams ? auth_ctx : NULL,
+		.curve_secret_key = r->cfg.streams.curve.streams ? secret : NULL,
+	};
+	k = mead_publisher_new(&pp, r->d.out_ring, r->d.recorder, mead_status_json_cb, &r->d, &r->d.publisher, err,
+			       sizeof(err));
+	if (k < 0) {
+		log_error("streams.pub: %s", err);
+		return EXIT_STREAMS;
+	}
+	struct mead_control_params cp = {
+		.endpoint = r->cfg.streams.control,
+		.limits = {
+			.max_amplitude_ua = (float)r->cfg.safety.max_amplitude_ua,
+			.max_phase_us = r->cfg.safety.max_phase_us,
+			.max_interphase_us = r->cfg.safety.max_interphase_us,
+			.max_pulses = r->cfg.safety.max_train_pulses,
+			.max_rate_hz = r->cfg.safety.max_rate_hz,
+			.max_charge_nc = r->cfg.safety.max_charge_nc,
+		},
+		.stim_check = stim_check, .stim_check_ctx = r,
+		.make_protocol = make_protocol, .protocol_ctx = r,
+		.status_json = mead_status_json_cb, .status_ctx = &r->d, .log = stream_log,
+		.zmq_ctx = auth_ctx, .curve_secret_key = secret,
+	};
+	k = mead_control_new(&cp, &r->d, true, &r->d.control, err, sizeof(err));
+	if (k < 0) {
+		log_error("streams.control: %s", err);
+		return EXIT_STREAMS;
+	}
+	return EXIT_OK;
+}
+
+static int autostart_protocol(struct run *r)
+{
+	char err[MEAD_CFG_ERR_MAX];
+
+	if (!r->cfg.protocol.autostart || !*r->cfg.protocol.autostart)
+		return EXIT_OK;
+	int index = make_protocol(r, r->cfg.protocol.autostart, &r->autostart, err, sizeof(err));
+	if (index < 0) {
+		log_error("%s: protocol.autostart: %s: %s", config_name(r), r->cfg.protocol.autostart, err);
+		return EXIT_CONFIG;
+	}
+	struct mead_command cmd = { .type = MEAD_CMD_START_PROTOCOL, .start = { r->autostart, index } };
+	if (mead_loop_submit(r->d.loop, &cmd) < 0)
+		return EXIT_INTERNAL;
+	r->autostart = NULL;   /* the loop owns it now */
+	return EXIT_OK;
+}
+
+/* Driver start, stream threads, subscribers, then the loop: ticks from here. */
+static int start_run(struct run *r)
+{
+	char err[MEAD_CFG_ERR_MAX], warn[1024];
+	int k;
+
+	if (r->d.driver.ops->start) {
 		err[0] = '\0';
-		k = r.d.driver.ops->open(&dc, &r.d.driver.state, err, sizeof(err));
+		k = r->d.driver.ops->start(r->d.driver.state, err, sizeof(err));
 		if (k < 0) {
-			log_error("driver %s: open failed: %s (%s)", r.cfg.driver.name, err[0] ? err : "no detail",
+			log_error("driver %s: start failed: %s (%s)", r->cfg.driver.name, err[0] ? err : "no detail",
 				  strerror(-k));
-			r.d.driver.state = NULL;
-			code = EXIT_DRIVER;
-			goto out;
-		}
-		k = r.d.driver.ops->get_caps(r.d.driver.state, &r.d.driver.caps);
-		if (k < 0 || r.d.driver.caps.sample_rate_hz == 0) {
-			log_error("driver %s: no capabilities (%s)", r.cfg.driver.name, strerror(k < 0 ? -k : EINVAL));
-			code = EXIT_DRIVER;
-			goto out;
-		}
-		if (r.d.driver.caps.electrode_count > r.layout.view.count) {
-			log_error("%s: layout: driver %s reports %u electrodes but the layout has %u",
-				  r.config_path ? r.config_path : "<defaults>", r.cfg.driver.name,
-				  r.d.driver.caps.electrode_count, r.layout.view.count);
-			code = EXIT_CONFIG;
-			goto out;
+			return EXIT_DRIVER;
 		}
 	}
-
-	/* ---- safety, ring, loop ---- */
-	{
-		struct mead_safety_limits lim = {
-			.max_amplitude_ua = r.cfg.safety.max_amplitude_ua,
-			.max_phase_us = r.cfg.safety.max_phase_us,
-			.max_interphase_us = r.cfg.safety.max_interphase_us,
-			.max_charge_nc = r.cfg.safety.max_charge_nc,
-			.max_rate_hz = r.cfg.safety.max_rate_hz,
-			.rate_window_ms = r.cfg.safety.rate_window_ms,
-			.min_interval_us = r.cfg.safety.min_interval_us,
-			.max_duty_cycle = r.cfg.safety.max_duty_cycle,
-			.max_train_pulses = r.cfg.safety.max_train_pulses,
-		};
-		k = mead_safety_new(&lim, &r.layout.view, &r.d.driver.caps, r.d.driver.caps.sample_rate_hz, &r.d.safety);
-		if (k < 0) {
-			log_error("safety layer: %s", strerror(-k));
-			code = EXIT_INTERNAL;
-			goto out;
-		}
-		k = mead_ring_new((size_t)r.cfg.loop.ring_kib * 1024, &r.d.out_ring);
-		if (k < 0) {
-			log_error("output ring: %s", strerror(-k));
-			code = EXIT_INTERNAL;
-			goto out;
-		}
-		uint32_t period_ns = r.cfg.loop.period_us * 1000u;
-		uint64_t samples_per_tick = mead_tick_first_sample(1, period_ns, r.d.driver.caps.sample_rate_hz) + 1;
-		uint32_t spike_cap = r.cfg.loop.spike_capacity;
-		if (!spike_cap)
-			spike_cap = r.d.driver.caps.max_spikes_per_tick_hint;
-		if (!spike_cap)
-			spike_cap = (uint32_t)(samples_per_tick * r.layout.view.count + 64);
-		struct mead_loop_params lp = {
-			.period_ns = period_ns,
-			.virtual_clock = r.cfg.loop.clock == MEAD_CLOCK_VIRTUAL,
-			.rt_priority = (int)r.cfg.loop.priority,
-			/* before the streams' threads exist, so they inherit the
-			 * affinity that keeps them off the loop's CPU */
-			.cpu = mead_loop_pick_cpu((int)r.cfg.loop.cpu, true),
-			.lock_memory = r.cfg.loop.lock_memory,
-			.overrun_fatal = r.cfg.loop.overrun_fatal,
-			.exit_when_done = r.cfg.loop.exit_when_done,
-			.max_ticks = r.cfg.loop.duration_s > 0 ?
-				(uint64_t)llround(r.cfg.loop.duration_s * 1e9 / period_ns) : 0,
-			.spike_capacity = spike_cap,
-			.stim_capacity = r.cfg.loop.stim_capacity,
-			.want_raw = r.cfg.streams.raw,
-		};
-		k = mead_loop_new(&lp, &r.d.driver, &r.layout.view, r.d.out_ring, r.d.safety, &r.d.loop);
-		if (k < 0) {
-			log_error("loop: %s", strerror(-k));
-			code = EXIT_INTERNAL;
-			goto out;
-		}
-	}
-
-	/* ---- streams ---- */
-	{
-		static char meta[1 << 16], effective[1 << 18];
-		void *auth_ctx = NULL;
-		const uint8_t *secret = NULL;
-		if (r.d.auth) {
-			k = mead_auth_start(r.d.auth, err, sizeof(err));
-			if (k < 0) {
-				log_error("streams.curve: %s", err);
-				code = EXIT_STREAMS;
-				goto out;
-			}
-			auth_ctx = mead_auth_zmq_ctx(r.d.auth);
-			secret = mead_auth_server_secret(r.d.auth);
-			log_notice("access control: CURVE on control%s, %zu authorised key%s, server public key %s",
-				   r.cfg.streams.curve.streams ? " and streams" : "", mead_auth_key_count(r.d.auth),
-				   mead_auth_key_count(r.d.auth) == 1 ? "" : "s", mead_auth_server_public_z85(r.d.auth));
-		}
-		if (!r.cfg.streams.curve.enabled && !mead_auth_endpoint_is_local(r.cfg.streams.control))
-			log_warning("streams.control %s is reachable from other machines and streams.curve is off: "
-				    "anyone who can connect can stimulate", r.cfg.streams.control);
-		if (!r.cfg.streams.curve.streams && !mead_auth_endpoint_is_local(r.cfg.streams.pub))
-			log_warning("streams.pub %s is reachable from other machines without authentication",
-				    r.cfg.streams.pub);
-		if (r.cfg.recording.enabled) {
-			/* The recording carries the configuration as it was applied,
-			 * overrides included, so a run can be reproduced from its file. */
-			int cl = mead_cfg_format(mead_config_keys, &r.cfg, "", effective, sizeof(effective));
-			mead_status_recording_meta(&r.d, meta, sizeof(meta));
-			struct mead_recorder_params rp = {
-				.path = r.cfg.recording.path, .overwrite = r.cfg.recording.overwrite,
-				.config_text = cl > 0 ? effective : NULL, .config_len = cl > 0 ? (size_t)cl : 0,
-				.meta_json = meta, .fsync_interval_ms = r.cfg.recording.fsync_interval_ms,
-				.ring_bytes = (size_t)r.cfg.recording.ring_kib * 1024, .log = stream_log,
-			};
-			k = mead_recorder_new(&rp, &r.d.recorder, err, sizeof(err));
-			if (k < 0) {
-				log_error("recording.path: %s", err);
-				code = EXIT_STREAMS;
-				goto out;
-			}
-		}
-		struct mead_publisher_params pp = {
-			.endpoint = r.cfg.streams.pub, .virtual_clock = r.cfg.loop.clock == MEAD_CLOCK_VIRTUAL,
-			.raw = r.cfg.streams.raw, .wait_subscribers = r.cfg.streams.wait_subscribers,
-			.sndhwm = (int)r.cfg.streams.sndhwm, .status_interval_ms = r.cfg.streams.status_interval_ms,
-			.log = stream_log,
-			.zmq_ctx = r.cfg.streams.curve.streams ? auth_ctx : NULL,
-			.curve_secret_key = r.cfg.streams.curve.streams ? secret : NULL,
-		};
-		k = mead_publisher_new(&pp, r.d.out_ring, r.d.recorder, mead_status_json_cb, &r.d, &r.d.publisher, err,
-				       sizeof(err));
-		if (k < 0) {
-			log_error("streams.pub: %s", err);
-			code = EXIT_STREAMS;
-			goto out;
-		}
-		struct mead_control_params cp = {
-			.endpoint = r.cfg.streams.control,
-			.limits = {
-				.max_amplitude_ua = (float)r.cfg.safety.max_amplitude_ua,
-				.max_phase_us = r.cfg.safety.max_phase_us,
-				.max_interphase_us = r.cfg.safety.max_interphase_us,
-				.max_pulses = r.cfg.safety.max_train_pulses,
-				.max_rate_hz = r.cfg.safety.max_rate_hz,
-				.max_charge_nc = r.cfg.safety.max_charge_nc,
-			},
-			.stim_check = stim_check, .stim_check_ctx = &r,
-			.make_protocol = make_protocol, .protocol_ctx = &r,
-			.status_json = mead_status_json_cb, .status_ctx = &r.d, .log = stream_log,
-			.zmq_ctx = auth_ctx, .curve_secret_key = secret,
-		};
-		k = mead_control_new(&cp, &r.d, true, &r.d.control, err, sizeof(err));
-		if (k < 0) {
-			log_error("streams.control: %s", err);
-			code = EXIT_STREAMS;
-			goto out;
-		}
-	}
-
-	/* ---- protocol to run at start ---- */
-	if (r.cfg.protocol.autostart && *r.cfg.protocol.autostart) {
-		int index = make_protocol(&r, r.cfg.protocol.autostart, &r.autostart, err, sizeof(err));
-		if (index < 0) {
-			log_error("%s: protocol.autostart: %s: %s", r.config_path ? r.config_path : "<defaults>",
-				  r.cfg.protocol.autostart, err);
-			code = EXIT_CONFIG;
-			goto out;
-		}
-		struct mead_command cmd = { .type = MEAD_CMD_START_PROTOCOL, .start = { r.autostart, index } };
-		k = mead_loop_submit(r.d.loop, &cmd);
-		if (k < 0) {
-			code = EXIT_INTERNAL;
-			goto out;
-		}
-		r.autostart = NULL;   /* the loop owns it now */
-	}
-
-	/* ---- signals: only the main thread takes them ---- */
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
-
-	if (r.d.driver.ops->start) {
-		err[0] = '\0';
-		k = r.d.driver.ops->start(r.d.driver.state, err, sizeof(err));
-		if (k < 0) {
-			log_error("driver %s: start failed: %s (%s)", r.cfg.driver.name, err[0] ? err : "no detail",
-				  strerror(-k));
-			code = EXIT_DRIVER;
-			goto out;
-		}
-	}
-
-	if ((r.d.recorder && (k = mead_recorder_start(r.d.recorder)) < 0) ||
-	    (k = mead_publisher_start(r.d.publisher)) < 0 || (k = mead_control_start(r.d.control)) < 0) {
+	r->driver_started = true;
+	if ((r->d.recorder && (k = mead_recorder_start(r->d.recorder)) < 0) ||
+	    (k = mead_publisher_start(r->d.publisher)) < 0 || (k = mead_control_start(r->d.control)) < 0) {
 		log_error("streams: cannot start their threads: %s", strerror(-k));
-		code = EXIT_INTERNAL;
-		goto stop_driver;
+		return EXIT_INTERNAL;
 	}
-	if (r.cfg.streams.wait_subscribers > 0) {
-		log_notice("waiting for %u subscriber%s on %s", r.cfg.streams.wait_subscribers,
-			   r.cfg.streams.wait_subscribers > 1 ? "s" : "", mead_publisher_endpoint(r.d.publisher));
-		k = mead_publisher_wait_subscribers(r.d.publisher, r.cfg.streams.wait_timeout_ms ?
-						    (int)r.cfg.streams.wait_timeout_ms : -1);
+	if (r->cfg.streams.wait_subscribers > 0) {
+		log_notice("waiting for %u subscriber%s on %s", r->cfg.streams.wait_subscribers,
+			   r->cfg.streams.wait_subscribers > 1 ? "s" : "", mead_publisher_endpoint(r->d.publisher));
+		k = mead_publisher_wait_subscribers(r->d.publisher, r->cfg.streams.wait_timeout_ms ?
+						    (int)r->cfg.streams.wait_timeout_ms : -1);
 		if (k < 0) {
 			log_error("streams.wait_subscribers: %u subscriber%s did not come within %u ms",
-				  r.cfg.streams.wait_subscribers, r.cfg.streams.wait_subscribers > 1 ? "s" : "",
-				  r.cfg.streams.wait_timeout_ms);
-			code = EXIT_STREAMS;
-			goto stop_driver;
+				  r->cfg.streams.wait_subscribers, r->cfg.streams.wait_subscribers > 1 ? "s" : "",
+				  r->cfg.streams.wait_timeout_ms);
+			return EXIT_STREAMS;
 		}
 	}
-	{
-		struct timespec rt;
-		clock_gettime(CLOCK_REALTIME, &rt);
-		r.d.started_realtime_ns = (uint64_t)mead_ts_to_ns(&rt);
-	}
-	k = mead_loop_start(r.d.loop, warn, sizeof(warn));
+	r->d.started_realtime_ns = mead_clock_ns(CLOCK_REALTIME);
+	k = mead_loop_start(r->d.loop, warn, sizeof(warn));
 	if (k < 0) {
 		log_error("loop thread: %s", strerror(-k));
-		code = EXIT_INTERNAL;
-		goto stop_driver;
+		return EXIT_INTERNAL;
 	}
 	if (warn[0])
 		log_warning("degraded real-time mode: %s", warn);
 
-	const struct mead_loop_stats *st = mead_loop_stats(r.d.loop);
+	const struct mead_loop_stats *st = mead_loop_stats(r->d.loop);
 	/* Wait until the loop runs: READY means ticks are happening. */
 	for (int i = 0; i < 5000 && atomic_load(&st->state) == MEAD_LOOP_CREATED; i++) {
 		struct timespec ms = { 0, 1000000 };
 		nanosleep(&ms, NULL);
 	}
-	if (r.cfg.loop.require_rt && (!atomic_load(&st->rt_active) || !atomic_load(&st->memory_locked))) {
+	if (r->cfg.loop.require_rt && (!atomic_load(&st->rt_active) || !atomic_load(&st->memory_locked))) {
 		log_error("loop.require_rt is set but SCHED_FIFO or locked memory was refused: stopping");
-		mead_loop_request_stop(r.d.loop);
-		mead_loop_join(r.d.loop);
-		code = EXIT_RUNTIME;
-		goto stop_driver;
+		mead_loop_request_stop(r->d.loop);
+		mead_loop_join(r->d.loop);
+		return EXIT_RUNTIME;
 	}
-	log_notice("running: driver %s, %u electrodes at %u Hz, period %u us, %s clock, %s", r.cfg.driver.name,
-		   r.layout.view.count, r.d.driver.caps.sample_rate_hz, r.cfg.loop.period_us,
-		   r.cfg.loop.clock == MEAD_CLOCK_VIRTUAL ? "virtual" : "realtime",
+	log_notice("running: driver %s, %u electrodes at %u Hz, period %u us, %s clock, %s", r->cfg.driver.name,
+		   r->layout.view.count, r->d.driver.caps.sample_rate_hz, r->cfg.loop.period_us,
+		   r->cfg.loop.clock == MEAD_CLOCK_VIRTUAL ? "virtual" : "realtime",
 		   atomic_load(&st->rt_active) ? "SCHED_FIFO" : "normal priority");
 	mead_notify("READY=1\nSTATUS=running");
+	return EXIT_OK;
+}
 
-	uint64_t wd_usec = r.cfg.daemon.watchdog_ms ? (uint64_t)r.cfg.daemon.watchdog_ms * 1000 :
+/* The main thread while the loop runs: signals, the systemd watchdog and
+ * status line, until a stop is asked for or the loop ends by itself. */
+static void supervise(struct run *r, const sigset_t *sigs)
+{
+	const struct mead_loop_stats *st = mead_loop_stats(r->d.loop);
+	uint64_t wd_usec = r->cfg.daemon.watchdog_ms ? (uint64_t)r->cfg.daemon.watchdog_ms * 1000 :
 		mead_notify_watchdog_usec() / 2;
 	uint64_t last_progress = 0;
-	struct timespec last_ping, last_status, now;
-	clock_gettime(CLOCK_MONOTONIC, &last_ping);
-	last_status = last_ping;
+	uint64_t last_ping = mead_now_ns(), last_status = last_ping;
 
 	for (;;) {
 		struct timespec wait = { 0, 10 * 1000000 };
 		siginfo_t si;
-		int sig = sigtimedwait(&sigs, &si, &wait);
+		int sig = sigtimedwait(sigs, &si, &wait);
 
 		if (sig == SIGTERM || sig == SIGINT) {
 			log_notice("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
 			mead_notify("STOPPING=1\nSTATUS=stopping");
-			break;
+			return;
 		}
 		if (sig == SIGHUP)
-			report_sighup(&r);
-		if (atomic_load(&r.d.stop_requested))
-			break;
-		if (atomic_load(&st->state) == MEAD_LOOP_STOPPED)
-			break;
+			report_sighup(r);
+		if (atomic_load(&r->d.stop_requested) || atomic_load(&st->state) == MEAD_LOOP_STOPPED)
+			return;
 
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (wd_usec && mead_ts_diff_ns(&now, &last_ping) >= (int64_t)wd_usec * 1000) {
+		uint64_t now = mead_now_ns();
+		if (wd_usec && now - last_ping >= wd_usec * 1000) {
 			uint64_t p = atomic_load(&st->progress);
 			/* Ping only while ticks advance: a stuck loop lets systemd act. */
 			if (p != last_progress)
@@ -690,7 +678,7 @@ int main(int argc, char **argv)
 			last_progress = p;
 			last_ping = now;
 		}
-		if (mead_ts_diff_ns(&now, &last_status) >= 1000000000LL) {
+		if (now - last_status >= 1000000000ull) {
 			char status[256];
 			snprintf(status, sizeof(status), "STATUS=ticks=%" PRIu64 " overruns=%" PRIu64 " p99=%.0fus spikes=%" PRIu64,
 				 atomic_load(&st->ticks), atomic_load(&st->overruns),
@@ -699,31 +687,90 @@ int main(int argc, char **argv)
 			last_status = now;
 		}
 	}
+}
 
-	mead_loop_request_stop(r.d.loop);
-	mead_loop_join(r.d.loop);
-	mead_control_stop(r.d.control);
-	mead_publisher_stop(r.d.publisher);
-	mead_recorder_stop(r.d.recorder);
-	code = exit_code_for(atomic_load(&st->exit_reason));
-	log_summary(r.d.loop);
-	if (r.d.driver.ops->describe) {
+/* Loop, control, publisher, recorder: stopped in that order, so every
+ * message the loop produced reaches the streams and the file. */
+static int finish_run(struct run *r)
+{
+	const struct mead_loop_stats *st = mead_loop_stats(r->d.loop);
+
+	mead_loop_request_stop(r->d.loop);
+	mead_loop_join(r->d.loop);
+	mead_control_stop(r->d.control);
+	mead_publisher_stop(r->d.publisher);
+	mead_recorder_stop(r->d.recorder);
+	log_summary(r->d.loop);
+	if (r->d.driver.ops->describe) {
 		char desc[4096];
-		if (r.d.driver.ops->describe(r.d.driver.state, desc, sizeof(desc)) > 0)
+		if (r->d.driver.ops->describe(r->d.driver.state, desc, sizeof(desc)) > 0)
 			log_notice("driver: %s", desc);
 	}
+	return exit_code_for(atomic_load(&st->exit_reason));
+}
 
-stop_driver:
-	if (r.d.driver.ops->stop_outputs)
-		r.d.driver.ops->stop_outputs(r.d.driver.state);
-	if (r.d.driver.ops->stop)
-		r.d.driver.ops->stop(r.d.driver.state);
-out:
-	mead_control_free(r.d.control);
-	mead_publisher_free(r.d.publisher);
+/* Outputs off, acquisition stopped, sockets closed, everything freed. */
+static void release_all(struct run *r)
+{
+	if (r->driver_started) {
+		if (r->d.driver.ops->stop_outputs)
+			r->d.driver.ops->stop_outputs(r->d.driver.state);
+		if (r->d.driver.ops->stop)
+			r->d.driver.ops->stop(r->d.driver.state);
+	}
+	mead_control_free(r->d.control);
+	mead_publisher_free(r->d.publisher);
 	/* After the sockets it vets: its context can only end once they are closed. */
-	mead_auth_free(r.d.auth);
-	mead_recorder_free(r.d.recorder);
-	run_release(&r);
+	mead_auth_free(r->d.auth);
+	mead_recorder_free(r->d.recorder);
+	run_release(r);
+}
+
+int main(int argc, char **argv)
+{
+	static struct run r;
+	bool check = false, print = false, done = false;
+	sigset_t sigs;
+	int code;
+
+	mead_log_init("mead");
+	code = parse_args(&r, argc, argv, &check, &print, &done);
+	if (code != EXIT_OK || done)
+		return code;
+	code = load_configuration(&r);
+	if (code == EXIT_OK && check) {
+		printf("%s: valid (driver \"%s\" from %s, %u electrodes, period %u us, %s clock)\n", config_name(&r),
+		       r.cfg.driver.name, mead_driver_module_path(r.d.module), r.layout.view.count,
+		       r.cfg.loop.period_us, r.cfg.loop.clock == MEAD_CLOCK_VIRTUAL ? "virtual" : "realtime");
+		if (print)
+			print_keys(mead_config_keys, &r.cfg, "");
+		release_all(&r);
+		return EXIT_OK;
+	}
+	if (code == EXIT_OK)
+		code = open_driver(&r);
+	if (code == EXIT_OK)
+		code = build_loop(&r);
+	if (code == EXIT_OK)
+		code = open_streams(&r);
+	if (code == EXIT_OK)
+		code = autostart_protocol(&r);
+
+	/* Only the main thread takes signals: block them before any thread
+	 * starts, so every thread inherits the mask. */
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGTERM);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (code == EXIT_OK)
+		code = start_run(&r);
+	if (code == EXIT_OK) {
+		supervise(&r, &sigs);
+		code = finish_run(&r);
+	}
+	release_all(&r);
 	return code;
 }

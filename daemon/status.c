@@ -41,8 +41,6 @@ static const char *exit_name(int e)
 	case MEAD_EXIT_MAX_TICKS: return "max_ticks";
 	case MEAD_EXIT_PROTOCOL_DONE: return "protocol_done";
 	case MEAD_EXIT_OVERRUN: return "overrun";
-	case MEAD_EXIT_DRIVER_FAULT: return "driver_fault";
-	case MEAD_EXIT_DEVICE_GONE: return "device_gone";
 	}
 	return "unknown";
 }

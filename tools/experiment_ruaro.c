@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/core/rng.h"
 #include "sim/mead_sim.h"
 #include "tools/experiment.h"
 
@@ -53,27 +54,6 @@ struct ruaro_opts {
 	enum cell_set cells;
 	bool json;
 };
-
-static uint64_t rx_next(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static double rx_uniform(uint64_t *x) { return (double)(rx_next(x) >> 11) * 0x1.0p-53; }
-
-static long rx_poisson_small(uint64_t *x, double lam)
-{
-	double l = exp(-lam), p = 1.0;
-	long k = 0;
-	do {
-		k++;
-		p *= rx_uniform(x);
-	} while (p > l);
-	return k - 1;
-}
 
 static void pattern(int which, bool *on, uint32_t rows, uint32_t cols)
 {
@@ -156,7 +136,7 @@ static void tetanus(struct mead_sim *sim, const bool *on, const struct ruaro_opt
 	for (uint32_t b = 0; b < o->blocks; b++) {
 		mead_sim_reset_state(sim);
 		for (uint32_t e = 0; e < ne; e++) {
-			long isi = rx_poisson_small(&rs, 1000.0 / o->rate_hz);
+			long isi = mead_splitmix64_poisson(&rs, 1000.0 / o->rate_hz);
 			next[e] = (isi ? isi : 1) - 1;
 		}
 		for (uint32_t t = 0; t < block; t++) {
@@ -164,7 +144,7 @@ static void tetanus(struct mead_sim *sim, const bool *on, const struct ruaro_opt
 				if (!on[e] || next[e] != (long)t)
 					continue;
 				mead_sim_input(sim, e);
-				long isi = rx_poisson_small(&rs, 1000.0 / o->rate_hz);
+				long isi = mead_splitmix64_poisson(&rs, 1000.0 / o->rate_hz);
 				next[e] += isi ? isi : 1;
 			}
 			const uint32_t *sp;

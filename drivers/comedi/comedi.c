@@ -116,23 +116,6 @@ static int errno_from_comedi(void)
 	return e > 0 && e < 1000 ? e : EIO;
 }
 
-static bool parse_bool(const char *v)
-{
-	return v && (strcmp(v, "true") == 0 || strcmp(v, "1") == 0 || strcmp(v, "yes") == 0);
-}
-
-static long param_l(const struct mead_driver_config *cfg, const char *key)
-{
-	const char *v = mead_driver_param_get(cfg, key);
-	return v ? strtol(v, NULL, 10) : 0;
-}
-
-static double param_d(const struct mead_driver_config *cfg, const char *key)
-{
-	const char *v = mead_driver_param_get(cfg, key);
-	return v ? strtod(v, NULL) : 0;
-}
-
 static void comedi_close_(void *state);
 
 static int find_streaming(comedi_t *dev, int type, unsigned need_flag, long want)
@@ -365,7 +348,7 @@ static int setup_ai_cmd(struct comedi_state *st, char *err, size_t err_len)
 
 static int setup_stim(struct comedi_state *st, const struct mead_driver_config *cfg, char *err, size_t err_len)
 {
-	long ao = param_l(cfg, "ao_subdevice");
+	long ao = mead_driver_param_int(cfg, "ao_subdevice", 0);
 	st->ao_sub = find_streaming(st->dev, COMEDI_SUBD_AO, SDF_CMD_WRITE, ao);
 	if (st->ao_sub < 0) {
 		if (ao >= 0)
@@ -378,14 +361,14 @@ static int setup_stim(struct comedi_state *st, const struct mead_driver_config *
 		snprintf(err, err_len, "comedi: analog-output subdevice %d cannot run buffered commands", st->ao_sub);
 		return -EOPNOTSUPP;
 	}
-	st->ao_channel = (unsigned)param_l(cfg, "ao_channel");
+	st->ao_channel = (unsigned)mead_driver_param_int(cfg, "ao_channel", 0);
 	if ((int)st->ao_channel >= comedi_get_n_channels(st->dev, (unsigned)st->ao_sub)) {
 		snprintf(err, err_len, "comedi: ao_channel %u does not exist", st->ao_channel);
 		return -EINVAL;
 	}
-	st->ao_rate = (uint32_t)param_l(cfg, "ao_rate_hz");
-	st->ua_per_volt = param_d(cfg, "ao_ua_per_volt");
-	st->max_phase_us = (uint32_t)param_l(cfg, "max_phase_us");
+	st->ao_rate = (uint32_t)mead_driver_param_int(cfg, "ao_rate_hz", 0);
+	st->ua_per_volt = mead_driver_param_double(cfg, "ao_ua_per_volt", 0);
+	st->max_phase_us = (uint32_t)mead_driver_param_int(cfg, "max_phase_us", 0);
 	if (pick_range(st->dev, (unsigned)st->ao_sub, 0.001, &st->ao_range, &st->ao_min_v, &st->ao_max_v) < 0) {
 		snprintf(err, err_len, "comedi: the analog output has no bipolar voltage range");
 		return -ERANGE;
@@ -443,7 +426,7 @@ static int setup_stim(struct comedi_state *st, const struct mead_driver_config *
 	if (!st->wave)
 		return -ENOMEM;
 
-	long dio = param_l(cfg, "dio_subdevice");
+	long dio = mead_driver_param_int(cfg, "dio_subdevice", 0);
 	st->dio_sub = dio >= 0 ? (int)dio : comedi_find_subdevice_by_type(st->dev, COMEDI_SUBD_DIO, 0);
 	if (st->dio_sub < 0 || (comedi_get_subdevice_type(st->dev, (unsigned)st->dio_sub) != COMEDI_SUBD_DIO &&
 				comedi_get_subdevice_type(st->dev, (unsigned)st->dio_sub) != COMEDI_SUBD_DO)) {
@@ -471,8 +454,8 @@ static int setup_stim(struct comedi_state *st, const struct mead_driver_config *
 		snprintf(err, err_len, "comedi: %u routing lines cannot address %u electrodes", st->n_route, st->electrodes);
 		return -EINVAL;
 	}
-	st->enable_line = (int)param_l(cfg, "route_enable_line");
-	st->blank_line = (int)param_l(cfg, "blank_line");
+	st->enable_line = (int)mead_driver_param_int(cfg, "route_enable_line", 0);
+	st->blank_line = (int)mead_driver_param_int(cfg, "blank_line", 0);
 	if (st->enable_line >= n_lines || st->blank_line >= n_lines || st->enable_line >= 32 || st->blank_line >= 32) {
 		snprintf(err, err_len, "comedi: route_enable_line or blank_line beyond the %d DIO lines", n_lines);
 		return -EINVAL;
@@ -511,9 +494,9 @@ static int comedi_open_(const struct mead_driver_config *cfg, void **ret_state, 
 		goto fail;
 	}
 	st->fd = comedi_fileno(st->dev);
-	st->rate = (uint32_t)param_l(cfg, "sample_rate_hz");
+	st->rate = (uint32_t)mead_driver_param_int(cfg, "sample_rate_hz", 0);
 	st->period_ns = cfg->period_ns ? cfg->period_ns : cfg->period_us * 1000u;
-	st->amp_gain = param_d(cfg, "amp_gain");
+	st->amp_gain = mead_driver_param_double(cfg, "amp_gain", 0);
 	const char *ov = mead_driver_param_get(cfg, "overflow");
 	if (ov && strcmp(ov, "stop") == 0) {
 		st->overflow_stop = true;
@@ -523,7 +506,7 @@ static int comedi_open_(const struct mead_driver_config *cfg, void **ret_state, 
 		goto fail;
 	}
 
-	long ai = param_l(cfg, "ai_subdevice");
+	long ai = mead_driver_param_int(cfg, "ai_subdevice", 0);
 	st->ai_sub = find_streaming(st->dev, COMEDI_SUBD_AI, SDF_CMD_READ, ai);
 	if (st->ai_sub < 0) {
 		if (ai >= 0)
@@ -561,7 +544,7 @@ static int comedi_open_(const struct mead_driver_config *cfg, void **ret_state, 
 		r = -EINVAL;
 		goto fail;
 	}
-	double want_v = param_d(cfg, "ai_range_v");
+	double want_v = mead_driver_param_double(cfg, "ai_range_v", 0);
 	if (pick_range(st->dev, (unsigned)st->ai_sub, want_v, &st->ai_range, NULL, NULL) < 0) {
 		snprintf(err, err_len, "comedi: no analog-input range covers +-%g V", want_v);
 		r = -ERANGE;
@@ -576,14 +559,14 @@ static int comedi_open_(const struct mead_driver_config *cfg, void **ret_state, 
 	}
 	if ((r = setup_ai_cmd(st, err, err_len)) < 0)
 		goto fail;
-	long kib = param_l(cfg, "buffer_kib");
+	long kib = mead_driver_param_int(cfg, "buffer_kib", 0);
 	if (kib > 0 && comedi_set_buffer_size(st->dev, (unsigned)st->ai_sub, (unsigned)kib * 1024u) < 0) {
 		snprintf(err, err_len, "comedi: cannot set the acquisition buffer to %ld KiB", kib);
 		r = -errno_from_comedi();
 		goto fail;
 	}
 
-	st->stim = parse_bool(mead_driver_param_get(cfg, "stimulate"));
+	st->stim = mead_driver_param_bool(cfg, "stimulate", true);
 	if (st->stim && (r = setup_stim(st, cfg, err, err_len)) < 0)
 		goto fail;
 
@@ -952,7 +935,4 @@ static const struct mead_driver_ops comedi_ops = {
 	.describe = comedi_describe_,
 };
 
-__attribute__((visibility("default"))) const struct mead_driver_ops *mead_driver_entry(void)
-{
-	return &comedi_ops;
-}
+MEAD_DRIVER_EXPORT(comedi_ops)

@@ -10,9 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/core/rng.h"
 #include "mead/driver.h"
 
-#define EXPORT __attribute__((visibility("default")))
 
 struct null_driver {
 	uint32_t electrodes;
@@ -44,19 +44,9 @@ static void hash_bytes(struct null_driver *d, const void *p, size_t n)
 	}
 }
 
-static uint64_t next_rand(struct null_driver *d)
-{
-	/* splitmix64: small, seeded, identical on every platform */
-	uint64_t z = (d->rng += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 static int null_open(const struct mead_driver_config *cfg, void **ret_state, char *err, size_t err_len)
 {
 	struct null_driver *d;
-	const char *v;
 
 	if (!cfg || !cfg->layout || cfg->layout->count == 0) {
 		snprintf(err, err_len, "null: no electrode layout");
@@ -66,12 +56,9 @@ static int null_open(const struct mead_driver_config *cfg, void **ret_state, cha
 	if (!d)
 		return -ENOMEM;
 	d->electrodes = cfg->layout->count;
-	v = mead_driver_param_get(cfg, "sample_rate_hz");
-	d->rate_hz = v ? (uint32_t)strtoul(v, NULL, 0) : 1000;
-	v = mead_driver_param_get(cfg, "spike_rate_hz");
-	d->spike_rate_hz = v ? strtod(v, NULL) : 0;
-	v = mead_driver_param_get(cfg, "raw");
-	d->raw = v && (!strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on"));
+	d->rate_hz = (uint32_t)mead_driver_param_int(cfg, "sample_rate_hz", 1000);
+	d->spike_rate_hz = mead_driver_param_double(cfg, "spike_rate_hz", 0);
+	d->raw = mead_driver_param_bool(cfg, "raw", false);
 	d->rng = cfg->seed;
 	d->traffic_hash = 0xcbf29ce484222325ull;
 	*ret_state = d;
@@ -137,7 +124,7 @@ static int null_read_frame(void *state, uint64_t tick, struct mead_frame *f)
 		uint64_t threshold = (uint64_t)(d->spike_rate_hz / d->rate_hz * 18446744073709551615.0);
 		for (uint32_t s = 0; s < f->n_samples; s++)
 			for (uint32_t e = 0; e < d->electrodes; e++) {
-				if (next_rand(d) >= threshold)
+				if (mead_splitmix64(&d->rng) >= threshold)
 					continue;
 				if (f->n_spikes >= f->spike_capacity) {
 					f->spikes_dropped++;
@@ -154,7 +141,7 @@ static int null_read_frame(void *state, uint64_t tick, struct mead_frame *f)
 	if (f->raw && d->raw) {
 		for (uint32_t s = 0; s < f->n_samples; s++)
 			for (uint32_t c = 0; c < f->raw_channels; c++)
-				f->raw[(size_t)s * f->raw_channels + c] = (int16_t)((int64_t)(next_rand(d) >> 58) - 32);
+				f->raw[(size_t)s * f->raw_channels + c] = (int16_t)((int64_t)(mead_splitmix64(&d->rng) >> 58) - 32);
 		f->raw_samples = f->n_samples;
 	}
 	return 0;
@@ -214,7 +201,4 @@ static const struct mead_driver_ops null_ops = {
 	.describe = null_describe,
 };
 
-EXPORT const struct mead_driver_ops *mead_driver_entry(void)
-{
-	return &null_ops;
-}
+MEAD_DRIVER_EXPORT(null_ops)

@@ -146,8 +146,6 @@ static int replay_open(const struct mead_driver_config *cfg, void **ret_state, c
 {
 	struct replay *r;
 	const char *path = mead_driver_param_get(cfg, "path");
-	const char *loop = mead_driver_param_get(cfg, "loop");
-	const char *speed = mead_driver_param_get(cfg, "speed");
 	int rc;
 
 	if (!path || !*path) {
@@ -158,8 +156,8 @@ static int replay_open(const struct mead_driver_config *cfg, void **ret_state, c
 	if (!r)
 		return -ENOMEM;
 	r->path = strdup(path);
-	r->loop = loop && (strcmp(loop, "true") == 0 || strcmp(loop, "1") == 0 || strcmp(loop, "yes") == 0);
-	r->speed = speed ? strtod(speed, NULL) : 1.0;
+	r->loop = mead_driver_param_bool(cfg, "loop", false);
+	r->speed = mead_driver_param_double(cfg, "speed", 1.0);
 	if (!r->path) {
 		replay_close(r);
 		return -ENOMEM;
@@ -311,7 +309,4 @@ static const struct mead_driver_ops replay_ops = {
 	.describe = replay_describe,
 };
 
-__attribute__((visibility("default"))) const struct mead_driver_ops *mead_driver_entry(void)
-{
-	return &replay_ops;
-}
+MEAD_DRIVER_EXPORT(replay_ops)

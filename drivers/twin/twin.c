@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "mead/driver.h"
+#include "lib/core/err.h"
 #include "sim/mead_sim.h"
 
 #define TWIN_PENDING_MAX 4096u
@@ -75,16 +76,6 @@ static const struct mead_param_spec twin_params[] = {
 	{ NULL, 0, NULL, 0, 0, NULL },
 };
 
-static void seterr(char *err, size_t len, const char *fmt, ...)
-{
-	if (!err || !len)
-		return;
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(err, len, fmt, ap);
-	va_end(ap);
-}
-
 static const char *param(const struct mead_driver_config *cfg, const char *key)
 {
 	const char *v = cfg->params ? mead_driver_param_get(cfg, key) : NULL;
@@ -108,16 +99,11 @@ static int num(const struct mead_driver_config *cfg, const char *key, double lo,
 	while (*end == ' ')
 		end++;
 	if (errno || end == v || *end || !isfinite(d) || d < lo || d > hi) {
-		seterr(err, err_len, "twin: option %s: '%s' is not a number in [%g, %g]", key, v, lo, hi);
+		mead_set_err(err, err_len, "twin: option %s: '%s' is not a number in [%g, %g]", key, v, lo, hi);
 		return -EINVAL;
 	}
 	*out = d;
 	return 0;
-}
-
-static bool truthy(const char *v)
-{
-	return v && (!strcmp(v, "true") || !strcmp(v, "1") || !strcmp(v, "yes") || !strcmp(v, "on"));
 }
 
 static int twin_open(const struct mead_driver_config *cfg, void **ret_state, char *err, size_t err_len)
@@ -125,13 +111,13 @@ static int twin_open(const struct mead_driver_config *cfg, void **ret_state, cha
 	if (!cfg || !ret_state)
 		return -EINVAL;
 	if (cfg->abi_version != MEAD_DRIVER_ABI_VERSION) {
-		seterr(err, err_len, "twin: driver ABI %u, daemon %u", MEAD_DRIVER_ABI_VERSION, cfg->abi_version);
+		mead_set_err(err, err_len, "twin: driver ABI %u, daemon %u", MEAD_DRIVER_ABI_VERSION, cfg->abi_version);
 		return -EPROTO;
 	}
 	struct mead_sim_params p = { .seed = cfg->seed };
 	const char *preset = param(cfg, "preset");
 	if (mead_sim_params_preset(preset, &p) < 0) {
-		seterr(err, err_len, "twin: unknown preset '%s' (bio-240, bio-10140, tsk-240, tsk-10140)", preset);
+		mead_set_err(err, err_len, "twin: unknown preset '%s' (bio-240, bio-10140, tsk-240, tsk-10140)", preset);
 		return -EINVAL;
 	}
 	p.seed = cfg->seed;
@@ -140,7 +126,7 @@ static int twin_open(const struct mead_driver_config *cfg, void **ret_state, cha
 	if ((r = num(cfg, "neurons", 2, 60000, &neurons, err, err_len)) < 0)
 		return r;
 	if (neurons != floor(neurons)) {
-		seterr(err, err_len, "twin: option neurons must be an integer");
+		mead_set_err(err, err_len, "twin: option neurons must be an integer");
 		return -EINVAL;
 	}
 	p.neurons = (uint32_t)neurons;
@@ -170,17 +156,17 @@ static int twin_open(const struct mead_driver_config *cfg, void **ret_state, cha
 			return r;
 		p.has_lower_bound = true;
 	}
-	p.stdp = truthy(param(cfg, "stdp"));
+	p.stdp = mead_driver_param_bool(cfg, "stdp", true);
 
 	uint32_t ne = p.electrode_rows * p.electrode_cols;
 	if (cfg->layout && cfg->layout->count != ne) {
-		seterr(err, err_len, "twin: the layout has %u electrodes, the simulated culture %u (6 x 10 grid)",
+		mead_set_err(err, err_len, "twin: the layout has %u electrodes, the simulated culture %u (6 x 10 grid)",
 		       cfg->layout->count, ne);
 		return -EINVAL;
 	}
 	double rate = 1000.0 / p.dt_ms;
 	if (fabs(rate - nearbyint(rate)) > 1e-9 * rate || rate < 1) {
-		seterr(err, err_len, "twin: dt_ms %g does not give a whole sample rate in Hz", p.dt_ms);
+		mead_set_err(err, err_len, "twin: dt_ms %g does not give a whole sample rate in Hz", p.dt_ms);
 		return -EINVAL;
 	}
 	uint64_t period_ns = cfg->period_ns ? cfg->period_ns : (uint64_t)cfg->period_us * 1000u;
@@ -188,7 +174,7 @@ static int twin_open(const struct mead_driver_config *cfg, void **ret_state, cha
 	if (max_steps == 0)
 		max_steps = 1;
 	if (max_steps * p.neurons > UINT32_MAX) {
-		seterr(err, err_len, "twin: a tick of %llu steps of %u neurons is too long",
+		mead_set_err(err, err_len, "twin: a tick of %llu steps of %u neurons is too long",
 		       (unsigned long long)max_steps, p.neurons);
 		return -EINVAL;
 	}
@@ -198,7 +184,7 @@ static int twin_open(const struct mead_driver_config *cfg, void **ret_state, cha
 		return -ENOMEM;
 	r = mead_sim_new(&p, &t->sim);
 	if (r < 0) {
-		seterr(err, err_len, "twin: cannot build the culture: %s", strerror(-r));
+		mead_set_err(err, err_len, "twin: cannot build the culture: %s", strerror(-r));
 		free(t);
 		return r;
 	}
@@ -210,7 +196,7 @@ static int twin_open(const struct mead_driver_config *cfg, void **ret_state, cha
 					  r == -EPROTONOSUPPORT ? "unsupported format version" :
 					  r == -ESTALE ? "saved from another network (preset, neurons or seed differ)" :
 					  strerror(-r);
-			seterr(err, err_len, "twin: weights_load %s: %s", load, why);
+			mead_set_err(err, err_len, "twin: weights_load %s: %s", load, why);
 			mead_sim_free(t->sim);
 			free(t);
 			return r;
@@ -226,14 +212,14 @@ static int twin_open(const struct mead_driver_config *cfg, void **ret_state, cha
 		slots = 4.0 * (double)mead_sim_snapshot_bytes(t->sim) <= 256.0 * 1024 * 1024 ? 4 : 0;
 	r = mead_sim_snapshots_alloc(t->sim, (uint32_t)slots);
 	if (r < 0) {
-		seterr(err, err_len, "twin: cannot reserve %u weight snapshots: %s", (unsigned)slots, strerror(-r));
+		mead_set_err(err, err_len, "twin: cannot reserve %u weight snapshots: %s", (unsigned)slots, strerror(-r));
 		mead_sim_free(t->sim);
 		free(t);
 		return r;
 	}
 	const char *save = param(cfg, "weights_save");
 	if (save && strlen(save) >= sizeof(t->save_path)) {
-		seterr(err, err_len, "twin: weights_save path too long");
+		mead_set_err(err, err_len, "twin: weights_save path too long");
 		mead_sim_free(t->sim);
 		free(t);
 		return -ENAMETOOLONG;
@@ -455,8 +441,4 @@ static const struct mead_driver_ops twin_ops = {
 	.describe = twin_describe,
 };
 
-__attribute__((visibility("default")))
-const struct mead_driver_ops *mead_driver_entry(void)
-{
-	return &twin_ops;
-}
+MEAD_DRIVER_EXPORT(twin_ops)

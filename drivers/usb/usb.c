@@ -137,12 +137,6 @@ static int errno_from_usb(int r)
 	}
 }
 
-static long param_l(const struct mead_driver_config *cfg, const char *key)
-{
-	const char *v = mead_driver_param_get(cfg, key);
-	return v ? strtol(v, NULL, 0) : 0;
-}
-
 static int get_info(libusb_device_handle *h, int iface, struct dev_info *di)
 {
 	uint8_t b[64];
@@ -389,14 +383,13 @@ static int usb_open_(const struct mead_driver_config *cfg, void **ret_state, cha
 	if (!st)
 		return -ENOMEM;
 	int r;
-	st->vid = (uint16_t)param_l(cfg, "vid");
-	st->pid = (uint16_t)param_l(cfg, "pid");
-	st->iface = (int)param_l(cfg, "interface");
+	st->vid = (uint16_t)mead_driver_param_int(cfg, "vid", 0);
+	st->pid = (uint16_t)mead_driver_param_int(cfg, "pid", 0);
+	st->iface = (int)mead_driver_param_int(cfg, "interface", 0);
 	const char *ser = mead_driver_param_get(cfg, "serial");
 	snprintf(st->serial, sizeof(st->serial), "%s", ser ? ser : "");
-	const char *ra = mead_driver_param_get(cfg, "reattach");
-	st->reattach = ra && strcmp(ra, "true") == 0;
-	st->reattach_ms = (uint32_t)param_l(cfg, "reattach_interval_ms");
+	st->reattach = mead_driver_param_bool(cfg, "reattach", true);
+	st->reattach_ms = (uint32_t)mead_driver_param_int(cfg, "reattach_interval_ms", 0);
 	st->period_ns = cfg->period_ns ? cfg->period_ns : cfg->period_us * 1000u;
 	st->electrodes = cfg->layout ? cfg->layout->count : 0;
 	if (st->electrodes == 0) {
@@ -431,7 +424,7 @@ static int usb_open_(const struct mead_driver_config *cfg, void **ret_state, cha
 	}
 	st->uv_per_count = (float)(st->info.nv_per_count / 1000.0);
 	st->pkt_bytes = PKT_HEADER + (size_t)st->info.spp * st->info.channels * 2;
-	st->n_in = (uint32_t)param_l(cfg, "transfers");
+	st->n_in = (uint32_t)mead_driver_param_int(cfg, "transfers", 0);
 	st->in = calloc(st->n_in, sizeof(*st->in));
 	if (!st->in) {
 		r = -ENOMEM;
@@ -801,7 +794,4 @@ static const struct mead_driver_ops usb_ops = {
 	.describe = usb_describe_,
 };
 
-__attribute__((visibility("default"))) const struct mead_driver_ops *mead_driver_entry(void)
-{
-	return &usb_ops;
-}
+MEAD_DRIVER_EXPORT(usb_ops)

@@ -24,6 +24,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -215,10 +216,16 @@ typedef const struct mead_driver_ops *(*mead_driver_entry_fn)(void);
 /* The one symbol a driver module exports. */
 const struct mead_driver_ops *mead_driver_entry(void);
 
-/* Helpers for drivers reading their validated options. */
+/*
+ * Typed readers of a driver's options.  The daemon has checked every value
+ * against the param table (type and range), applied the defaults, and
+ * written booleans as "true" or "false" whatever the configuration said
+ * (yes, on, True ...), so a driver reads them back with these and nothing
+ * else.  def is returned for a key the table does not declare.
+ */
 static inline const char *mead_driver_param_get(const struct mead_driver_config *cfg, const char *key)
 {
-	for (size_t i = 0; i < cfg->n_params; i++) {
+	for (size_t i = 0; cfg->params && i < cfg->n_params; i++) {
 		const char *a = cfg->params[i].key, *b = key;
 		while (*a && *a == *b) { a++; b++; }
 		if (*a == '\0' && *b == '\0')
@@ -226,6 +233,41 @@ static inline const char *mead_driver_param_get(const struct mead_driver_config 
 	}
 	return NULL;
 }
+
+static inline const char *mead_driver_param_string(const struct mead_driver_config *cfg, const char *key,
+						   const char *def)
+{
+	const char *v = mead_driver_param_get(cfg, key);
+	return v ? v : def;
+}
+
+static inline bool mead_driver_param_bool(const struct mead_driver_config *cfg, const char *key, bool def)
+{
+	const char *v = mead_driver_param_get(cfg, key);
+	if (!v)
+		return def;
+	return v[0] == 't' && v[1] == 'r' && v[2] == 'u' && v[3] == 'e' && v[4] == '\0';
+}
+
+static inline int64_t mead_driver_param_int(const struct mead_driver_config *cfg, const char *key, int64_t def)
+{
+	const char *v = mead_driver_param_get(cfg, key);
+	return v ? (int64_t)strtoll(v, NULL, 0) : def;
+}
+
+static inline double mead_driver_param_double(const struct mead_driver_config *cfg, const char *key, double def)
+{
+	const char *v = mead_driver_param_get(cfg, key);
+	return v ? strtod(v, NULL) : def;
+}
+
+/* How a module exports its entry point (modules are built with hidden
+ * visibility):  MEAD_DRIVER_EXPORT(my_ops)  */
+#define MEAD_DRIVER_EXPORT(ops) \
+	__attribute__((visibility("default"))) const struct mead_driver_ops *mead_driver_entry(void) \
+	{ \
+		return &(ops); \
+	}
 
 #ifdef __cplusplus
 }

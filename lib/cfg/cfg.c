@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/core/parse.h"
 #include "lib/core/utf8.h"
 
 #include <yaml.h>
@@ -459,18 +460,10 @@ static int parse_scalar(struct ctx *c, const struct mead_cfg_key *k, const yaml_
 	s = scalar_text(n);
 
 	switch (k->type) {
-	case MEAD_CFG_BOOL: {
-		static const char *const yes[] = { "true", "yes", "on" };
-		static const char *const no[] = { "false", "no", "off" };
-
-		for (size_t i = 0; i < 3; i++) {
-			if (!strcasecmp(s, yes[i]) || !strcasecmp(s, no[i])) {
-				*(bool *)dst = !strcasecmp(s, yes[i]);
-				return 0;
-			}
-		}
+	case MEAD_CFG_BOOL:
+		if (mead_parse_bool(s, (bool *)dst) == 0)
+			return 0;
 		return fail_expected(c, k, n, m);
-	}
 	case MEAD_CFG_INT: {
 		int64_t v;
 

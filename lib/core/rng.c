@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "lib/core/rng.h"
 
+#include <math.h>
+
 void mead_rng_seed(struct mead_rng *r, uint64_t seed)
 {
 	uint64_t x = seed;
@@ -66,3 +68,15 @@ void mead_rng_shuffle_u32(struct mead_rng *r, uint32_t *v, uint32_t n)
 	}
 }
 
+
+long mead_splitmix64_poisson(uint64_t *x, double lam)
+{
+	double l = exp(-lam), p = 1.0;
+	long k = 0;
+
+	do {
+		k++;
+		p *= mead_splitmix64_uniform(x);
+	} while (p > l);
+	return k - 1;
+}

@@ -17,6 +17,16 @@ static inline uint64_t mead_splitmix64(uint64_t *x)
 	return z ^ (z >> 31);
 }
 
+/* Uniform double in [0, 1) with 53 bits from a splitmix64 stream. */
+static inline double mead_splitmix64_uniform(uint64_t *x)
+{
+	return (double)(mead_splitmix64(x) >> 11) * 0x1.0p-53;
+}
+
+/* Poisson variate of mean lam by Knuth's multiplication method on a
+ * splitmix64 stream: exact, O(lam) draws. */
+long mead_splitmix64_poisson(uint64_t *x, double lam);
+
 struct mead_rng {
 	uint64_t s[4];
 };

@@ -330,16 +330,6 @@ uint64_t mead_sig_blanked_samples(const struct mead_sig *s)
 	return s->blanked;
 }
 
-static double param_d(const struct mead_driver_config *cfg, const char *key, double def)
-{
-	const char *v = mead_driver_param_get(cfg, key);
-	if (!v || !*v)
-		return def;
-	char *end;
-	double d = strtod(v, &end);
-	return *end ? def : d;
-}
-
 int mead_sig_config_from_params(struct mead_sig_config *sc, const struct mead_driver_config *cfg,
 				 bool *blank_all, char *err, size_t err_len)
 {
@@ -357,15 +347,15 @@ int mead_sig_config_from_params(struct mead_sig_config *sc, const struct mead_dr
 		snprintf(err, err_len, "blank_channels: '%s' is not one of all, stimulated", bc);
 		return -EINVAL;
 	}
-	sc->threshold_k = param_d(cfg, "threshold_k", sc->threshold_k);
-	sc->dead_time_us = (uint32_t)param_d(cfg, "dead_time_us", sc->dead_time_us);
-	sc->peak_window_us = (uint32_t)param_d(cfg, "peak_window_us", sc->peak_window_us);
-	sc->noise_window_us = (uint32_t)param_d(cfg, "noise_window_ms", sc->noise_window_us / 1000.0) * 1000u;
-	sc->noise_windows = (uint32_t)param_d(cfg, "noise_windows", sc->noise_windows);
-	sc->noise_percentile = param_d(cfg, "noise_percentile", sc->noise_percentile);
-	sc->warmup_windows = (uint32_t)param_d(cfg, "warmup_windows", sc->warmup_windows);
-	sc->blank_us = (uint32_t)param_d(cfg, "blank_us", sc->blank_us);
-	sc->blank_pre_us = (uint32_t)param_d(cfg, "blank_pre_us", sc->blank_pre_us);
+	sc->threshold_k = mead_driver_param_double(cfg, "threshold_k", sc->threshold_k);
+	sc->dead_time_us = (uint32_t)mead_driver_param_double(cfg, "dead_time_us", sc->dead_time_us);
+	sc->peak_window_us = (uint32_t)mead_driver_param_double(cfg, "peak_window_us", sc->peak_window_us);
+	sc->noise_window_us = (uint32_t)mead_driver_param_double(cfg, "noise_window_ms", sc->noise_window_us / 1000.0) * 1000u;
+	sc->noise_windows = (uint32_t)mead_driver_param_double(cfg, "noise_windows", sc->noise_windows);
+	sc->noise_percentile = mead_driver_param_double(cfg, "noise_percentile", sc->noise_percentile);
+	sc->warmup_windows = (uint32_t)mead_driver_param_double(cfg, "warmup_windows", sc->warmup_windows);
+	sc->blank_us = (uint32_t)mead_driver_param_double(cfg, "blank_us", sc->blank_us);
+	sc->blank_pre_us = (uint32_t)mead_driver_param_double(cfg, "blank_pre_us", sc->blank_pre_us);
 	if (!(sc->threshold_k > 0) || sc->noise_windows == 0 || sc->noise_window_us == 0) {
 		snprintf(err, err_len, "spike detection options out of range");
 		return -EINVAL;

@@ -264,6 +264,50 @@ static void test_overruns_counted_never_rebased(void **state)
 	mead_ring_free(ring);
 }
 
+/* Every spelling the configuration takes for a boolean reaches the driver
+ * as "true" or "false", so a driver reading it with
+ * mead_driver_param_bool() sees what the file said; a value that is no
+ * boolean is refused before the driver is opened. */
+static void test_bool_options_reach_drivers_normalised(void **state)
+{
+	static const struct { const char *text; bool want; } cases[] = {
+		{ "yes", true }, { "on", true }, { "True", true }, { "TRUE", true }, { "true", true },
+		{ "no", false }, { "off", false }, { "False", false }, { "false", false },
+	};
+	char err[512];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mead_driver_module *mod;
+		struct mead_cfg_map opts = { .n = 1 };
+		size_t np;
+		opts.key[0] = "raw";
+		opts.value[0] = (char *)cases[i].text;
+		assert_int_equal(mead_driver_module_load("null", NULL, &opts, &mod, err, sizeof(err)), 0);
+		const struct mead_driver_param *params = mead_driver_module_params(mod, &np);
+		struct mead_driver_config dc = { .abi_version = MEAD_DRIVER_ABI_VERSION, .period_us = 1000,
+						 .period_ns = 1000000, .layout = &layout.view, .params = params,
+						 .n_params = np };
+		assert_string_equal(mead_driver_param_get(&dc, "raw"), cases[i].want ? "true" : "false");
+		assert_int_equal(mead_driver_param_bool(&dc, "raw", !cases[i].want), cases[i].want);
+		/* and the driver itself: raw on means raw channels in its caps */
+		const struct mead_driver_ops *ops = mead_driver_module_ops(mod);
+		struct mead_driver_caps caps;
+		void *st = NULL;
+		assert_int_equal(ops->open(&dc, &st, err, sizeof(err)), 0);
+		assert_int_equal(ops->get_caps(st, &caps), 0);
+		assert_int_equal((caps.flags & MEAD_CAP_RAW) != 0, cases[i].want);
+		ops->close(st);
+		mead_driver_module_free(mod);
+	}
+	struct mead_driver_module *mod = NULL;
+	struct mead_cfg_map opts = { .n = 1 };
+	opts.key[0] = "raw";
+	opts.value[0] = "1";
+	assert_int_equal(mead_driver_module_load("null", NULL, &opts, &mod, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "driver.options.raw"));
+	assert_null(mod);
+}
+
 static void test_full_ring_drops_are_seq_gaps(void **state)
 {
 	struct mead_driver_module *mod;
@@ -409,6 +453,7 @@ int main(void)
 		cmocka_unit_test(test_same_traffic_in_both_clock_modes),
 		cmocka_unit_test(test_overruns_counted_never_rebased),
 		cmocka_unit_test(test_full_ring_drops_are_seq_gaps),
+		cmocka_unit_test(test_bool_options_reach_drivers_normalised),
 		cmocka_unit_test(test_device_gone_and_driver_errors),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
