@@ -23,6 +23,7 @@
 #include "mead-build-config.h"
 #include "mead/wire.h"
 #include "bench/bench.h"
+#include "lib/core/json.h"
 #include "lib/core/time.h"
 
 static long rss_kib(pid_t pid)
@@ -59,28 +60,35 @@ static int request(void *ctx, const char *ep, const char *req, char *reply, size
 	return n;
 }
 
-static uint64_t json_u64_after(const char *json, const char *section, const char *key)
+/* A control request answered with "ok": true. */
+static bool reply_ok(void *ctx, const char *ctl, const char *req, char *reply, size_t cap)
 {
-	const char *p = section ? strstr(json, section) : json;
-	char pat[64];
+	struct mead_json *doc;
+	int n = request(ctx, ctl, req, reply, cap);
+	bool ok = false;
+
+	if (n <= 0 || mead_json_parse(reply, strlen(reply), &MEAD_JSON_DOCUMENT_LIMITS, &doc, NULL, 0) < 0)
+		return false;
+	const struct mead_json_value *v = mead_json_get(doc, mead_json_root(doc), "ok");
+	ok = v && v->type == MEAD_JSON_BOOL && v->b;
+	mead_json_free(doc);
+	return ok;
+}
+
+/* A counter of the status reply: a number, or a per-topic object whose
+ * members are added up. */
+static uint64_t status_count(const struct mead_json *doc, const char *path)
+{
+	const struct mead_json_value *v = mead_json_path(doc, mead_json_root(doc), path);
 	uint64_t sum = 0;
 
-	if (!p)
-		return 0;
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	p = strstr(p, pat);
-	if (!p)
-		return 0;
-	p += strlen(pat);
-	if (*p == '{') {
-		/* per-topic object: add its values */
-		const char *end = strchr(p, '}');
-		for (const char *q = p; q && q < end; q = strchr(q + 1, ':'))
-			if (*q == ':')
-				sum += strtoull(q + 1, NULL, 10);
-		return sum;
-	}
-	return strtoull(p, NULL, 10);
+	if (v && v->type == MEAD_JSON_NUMBER)
+		return (uint64_t)v->num;
+	if (v && v->type == MEAD_JSON_OBJECT)
+		for (const struct mead_json_value *m = mead_json_first(doc, v); m; m = mead_json_next(doc, m))
+			if (m->type == MEAD_JSON_NUMBER)
+				sum += (uint64_t)m->num;
+	return sum;
 }
 
 struct checker {
@@ -212,7 +220,7 @@ int mead_bench_soak(int argc, char **argv)
 			const char *req = requests % 5 == 4 ?
 				"{\"cmd\":\"stim\",\"electrodes\":[3,17],\"amplitude_ua\":-1.0,\"phase_us\":200,"
 				"\"interphase_us\":50,\"pulses\":5,\"rate_hz\":20}" : "{\"cmd\":\"status\"}";
-			if (request(ctx, ctl, req, reply, sizeof(reply)) < 0 || !strstr(reply, "\"ok\":true"))
+			if (!reply_ok(ctx, ctl, req, reply, sizeof(reply)))
 				request_errors++;
 			requests++;
 			next_ctl = t + 0.1;
@@ -246,10 +254,18 @@ int mead_bench_soak(int argc, char **argv)
 	}
 	rss_end = rss_kib(pid);
 	int n = request(ctx, ctl, "{\"cmd\":\"status\"}", reply, sizeof(reply));
-	uint64_t overruns = n > 0 ? json_u64_after(reply, "\"loop\"", "overruns") : 0;
-	uint64_t ring_dropped = n > 0 ? json_u64_after(reply, NULL, "ring_dropped") : 0;
-	uint64_t hwm_dropped = n > 0 ? json_u64_after(reply, NULL, "hwm_dropped") : 0;
-	uint64_t ticks = n > 0 ? json_u64_after(reply, "\"loop\"", "ticks") : 0;
+	uint64_t overruns = 0, ring_dropped = 0, hwm_dropped = 0, ticks = 0;
+	struct mead_json *doc = NULL;
+	char jerr[128];
+	if (n > 0 && mead_json_parse(reply, strlen(reply), &MEAD_JSON_DOCUMENT_LIMITS, &doc, jerr, sizeof(jerr)) == 0) {
+		overruns = status_count(doc, "loop.overruns");
+		ticks = status_count(doc, "loop.ticks");
+		ring_dropped = status_count(doc, "streams.ring_dropped");
+		hwm_dropped = status_count(doc, "streams.hwm_dropped");
+		mead_json_free(doc);
+	} else if (n > 0) {
+		fprintf(stderr, "mead-bench soak: the final status reply is not JSON: %s\n", jerr);
+	}
 	request(ctx, ctl, "{\"cmd\":\"shutdown\"}", reply, sizeof(reply));
 	for (int k = 0; k < 4; k++)
 		if (churners[k])

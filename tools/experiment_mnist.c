@@ -29,6 +29,7 @@
 #include "config/config.h"
 #include "mead/wire.h"
 #include "tools/experiment.h"
+#include "lib/core/json.h"
 #include "lib/core/time.h"
 
 #define MAX_SEEDS 64
@@ -55,19 +56,29 @@ static const char *find_program(const char *env, const char *build_rel, const ch
 	return installed;
 }
 
-static double json_number(const char *json, const char *key)
+/* The readout's result object: the last line of its standard output. */
+static int read_results(const char *out, size_t len, struct seed_result *res, int seed)
 {
-	char pat[64];
-	const char *p;
+	const char *line = out;
+	struct mead_json *doc;
+	char err[256];
 
-	snprintf(pat, sizeof(pat), "\"%s\":", key);
-	p = strstr(json, pat);
-	if (!p)
-		return NAN;
-	p += strlen(pat);
-	if (!strncmp(p, "null", 4))
-		return NAN;
-	return strtod(p, NULL);
+	while (len > 0 && (out[len - 1] == '\n' || out[len - 1] == ' '))
+		len--;
+	for (const char *p = out; p < out + len; p++)
+		if (*p == '\n')
+			line = p + 1;
+	if (mead_json_parse(line, (size_t)(out + len - line), &MEAD_JSON_DOCUMENT_LIMITS, &doc, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mead-experiment: seed %d: mead-readout's result is not JSON: %s\n", seed, err);
+		return -EBADMSG;
+	}
+	const struct mead_json_value *root = mead_json_root(doc);
+	res->accuracy = mead_json_number_at(doc, root, "accuracy", NAN);
+	res->readout_accuracy = mead_json_number_at(doc, root, "readout_accuracy", NAN);
+	res->pixel_baseline = mead_json_number_at(doc, root, "pixel_baseline", NAN);
+	res->n = (unsigned)mead_json_number_at(doc, root, "n", 0);
+	mead_json_free(doc);
+	return 0;
 }
 
 static pid_t spawn(char *const argv[], int stdout_fd)
@@ -235,15 +246,13 @@ static int run_seed(const char *config, char **overrides, int n_overrides, char 
 			WIFEXITED(ds) ? "status" : "signal", WIFEXITED(ds) ? WEXITSTATUS(ds) : WTERMSIG(ds));
 		goto out;
 	}
-	if (!WIFEXITED(rs) || WEXITSTATUS(rs) != 0 || !strchr(out, '{')) {
+	if (!WIFEXITED(rs) || WEXITSTATUS(rs) != 0) {
 		fprintf(stderr, "mead-experiment: seed %d: mead-readout ended with %s %d\n", seed,
 			WIFEXITED(rs) ? "status" : "signal", WIFEXITED(rs) ? WEXITSTATUS(rs) : WTERMSIG(rs));
 		goto out;
 	}
-	res->accuracy = json_number(out, "accuracy");
-	res->readout_accuracy = json_number(out, "readout_accuracy");
-	res->pixel_baseline = json_number(out, "pixel_baseline");
-	res->n = (unsigned)json_number(out, "n");
+	if (read_results(out, got, res, seed) < 0)
+		goto out;
 	res->wall_s = mead_now_s() - t0;
 	rc = 0;
 out:

@@ -455,6 +455,31 @@ const struct mead_json_value *mead_json_at(const struct mead_json *doc, const st
 	return m;
 }
 
+const struct mead_json_value *mead_json_path(const struct mead_json *doc, const struct mead_json_value *v,
+					     const char *path)
+{
+	char key[128];
+
+	while (v && path && *path) {
+		const char *dot = strchr(path, '.');
+		size_t n = dot ? (size_t)(dot - path) : strlen(path);
+		if (n >= sizeof(key))
+			return NULL;
+		memcpy(key, path, n);
+		key[n] = '\0';
+		v = mead_json_get(doc, v, key);
+		path = dot ? dot + 1 : NULL;
+	}
+	return v;
+}
+
+double mead_json_number_at(const struct mead_json *doc, const struct mead_json_value *v, const char *path,
+			   double def)
+{
+	const struct mead_json_value *n = mead_json_path(doc, v, path);
+	return n && n->type == MEAD_JSON_NUMBER ? n->num : def;
+}
+
 /* ---- writer ---- */
 
 static void put(struct mead_jw *w, const char *s, size_t n)

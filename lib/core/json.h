@@ -33,6 +33,9 @@ struct mead_json_limits {
 
 /* Limits for requests on the control socket. */
 #define MEAD_JSON_REQUEST_LIMITS ((struct mead_json_limits){ 16384, 8, 512, 1024 })
+/* Limits for documents from the project's own processes (status replies,
+ * results on a pipe, recording metadata): large, still bounded. */
+#define MEAD_JSON_DOCUMENT_LIMITS ((struct mead_json_limits){ 64u << 20, 64, 4u << 20, 16u << 20 })
 
 struct mead_json;   /* a parsed document */
 
@@ -61,6 +64,13 @@ const struct mead_json_value *mead_json_next(const struct mead_json *doc, const 
 /* OBJECT member by key, NULL if absent or v is not an object. */
 const struct mead_json_value *mead_json_get(const struct mead_json *doc, const struct mead_json_value *v,
 					    const char *key);
+/* A member by a dotted path of object keys ("loop.latency_us.p99"); NULL
+ * when any step is missing or not an object. */
+const struct mead_json_value *mead_json_path(const struct mead_json *doc, const struct mead_json_value *v,
+					     const char *path);
+/* The number at path, or def when it is absent, null or not a number. */
+double mead_json_number_at(const struct mead_json *doc, const struct mead_json_value *v, const char *path,
+			   double def);
 /* Array element by index, NULL if out of range. */
 const struct mead_json_value *mead_json_at(const struct mead_json *doc, const struct mead_json_value *v, uint32_t i);
 
