@@ -14,12 +14,7 @@
 #include <syslog.h>
 #include <zmq.h>
 
-#if __has_include("mead-build-config.h")
 #include "mead-build-config.h"
-#endif
-#ifndef MEAD_VERSION
-#define MEAD_VERSION "unknown"
-#endif
 
 #include "daemon/auth.h"
 #include "daemon/daemon.h"

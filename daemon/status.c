@@ -7,12 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#if __has_include("mead-build-config.h")
 #include "mead-build-config.h"
-#endif
-#ifndef MEAD_VERSION
-#define MEAD_VERSION "unknown"
-#endif
 
 #include "daemon/auth.h"
 #include "daemon/control.h"
