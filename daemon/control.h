@@ -2,7 +2,7 @@
 /*
  * Control: the REP socket of the wire contract.  Each request is one JSON
  * object with a "cmd"; each reply one JSON object with "ok".  Requests are
- * parsed strictly (daemon/json.h), validated completely, and only then
+ * parsed strictly (lib/core/json.h), validated completely, and only then
  * turned into a command for the loop, so a malformed, unknown or unsafe
  * request changes nothing.  No request names a file or a program: the only
  * things a client can pick are configured protocol names, electrodes of the

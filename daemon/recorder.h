@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Recorder: appends every published message to the recording file on its
- * own thread (format: daemon/recording_reader.h, docs/recording.md).
+ * own thread (format: lib/core/recording.h, docs/recording.md).
  *
  * The publisher thread hands messages over through an SPSC ring, so a
  * slow disk never holds publishing up: in real-time mode a full ring is a

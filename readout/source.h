@@ -42,7 +42,7 @@ static inline void mead_source_free(struct mead_source *s)
 /* SUB socket connected to endpoint, subscribed to spikes, events, status. */
 int mead_source_zmq_new(const char *endpoint, struct mead_source **ret, char *err, size_t err_len);
 
-/* A recording file (docs/recording.md, daemon/recording_reader.h): header,
+/* A recording file (docs/recording.md, lib/core/recording.h): header,
  * then length-prefixed, CRC-checked records each holding one published
  * message.  A damaged record is skipped (counted in bad) and reading goes
  * on at the next valid one; a torn tail ends the input. */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * Recording source: the daemon's own reader (daemon/recording_reader.c,
+ * Recording source: the daemon's own reader (lib/core/recording.c,
  * compiled into mead-readout as into the replay driver), so the file format
  * has one implementation.  A damaged record is skipped and counted in bad;
  * a torn tail ends the input.

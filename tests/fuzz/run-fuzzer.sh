@@ -46,16 +46,16 @@ cc=${CC:-clang}
 
 case $target in
 config)
-	sources="config/cfg.c config/config.c config/layout.c protocol/protocol_config.c"
+	sources="lib/cfg/cfg.c lib/core/parse.c config/config.c config/layout.c protocol/protocol_config.c"
 	libs="-lyaml -lm" ;;
 control)
-	sources="daemon/control.c daemon/json.c"
+	sources="daemon/control.c lib/core/json.c"
 	libs="-lzmq -lm -lpthread" ;;
 recording)
-	sources="daemon/recording_reader.c daemon/json.c"
+	sources="lib/core/recording.c lib/core/json.c"
 	libs="-lz -lm" ;;
 idx)
-	sources="protocol/idx.c"
+	sources="lib/core/idx.c lib/core/err.c"
 	libs="-lz" ;;
 *)
 	usage ;;

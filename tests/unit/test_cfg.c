@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * config/cfg.c against a schema that uses every key type: defaults, a full
+ * lib/cfg/cfg.c against a schema that uses every key type: defaults, a full
  * file, every error path with its exact location and key, overrides,
  * formatting, lookup and release after partial loads.
  */
