@@ -180,7 +180,8 @@ static int run_one(const char *name, void *tb, const struct bench_opts *o, struc
 		uint64_t planned = t0 + next * 1000000000ull / o->rate + 2000;
 		sleep_until(planned);
 		uint64_t woke = mead_now_ns();
-		int sr = h->ops->write_stim(h->state, t, have_pulse ? &pulse : NULL, have_pulse ? 1 : 0);
+		struct mead_stim_result res;
+		int sr = h->ops->write_stim(h->state, t, have_pulse ? &pulse : NULL, have_pulse ? 1 : 0, &res);
 		if (have_pulse && sr == 0) {
 			pend[pulse_for].written_tick = t;
 			n_written++;

@@ -180,6 +180,8 @@ static int submit(struct req *r, struct mead_command *cmd)
 	rc = mead_loop_submit(c->d->loop, cmd);
 	if (rc == -ENOBUFS)
 		return reply_error(r, "the loop's command queue is full; try again");
+	if (rc == -EBUSY)
+		return reply_error(r, "every train slot is playing a train; wait for one to end or send stop");
 	if (rc < 0)
 		return reply_error(r, "the loop refused the command: %s", strerror(-rc));
 	r->applied = true;

@@ -21,8 +21,12 @@
 #define MAX_TRAINS 32
 #define CMD_RING_BYTES (64 * 1024)
 #define RECLAIM_RING_BYTES 4096
-#define EVENT_CAPACITY 64
+#define EVENT_CAPACITY 256
+#define DRIVER_EVENT_CAPACITY 64
 #define PREFAULT_STACK_DEFAULT (512 * 1024)
+/* Ticks of raw samples one frame may carry: a late tick's samples come with
+ * a later one, in order. */
+#define RAW_CATCHUP_TICKS 64
 
 struct train {
 	bool active;
@@ -48,24 +52,38 @@ struct mead_loop {
 
 	pthread_t thread;
 	bool thread_started;
+	bool prepared;                   /* memory locked, PM QoS held */
 	int dma_latency_fd;              /* held open for the run: the PM QoS request lasts while it is */
 	_Atomic int stop;
+
+	_Atomic uint32_t trains_done;    /* rt -> control: trains ended, for mead_loop_trains_free() */
+	uint32_t trains_started;         /* control thread only */
 
 	/* Everything below is owned by the rt thread once it runs. */
 	struct mead_protocol *protocol;
 	struct mead_protocol_results published;   /* what publish_progress() last wrote */
 	bool published_once;
 	struct mead_frame frame;
-	struct mead_frame prev_frame;
-	struct mead_spike *spikes[2];    /* double-buffered: the protocol reads last tick's */
+	struct mead_spike *spikes;
 	int16_t *raw;
-	struct mead_stim_pulse *stim;
-	struct mead_stim_pulse *stim_ok;
-	struct mead_event *events;
+	uint32_t raw_capacity;
+	struct mead_stim_pulse *stim;    /* the next tick's pulses, as decided */
+	struct mead_stim_pulse *stim_ok; /* those the driver is given */
+	struct mead_stim_result *results;         /* write_stim's, one per pulse given */
+	struct mead_stim_result *settled;         /* read_frame's: pending pulses settled */
+	struct mead_wire_stim *stim_out;          /* delivered pulses, for the wire */
+	struct mead_event *events;       /* this tick's events, all sources */
+	struct mead_event *driver_events;
+	uint32_t n_events;
 	struct train trains[MAX_TRAINS];
 	uint64_t seq[MEAD_KIND_COUNT + 1];
 	bool device_gone;
+	uint64_t gone_since;             /* first sample without the device */
 	uint32_t naps_after_stop;        /* virtual clock: waits for room since the stop request, all messages together */
+	/* following the device's clock */
+	bool follow_device;
+	double drift;                    /* fractional rate of the device against the host (+: faster) */
+	double spt;                      /* samples per tick */
 
 	struct mead_loop_stats stats;
 };
@@ -115,24 +133,30 @@ int mead_loop_new(const struct mead_loop_params *params, const struct mead_drive
 		goto fail;
 
 	r = -ENOMEM;
-	for (int i = 0; i < 2; i++) {
-		l->spikes[i] = calloc(params->spike_capacity, sizeof(struct mead_spike));
-		if (!l->spikes[i])
-			goto fail;
-	}
+	l->spikes = calloc(params->spike_capacity, sizeof(struct mead_spike));
 	l->stim = calloc(params->stim_capacity, sizeof(*l->stim));
 	l->stim_ok = calloc(params->stim_capacity, sizeof(*l->stim_ok));
-	l->events = calloc(EVENT_CAPACITY, sizeof(*l->events));
-	if (!l->stim || !l->stim_ok || !l->events)
+	l->results = calloc(params->stim_capacity, sizeof(*l->results));
+	l->settled = calloc(params->stim_capacity, sizeof(*l->settled));
+	l->stim_out = calloc(2 * (size_t)params->stim_capacity, sizeof(*l->stim_out));
+	l->events = calloc(EVENT_CAPACITY + 2 * (size_t)params->stim_capacity, sizeof(*l->events));
+	l->driver_events = calloc(DRIVER_EVENT_CAPACITY, sizeof(*l->driver_events));
+	if (!l->spikes || !l->stim || !l->stim_ok || !l->results || !l->settled || !l->stim_out || !l->events ||
+	    !l->driver_events)
 		goto fail;
+	l->spt = (double)params->period_ns * l->sample_rate_hz / 1e9;
 	if (params->want_raw && driver->caps.raw_channels > 0) {
-		/* A tick holds at most ceil(period * rate) samples. */
-		uint64_t max_samples = mead_tick_first_sample(1, params->period_ns, l->sample_rate_hz) + 1;
-		l->raw = calloc(max_samples * driver->caps.raw_channels, sizeof(int16_t));
+		/* A tick holds at most ceil(period * rate) samples; a late one's
+		 * come with a later tick, so room for several. */
+		uint64_t per_tick = mead_tick_first_sample(1, params->period_ns, l->sample_rate_hz) + 1;
+		l->raw_capacity = (uint32_t)(per_tick * RAW_CATCHUP_TICKS);
+		l->raw = calloc((size_t)l->raw_capacity * driver->caps.raw_channels, sizeof(int16_t));
 		if (!l->raw)
 			goto fail;
 		l->frame.raw_channels = driver->caps.raw_channels;
 	}
+	l->follow_device = !params->virtual_clock && (driver->caps.flags & MEAD_CAP_DEVICE_CLOCK);
+	atomic_init(&l->stats.device_clock, l->follow_device);
 	*ret = l;
 	return 0;
 fail:
@@ -155,11 +179,14 @@ void mead_loop_free(struct mead_loop *l)
 		close(l->dma_latency_fd);
 	mead_ring_free(l->commands);
 	mead_ring_free(l->reclaim);
-	free(l->spikes[0]);
-	free(l->spikes[1]);
+	free(l->spikes);
 	free(l->stim);
 	free(l->stim_ok);
+	free(l->results);
+	free(l->settled);
+	free(l->stim_out);
 	free(l->events);
+	free(l->driver_events);
 	free(l->raw);
 	free(l);
 }
@@ -188,7 +215,20 @@ void mead_loop_request_stop(struct mead_loop *l)
 
 int mead_loop_submit(struct mead_loop *l, const struct mead_command *cmd)
 {
-	return mead_ring_push(l->commands, cmd, sizeof(*cmd));
+	if (cmd->type == MEAD_CMD_STIM_TRAIN && mead_loop_trains_free(l) == 0)
+		return -EBUSY;
+	int r = mead_ring_push(l->commands, cmd, sizeof(*cmd));
+	if (r == 0 && cmd->type == MEAD_CMD_STIM_TRAIN)
+		l->trains_started++;
+	return r;
+}
+
+uint32_t mead_loop_trains_free(const struct mead_loop *l)
+{
+	/* Only the control thread starts trains and only the loop ends them,
+	 * so this count is exact for the control thread. */
+	uint32_t busy = l->trains_started - atomic_load_explicit(&l->trains_done, memory_order_acquire);
+	return busy >= MAX_TRAINS ? 0 : MAX_TRAINS - busy;
 }
 
 struct mead_protocol *mead_loop_reclaim(struct mead_loop *l)
@@ -294,10 +334,18 @@ static void release_protocol(struct mead_loop *l)
 	atomic_store_explicit(&l->stats.protocol_active, -1, memory_order_relaxed);
 }
 
+static void end_train(struct mead_loop *l, struct train *t)
+{
+	if (!t->active)
+		return;
+	t->active = false;
+	atomic_fetch_add_explicit(&l->trains_done, 1, memory_order_release);
+}
+
 static void stop_everything(struct mead_loop *l)
 {
 	for (int i = 0; i < MAX_TRAINS; i++)
-		l->trains[i].active = false;
+		end_train(l, &l->trains[i]);
 	release_protocol(l);
 	if (l->driver.ops->stop_outputs)
 		l->driver.ops->stop_outputs(l->driver.state);
@@ -320,6 +368,7 @@ static void apply_commands(struct mead_loop *l, uint64_t first_sample)
 			release_protocol(l);
 			break;
 		case MEAD_CMD_STIM_TRAIN:
+			/* mead_loop_submit() let it in only with a slot free */
 			for (int i = 0; i < MAX_TRAINS; i++) {
 				struct train *t = &l->trains[i];
 				if (t->active)
@@ -363,7 +412,7 @@ static uint32_t emit_trains(struct mead_loop *l, uint64_t first, uint64_t end, u
 			}
 			t->next_sample += t->interval_samples;
 			if (--t->pulses_left == 0)
-				t->active = false;
+				end_train(l, t);
 		}
 	}
 	return n;
@@ -384,28 +433,83 @@ static void sort_pulses(struct mead_stim_pulse *p, uint32_t n)
 	}
 }
 
-/* One tick.  A tick that ends the run sets the exit reason and the stop
- * flag, which the loop checks before the next one. */
-static void run_tick(struct mead_loop *l, uint64_t tick)
+/* Events of a tick go out in sample order in one message. */
+static void sort_events(struct mead_event *e, uint32_t n)
+{
+	for (uint32_t i = 1; i < n; i++) {
+		struct mead_event key = e[i];
+		uint32_t j = i;
+		while (j > 0 && e[j - 1].sample > key.sample) {
+			e[j] = e[j - 1];
+			j--;
+		}
+		e[j] = key;
+	}
+}
+
+static void add_event(struct mead_loop *l, struct mead_event ev)
+{
+	if (l->n_events >= EVENT_CAPACITY + 2 * l->params.stim_capacity) {
+		stat_add(&l->stats.events_dropped, 1);
+		return;
+	}
+	l->events[l->n_events++] = ev;
+}
+
+static void refuse(struct mead_loop *l, const struct mead_stim_pulse *p, uint32_t reason)
+{
+	add_event(l, (struct mead_event){ .sample = p->sample, .type = MEAD_EVENT_STIM_REFUSED,
+					  .value = (int32_t)reason, .electrode = p->electrode });
+	stat_add(&l->stats.stim_rejected, 1);
+	stat_add(&l->stats.stim_refused[reason < MEAD_LOOP_REASONS ? reason : 0], 1);
+}
+
+/* A result from the driver: delivered pulses go on the wire as stim
+ * records, refused ones as events; pending ones wait for a later frame. */
+static uint32_t settle(struct mead_loop *l, const struct mead_stim_result *r, uint32_t n_out)
+{
+	switch (r->status) {
+	case MEAD_STIM_DELIVERED: {
+		struct mead_wire_stim *w = &l->stim_out[n_out++];
+		w->pulse = r->pulse;
+		w->pulse.sample = r->sample;
+		w->requested_sample = r->pulse.sample;
+		if (r->sample > r->pulse.sample) {
+			w->pulse.flags |= MEAD_STIM_LATE;
+			stat_add(&l->stats.stim_late, 1);
+		}
+		stat_add(&l->stats.stim_pulses, 1);
+		break;
+	}
+	case MEAD_STIM_PENDING:
+		stat_add(&l->stats.stim_pending, 1);
+		break;
+	default:
+		refuse(l, &r->pulse, r->reason ? r->reason : MEAD_STIM_REASON_IO);
+		break;
+	}
+	return n_out;
+}
+
+/* Decides the stimulation of one tick's window from what the previous
+ * tick read (NULL before tick 0), refuses what no driver call could take,
+ * and writes the rest: the window is still ahead of the device, so a pulse
+ * is asked for on time. */
+static uint32_t decide_and_write(struct mead_loop *l, uint64_t window_tick, const struct mead_frame *frame,
+				 uint32_t n_out)
 {
 	const struct mead_driver_ops *ops = l->driver.ops;
-	uint64_t first = mead_tick_first_sample(tick, l->params.period_ns, l->sample_rate_hz);
-	uint64_t end = mead_tick_first_sample(tick + 1, l->params.period_ns, l->sample_rate_hz);
-	uint32_t n_stim = 0, n_events = 0, n_ok = 0;
+	uint64_t first = mead_tick_first_sample(window_tick, l->params.period_ns, l->sample_rate_hz);
+	uint64_t end = mead_tick_first_sample(window_tick + 1, l->params.period_ns, l->sample_rate_hz);
+	uint32_t n_stim = 0, n_ok = 0;
 	int r;
-
-	apply_commands(l, first);
-
-	if (tick == 0) {
-		l->events[n_events++] = (struct mead_event){ first, MEAD_EVENT_RUN_START, (int32_t)l->sample_rate_hz };
-	}
 
 	if (l->protocol) {
 		struct mead_tick_io io = {
-			.tick = tick, .first_sample = first, .n_samples = (uint32_t)(end - first),
-			.prev_frame = tick > 0 ? &l->prev_frame : NULL,
+			.tick = window_tick, .first_sample = first, .n_samples = (uint32_t)(end - first),
+			.frame = frame,
 			.stim = l->stim, .stim_capacity = l->params.stim_capacity,
-			.events = l->events + n_events, .event_capacity = EVENT_CAPACITY - n_events,
+			.events = l->events + l->n_events, .event_capacity = EVENT_CAPACITY - l->n_events,
 		};
 		r = mead_protocol_tick(l->protocol, &io);
 		if (r < 0)
@@ -415,7 +519,7 @@ static void run_tick(struct mead_loop *l, uint64_t tick)
 			if (ops->control)
 				ops->control(l->driver.state, (enum mead_driver_control)io.ctl[i].op, io.ctl[i].value);
 		n_stim = io.n_stim;
-		n_events += io.n_events;
+		l->n_events += io.n_events;
 		if (io.finished) {
 			release_protocol(l);
 			if (l->params.exit_when_done) {
@@ -424,65 +528,134 @@ static void run_tick(struct mead_loop *l, uint64_t tick)
 			}
 		}
 	}
-
 	uint32_t from_protocol = n_stim;
 	n_stim = emit_trains(l, first, end, n_stim);
 	if (n_stim != from_protocol)
 		sort_pulses(l->stim, n_stim);
 
-	if (l->device_gone) {
-		stat_add(&l->stats.stim_rejected, n_stim);
-		n_stim = 0;
-	}
+	/* What a driver cannot take is refused here, before any driver call,
+	 * and published as a refusal: no device, more than it takes per tick,
+	 * a safety limit or a stimulator still busy. */
+	uint32_t per_tick = l->driver.caps.max_pulses_per_tick;
 	for (uint32_t i = 0; i < n_stim; i++) {
-		if (!l->safety || mead_safety_check_pulse(l->safety, &l->stim[i]) == MEAD_SAFE)
-			l->stim_ok[n_ok++] = l->stim[i];
+		const struct mead_stim_pulse *p = &l->stim[i];
+		enum mead_safety_verdict v;
+		if (l->device_gone)
+			refuse(l, p, MEAD_STIM_REASON_NO_DEVICE);
+		else if (per_tick && n_ok >= per_tick)
+			refuse(l, p, MEAD_STIM_REASON_TICK_LIMIT);
+		else if (l->safety && (v = mead_safety_check_pulse(l->safety, p)) != MEAD_SAFE)
+			refuse(l, p, v == MEAD_UNSAFE_BUSY ? MEAD_STIM_REASON_OVERLAP : MEAD_STIM_REASON_SAFETY + v);
 		else
-			stat_add(&l->stats.stim_rejected, 1);
+			l->stim_ok[n_ok++] = *p;
 	}
-	if (n_ok && ops->write_stim) {
-		r = ops->write_stim(l->driver.state, tick, l->stim_ok, n_ok);
-		if (r < 0)
-			stat_add(&l->stats.driver_errors, 1);
+	if (n_ok == 0)
+		return n_out;
+	if (!ops->write_stim) {
+		for (uint32_t i = 0; i < n_ok; i++)
+			refuse(l, &l->stim_ok[i], MEAD_STIM_REASON_UNSUPPORTED);
+		return n_out;
 	}
+	for (uint32_t i = 0; i < n_ok; i++)
+		l->results[i] = (struct mead_stim_result){ .pulse = l->stim_ok[i], .status = MEAD_STIM_REFUSED,
+							   .reason = MEAD_STIM_REASON_IO };
+	r = ops->write_stim(l->driver.state, window_tick, l->stim_ok, n_ok, l->results);
+	if (r < 0)
+		stat_add(&l->stats.driver_errors, 1);
+	for (uint32_t i = 0; i < n_ok; i++)
+		n_out = settle(l, &l->results[i], n_out);
+	return n_out;
+}
 
-	struct mead_spike *buf = l->spikes[tick & 1];
-	l->frame = (struct mead_frame){
-		.first_sample = first, .n_samples = (uint32_t)(end - first),
-		.spikes = buf, .spike_capacity = l->params.spike_capacity,
-		.raw = l->raw, .raw_channels = l->raw ? l->driver.caps.raw_channels : 0,
-	};
-	r = ops->read_frame(l->driver.state, tick, &l->frame);
-	if (r == -ENODEV || (l->frame.flags & MEAD_FRAME_DEVICE_GONE)) {
+static void device_state(struct mead_loop *l, int r, uint64_t first)
+{
+	bool gone = r == -ENODEV || (l->frame.flags & MEAD_FRAME_DEVICE_GONE);
+
+	if (gone && !l->device_gone) {
 		/* Outputs off and the protocol dropped at once; the loop keeps its
 		 * ticks so a device that returns is picked up where time stands. */
-		if (!l->device_gone) {
-			l->device_gone = true;
-			stop_everything(l);
-			stat_add(&l->stats.device_losses, 1);
-			atomic_store_explicit(&l->stats.device_gone, 1, memory_order_relaxed);
-		}
-	} else if (r < 0) {
-		stat_add(&l->stats.driver_errors, 1);
-	} else if (l->device_gone) {
+		l->device_gone = true;
+		l->gone_since = first;
+		stop_everything(l);
+		stat_add(&l->stats.device_losses, 1);
+		stat_add(&l->stats.loss_events[MEAD_EVENT_DEVICE_GONE], 1);
+		atomic_store_explicit(&l->stats.device_gone, 1, memory_order_relaxed);
+		add_event(l, (struct mead_event){ .sample = first, .type = MEAD_EVENT_DEVICE_GONE });
+	} else if (!gone && r >= 0 && l->device_gone) {
 		l->device_gone = false;
+		uint64_t lost = first - l->gone_since;
+		stat_add(&l->stats.loss_samples[MEAD_EVENT_DEVICE_GONE], lost);
 		atomic_store_explicit(&l->stats.device_gone, 0, memory_order_relaxed);
+		add_event(l, (struct mead_event){ .sample = first, .type = MEAD_EVENT_DEVICE_BACK,
+						  .samples = lost > UINT32_MAX ? UINT32_MAX : (uint32_t)lost });
+	} else if (r < 0 && !gone) {
+		stat_add(&l->stats.driver_errors, 1);
 	}
+}
 
+/* One tick, run once its samples are due: read them, then decide and
+ * write the next tick's stimulation from them, so a spike reaches the
+ * stimulator within one tick.  A tick that ends the run sets the exit
+ * reason and the stop flag, which the loop checks before the next one. */
+static void run_tick(struct mead_loop *l, uint64_t tick)
+{
+	const struct mead_driver_ops *ops = l->driver.ops;
+	uint64_t first = mead_tick_first_sample(tick, l->params.period_ns, l->sample_rate_hz);
+	uint64_t end = mead_tick_first_sample(tick + 1, l->params.period_ns, l->sample_rate_hz);
+	uint32_t n_out = 0;
+	int r;
+
+	apply_commands(l, end);
+	if (tick == 0)
+		add_event(l, (struct mead_event){ .sample = first, .type = MEAD_EVENT_RUN_START,
+						  .value = (int32_t)l->sample_rate_hz });
+
+	l->frame = (struct mead_frame){
+		.first_sample = first, .n_samples = (uint32_t)(end - first),
+		.spikes = l->spikes, .spike_capacity = l->params.spike_capacity,
+		.raw = l->raw, .raw_channels = l->raw ? l->driver.caps.raw_channels : 0,
+		.raw_capacity = l->raw ? l->raw_capacity : 0, .raw_first_sample = first,
+		.stim_results = l->settled, .stim_result_capacity = l->params.stim_capacity,
+		.events = l->driver_events, .event_capacity = DRIVER_EVENT_CAPACITY,
+	};
+	r = ops->read_frame(l->driver.state, tick, &l->frame);
+	if (r == -EPIPE) {
+		atomic_store_explicit(&l->stats.exit_reason, MEAD_EXIT_DRIVER_FAULT, memory_order_relaxed);
+		atomic_store_explicit(&l->stop, 1, memory_order_relaxed);
+	}
+	device_state(l, r, first);
+	for (uint32_t i = 0; i < l->frame.n_events; i++) {
+		const struct mead_event *e = &l->driver_events[i];
+		if (e->type < MEAD_LOOP_EVENT_TYPES && e->type != MEAD_EVENT_BLANK) {
+			stat_add(&l->stats.loss_events[e->type], 1);
+			stat_add(&l->stats.loss_samples[e->type], e->samples);
+		}
+		add_event(l, *e);
+	}
+	for (uint32_t i = 0; i < l->frame.n_stim_results && i < l->params.stim_capacity; i++) {
+		if (l->settled[i].status != MEAD_STIM_PENDING) {
+			uint64_t pend = atomic_load_explicit(&l->stats.stim_pending, memory_order_relaxed);
+			atomic_store_explicit(&l->stats.stim_pending, pend ? pend - 1 : 0, memory_order_relaxed);
+		}
+		n_out = settle(l, &l->settled[i], n_out);
+	}
 	if (l->frame.n_spikes)
 		push_msg(l, MEAD_KIND_SPIKES, first, l->frame.spikes, l->frame.n_spikes, sizeof(struct mead_spike));
-	if (n_ok)
-		push_msg(l, MEAD_KIND_STIM, first, l->stim_ok, n_ok, sizeof(struct mead_stim_pulse));
-	if (n_events)
-		push_msg(l, MEAD_KIND_EVENTS, first, l->events, n_events, sizeof(struct mead_event));
 	if (l->raw && l->frame.raw_samples)
-		push_msg(l, MEAD_KIND_RAW, first, l->raw, l->frame.raw_samples,
+		push_msg(l, MEAD_KIND_RAW, l->frame.raw_first_sample, l->raw, l->frame.raw_samples,
 			 2u * l->driver.caps.raw_channels);
-
 	stat_add(&l->stats.spikes, l->frame.n_spikes);
 	stat_add(&l->stats.spikes_dropped, l->frame.spikes_dropped);
-	stat_add(&l->stats.stim_pulses, n_ok);
-	l->prev_frame = l->frame;
+
+	if (!atomic_load_explicit(&l->stop, memory_order_relaxed))
+		n_out = decide_and_write(l, tick + 1, &l->frame, n_out);
+
+	if (n_out)
+		push_msg(l, MEAD_KIND_STIM, first, l->stim_out, n_out, sizeof(struct mead_wire_stim));
+	if (l->n_events) {
+		sort_events(l->events, l->n_events);
+		push_msg(l, MEAD_KIND_EVENTS, first, l->events, l->n_events, sizeof(struct mead_event));
+	}
 	atomic_store_explicit(&l->stats.sample, first, memory_order_relaxed);
 	atomic_store_explicit(&l->stats.ticks, tick + 1, memory_order_relaxed);
 	stat_add(&l->stats.progress, 1);
@@ -494,6 +667,46 @@ static void prefault_stack(size_t bytes)
 
 	for (size_t i = 0; i < bytes; i += 4096)
 		p[i] = 0;
+}
+
+static void store_drift(struct mead_loop *l)
+{
+	atomic_store_explicit(&l->stats.drift_ppm_bits, mead_loop_double_to_bits(l->drift * 1e6), memory_order_relaxed);
+}
+
+/*
+ * The device's clock, followed.  After each read the loop knows how many
+ * samples the device had acquired beyond the tick it just read; a
+ * second-order loop (a PI controller on that backlog, as audio servers
+ * follow a sound card) turns it into the rate of the device against the
+ * host and a phase correction, and the next wake-up moves by both.  The
+ * schedule stays absolute: corrections are added to it, lateness is still
+ * measured against it and counted.
+ */
+static int64_t follow_device(struct mead_loop *l, uint64_t tick, int64_t period)
+{
+	const uint64_t end = mead_tick_first_sample(tick + 1, l->params.period_ns, l->sample_rate_hz);
+	int64_t backlog = (int64_t)l->frame.acquired - (int64_t)end;
+	double w = 2.0 * 3.141592653589793 *
+		(l->params.clock_bandwidth_hz > 0 ? l->params.clock_bandwidth_hz : 0.5) * period * 1e-9;
+	double err = ((double)backlog - (double)l->params.device_margin_samples) / l->spt;
+
+	atomic_store_explicit(&l->stats.acquired, l->frame.acquired, memory_order_relaxed);
+	atomic_store_explicit(&l->stats.backlog, backlog, memory_order_relaxed);
+	if (backlog > atomic_load_explicit(&l->stats.backlog_max, memory_order_relaxed))
+		atomic_store_explicit(&l->stats.backlog_max, backlog, memory_order_relaxed);
+	if (err > 1.0)
+		err = 1.0;   /* a burst of catching up is not a rate */
+	if (err < -1.0)
+		err = -1.0;
+	l->drift += w * w * err;
+	if (l->drift > 1e-3)
+		l->drift = 1e-3;
+	if (l->drift < -1e-3)
+		l->drift = -1e-3;
+	store_drift(l);
+	double step = period * (1.0 - l->drift - 1.414 * w * err);
+	return (int64_t)step;
 }
 
 static void *loop_thread(void *arg)
@@ -512,6 +725,14 @@ static void *loop_thread(void *arg)
 			atomic_store(&l->stats.rt_active, policy == SCHED_FIFO);
 	}
 	atomic_store_explicit(&l->stats.state, MEAD_LOOP_RUNNING, memory_order_release);
+
+	/* Tick 0's pulses go out before its samples are read, as every later
+	 * tick's go out before theirs; their events lead tick 0's message. */
+	l->n_events = 0;
+	apply_commands(l, 0);
+	uint32_t n0 = decide_and_write(l, 0, NULL, 0);
+	if (n0)
+		push_msg(l, MEAD_KIND_STIM, 0, l->stim_out, n0, sizeof(struct mead_wire_stim));
 
 	clock_gettime(CLOCK_MONOTONIC, &next);
 	next = mead_ts_add_ns(next, period);
@@ -536,12 +757,29 @@ static void *loop_thread(void *arg)
 		}
 
 		run_tick(l, tick);
-		tick++;
+		l->n_events = 0;
 
 		if (!l->params.virtual_clock) {
+			int64_t step = period;
+			if (l->follow_device) {
+				if (tick == 0) {
+					/* The device started before tick 0 was read: its
+					 * lead is the start-up backlog, reported, and the
+					 * schedule starts from the device's sample 0 (the
+					 * backlog is read at once, tick after tick). */
+					uint64_t end0 = mead_tick_first_sample(1, l->params.period_ns, l->sample_rate_hz);
+					int64_t lead = (int64_t)l->frame.acquired - (int64_t)end0 -
+						       (int64_t)l->params.device_margin_samples;
+					atomic_store_explicit(&l->stats.startup_backlog, lead, memory_order_relaxed);
+					atomic_store_explicit(&l->stats.acquired, l->frame.acquired, memory_order_relaxed);
+					next = mead_ts_add_ns(next, -(int64_t)((double)lead * 1e9 / l->sample_rate_hz));
+				} else {
+					step = follow_device(l, tick, period);
+				}
+			}
 			/* The schedule is absolute: a late tick is counted and the next
 			 * one runs at once to catch up, never re-based. */
-			next = mead_ts_add_ns(next, period);
+			next = mead_ts_add_ns(next, step);
 			clock_gettime(CLOCK_MONOTONIC, &now);
 			int64_t late = mead_ts_diff_ns(&now, &next);
 			if (late > 0) {
@@ -549,17 +787,20 @@ static void *loop_thread(void *arg)
 				stat_max(&l->stats.worst_overrun_ns, (uint64_t)late);
 				if (l->params.overrun_fatal) {
 					atomic_store_explicit(&l->stats.exit_reason, MEAD_EXIT_OVERRUN, memory_order_relaxed);
+					tick++;
 					break;
 				}
 			}
 		}
+		tick++;
 	}
 
 	/* Stop means stop: outputs off before anything else. */
 	if (l->driver.ops->stop_outputs)
 		l->driver.ops->stop_outputs(l->driver.state);
 	struct mead_event end_ev = {
-		mead_tick_first_sample(tick, l->params.period_ns, l->sample_rate_hz), MEAD_EVENT_RUN_END, 0,
+		.sample = mead_tick_first_sample(tick, l->params.period_ns, l->sample_rate_hz),
+		.type = MEAD_EVENT_RUN_END,
 	};
 	push_msg(l, MEAD_KIND_EVENTS, end_ev.sample, &end_ev, 1, sizeof(end_ev));
 	atomic_store_explicit(&l->stats.state, MEAD_LOOP_STOPPED, memory_order_release);
@@ -588,26 +829,21 @@ int mead_loop_pick_cpu(int configured, bool isolate)
 	return cpu;
 }
 
-int mead_loop_start(struct mead_loop *l, char *warn, size_t warn_len)
+int mead_loop_prepare(struct mead_loop *l, char *warn, size_t warn_len)
 {
-	pthread_attr_t attr;
-	int r;
-	size_t wlen = 0;
+	size_t wlen = warn && warn_len ? strlen(warn) : 0;
 
-	if (warn && warn_len)
-		warn[0] = '\0';
-	if (l->thread_started)
-		return -EALREADY;
-
+	if (l->prepared)
+		return 0;
+	l->prepared = true;
 	if (l->params.lock_memory) {
 		if (mlockall(MCL_CURRENT | MCL_FUTURE) == 0) {
 			atomic_store(&l->stats.memory_locked, 1);
-		} else if (warn) {
+		} else if (warn && wlen < warn_len) {
 			wlen += (size_t)snprintf(warn + wlen, warn_len - wlen,
 						 "mlockall failed (%s): page faults may delay ticks; ", strerror(errno));
 		}
 	}
-
 	if (l->params.rt_priority > 0 && !l->params.virtual_clock) {
 		/* Keep the CPUs out of deep idle states for the run, as cyclictest
 		 * does: waking from them costs more than a tick's slack.  The
@@ -619,44 +855,77 @@ int mead_loop_start(struct mead_loop *l, char *warn, size_t warn_len)
 			l->dma_latency_fd = -1;
 		}
 		if (l->dma_latency_fd < 0 && warn && wlen < warn_len)
-			wlen += (size_t)snprintf(warn + wlen, warn_len - wlen,
-						 "/dev/cpu_dma_latency not writable: CPUs may sleep deeply between ticks; ");
+			snprintf(warn + wlen, warn_len - wlen,
+				 "/dev/cpu_dma_latency not writable: CPUs may sleep deeply between ticks; ");
 	}
+	return 0;
+}
 
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, 2 * 1024 * 1024);
-	if (l->params.cpu >= 0) {
-		cpu_set_t set;
-		CPU_ZERO(&set);
-		CPU_SET(l->params.cpu, &set);
-		pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
-	}
-	if (l->params.rt_priority > 0) {
-		struct sched_param sp = { .sched_priority = l->params.rt_priority };
-		pthread_attr_setinheritsched(&attr, PTHREAD_EXPLICIT_SCHED);
-		pthread_attr_setschedpolicy(&attr, SCHED_FIFO);
-		pthread_attr_setschedparam(&attr, &sp);
-	}
-	atomic_store(&l->stats.state, MEAD_LOOP_CREATED);
-	r = pthread_create(&l->thread, &attr, loop_thread, l);
-	if (r == EPERM && l->params.rt_priority > 0) {
-		/* No RT privilege: a degraded run at normal priority, said loudly. */
-		if (warn && wlen < warn_len)
-			wlen += (size_t)snprintf(warn + wlen, warn_len - wlen,
-						 "SCHED_FIFO priority %d not permitted (needs CAP_SYS_NICE or "
-						 "LimitRTPRIO): running at normal priority, latency is not bounded; ",
-						 l->params.rt_priority);
-		pthread_attr_setinheritsched(&attr, PTHREAD_INHERIT_SCHED);
-		r = pthread_create(&l->thread, &attr, loop_thread, l);
-	}
-	if (r == EINVAL && l->params.cpu >= 0) {
-		if (warn && wlen < warn_len)
-			snprintf(warn + wlen, warn_len - wlen, "CPU %d not available: no affinity; ", l->params.cpu);
-		pthread_attr_destroy(&attr);
+static void set_rt(pthread_attr_t *attr, int priority)
+{
+	struct sched_param sp = { .sched_priority = priority };
+	pthread_attr_setinheritsched(attr, PTHREAD_EXPLICIT_SCHED);
+	pthread_attr_setschedpolicy(attr, SCHED_FIFO);
+	pthread_attr_setschedparam(attr, &sp);
+}
+
+int mead_loop_start(struct mead_loop *l, char *warn, size_t warn_len)
+{
+	pthread_attr_t attr;
+	bool rt = l->params.rt_priority > 0, pinned = l->params.cpu >= 0;
+	int r;
+
+	if (warn && warn_len && !l->prepared)
+		warn[0] = '\0';
+	if (l->thread_started)
+		return -EALREADY;
+	mead_loop_prepare(l, warn, warn_len);
+	size_t wlen = warn && warn_len ? strlen(warn) : 0;
+
+	/* Each fallback says what it gave up: no affinity, or no SCHED_FIFO,
+	 * never one silently with the other. */
+	for (;;) {
 		pthread_attr_init(&attr);
+		pthread_attr_setstacksize(&attr, 2 * 1024 * 1024);
+		if (pinned) {
+			cpu_set_t set;
+			CPU_ZERO(&set);
+			CPU_SET(l->params.cpu, &set);
+			pthread_attr_setaffinity_np(&attr, sizeof(set), &set);
+		}
+		if (rt)
+			set_rt(&attr, l->params.rt_priority);
+		atomic_store(&l->stats.state, MEAD_LOOP_CREATED);
 		r = pthread_create(&l->thread, &attr, loop_thread, l);
+		pthread_attr_destroy(&attr);
+		if (r == EPERM && rt) {
+			/* No RT privilege: a degraded run at normal priority, said loudly. */
+			if (warn && wlen < warn_len)
+				wlen += (size_t)snprintf(warn + wlen, warn_len - wlen,
+							 "SCHED_FIFO priority %d not permitted (needs CAP_SYS_NICE or "
+							 "LimitRTPRIO): running at normal priority, latency is not bounded; ",
+							 l->params.rt_priority);
+			rt = false;
+			continue;
+		}
+		if (r == EINVAL && pinned) {
+			if (warn && wlen < warn_len)
+				wlen += (size_t)snprintf(warn + wlen, warn_len - wlen,
+							 "CPU %d not available: the loop runs without affinity%s; ",
+							 l->params.cpu, rt ? " (still SCHED_FIFO)" : "");
+			pinned = false;
+			continue;
+		}
+		if (r == EINVAL && rt) {
+			if (warn && wlen < warn_len)
+				wlen += (size_t)snprintf(warn + wlen, warn_len - wlen,
+							 "SCHED_FIFO priority %d refused (%s): running at normal priority, "
+							 "latency is not bounded; ", l->params.rt_priority, strerror(r));
+			rt = false;
+			continue;
+		}
+		break;
 	}
-	pthread_attr_destroy(&attr);
 	if (r != 0)
 		return -r;
 	l->thread_started = true;

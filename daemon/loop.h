@@ -50,6 +50,7 @@ enum mead_loop_exit {
 	MEAD_EXIT_MAX_TICKS,         /* configured tick budget used up */
 	MEAD_EXIT_PROTOCOL_DONE,     /* loop.exit_when_done and the protocol finished */
 	MEAD_EXIT_OVERRUN,           /* loop.overrun_fatal and a tick overran */
+	MEAD_EXIT_DRIVER_FAULT,      /* read_frame said acquisition ended for good (-EPIPE) */
 };
 
 struct mead_loop_params {
@@ -65,7 +66,19 @@ struct mead_loop_params {
 	uint32_t stim_capacity;      /* pulses per tick */
 	bool want_raw;
 	uint64_t prefault_stack_bytes;
+	/* MEAD_CAP_DEVICE_CLOCK at the real-time clock: the loop wakes when a
+	 * tick's samples are there by the device's clock.  Samples beyond the
+	 * tick the device should have acquired by the wake-up (0: none), and
+	 * how fast the schedule follows the device (Hz; 0: 0.5). */
+	uint32_t device_margin_samples;
+	double clock_bandwidth_hz;
 };
+
+/* Reasons a pulse was refused, by enum mead_stim_reason (safety verdicts
+ * at MEAD_STIM_REASON_SAFETY + verdict). */
+#define MEAD_LOOP_REASONS 80
+/* Event types counted as data loss, by enum mead_event_type. */
+#define MEAD_LOOP_EVENT_TYPES 24
 
 /* What the running (or the last) protocol has scored itself, as
  * mead_protocol_results() says it.  Several fields describe one moment, so
@@ -97,8 +110,21 @@ struct mead_loop_stats {
 	_Atomic uint64_t driver_errors;
 	_Atomic uint64_t spikes;
 	_Atomic uint64_t spikes_dropped;     /* frame capacity exceeded in the driver */
-	_Atomic uint64_t stim_pulses;
-	_Atomic uint64_t stim_rejected;      /* refused by the safety layer or while the device is gone */
+	_Atomic uint64_t stim_pulses;        /* delivered: started on the device */
+	_Atomic uint64_t stim_late;          /* delivered after the sample they were asked for */
+	_Atomic uint64_t stim_pending;       /* handed to the device, fate not known yet */
+	_Atomic uint64_t stim_rejected;      /* refused, by the loop or the driver: every reason */
+	_Atomic uint64_t stim_refused[MEAD_LOOP_REASONS];
+	_Atomic uint64_t loss_events[MEAD_LOOP_EVENT_TYPES];   /* OVERFLOW, GAP, LATE, DEVICE_*, STALL ... */
+	_Atomic uint64_t loss_samples[MEAD_LOOP_EVENT_TYPES];  /* samples those events cover */
+	_Atomic uint64_t events_dropped;     /* a tick had more events than its buffer */
+	/* the device's clock (MEAD_CAP_DEVICE_CLOCK) */
+	_Atomic int device_clock;            /* 1: the schedule follows the device */
+	_Atomic uint64_t acquired;           /* the device's sample count at the last read */
+	_Atomic int64_t backlog;             /* samples acquired beyond the last tick's end, at its read */
+	_Atomic int64_t backlog_max;
+	_Atomic int64_t startup_backlog;     /* at tick 0: how far the device was ahead of the loop */
+	_Atomic uint64_t drift_ppm_bits;     /* the device clock's rate against the host's, measured (double bits, ppm) */
 	_Atomic uint64_t protocol_errors;
 	_Atomic uint64_t produced[MEAD_KIND_COUNT + 1];
 	_Atomic uint64_t dropped[MEAD_KIND_COUNT + 1];   /* ring full */
@@ -211,16 +237,25 @@ void mead_loop_free(struct mead_loop *loop);
  * core to itself.  Returns the CPU for mead_loop_params.cpu, or -1. */
 int mead_loop_pick_cpu(int configured, bool isolate);
 
+/* main thread: lock memory and hold the CPUs out of deep idle, before the
+ * driver starts streaming (so nothing slow sits between its sample 0 and
+ * tick 0).  warn gets what was degraded.  mead_loop_start() does it too if
+ * it was not done. */
+int mead_loop_prepare(struct mead_loop *loop, char *warn, size_t warn_len);
 /* main thread: start the rt thread. warn (may be empty) tells what was
- * degraded (no SCHED_FIFO, no mlockall). */
+ * degraded (no SCHED_FIFO, no mlockall, no affinity). */
 int mead_loop_start(struct mead_loop *loop, char *warn, size_t warn_len);
 /* any thread, async-signal-safe. */
 void mead_loop_request_stop(struct mead_loop *loop);
 /* main thread: wait for the rt thread to end. */
 int mead_loop_join(struct mead_loop *loop);
 
-/* control thread only (single producer): queue a command. -ENOBUFS if full. */
+/* control thread only (single producer): queue a command.  -ENOBUFS if the
+ * ring is full; -EBUSY for a train when every train slot is taken. */
 int mead_loop_submit(struct mead_loop *loop, const struct mead_command *cmd);
+/* control thread: train slots free now (exact for the control thread,
+ * which alone starts trains). */
+uint32_t mead_loop_trains_free(const struct mead_loop *loop);
 /* control thread: protocols the loop let go of, for the sender to free. */
 struct mead_protocol *mead_loop_reclaim(struct mead_loop *loop);
 

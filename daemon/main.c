@@ -40,7 +40,7 @@ enum {
 	EXIT_USAGE = 1,
 	EXIT_CONFIG = 2,      /* configuration invalid: nothing was touched */
 	EXIT_DRIVER = 3,      /* the driver could not be opened or started */
-	EXIT_RUNTIME = 4,     /* the run ended on a fault (fatal overrun, real-time refused under loop.require_rt) */
+	EXIT_RUNTIME = 4,     /* the run ended on a fault (fatal overrun, acquisition ended, real-time refused under loop.require_rt) */
 	EXIT_INTERNAL = 5,    /* out of memory, thread creation, ... */
 	EXIT_STREAMS = 6,     /* an endpoint could not be bound, the recording not created, subscribers never came */
 };
@@ -171,26 +171,37 @@ static int check_protocol(struct run *r, const struct mead_protocol *p, char *wh
 static void log_summary(const struct mead_loop *loop)
 {
 	const struct mead_loop_stats *s = mead_loop_stats(loop);
-	uint64_t produced = 0, dropped = 0;
+	uint64_t produced = 0, dropped = 0, lost = 0, late = 0;
 
 	for (int k = 1; k <= MEAD_KIND_COUNT; k++) {
 		produced += atomic_load(&s->produced[k]);
 		dropped += atomic_load(&s->dropped[k]);
 	}
+	lost = atomic_load(&s->loss_samples[MEAD_EVENT_OVERFLOW]) + atomic_load(&s->loss_samples[MEAD_EVENT_GAP]) +
+	       atomic_load(&s->loss_samples[MEAD_EVENT_DEVICE_GONE]);
+	late = atomic_load(&s->loss_samples[MEAD_EVENT_LATE]);
 	log_notice("run: ticks=%" PRIu64 " overruns=%" PRIu64 " latency_us p50=%.0f p99=%.0f p99.9=%.0f max=%.1f "
-		   "spikes=%" PRIu64 " stim=%" PRIu64 " stim_rejected=%" PRIu64 " messages=%" PRIu64
-		   " dropped=%" PRIu64 " driver_errors=%" PRIu64 " rt=%s memory_locked=%s",
+		   "spikes=%" PRIu64 " stim=%" PRIu64 " stim_late=%" PRIu64 " stim_rejected=%" PRIu64
+		   " messages=%" PRIu64 " dropped=%" PRIu64 " samples_lost=%" PRIu64 " samples_late=%" PRIu64
+		   " driver_errors=%" PRIu64 " rt=%s memory_locked=%s",
 		   atomic_load(&s->ticks), atomic_load(&s->overruns), mead_loop_latency_percentile(s, 50),
 		   mead_loop_latency_percentile(s, 99), mead_loop_latency_percentile(s, 99.9),
 		   (double)atomic_load(&s->lat_max_ns) / 1000.0, atomic_load(&s->spikes), atomic_load(&s->stim_pulses),
-		   atomic_load(&s->stim_rejected), produced, dropped, atomic_load(&s->driver_errors),
-		   atomic_load(&s->rt_active) ? "SCHED_FIFO" : "normal", atomic_load(&s->memory_locked) ? "yes" : "no");
+		   atomic_load(&s->stim_late), atomic_load(&s->stim_rejected), produced, dropped, lost, late,
+		   atomic_load(&s->driver_errors), atomic_load(&s->rt_active) ? "SCHED_FIFO" : "normal",
+		   atomic_load(&s->memory_locked) ? "yes" : "no");
+	if (atomic_load(&s->device_clock))
+		log_notice("clock: the device ran %+.1f ppm against this host; start-up backlog %" PRId64
+			   " samples, largest backlog %" PRId64 " samples",
+			   mead_loop_bits_to_double(atomic_load(&s->drift_ppm_bits)), atomic_load(&s->startup_backlog),
+			   atomic_load(&s->backlog_max));
 }
 
 static int exit_code_for(int reason)
 {
 	switch (reason) {
 	case MEAD_EXIT_OVERRUN:
+	case MEAD_EXIT_DRIVER_FAULT:
 		return EXIT_RUNTIME;
 	default:
 		return EXIT_OK;
@@ -582,22 +593,13 @@ static int autostart_protocol(struct run *r)
 	return EXIT_OK;
 }
 
-/* Driver start, stream threads, subscribers, then the loop: ticks from here. */
+/* Stream threads, subscribers, memory locked; then the driver and at once
+ * the loop: the device's sample 0 is just before tick 0. */
 static int start_run(struct run *r)
 {
-	char err[MEAD_CFG_ERR_MAX], warn[1024];
+	char err[MEAD_CFG_ERR_MAX], warn[1024] = "";
 	int k;
 
-	if (r->d.driver.ops->start) {
-		err[0] = '\0';
-		k = r->d.driver.ops->start(r->d.driver.state, err, sizeof(err));
-		if (k < 0) {
-			log_error("driver %s: start failed: %s (%s)", r->cfg.driver.name, err[0] ? err : "no detail",
-				  strerror(-k));
-			return EXIT_DRIVER;
-		}
-	}
-	r->driver_started = true;
 	if ((r->d.recorder && (k = mead_recorder_start(r->d.recorder)) < 0) ||
 	    (k = mead_publisher_start(r->d.publisher)) < 0 || (k = mead_control_start(r->d.control)) < 0) {
 		log_error("streams: cannot start their threads: %s", strerror(-k));
@@ -615,6 +617,17 @@ static int start_run(struct run *r)
 			return EXIT_STREAMS;
 		}
 	}
+	mead_loop_prepare(r->d.loop, warn, sizeof(warn));
+	if (r->d.driver.ops->start) {
+		err[0] = '\0';
+		k = r->d.driver.ops->start(r->d.driver.state, err, sizeof(err));
+		if (k < 0) {
+			log_error("driver %s: start failed: %s (%s)", r->cfg.driver.name, err[0] ? err : "no detail",
+				  strerror(-k));
+			return EXIT_DRIVER;
+		}
+	}
+	r->driver_started = true;
 	r->d.started_realtime_ns = mead_clock_ns(CLOCK_REALTIME);
 	k = mead_loop_start(r->d.loop, warn, sizeof(warn));
 	if (k < 0) {

@@ -19,8 +19,20 @@ struct electrode_budget {
 	double duty_tokens_us;
 };
 
+/* One stimulator: when it is free again, and for which electrode it is
+ * routed. */
+struct stimulator {
+	uint64_t free_at;          /* first sample after the last accepted pulse and its guard */
+	uint16_t electrode;
+	bool any;
+};
+
 struct mead_safety {
 	struct mead_safety_limits limits;    /* effective: config and driver, stricter wins */
+	uint32_t stimulators;                /* 0: one per electrode */
+	uint16_t stimulator_of[MAX_ELECTRODES];
+	uint32_t guard_us, switch_us;
+	struct stimulator stim[MAX_ELECTRODES];
 	uint32_t electrode_count;
 	double sample_rate_hz;
 	double rate_capacity;                /* tokens */
@@ -55,6 +67,13 @@ int mead_safety_new(const struct mead_safety_limits *limits, const struct mead_l
 	for (uint32_t i = 0; i < layout->count; i++)
 		s->excluded[i] = layout->electrodes[i].excluded;
 	s->sample_rate_hz = sample_rate_hz;
+	s->stimulators = caps->stimulators > MAX_ELECTRODES ? MAX_ELECTRODES : caps->stimulators;
+	for (uint32_t i = 0; i < MAX_ELECTRODES; i++) {
+		uint16_t k = caps->stimulator_of_electrode && i < layout->count ? caps->stimulator_of_electrode[i] : 0;
+		s->stimulator_of[i] = s->stimulators && k < s->stimulators ? k : 0;
+	}
+	s->guard_us = caps->stim_guard_us;
+	s->switch_us = caps->stim_switch_us;
 	double window_s = s->limits.rate_window_ms / 1000.0;
 	s->rate_capacity = fmax(1.0, s->limits.max_rate_hz * window_s);
 	s->duty_capacity_us = s->limits.max_duty_cycle * window_s * 1e6;
@@ -93,6 +112,22 @@ static enum mead_safety_verdict check_shape(const struct mead_safety *s, double 
 	return MEAD_SAFE;
 }
 
+static uint64_t us_to_samples_up(const struct mead_safety *s, double us)
+{
+	return (uint64_t)ceil(us * s->sample_rate_hz / 1e6 - 1e-9);
+}
+
+/* The stimulator a pulse needs, and whether it is free at the pulse's start. */
+static struct stimulator *stimulator_for(struct mead_safety *s, const struct mead_stim_pulse *p, bool *free_now)
+{
+	struct stimulator *st = &s->stim[s->stimulator_of[p->electrode]];
+	uint64_t ready = st->free_at;
+	if (st->any && st->electrode != p->electrode)
+		ready += us_to_samples_up(s, s->switch_us);
+	*free_now = !st->any || p->sample >= ready;
+	return st;
+}
+
 enum mead_safety_verdict mead_safety_check_pulse(struct mead_safety *s, const struct mead_stim_pulse *p)
 {
 	enum mead_safety_verdict v;
@@ -121,6 +156,18 @@ enum mead_safety_verdict mead_safety_check_pulse(struct mead_safety *s, const st
 		return MEAD_UNSAFE_RATE;
 	if (duty_tokens < pulse_us - 1e-9)
 		return MEAD_UNSAFE_DUTY;
+	struct stimulator *st = NULL;
+	if (s->stimulators) {
+		bool free_now;
+		st = stimulator_for(s, p, &free_now);
+		if (!free_now)
+			return MEAD_UNSAFE_BUSY;
+	}
+	if (st) {
+		st->free_at = p->sample + us_to_samples_up(s, pulse_us + s->guard_us);
+		st->electrode = p->electrode;
+		st->any = true;
+	}
 	b->rate_tokens = rate_tokens - 1.0;
 	b->duty_tokens_us = duty_tokens - pulse_us;
 	b->last_sample = p->sample;
@@ -210,6 +257,21 @@ enum mead_safety_verdict mead_safety_check_train(const struct mead_safety *s, co
 			 pulse_us * rate_hz / 1e6, s->limits.max_duty_cycle);
 		return MEAD_UNSAFE_DUTY;
 	}
+	/* A train fires its electrodes together: two on one stimulator would
+	 * overlap on every pulse. */
+	for (uint32_t i = 0; s->stimulators && i < n_electrodes; i++)
+		for (uint32_t j = i + 1; j < n_electrodes; j++)
+			if (s->stimulator_of[electrodes[i]] == s->stimulator_of[electrodes[j]]) {
+				snprintf(why, why_len, "stimulator: electrodes %u and %u share stimulator %u, and a train "
+					 "fires its electrodes together; send one train per electrode",
+					 electrodes[i], electrodes[j], s->stimulator_of[electrodes[i]]);
+				return MEAD_UNSAFE_BUSY;
+			}
+	if (s->stimulators && pulses > 1 && 1e6 / rate_hz < pulse_us + s->guard_us) {
+		snprintf(why, why_len, "stimulator: at %g Hz a pulse of %g us (and its %u us guard) is still playing "
+			 "when the next one starts", rate_hz, pulse_us, s->guard_us);
+		return MEAD_UNSAFE_BUSY;
+	}
 	return MEAD_SAFE;
 }
 
@@ -267,6 +329,7 @@ const char *mead_safety_verdict_name(enum mead_safety_verdict v)
 	case MEAD_UNSAFE_DUTY: return "max_duty_cycle";
 	case MEAD_UNSAFE_TRAIN: return "max_train_pulses";
 	case MEAD_UNSAFE_NO_STIMULATION: return "no_stimulation";
+	case MEAD_UNSAFE_BUSY: return "stimulator_busy";
 	}
 	return "unknown";
 }

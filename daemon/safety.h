@@ -38,6 +38,7 @@ enum mead_safety_verdict {
 	MEAD_UNSAFE_DUTY,
 	MEAD_UNSAFE_TRAIN,
 	MEAD_UNSAFE_NO_STIMULATION,    /* the driver cannot stimulate */
+	MEAD_UNSAFE_BUSY,              /* its stimulator is still playing (or switching from) an earlier pulse */
 };
 
 struct mead_safety;
@@ -48,8 +49,9 @@ void mead_safety_free(struct mead_safety *s);
 
 const struct mead_safety_limits *mead_safety_effective(const struct mead_safety *s);
 
-/* rt: check one pulse against the limits and the per-electrode rate; a
- * pulse that passes is remembered for the rate check. */
+/* rt: check one pulse against the limits, the per-electrode rate and its
+ * stimulator's busy time (caps.stimulators); a pulse that passes is
+ * remembered for the next checks. */
 enum mead_safety_verdict mead_safety_check_pulse(struct mead_safety *s, const struct mead_stim_pulse *p);
 
 /* control thread: check a whole train before it is queued.  On rejection,

@@ -36,6 +36,7 @@ static const char *exit_name(int e)
 	case MEAD_EXIT_MAX_TICKS: return "max_ticks";
 	case MEAD_EXIT_PROTOCOL_DONE: return "protocol_done";
 	case MEAD_EXIT_OVERRUN: return "overrun";
+	case MEAD_EXIT_DRIVER_FAULT: return "driver_fault";
 	}
 	return "unknown";
 }
@@ -194,8 +195,59 @@ static void loop_stats(struct mead_jw *w, const struct mead_daemon *d, uint64_t 
 	mead_jw_u64(w, atomic_load_explicit(&s->spikes_dropped, memory_order_relaxed));
 	mead_jw_key(w, "stim_pulses");
 	mead_jw_u64(w, atomic_load_explicit(&s->stim_pulses, memory_order_relaxed));
+	mead_jw_key(w, "stim_late");
+	mead_jw_u64(w, atomic_load_explicit(&s->stim_late, memory_order_relaxed));
+	mead_jw_key(w, "stim_pending");
+	mead_jw_u64(w, atomic_load_explicit(&s->stim_pending, memory_order_relaxed));
 	mead_jw_key(w, "stim_rejected");
 	mead_jw_u64(w, atomic_load_explicit(&s->stim_rejected, memory_order_relaxed));
+	/* every reason a pulse was refused for, by name: only those that happened */
+	mead_jw_key(w, "stim_refused");
+	mead_jw_obj_begin(w);
+	for (uint32_t r = 0; r < MEAD_LOOP_REASONS; r++) {
+		uint64_t n = atomic_load_explicit(&s->stim_refused[r], memory_order_relaxed);
+		const char *name = mead_stim_reason_name(r);
+		if (n && name) {
+			mead_jw_key(w, name);
+			mead_jw_u64(w, n);
+		}
+	}
+	mead_jw_obj_end(w);
+	/* what the device lost or could not deliver in time, with the samples
+	 * it covers: a quiet electrode is not a lost second */
+	mead_jw_key(w, "data_loss");
+	mead_jw_obj_begin(w);
+	static const uint32_t loss_types[] = { MEAD_EVENT_OVERFLOW, MEAD_EVENT_GAP, MEAD_EVENT_LATE,
+					       MEAD_EVENT_DEVICE_GONE, MEAD_EVENT_STALL, MEAD_EVENT_STIM_LOST };
+	for (size_t i = 0; i < sizeof(loss_types) / sizeof(loss_types[0]); i++) {
+		mead_jw_key(w, mead_event_type_name(loss_types[i]));
+		mead_jw_obj_begin(w);
+		mead_jw_key(w, "events");
+		mead_jw_u64(w, atomic_load_explicit(&s->loss_events[loss_types[i]], memory_order_relaxed));
+		mead_jw_key(w, "samples");
+		mead_jw_u64(w, atomic_load_explicit(&s->loss_samples[loss_types[i]], memory_order_relaxed));
+		mead_jw_obj_end(w);
+	}
+	mead_jw_obj_end(w);
+	mead_jw_key(w, "events_dropped");
+	mead_jw_u64(w, atomic_load_explicit(&s->events_dropped, memory_order_relaxed));
+	mead_jw_key(w, "clock");
+	mead_jw_obj_begin(w);
+	mead_jw_key(w, "follows_device");
+	mead_jw_bool(w, atomic_load_explicit(&s->device_clock, memory_order_relaxed) != 0);
+	if (atomic_load_explicit(&s->device_clock, memory_order_relaxed)) {
+		mead_jw_key(w, "acquired");
+		mead_jw_u64(w, atomic_load_explicit(&s->acquired, memory_order_relaxed));
+		mead_jw_key(w, "backlog_samples");
+		mead_jw_i64(w, atomic_load_explicit(&s->backlog, memory_order_relaxed));
+		mead_jw_key(w, "backlog_max_samples");
+		mead_jw_i64(w, atomic_load_explicit(&s->backlog_max, memory_order_relaxed));
+		mead_jw_key(w, "startup_backlog_samples");
+		mead_jw_i64(w, atomic_load_explicit(&s->startup_backlog, memory_order_relaxed));
+		mead_jw_key(w, "drift_ppm");
+		mead_jw_double(w, mead_loop_bits_to_double(atomic_load_explicit(&s->drift_ppm_bits, memory_order_relaxed)));
+	}
+	mead_jw_obj_end(w);
 	mead_jw_key(w, "protocol_errors");
 	mead_jw_u64(w, atomic_load_explicit(&s->protocol_errors, memory_order_relaxed));
 	mead_jw_key(w, "device_gone");
@@ -306,6 +358,8 @@ int mead_status_json(const struct mead_daemon *d, char *buf, size_t len)
 	mead_jw_str(&w, MEAD_VERSION);
 	mead_jw_key(&w, "wire_version");
 	mead_jw_u64(&w, MEAD_WIRE_VERSION);
+	mead_jw_key(&w, "wire");
+	mead_jw_str(&w, MEAD_WIRE_VERSION_TEXT);
 
 	const struct mead_loop_stats *s = d->loop ? mead_loop_stats(d->loop) : NULL;
 	mead_jw_key(&w, "state");
@@ -410,6 +464,8 @@ int mead_status_recording_meta(const struct mead_daemon *d, char *buf, size_t le
 	mead_jw_str(&w, MEAD_VERSION);
 	mead_jw_key(&w, "wire_version");
 	mead_jw_u64(&w, MEAD_WIRE_VERSION);
+	mead_jw_key(&w, "wire");
+	mead_jw_str(&w, MEAD_WIRE_VERSION_TEXT);
 	mead_jw_key(&w, "config_path");
 	mead_jw_str(&w, d->config_path);
 	mead_jw_key(&w, "started_realtime_ns");

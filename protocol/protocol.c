@@ -161,10 +161,7 @@ static int push_event(struct mead_tick_io *io, uint64_t sample, uint32_t type, i
 {
 	if (io->n_events >= io->event_capacity || !io->events)
 		return -ENOBUFS;
-	struct mead_event *e = &io->events[io->n_events++];
-	e->sample = sample;
-	e->type = type;
-	e->value = (int32_t)value;
+	io->events[io->n_events++] = (struct mead_event){ .sample = sample, .type = type, .value = (int32_t)value };
 	return 0;
 }
 
@@ -361,7 +358,7 @@ int mead_protocol_tick(struct mead_protocol *p, struct mead_tick_io *io)
 		p->next_start = f;
 	}
 
-	score_frame(p, io->prev_frame);
+	score_frame(p, io->frame);
 
 	/* at most one end and one begin per tick: the period is no longer
 	 * than the shortest trial (checked in _new) */

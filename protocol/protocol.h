@@ -43,14 +43,19 @@ struct mead_protocol_ctl {
 	int64_t value;
 };
 
+/*
+ * One call per tick, for the window the pulses go into: the loop has just
+ * read tick (window - 1) and asks for tick window's stimulation, which it
+ * writes at once, so the window is still ahead of the device.
+ */
 struct mead_tick_io {
 	/* in */
-	uint64_t tick;
-	uint64_t first_sample;                 /* samples of this tick: [first_sample, first_sample + n_samples) */
+	uint64_t tick;                         /* the window's tick */
+	uint64_t first_sample;                 /* the window: [first_sample, first_sample + n_samples) */
 	uint32_t n_samples;
-	const struct mead_frame *prev_frame;   /* what the previous tick read; NULL on the first tick */
+	const struct mead_frame *frame;        /* what the tick before the window read; NULL for window 0 */
 
-	/* out: the loop applies ctl (in order) before write_stim of this tick */
+	/* out: the loop applies ctl (in order) before write_stim of the window */
 	struct mead_protocol_ctl ctl[MEAD_PROTOCOL_MAX_CTL];
 	uint32_t n_ctl;
 	struct mead_stim_pulse *stim;          /* pulses starting within this tick, sample-ordered */

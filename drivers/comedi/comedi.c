@@ -697,15 +697,28 @@ static sampl_t ao_code(const struct comedi_state *st, double volts)
 	return (sampl_t)lround(c);
 }
 
-static int comedi_write_stim_(void *state, uint64_t tick, const struct mead_stim_pulse *p, uint32_t n)
+static int comedi_write_stim_(void *state, uint64_t tick, const struct mead_stim_pulse *p, uint32_t n,
+			      struct mead_stim_result *results)
 {
 	struct comedi_state *st = state;
 	uint64_t now = tick_first_sample(st, tick);
+	for (uint32_t i = 0; i < n; i++)
+		results[i] = (struct mead_stim_result){ .pulse = p[i], .status = MEAD_STIM_REFUSED,
+							.reason = MEAD_STIM_REASON_RANGE };
 	if (n == 0)
 		return 0;
-	if (!st->stim)
+	if (!st->stim) {
+		for (uint32_t i = 0; i < n; i++)
+			results[i].reason = MEAD_STIM_REASON_UNSUPPORTED;
 		return -EOPNOTSUPP;
-	if (n > 1 || p->electrode >= st->electrodes || p->phase_us > st->max_phase_us ||
+	}
+	if (n > 1) {
+		for (uint32_t i = 0; i < n; i++)
+			results[i].reason = MEAD_STIM_REASON_BUSY;
+		atomic_fetch_add(&st->stim_errors, 1);
+		return -EINVAL;
+	}
+	if (p->electrode >= st->electrodes || p->phase_us > st->max_phase_us ||
 	    fabsf(p->amplitude_ua) > st->max_ua) {
 		atomic_fetch_add(&st->stim_errors, 1);
 		return -EINVAL;
@@ -768,10 +781,13 @@ static int comedi_write_stim_(void *state, uint64_t tick, const struct mead_stim
 		set_lines(st, 0);
 		st->lines_high = false;
 		atomic_fetch_add(&st->stim_errors, 1);
+		results[0].reason = MEAD_STIM_REASON_IO;
 		return r;
 	}
 	atomic_fetch_add(&st->pulses, 1);
 	uint64_t start = now + lead;
+	results[0].status = MEAD_STIM_DELIVERED;
+	results[0].sample = start;
 	uint64_t dur = ((uint64_t)(2 * p->phase_us + p->interphase_us) * st->rate + 999999u) / 1000000u;
 	uint64_t blank_end = start + dur;
 	if (st->blank_all) {

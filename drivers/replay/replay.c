@@ -199,9 +199,13 @@ static int replay_start(void *state, char *err, size_t err_len)
 	return 0;
 }
 
-static int replay_write_stim(void *state, uint64_t tick, const struct mead_stim_pulse *p, uint32_t n)
+static int replay_write_stim(void *state, uint64_t tick, const struct mead_stim_pulse *p, uint32_t n,
+			     struct mead_stim_result *results)
 {
 	/* A recording does not answer stimulation. */
+	for (uint32_t i = 0; i < n; i++)
+		results[i] = (struct mead_stim_result){ .pulse = p[i], .status = MEAD_STIM_REFUSED,
+							.reason = MEAD_STIM_REASON_UNSUPPORTED };
 	return 0;
 }
 

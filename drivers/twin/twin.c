@@ -276,18 +276,26 @@ static int twin_start(void *state, char *err, size_t err_len)
 	return 0;
 }
 
-static int twin_write_stim(void *state, uint64_t tick, const struct mead_stim_pulse *pulses, uint32_t n)
+static int twin_write_stim(void *state, uint64_t tick, const struct mead_stim_pulse *pulses, uint32_t n,
+			   struct mead_stim_result *results)
 {
 	struct twin *t = state;
 	(void)tick;
 	for (uint32_t i = 0; i < n; i++) {
 		const struct mead_stim_pulse *p = &pulses[i];
-		if (p->electrode >= t->ne || t->excluded[p->electrode])
-			continue;
-		if (t->npending == TWIN_PENDING_MAX) {
-			__atomic_store_n(&t->pulses_dropped, t->pulses_dropped + 1, __ATOMIC_RELAXED);
+		results[i] = (struct mead_stim_result){ .pulse = *p, .status = MEAD_STIM_REFUSED };
+		if (p->electrode >= t->ne || t->excluded[p->electrode]) {
+			results[i].reason = MEAD_STIM_REASON_RANGE;
 			continue;
 		}
+		if (t->npending == TWIN_PENDING_MAX) {
+			__atomic_store_n(&t->pulses_dropped, t->pulses_dropped + 1, __ATOMIC_RELAXED);
+			results[i].reason = MEAD_STIM_REASON_QUEUE_FULL;
+			continue;
+		}
+		/* a pulse for a step already simulated lands on the next one */
+		results[i].status = MEAD_STIM_DELIVERED;
+		results[i].sample = p->sample < t->next_sample ? t->next_sample : p->sample;
 		t->pending[t->npending++] = *p;
 	}
 	return 0;
@@ -377,8 +385,10 @@ static int twin_control(void *state, enum mead_driver_control op, int64_t value)
 
 static int twin_stop_outputs(void *state)
 {
-	(void)state;
-	return 0; /* nothing physical to switch off */
+	struct twin *t = state;
+	/* Stop means no pulse already written reaches the culture either. */
+	__atomic_store_n(&t->npending, 0, __ATOMIC_RELAXED);
+	return 0;
 }
 
 static int twin_stop(void *state)

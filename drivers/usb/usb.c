@@ -652,13 +652,20 @@ static int usb_read_frame_(void *state, uint64_t tick, struct mead_frame *f)
 	return 0;
 }
 
-static int usb_write_stim_(void *state, uint64_t tick, const struct mead_stim_pulse *p, uint32_t n)
+static int usb_write_stim_(void *state, uint64_t tick, const struct mead_stim_pulse *p, uint32_t n,
+			   struct mead_stim_result *results)
 {
 	struct usb_state *st = state;
+	for (uint32_t i = 0; i < n; i++)
+		results[i] = (struct mead_stim_result){ .pulse = p[i], .status = MEAD_STIM_REFUSED,
+							.reason = MEAD_STIM_REASON_IO };
 	if (n == 0)
 		return 0;
-	if (atomic_load(&st->link) != LINK_LIVE)
+	if (atomic_load(&st->link) != LINK_LIVE) {
+		for (uint32_t i = 0; i < n; i++)
+			results[i].reason = MEAD_STIM_REASON_DEVICE_GONE;
 		return -ENODEV;
+	}
 	uint32_t max = st->info.max_pulses ? st->info.max_pulses : 1;
 	if (!(st->info.flags & 1u))
 		return -EOPNOTSUPP;
@@ -674,6 +681,8 @@ static int usb_write_stim_(void *state, uint64_t tick, const struct mead_stim_pu
 	}
 	if (slot < 0) {
 		atomic_fetch_add(&st->stim_errors, 1);
+		for (uint32_t i = 0; i < n; i++)
+			results[i].reason = MEAD_STIM_REASON_QUEUE_FULL;
 		return -EBUSY;
 	}
 	struct libusb_transfer *x = st->out[slot];
@@ -704,6 +713,8 @@ static int usb_write_stim_(void *state, uint64_t tick, const struct mead_stim_pu
 	}
 	atomic_fetch_add(&st->pulses, n);
 	for (uint32_t i = 0; i < n; i++) {
+		results[i].status = MEAD_STIM_DELIVERED;
+		results[i].sample = p[i].sample;
 		if (st->blank_all) {
 			mead_sig_blank_pulse(st->sig, UINT32_MAX, p[i].sample);
 		} else if (p[i].electrode < st->electrodes) {

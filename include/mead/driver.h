@@ -1,23 +1,38 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * mead driver ABI, version 1.
+ * mead driver ABI, version 2.
  *
  * A driver is a shared object named mead-driver-<name>.so that exports
- * mead_driver_entry(), which returns a pointer to a const vtable.  The daemon
- * finds it by the name given in the configuration (driver.name), checks
- * abi_version, validates the driver's options against its param table and
- * then calls the ops below.  A driver knows only this header: it never logs
- * (errors come back as negative errno values, with a human message where the
- * op has an err buffer) and never allocates on the real-time path.
+ * mead_driver_entry() (MEAD_DRIVER_EXPORT), which returns a pointer to a
+ * const vtable.  The daemon finds it by the name given in the configuration
+ * (driver.name), checks abi_version, validates the driver's options against
+ * its param table and then calls the ops below.  A driver knows only this
+ * header and the libraries under lib/: it never logs (errors come back as
+ * negative errno values, with a human message where the op has an err
+ * buffer, and as events in its frames) and never allocates on the
+ * real-time path.
  *
  * Threads:
  *   main  - the daemon's main thread, before the loop starts or after it ended;
  *           may block, may allocate.
  *   rt    - the real-time loop thread; must not block, allocate, take locks or
- *           make syscalls it can avoid.  Called once per tick in this order:
- *           control (0..n times, between ticks), write_stim, read_frame.
- *   any   - may be called from any thread, concurrently with rt ops; must be
- *           async-signal-safe in spirit: no locks, no allocation.
+ *           make syscalls it can avoid.  Each tick, once the tick's samples
+ *           are due: control (0..n times, commands between ticks),
+ *           read_frame (this tick's samples), control (the protocol's, for
+ *           the next tick), write_stim (pulses for the next tick).  Before
+ *           the first read_frame, write_stim may be called once with the
+ *           pulses of tick 0.
+ *   any   - may be called from any thread (a fatal-signal handler
+ *           included), concurrently with rt ops; no locks, no allocation.
+ *
+ * What a driver reports is what the device did: a pulse is recorded as
+ * delivered only once the driver knows it started, at the sample it
+ * started on; samples the device lost or could not deliver in time are
+ * events with their sample ranges, never silence.
+ *
+ * Version 2 changed write_stim (a result per pulse), the frame (settled
+ * pulses, events, late raw samples, the device clock) and the caps (the
+ * stimulators' busy time); the daemon refuses modules of version 1.
  */
 #pragma once
 
@@ -30,7 +45,7 @@
 extern "C" {
 #endif
 
-#define MEAD_DRIVER_ABI_VERSION 1u
+#define MEAD_DRIVER_ABI_VERSION 2u
 #define MEAD_DRIVER_ENTRY_SYMBOL "mead_driver_entry"
 
 /* One detected spike.  Same layout as the wire v1 spike record. */
@@ -41,19 +56,100 @@ struct mead_spike {
 	float amplitude_uv;
 };
 
-/* One biphasic stimulation pulse.  Same layout as the wire v1 stim record.
- * The second phase has the opposite sign and equal charge. */
+/* One biphasic stimulation pulse.  The first 24 bytes of the wire v1 stim
+ * record.  The second phase has the opposite sign and equal charge. */
 struct mead_stim_pulse {
 	uint64_t sample;       /* sample index at which the pulse starts */
 	uint16_t electrode;
-	uint16_t flags;
+	uint16_t flags;        /* enum mead_stim_flags (on the wire) */
 	float amplitude_ua;    /* first phase, signed: negative = cathodic */
 	uint32_t phase_us;
 	uint32_t interphase_us;
 };
 
+enum mead_stim_flags {
+	MEAD_STIM_LATE = 1u << 0,  /* started after the sample it was asked for (wire: sample is when it started) */
+};
+
+/* One event: protocol marks, data losses, device changes, stimulation
+ * refused, blanking windows.  Same layout as the wire v1.1 event record;
+ * records of v1.0 were the first 16 bytes. */
+struct mead_event {
+	uint64_t sample;       /* first sample the event concerns */
+	uint32_t type;         /* enum mead_event_type */
+	int32_t value;
+	uint32_t samples;      /* length of the sample range it covers; 0: a point in time */
+	uint16_t electrode;    /* STIM_REFUSED, BLANK: the electrode (MEAD_EVENT_ALL_ELECTRODES); others: 0 */
+	uint16_t reserved;
+};
+
+#define MEAD_EVENT_ALL_ELECTRODES 0xffffu
+
+enum mead_event_type {
+	MEAD_EVENT_RUN_START    = 1,  /* value: sample rate in Hz */
+	MEAD_EVENT_RUN_END      = 2,
+	MEAD_EVENT_TRIAL_START  = 3,  /* value: trial index */
+	MEAD_EVENT_TRIAL_END    = 4,  /* value: trial index */
+	MEAD_EVENT_LABEL        = 5,  /* value: class shown */
+	MEAD_EVENT_PHASE        = 6,  /* value: enum mead_phase */
+	MEAD_EVENT_ITEM         = 7,  /* value: dataset index of the stimulus */
+	/* v1.1 */
+	MEAD_EVENT_STIM_REFUSED = 8,  /* sample: the pulse's requested start; electrode; value: enum mead_stim_reason */
+	MEAD_EVENT_OVERFLOW     = 9,  /* the device's or the kernel's buffer overflowed: samples [sample, +samples) are lost */
+	MEAD_EVENT_GAP          = 10, /* samples [sample, +samples) never arrived (counter jump); delivered as zeros */
+	MEAD_EVENT_LATE         = 11, /* samples [sample, +samples) were not ready when their tick ran; they come later */
+	MEAD_EVENT_DEVICE_GONE  = 12, /* from sample on, no device: stimulation stopped, samples zero until DEVICE_BACK */
+	MEAD_EVENT_DEVICE_BACK  = 13, /* the device streams again from sample; samples: how many were lost while away */
+	MEAD_EVENT_BLANK        = 14, /* spike detection is off on electrode over [sample, +samples) (a stimulation artifact) */
+	MEAD_EVENT_STALL        = 15, /* the device stalled its sample endpoint; value: times cleared so far */
+	MEAD_EVENT_STIM_LOST    = 16, /* the device stopped its outputs by itself (its host watchdog): value: pulses it dropped */
+};
+
+enum mead_phase {
+	MEAD_PHASE_TRAIN = 0,
+	MEAD_PHASE_TEST  = 1,
+	MEAD_PHASE_REST  = 2,
+};
+
 _Static_assert(sizeof(struct mead_spike) == 16, "wire v1 spike record is 16 bytes");
-_Static_assert(sizeof(struct mead_stim_pulse) == 24, "wire v1 stim record is 24 bytes");
+_Static_assert(sizeof(struct mead_stim_pulse) == 24, "the pulse is the first 24 bytes of the wire v1 stim record");
+_Static_assert(sizeof(struct mead_event) == 24, "wire v1.1 event record is 24 bytes");
+
+/* What became of a pulse. */
+enum mead_stim_status {
+	MEAD_STIM_DELIVERED = 0,   /* started at result.sample (the requested sample, or later) */
+	MEAD_STIM_PENDING   = 1,   /* handed to the device; its fate comes in a later frame's stim_results */
+	MEAD_STIM_REFUSED   = 2,   /* never started; result.reason says why */
+};
+
+/* Why a pulse was refused.  The driver's reasons first, then the loop's. */
+enum mead_stim_reason {
+	MEAD_STIM_REASON_NONE = 0,
+	MEAD_STIM_REASON_BUSY = 1,           /* the stimulator was still playing an earlier pulse */
+	MEAD_STIM_REASON_RANGE = 2,          /* beyond what the device can do (electrode, amplitude, phase) */
+	MEAD_STIM_REASON_QUEUE_FULL = 3,     /* no room in the driver's or the device's queue */
+	MEAD_STIM_REASON_DEVICE_GONE = 4,    /* no device */
+	MEAD_STIM_REASON_IO = 5,             /* the command did not reach the device */
+	MEAD_STIM_REASON_CANCELLED = 6,      /* dropped before it started (outputs stopped, host watchdog) */
+	MEAD_STIM_REASON_UNKNOWN = 7,        /* sent, but the device went away before saying what it did */
+	MEAD_STIM_REASON_TOO_LATE = 8,       /* its start had passed and the device cannot start it later */
+	MEAD_STIM_REASON_UNSUPPORTED = 9,    /* the driver cannot stimulate */
+	/* refused by the loop before any driver call */
+	MEAD_STIM_REASON_SAFETY = 32,        /* a safety limit (value + verdict, see docs/safety.md) */
+	MEAD_STIM_REASON_TICK_LIMIT = 64,    /* more pulses in one tick than the driver takes (caps.max_pulses_per_tick) */
+	MEAD_STIM_REASON_OVERLAP = 65,       /* it would overlap another pulse on the same stimulator */
+	MEAD_STIM_REASON_NO_DEVICE = 66,     /* the device was gone when the pulse was due */
+};
+
+/* The outcome of one pulse: write_stim fills one per pulse it is given,
+ * read_frame one per pending pulse that has settled since. */
+struct mead_stim_result {
+	struct mead_stim_pulse pulse;   /* as asked for */
+	uint64_t sample;                /* DELIVERED: the sample its first phase started on */
+	uint16_t status;                /* enum mead_stim_status */
+	uint16_t reason;                /* enum mead_stim_reason when REFUSED */
+	uint32_t reserved;
+};
 
 enum mead_frame_flags {
 	MEAD_FRAME_OVERFLOW    = 1u << 0, /* the device lost samples (buffer overflow) */
@@ -63,10 +159,13 @@ enum mead_frame_flags {
 };
 
 /*
- * What one tick produced.  The loop owns every buffer; the driver fills them.
- * Samples of tick t are [first_sample, first_sample + n_samples): the loop
- * computes them from the tick counter, the period and the sample rate, so a
- * tick may hold zero samples (period shorter than a sample).
+ * What one tick produced.  The loop owns every buffer; the driver fills
+ * them.  Samples of tick t are [first_sample, first_sample + n_samples):
+ * the loop computes them from the tick counter, the period and the sample
+ * rate, so a tick may hold zero samples (period shorter than a sample).
+ * A driver that could not read all of them says so (MEAD_FRAME_LATE and a
+ * LATE event) and hands them over in a later frame, in order: spikes keep
+ * their own samples, raw frames start at raw_first_sample.
  */
 struct mead_frame {
 	uint64_t first_sample;      /* in: first sample of this tick */
@@ -78,17 +177,33 @@ struct mead_frame {
 	uint32_t n_spikes;          /* out: records written, sample-ordered */
 	uint32_t spikes_dropped;    /* out: spikes that did not fit */
 
-	int16_t *raw;               /* in: NULL unless raw is wanted; n_samples x raw_channels, interleaved */
+	int16_t *raw;               /* in: NULL unless raw is wanted; raw_capacity x raw_channels, interleaved */
 	uint32_t raw_channels;      /* in */
+	uint32_t raw_capacity;      /* in: sample frames raw holds (several ticks: late samples catch up) */
 	uint32_t raw_samples;       /* out: sample frames written to raw */
+	uint64_t raw_first_sample;  /* out: the sample of raw's first frame */
+
+	struct mead_stim_result *stim_results; /* in: buffer; out: pending pulses settled since the last frame */
+	uint32_t stim_result_capacity;         /* in */
+	uint32_t n_stim_results;               /* out */
+
+	struct mead_event *events;  /* in: buffer; out: data-loss and device events, sample ranges included */
+	uint32_t event_capacity;    /* in */
+	uint32_t n_events;          /* out */
+
+	/* out, MEAD_CAP_DEVICE_CLOCK: samples the device has acquired by now
+	 * (since sample 0 of the run), read or not: the device's clock, which
+	 * the loop follows. */
+	uint64_t acquired;
 };
 
 enum mead_cap_flags {
-	MEAD_CAP_STIMULATE  = 1u << 0, /* accepts write_stim */
-	MEAD_CAP_RAW        = 1u << 1, /* can fill frame.raw */
-	MEAD_CAP_SIMULATED  = 1u << 2, /* no hardware behind it (twin, null, replay) */
-	MEAD_CAP_PLASTICITY = 1u << 3, /* MEAD_CTL_LEARNING changes something */
-	MEAD_CAP_RESETTABLE = 1u << 4, /* MEAD_CTL_RESET_STATE changes something */
+	MEAD_CAP_STIMULATE    = 1u << 0, /* accepts write_stim */
+	MEAD_CAP_RAW          = 1u << 1, /* can fill frame.raw */
+	MEAD_CAP_SIMULATED    = 1u << 2, /* no hardware behind it (twin, null, replay) */
+	MEAD_CAP_PLASTICITY   = 1u << 3, /* MEAD_CTL_LEARNING changes something */
+	MEAD_CAP_RESETTABLE   = 1u << 4, /* MEAD_CTL_RESET_STATE changes something */
+	MEAD_CAP_DEVICE_CLOCK = 1u << 5, /* frame.acquired is the device's own sample clock */
 };
 
 struct mead_driver_caps {
@@ -102,10 +217,24 @@ struct mead_driver_caps {
 	 * configured limits.  0 means "no stimulation". */
 	float max_amplitude_ua;
 	uint32_t max_phase_us;
-	uint32_t max_pulses_per_tick;
+	uint32_t max_pulses_per_tick; /* the loop refuses the rest of a tick's pulses */
 	/* Simulated cultures: how many neurons each electrode records (electrode_count
 	 * entries, owned by the driver, valid until close); NULL for hardware. */
 	const uint32_t *units_per_electrode;
+	/*
+	 * The stimulators.  0: every electrode has its own (pulses on
+	 * different electrodes never collide).  n > 0: n stimulators, each
+	 * plays one pulse at a time; electrode e is wired to
+	 * stimulator_of_electrode[e] (NULL: all to stimulator 0).  A pulse
+	 * keeps its stimulator busy for its two phases and interphase gap plus
+	 * stim_guard_us, and stim_switch_us more when the next pulse on it is
+	 * on another electrode (routing settles); the safety layer refuses
+	 * overlap before write_stim.
+	 */
+	uint32_t stimulators;
+	const uint16_t *stimulator_of_electrode;
+	uint32_t stim_guard_us;
+	uint32_t stim_switch_us;
 };
 
 /* Electrode layout as configured (see config/layout). */
@@ -175,7 +304,8 @@ struct mead_driver_ops {
 	const struct mead_param_spec *params;
 
 	/* main, may block.  On failure returns -errno, writes a message for a
-	 * person into err and leaves *ret_state untouched. */
+	 * person into err and leaves *ret_state untouched.  A stimulating
+	 * driver leaves its outputs at zero when it returns. */
 	int (*open)(const struct mead_driver_config *cfg, void **ret_state, char *err, size_t err_len);
 
 	/* main, may block.  Must leave the hardware safe (outputs off).  NULL ok. */
@@ -184,23 +314,31 @@ struct mead_driver_ops {
 	/* main. */
 	int (*get_caps)(void *state, struct mead_driver_caps *ret_caps);
 
-	/* main, may block: last preparation before the first tick (arm
-	 * acquisition, pre-fault buffers).  The first read_frame is tick 0. */
+	/* main, may block: arm acquisition.  Sample 0 of the run is the first
+	 * sample the device acquires after this call; the daemon starts the
+	 * loop right after it, and the first read_frame is tick 0. */
 	int (*start)(void *state, char *err, size_t err_len);
 
-	/* rt, must not block.  Pulses for this tick, sample-ordered, already
-	 * checked by the safety layer. */
-	int (*write_stim)(void *state, uint64_t tick, const struct mead_stim_pulse *pulses, uint32_t n);
+	/* rt, must not block.  Pulses for the next tick, sample-ordered, already
+	 * checked by the safety layer (limits, busy stimulators, the per-tick
+	 * count).  Fills results[i] for pulses[i]: DELIVERED with the sample it
+	 * starts on, PENDING when only the device can tell, or REFUSED with a
+	 * reason.  Returns 0, or -errno for a fault (the results still say
+	 * what became of each pulse). */
+	int (*write_stim)(void *state, uint64_t tick, const struct mead_stim_pulse *pulses, uint32_t n,
+			  struct mead_stim_result *results);
 
 	/* rt, must not block.  Fill frame with what the tick produced.
 	 * -ENODEV: device gone (the loop stops stimulation and reports it);
-	 * other negative values: a fault for this tick. */
+	 * -EPIPE: acquisition has ended for good (the loop ends the run as a
+	 * driver fault); other negative values: a fault for this tick. */
 	int (*read_frame)(void *state, uint64_t tick, struct mead_frame *frame);
 
 	/* rt, between ticks, must not block; NULL or -EOPNOTSUPP: marker only. */
 	int (*control)(void *state, enum mead_driver_control op, int64_t value);
 
-	/* any, must not block: zero every output now. */
+	/* any, must not block: zero every output now and drop every pulse not
+	 * yet started. */
 	int (*stop_outputs)(void *state);
 
 	/* main, may block: after the last tick; acquisition stopped, outputs off. */
@@ -259,6 +397,21 @@ static inline double mead_driver_param_double(const struct mead_driver_config *c
 {
 	const char *v = mead_driver_param_get(cfg, key);
 	return v ? strtod(v, NULL) : def;
+}
+
+/* Appends an event to a frame; false (and the event not kept) when the
+ * loop's buffer is full, which the loop counts. */
+static inline bool mead_frame_event(struct mead_frame *f, uint32_t type, uint64_t sample, uint64_t samples,
+				    uint16_t electrode, int32_t value)
+{
+	if (!f->events || f->n_events >= f->event_capacity)
+		return false;
+	f->events[f->n_events++] = (struct mead_event){
+		.sample = sample, .type = type, .value = value,
+		.samples = samples > UINT32_MAX ? UINT32_MAX : (uint32_t)samples,
+		.electrode = electrode,
+	};
+	return true;
 }
 
 /* How a module exports its entry point (modules are built with hidden

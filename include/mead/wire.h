@@ -5,7 +5,9 @@
  *   0: topic, ASCII without terminator ("spikes", "stim", "events", "raw", "status")
  *   1: struct mead_wire_header (32 bytes, little-endian)
  *   2: count records of record_size bytes
- * See docs/wire-v1.md.
+ * See docs/wire-v1.md.  Minor versions only grow records at their end
+ * (a reader skips what it does not know) and add event types; the status
+ * JSON names the minor version ("wire": "1.1").
  */
 #pragma once
 
@@ -17,6 +19,8 @@
 
 #define MEAD_WIRE_MAGIC "MEAD"
 #define MEAD_WIRE_VERSION 1u
+#define MEAD_WIRE_MINOR 1u
+#define MEAD_WIRE_VERSION_TEXT "1.1"
 
 enum mead_wire_kind {
 	MEAD_KIND_SPIKES = 1,
@@ -38,28 +42,69 @@ struct __attribute__((packed)) mead_wire_header {
 };
 _Static_assert(sizeof(struct mead_wire_header) == 32, "wire v1 header is 32 bytes");
 
-enum mead_event_type {
-	MEAD_EVENT_RUN_START   = 1, /* value: sample rate in Hz */
-	MEAD_EVENT_RUN_END     = 2,
-	MEAD_EVENT_TRIAL_START = 3, /* value: trial index */
-	MEAD_EVENT_TRIAL_END   = 4, /* value: trial index */
-	MEAD_EVENT_LABEL       = 5, /* value: class shown */
-	MEAD_EVENT_PHASE       = 6, /* value: enum mead_phase */
-	MEAD_EVENT_ITEM        = 7, /* value: dataset index of the stimulus */
-};
+/* Event records and types, and the phase codes, are struct mead_event,
+ * enum mead_event_type and enum mead_phase of mead/driver.h. */
 
-enum mead_phase {
-	MEAD_PHASE_TRAIN = 0,
-	MEAD_PHASE_TEST  = 1,
-	MEAD_PHASE_REST  = 2,
+/* A stim record (v1.1, 32 bytes): a pulse that was delivered.  sample is
+ * the sample its first phase started on; requested_sample the one it was
+ * asked for (later only with MEAD_STIM_LATE).  Records of v1.0 were the
+ * first 24 bytes. */
+struct mead_wire_stim {
+	struct mead_stim_pulse pulse;
+	uint64_t requested_sample;
 };
+_Static_assert(sizeof(struct mead_wire_stim) == 32, "wire v1.1 stim record is 32 bytes");
 
-struct mead_event {
-	uint64_t sample;
-	uint32_t type;
-	int32_t value;
-};
-_Static_assert(sizeof(struct mead_event) == 16, "wire v1 event record is 16 bytes");
+/* Names for events and refusal reasons, as status and the docs spell them. */
+static inline const char *mead_event_type_name(uint32_t type)
+{
+	switch (type) {
+	case MEAD_EVENT_RUN_START: return "run_start";
+	case MEAD_EVENT_RUN_END: return "run_end";
+	case MEAD_EVENT_TRIAL_START: return "trial_start";
+	case MEAD_EVENT_TRIAL_END: return "trial_end";
+	case MEAD_EVENT_LABEL: return "label";
+	case MEAD_EVENT_PHASE: return "phase";
+	case MEAD_EVENT_ITEM: return "item";
+	case MEAD_EVENT_STIM_REFUSED: return "stim_refused";
+	case MEAD_EVENT_OVERFLOW: return "overflow";
+	case MEAD_EVENT_GAP: return "gap";
+	case MEAD_EVENT_LATE: return "late";
+	case MEAD_EVENT_DEVICE_GONE: return "device_gone";
+	case MEAD_EVENT_DEVICE_BACK: return "device_back";
+	case MEAD_EVENT_BLANK: return "blank";
+	case MEAD_EVENT_STALL: return "stall";
+	case MEAD_EVENT_STIM_LOST: return "stim_lost";
+	}
+	return NULL;
+}
+
+static inline const char *mead_stim_reason_name(uint32_t reason)
+{
+	static const char *const safety[] = {
+		"safe", "electrode", "max_amplitude_ua", "max_phase_us", "max_interphase_us", "max_charge_nc",
+		"max_rate_hz", "min_interval_us", "max_duty_cycle", "max_train_pulses", "no_stimulation",
+		"stimulator_busy",
+	};
+	switch (reason) {
+	case MEAD_STIM_REASON_NONE: return "none";
+	case MEAD_STIM_REASON_BUSY: return "busy";
+	case MEAD_STIM_REASON_RANGE: return "range";
+	case MEAD_STIM_REASON_QUEUE_FULL: return "queue_full";
+	case MEAD_STIM_REASON_DEVICE_GONE: return "device_gone";
+	case MEAD_STIM_REASON_IO: return "io";
+	case MEAD_STIM_REASON_CANCELLED: return "cancelled";
+	case MEAD_STIM_REASON_UNKNOWN: return "unknown";
+	case MEAD_STIM_REASON_TOO_LATE: return "too_late";
+	case MEAD_STIM_REASON_UNSUPPORTED: return "unsupported";
+	case MEAD_STIM_REASON_TICK_LIMIT: return "tick_limit";
+	case MEAD_STIM_REASON_OVERLAP: return "overlap";
+	case MEAD_STIM_REASON_NO_DEVICE: return "no_device";
+	}
+	if (reason >= MEAD_STIM_REASON_SAFETY && reason - MEAD_STIM_REASON_SAFETY < sizeof(safety) / sizeof(safety[0]))
+		return safety[reason - MEAD_STIM_REASON_SAFETY];
+	return NULL;
+}
 
 static inline const char *mead_wire_topic(enum mead_wire_kind kind)
 {

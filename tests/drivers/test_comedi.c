@@ -17,6 +17,9 @@
 #include "lib/core/time.h"
 #include "tests/lib/harness.h"
 
+/* what write_stim says of the pulses it is given */
+static struct mead_stim_result res[4];
+
 #define RATE 25000u
 #define PERIOD_US 1000u
 #define GAIN 1100.0
@@ -114,7 +117,7 @@ static void test_spikes_match_planted(void **unused)
 		cmodel_set_clock(board0, next);
 		struct mead_frame f = { .first_sample = first, .n_samples = (uint32_t)(next - first),
 					.spikes = spk, .spike_capacity = 4096, .raw = raw, .raw_channels = 60 };
-		assert_int_equal(h.ops->write_stim(h.state, t, NULL, 0), 0);
+		assert_int_equal(h.ops->write_stim(h.state, t, NULL, 0, NULL), 0);
 		assert_int_equal(h.ops->read_frame(h.state, t, &f), 0);
 		late += (f.flags & MEAD_FRAME_LATE) != 0;
 		assert_int_equal(f.spikes_dropped, 0);
@@ -213,14 +216,14 @@ static void test_stimulation_arrives(void **unused)
 					.amplitude_ua = want[k].ua, .phase_us = want[k].phase, .interphase_us = want[k].gap,
 				};
 				expect_start[k] = want[k].lead > 0 ? p.sample : dev_now;
-				assert_int_equal(h.ops->write_stim(h.state, t, &p, 1), 0);
+				assert_int_equal(h.ops->write_stim(h.state, t, &p, 1, res), 0);
 				/* routing and blanking lines are up while the pulse plays */
 				uint32_t dio = cmodel_dio(board0);
 				assert_int_equal(dio & 0x3f, want[k].el);
 				assert_true(dio & (1u << 6));
 				assert_true(dio & (1u << 7));
 			} else {
-				assert_int_equal(h.ops->write_stim(h.state, t, NULL, 0), 0);
+				assert_int_equal(h.ops->write_stim(h.state, t, NULL, 0, NULL), 0);
 			}
 			struct mead_frame f = { .first_sample = first, .n_samples = (uint32_t)(next - first),
 						.spikes = spk, .spike_capacity = 256 };
@@ -231,7 +234,7 @@ static void test_stimulation_arrives(void **unused)
 	for (int q = 0; q < 3; q++, t++) {
 		uint64_t first = mead_tick_first_sample(t, PERIOD_US * 1000u, RATE), next = mead_tick_first_sample(t + 1, PERIOD_US * 1000u, RATE);
 		cmodel_set_clock(board0, base + next);
-		assert_int_equal(h.ops->write_stim(h.state, t, NULL, 0), 0);
+		assert_int_equal(h.ops->write_stim(h.state, t, NULL, 0, NULL), 0);
 		struct mead_frame f = { .first_sample = first, .n_samples = (uint32_t)(next - first), .spikes = spk, .spike_capacity = 256 };
 		assert_int_equal(h.ops->read_frame(h.state, t, &f), 0);
 	}
@@ -258,7 +261,7 @@ static void test_stimulation_arrives(void **unused)
 	/* more pulses than one stimulator can play in a tick are refused */
 	struct mead_stim_pulse two[2] = { { .sample = 0, .electrode = 1, .amplitude_ua = 1, .phase_us = 100 },
 					  { .sample = 0, .electrode = 2, .amplitude_ua = 1, .phase_us = 100 } };
-	assert_int_equal(h.ops->write_stim(h.state, t, two, 2), -EINVAL);
+	assert_int_equal(h.ops->write_stim(h.state, t, two, 2, res), -EINVAL);
 	assert_int_equal(h.ops->stop_outputs(h.state), 0);
 	assert_int_equal(h.ops->stop(h.state), 0);
 	harness_close(&h);

@@ -50,7 +50,8 @@ static int tick(struct harness *h, uint64_t t, const struct mead_stim_pulse *p, 
 	uint64_t first = mead_tick_first_sample(t, PERIOD_US * 1000u, RATE), next = mead_tick_first_sample(t + 1, PERIOD_US * 1000u, RATE);
 	world += next - first;
 	umodel_set_clock(dev0, world);
-	int s = h->ops->write_stim(h->state, t, p, n);
+	struct mead_stim_result res[64];
+	int s = h->ops->write_stim(h->state, t, p, n, res);
 	if (stim_ret)
 		*stim_ret = s;
 	*f = (struct mead_frame){ .first_sample = first, .n_samples = (uint32_t)(next - first), .spikes = spk, .spike_capacity = cap };

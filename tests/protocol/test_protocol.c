@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The protocols driven tick by tick as the loop drives them, with a fake
- * culture answering through prev_frame. */
+ * culture answering through the frame of the tick before. */
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
@@ -146,7 +146,7 @@ static void drive(struct mead_protocol *p, uint32_t rate, uint32_t period_ns, en
 		uint32_t n = (uint32_t)(first_sample_of(t + 1, rate, period_ns) - f);
 		struct mead_tick_io io = {
 			.tick = t, .first_sample = f, .n_samples = n,
-			.prev_frame = t ? &frames[(t - 1) % 2] : NULL,
+			.frame = t ? &frames[(t - 1) % 2] : NULL,
 			.stim = stim, .stim_capacity = max_stim,
 			.events = ev, .event_capacity = max_ev,
 		};

@@ -19,6 +19,7 @@
 #include "tests/lib/harness.h"
 
 static const struct mead_driver_ops *ops;
+static struct mead_stim_result res[256];   /* what write_stim says of each pulse */
 static struct harness h;
 
 static int load(void **state)
@@ -137,7 +138,7 @@ static void drive(void *st, uint32_t spt, uint64_t first, uint32_t samples, int 
 				p[np++] = (struct mead_stim_pulse){ .sample = s, .electrode = (uint16_t)extra_e,
 								    .amplitude_ua = -20 };
 		}
-		assert_int_equal(ops->write_stim(st, tick, p, np), 0);
+		assert_int_equal(ops->write_stim(st, tick, p, np, res), 0);
 		struct mead_frame f = { .first_sample = s0, .n_samples = spt, .spikes = buf,
 					.spike_capacity = 65536 };
 		assert_int_equal(ops->read_frame(st, tick, &f), 0);
@@ -317,7 +318,7 @@ static void test_capacity(void **state)
 	struct mead_stim_pulse p[60];
 	for (uint16_t e = 0; e < 60; e++)
 		p[e] = (struct mead_stim_pulse){ .sample = 0, .electrode = e };
-	ops->write_stim(st, 0, p, 60);
+	ops->write_stim(st, 0, p, 60, res);
 	struct mead_spike buf[4];
 	struct mead_frame f = { .first_sample = 0, .n_samples = 100, .spikes = buf, .spike_capacity = 4 };
 	assert_int_equal(ops->read_frame(st, 0, &f), 0);

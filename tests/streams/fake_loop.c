@@ -38,6 +38,8 @@ int mead_loop_submit(struct mead_loop *loop, const struct mead_command *cmd)
 		return -ENOBUFS;
 	if (fake_loop_state.n_cmds >= FAKE_LOOP_MAX_CMDS)
 		return -ENOBUFS;
+	if (cmd->type == MEAD_CMD_STIM_TRAIN && fake_loop_state.trains_busy)
+		return -EBUSY;
 	fake_loop_state.cmds[fake_loop_state.n_cmds++] = *cmd;
 	return 0;
 }

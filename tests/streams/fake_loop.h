@@ -11,6 +11,7 @@ struct fake_loop {
 	struct mead_command cmds[FAKE_LOOP_MAX_CMDS];
 	unsigned n_cmds;
 	bool full;                        /* submit answers -ENOBUFS */
+	bool trains_busy;                 /* submit answers -EBUSY to a train */
 	struct mead_protocol *reclaim;    /* handed back by the next reclaim */
 	unsigned protocols_freed;
 };

@@ -203,7 +203,7 @@ int main(int argc, char **argv)
 			sp[i] = (struct mead_spike){ .sample = first + (uint64_t)i * 3, .electrode = e,
 						     .amplitude_uv = -(float)(20 + rand_r(&seed) % 80) };
 		}
-		push(ring, virt, MEAD_KIND_SPIKES, first, sp, n, 16);
+		push(ring, virt, MEAD_KIND_SPIKES, first, sp, n, sizeof(sp[0]));
 		atomic_fetch_add(&fake_loop_state.stats.spikes, n);
 		if (t % 50 == 0) {
 			struct mead_stim_pulse s = { .sample = first, .electrode = (uint16_t)(t / 50 % 13), .amplitude_ua = -1.0f,
@@ -214,7 +214,7 @@ int main(int argc, char **argv)
 			struct mead_event e[2] = { { first, t == 0 ? MEAD_EVENT_RUN_START : MEAD_EVENT_TRIAL_END,
 						     t == 0 ? RATE : (int32_t)(t / 100 - 1) },
 						   { first, MEAD_EVENT_TRIAL_START, (int32_t)(t / 100) } };
-			push(ring, virt, MEAD_KIND_EVENTS, first, e, 2, 16);
+			push(ring, virt, MEAD_KIND_EVENTS, first, e, 2, sizeof(e[0]));
 		}
 		if (raw) {
 			for (int i = 0; i < PER_TICK * CH; i++)
@@ -226,7 +226,7 @@ int main(int argc, char **argv)
 		atomic_fetch_add(&fake_loop_state.stats.lat_hist[3 + rand_r(&seed) % 5], 1);
 	}
 	struct mead_event end_ev = { atomic_load(&fake_loop_state.stats.sample), MEAD_EVENT_RUN_END, 0 };
-	push(ring, true, MEAD_KIND_EVENTS, end_ev.sample, &end_ev, 1, 16);
+	push(ring, true, MEAD_KIND_EVENTS, end_ev.sample, &end_ev, 1, sizeof(end_ev));
 	atomic_store(&fake_loop_state.stats.state, MEAD_LOOP_STOPPED);
 
 	/* Same order as the daemon: control, publisher (drains), recorder. */

@@ -256,6 +256,17 @@ static void test_control_good(void **state)
 	assert_int_equal(mead_control_handle(ctl, "{\"cmd\":\"status\"}", 16, small, sizeof(small)), 12);
 	assert_string_equal(small, "{\"ok\":false}");
 
+	/* With every train slot playing, a train is refused with a reason
+	 * rather than answered ok and dropped by the loop. */
+	fake_loop_state.trains_busy = true;
+	before = fake_loop_state.n_cmds;
+	struct mead_json *busy = request(stim, false);
+	const char *why = mead_json_get(busy, mead_json_root(busy), "error")->s;
+	assert_non_null(strstr(why, "train slot"));
+	mead_json_free(busy);
+	assert_int_equal(fake_loop_state.n_cmds, before);
+	fake_loop_state.trains_busy = false;
+
 	/* Reclaimed protocols are freed, their results logged first. */
 	last_log[0] = 0;
 	fake_loop_state.reclaim = (struct mead_protocol *)&dummy_protocol;

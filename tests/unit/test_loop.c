@@ -30,7 +30,8 @@ struct collected {
 	uint64_t last_sample[MEAD_KIND_COUNT + 1];
 	bool sample_went_back;
 	bool run_start, run_end;
-	uint64_t first_stim_sample;
+	uint64_t first_stim_sample, last_stim_sample;
+	uint64_t stim_late;
 };
 
 static void drain(struct mead_ring *ring, struct collected *c)
@@ -51,9 +52,17 @@ static void drain(struct mead_ring *ring, struct collected *c)
 		if (m->kind == MEAD_KIND_SPIKES)
 			c->spikes += m->count;
 		if (m->kind == MEAD_KIND_STIM) {
-			const struct mead_stim_pulse *p = (const void *)(m + 1);
+			const struct mead_wire_stim *p = (const void *)(m + 1);
+			assert_int_equal(m->record_size, sizeof(struct mead_wire_stim));
 			if (c->stim == 0)
-				c->first_stim_sample = p[0].sample;
+				c->first_stim_sample = p[0].pulse.sample;
+			for (uint32_t i = 0; i < m->count; i++) {
+				c->last_stim_sample = p[i].pulse.sample;
+				c->stim_late += p[i].pulse.sample != p[i].requested_sample;
+				/* a tick's pulses are decided, written and published
+				 * before its samples are read */
+				assert_true(p[i].pulse.sample >= m->sample);
+			}
 			c->stim += m->count;
 		}
 		if (m->kind == MEAD_KIND_EVENTS) {
@@ -149,7 +158,11 @@ static void test_virtual_run_counts_and_streams(void **state)
 	/* 5 pulses on 2 electrodes at 20 Hz: at samples 0, 50, 100, 150, 200 */
 	assert_int_equal(n.got.stim, 10);
 	assert_int_equal(n.got.first_stim_sample, 0);
-	assert_int_equal(n.got.last_sample[MEAD_KIND_STIM], 200);
+	assert_int_equal(n.got.last_stim_sample, 200);
+	assert_int_equal(n.got.stim_late, 0);
+	assert_int_equal(atomic_load(&s->stim_pulses), 10);
+	/* tick 200's pulses went out with tick 199, right after its read */
+	assert_int_equal(n.got.last_sample[MEAD_KIND_STIM], 199);
 	for (int k = 1; k <= MEAD_KIND_COUNT; k++)
 		assert_int_equal(atomic_load(&s->dropped[k]), 0);
 	/* virtual clock: no sleeping, so no latency samples */
@@ -357,8 +370,11 @@ static struct {
 	bool gone;
 } unplug;
 
-static int unplug_write(void *st, uint64_t tick, const struct mead_stim_pulse *p, uint32_t n)
+static int unplug_write(void *st, uint64_t tick, const struct mead_stim_pulse *p, uint32_t n,
+			struct mead_stim_result *results)
 {
+	for (uint32_t i = 0; i < n; i++)
+		results[i] = (struct mead_stim_result){ .pulse = p[i], .sample = p[i].sample };
 	unplug.stim_calls++;
 	/* the loop learns of the loss from tick 50's read_frame, after that
 	 * tick's write_stim */
