@@ -9,6 +9,7 @@
  *   numpy.load("DIR/spikes.npy")["electrode"]
  */
 #include <errno.h>
+#include <stddef.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -86,14 +87,63 @@ static int npy_close(struct npy *n)
 }
 
 /* Copies the known leading bytes of each record (records may grow). */
-static int npy_add(struct npy *n, const struct mead_rec_record *rec)
+/* One row per record.  A record shorter than the row (an older minor
+ * version of the wire) is completed by fill, which knows the fields it
+ * lacks; a longer one (a newer version) is cut to the fields we know. */
+static int npy_add(struct npy *n, const struct mead_rec_record *rec,
+		   void (*fill)(uint8_t *row, size_t have))
 {
+	uint8_t row[64];
+	size_t have = rec->header.record_size < n->item ? rec->header.record_size : n->item;
+
 	for (uint32_t i = 0; i < rec->header.count; i++) {
-		if (fwrite(rec->payload + (size_t)i * rec->header.record_size, 1, n->item, n->f) != n->item)
+		memset(row, 0, sizeof(row));
+		memcpy(row, rec->payload + (size_t)i * rec->header.record_size, have);
+		if (have < n->item && fill)
+			fill(row, have);
+		if (fwrite(row, 1, n->item, n->f) != n->item)
 			return -EIO;
 		n->rows++;
 	}
 	return 0;
+}
+
+static int npy_add_raw(struct npy *n, const struct mead_rec_record *rec)
+{
+	size_t len = (size_t)rec->header.count * rec->header.record_size;
+	if (fwrite(rec->payload, 1, len, n->f) != len)
+		return -EIO;
+	n->rows += rec->header.count;
+	return 0;
+}
+
+/* v1.0 stim records (24 bytes) were delivered when asked. */
+static void fill_stim(uint8_t *row, size_t have)
+{
+	if (have < offsetof(struct mead_wire_stim, requested_sample))
+		return;
+	memcpy(row + offsetof(struct mead_wire_stim, requested_sample), row, 8);
+}
+
+/* What the events say was lost, refused or blanked, for recording.json. */
+struct tally {
+	uint64_t events[32], samples[32];
+	uint64_t refused[128];
+};
+
+static void count_events(const struct mead_rec_record *rec, struct tally *t)
+{
+	for (uint32_t i = 0; i < rec->header.count; i++) {
+		struct mead_event e = { 0 };
+		size_t have = rec->header.record_size < sizeof(e) ? rec->header.record_size : sizeof(e);
+		memcpy(&e, rec->payload + (size_t)i * rec->header.record_size, have);
+		if (e.type < 32) {
+			t->events[e.type]++;
+			t->samples[e.type] += e.samples;
+		}
+		if (e.type == MEAD_EVENT_STIM_REFUSED && e.value >= 0 && e.value < 128)
+			t->refused[e.value]++;
+	}
 }
 
 static void usage(FILE *f)
@@ -116,6 +166,7 @@ int main(int argc, char **argv)
 	struct mead_rec_reader *r = NULL;
 	struct mead_rec_record rec;
 	struct npy spikes = { 0 }, stim = { 0 }, events = { 0 }, raw = { 0 }, raw_sample = { 0 };
+	static struct tally tally;
 	uint64_t messages[MEAD_KIND_COUNT + 1] = { 0 }, gaps[MEAD_KIND_COUNT + 1] = { 0 };
 	uint64_t first_seq[MEAD_KIND_COUNT + 1] = { 0 }, last_seq[MEAD_KIND_COUNT + 1] = { 0 };
 	uint64_t sample_back[MEAD_KIND_COUNT + 1] = { 0 }, last_sample[MEAD_KIND_COUNT + 1] = { 0 };
@@ -158,8 +209,11 @@ int main(int argc, char **argv)
 		     "[('sample', '<u8'), ('electrode', '<u2'), ('flags', '<u2'), ('amplitude_uv', '<f4')]", "", 16) < 0 ||
 	    npy_open(&stim, out, "stim.npy",
 		     "[('sample', '<u8'), ('electrode', '<u2'), ('flags', '<u2'), ('amplitude_ua', '<f4'), "
-		     "('phase_us', '<u4'), ('interphase_us', '<u4')]", "", 24) < 0 ||
-	    npy_open(&events, out, "events.npy", "[('sample', '<u8'), ('type', '<u4'), ('value', '<i4')]", "", 16) < 0)
+		     "('phase_us', '<u4'), ('interphase_us', '<u4'), ('requested_sample', '<u8')]", "",
+		     sizeof(struct mead_wire_stim)) < 0 ||
+	    npy_open(&events, out, "events.npy",
+		     "[('sample', '<u8'), ('type', '<u4'), ('value', '<i4'), ('samples', '<u4'), "
+		     "('electrode', '<u2'), ('reserved', '<u2')]", "", sizeof(struct mead_event)) < 0)
 		goto done;
 
 	for (;;) {
@@ -186,15 +240,17 @@ int main(int argc, char **argv)
 		switch (k) {
 		case MEAD_KIND_SPIKES:
 			if (rec.header.record_size >= 16)
-				rc = npy_add(&spikes, &rec);
+				rc = npy_add(&spikes, &rec, NULL);
 			break;
 		case MEAD_KIND_STIM:
 			if (rec.header.record_size >= 24)
-				rc = npy_add(&stim, &rec);
+				rc = npy_add(&stim, &rec, fill_stim);
 			break;
 		case MEAD_KIND_EVENTS:
-			if (rec.header.record_size >= 16)
-				rc = npy_add(&events, &rec);
+			if (rec.header.record_size >= 16) {
+				rc = npy_add(&events, &rec, NULL);
+				count_events(&rec, &tally);
+			}
 			break;
 		case MEAD_KIND_RAW: {
 			uint32_t ch = rec.header.record_size / 2;
@@ -211,7 +267,7 @@ int main(int argc, char **argv)
 					rec.offset);
 				break;
 			}
-			rc = npy_add(&raw, &rec);
+			rc = npy_add_raw(&raw, &rec);
 			for (uint32_t i = 0; rc == 0 && i < rec.header.count; i++) {
 				uint64_t s = rec.header.sample + i;
 				if (fwrite(&s, 8, 1, raw_sample.f) != 1)
@@ -312,6 +368,32 @@ int main(int argc, char **argv)
 	mead_jw_bool(&w, st->torn);
 	mead_jw_key(&w, "torn_bytes");
 	mead_jw_u64(&w, st->torn_bytes);
+	/* what the rig itself lost, from the events (wire 1.1) */
+	static const uint32_t loss_types[] = { MEAD_EVENT_OVERFLOW, MEAD_EVENT_GAP, MEAD_EVENT_LATE, MEAD_EVENT_DEVICE_GONE,
+					       MEAD_EVENT_DEVICE_BACK, MEAD_EVENT_STALL, MEAD_EVENT_STIM_LOST };
+	mead_jw_key(&w, "device");
+	mead_jw_obj_begin(&w);
+	for (size_t i = 0; i < sizeof(loss_types) / sizeof(loss_types[0]); i++) {
+		mead_jw_key(&w, mead_event_type_name(loss_types[i]));
+		mead_jw_obj_begin(&w);
+		mead_jw_key(&w, "events");
+		mead_jw_u64(&w, tally.events[loss_types[i]]);
+		mead_jw_key(&w, "samples");
+		mead_jw_u64(&w, tally.samples[loss_types[i]]);
+		mead_jw_obj_end(&w);
+	}
+	mead_jw_obj_end(&w);
+	mead_jw_key(&w, "stim_refused");
+	mead_jw_obj_begin(&w);
+	for (uint32_t k = 0; k < 128; k++)
+		if (tally.refused[k]) {
+			const char *name = mead_stim_reason_name(k);
+			char other[32];
+			snprintf(other, sizeof(other), "reason_%u", k);
+			mead_jw_key(&w, name ? name : other);
+			mead_jw_u64(&w, tally.refused[k]);
+		}
+	mead_jw_obj_end(&w);
 	mead_jw_obj_end(&w);
 	mead_jw_key(&w, "last_status");
 	if (last_status) {

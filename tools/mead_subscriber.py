@@ -28,24 +28,38 @@ import zmq.utils.z85
 HEADER = struct.Struct("<4sHHQQII")          # magic, version, kind, seq, sample, count, record_size
 assert HEADER.size == 32
 KINDS = {"spikes": 1, "stim": 2, "events": 3, "raw": 4, "status": 5}
-RECORD_SIZE = {"spikes": 16, "stim": 24, "events": 16}   # minimum; records may grow at the end
+RECORD_SIZE = {"spikes": 16, "stim": 24, "events": 16}   # minimum (wire 1.0); records may grow at the end
 
 # Only the known leading bytes of each record are decoded; a larger
-# record_size (a newer daemon) is skipped over by numpy's itemsize.
+# record_size (a newer daemon) is skipped over by numpy's itemsize, and a
+# field past a smaller one (an older daemon) is left out.
 SPIKE_FIELDS = [("sample", "<u8"), ("electrode", "<u2"), ("flags", "<u2"), ("amplitude_uv", "<f4")]
 STIM_FIELDS = [("sample", "<u8"), ("electrode", "<u2"), ("flags", "<u2"), ("amplitude_ua", "<f4"),
-               ("phase_us", "<u4"), ("interphase_us", "<u4")]
-EVENT_FIELDS = [("sample", "<u8"), ("type", "<u4"), ("value", "<i4")]
+               ("phase_us", "<u4"), ("interphase_us", "<u4"),
+               ("requested_sample", "<u8")]                       # 1.1
+EVENT_FIELDS = [("sample", "<u8"), ("type", "<u4"), ("value", "<i4"),
+                ("samples", "<u4"), ("electrode", "<u2")]        # 1.1
 FIELDS = {"spikes": SPIKE_FIELDS, "stim": STIM_FIELDS, "events": EVENT_FIELDS}
+
+# Event types of wire 1.1 that say the rig lost data or refused stimulation
+# (docs/wire-v1.md): with them a subscriber tells a quiet electrode from a
+# lost second.
+LOSS_EVENTS = {9: "overflow", 10: "gap", 11: "late", 12: "device_gone", 13: "device_back", 15: "stall",
+               16: "stim_lost"}
+EVENT_STIM_REFUSED = 8
+STIM_LATE = 1
 
 
 def dtype_for(topic, record_size):
-    names = [f[0] for f in FIELDS[topic]]
-    formats = [f[1] for f in FIELDS[topic]]
-    offsets, off = [], 0
-    for f in formats:
+    names, formats, offsets, off = [], [], [], 0
+    for name, fmt in FIELDS[topic]:
+        size = np.dtype(fmt).itemsize
+        if off + size > record_size:
+            break
+        names.append(name)
+        formats.append(fmt)
         offsets.append(off)
-        off += np.dtype(f).itemsize
+        off += size
     return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": record_size})
 
 
@@ -72,6 +86,9 @@ class Stats:
         # Messages received before the last status, per topic: with no loss
         # and no late join they equal that status's streams.published.
         self.messages_at_last_status = None
+        self.device_events = {name: {"events": 0, "samples": 0} for name in LOSS_EVENTS.values()}
+        self.stim_refused = {}
+        self.stim_late = 0
 
     def error(self, what):
         self.decode_errors += 1
@@ -176,8 +193,19 @@ def handle(st, frames):
                 grown[: len(st.spike_counts)] = st.spike_counts
                 st.spike_counts = grown
             np.add.at(st.spike_counts, el.astype(np.int64), 1)
-        elif topic == "stim" and st.electrode_count is not None:
-            st.electrode_violations += int((rec["electrode"] >= st.electrode_count).sum())
+        elif topic == "stim":
+            if st.electrode_count is not None:
+                st.electrode_violations += int((rec["electrode"] >= st.electrode_count).sum())
+            st.stim_late += int(((rec["flags"] & STIM_LATE) != 0).sum())
+        elif topic == "events":
+            for e in rec:
+                kind = LOSS_EVENTS.get(int(e["type"]))
+                if kind:
+                    st.device_events[kind]["events"] += 1
+                    st.device_events[kind]["samples"] += int(e["samples"]) if "samples" in rec.dtype.names else 0
+                elif int(e["type"]) == EVENT_STIM_REFUSED:
+                    reason = str(int(e["value"]))
+                    st.stim_refused[reason] = st.stim_refused.get(reason, 0) + 1
 
 
 Z85_LEN = 40
@@ -315,6 +343,9 @@ def main():
         "last_status_streams": (st.status or {}).get("streams"),
         "messages_at_last_status": st.messages_at_last_status,
         "last_status_loop": (st.status or {}).get("loop"),
+        "device_events": st.device_events,
+        "stim_refused_by_reason_code": st.stim_refused,
+        "stim_late": st.stim_late,
     }
     if args.json:
         print(json.dumps(summary))
@@ -322,6 +353,9 @@ def main():
         print("messages per topic: %s" % st.messages)
         print("lost (seq gaps): %s   decode errors: %d   sample went back: %d   electrode out of range: %d" % (
             st.gaps, st.decode_errors, st.sample_violations, st.electrode_violations))
+        lost = {k: v for k, v in st.device_events.items() if v["events"]}
+        print("device losses (events, samples): %s   stim refused (by reason code): %s   stim late: %d" % (
+            lost or "none", st.stim_refused or "none", st.stim_late))
         if rates:
             print("spike rate per electrode (Hz):")
             for i, r in enumerate(rates):
