@@ -860,8 +860,7 @@ static int comedi_read_frame_(void *state, uint64_t tick, struct mead_frame *f)
 		if (scans) {
 			size_t nvals = (size_t)scans * st->nchan;
 			mead_sig_counts_to_uv_u16(st->stage, st->uv, nvals, st->cal_offset, st->cal_scale, st->nchan);
-			mead_sig_process(st->sig, st->acq, st->uv, scans, f->spikes, f->spike_capacity,
-					 &f->n_spikes, &f->spikes_dropped);
+			mead_sig_process(st->sig, st->acq, st->uv, scans, f);
 			if (f->raw && f->raw_channels) {
 				for (uint32_t i = 0; i < scans; i++) {
 					uint64_t s = st->acq + i;

@@ -599,7 +599,7 @@ static void process(struct usb_state *st, struct mead_frame *f, uint64_t upto)
 			const int16_t *src = st->ring + (size_t)(idx + i) * C;
 			mead_sig_counts_to_uv_s16(src, st->uv + (size_t)i * E, E, st->uv_per_count);
 		}
-		mead_sig_process(st->sig, s0, st->uv, n, f->spikes, f->spike_capacity, &f->n_spikes, &f->spikes_dropped);
+		mead_sig_process(st->sig, s0, st->uv, n, f);
 		if (f->raw && f->raw_channels) {
 			uint32_t rc = f->raw_channels < E ? f->raw_channels : E;
 			for (uint32_t i = 0; i < n; i++) {

@@ -28,8 +28,18 @@ struct chan {
 	uint64_t blank_from, blank_until;
 };
 
+/* A blanking window not yet reported as a BLANK event. */
+struct blank_note {
+	uint64_t from, until;
+	uint16_t electrode;
+};
+#define BLANK_NOTES 64
+
 struct mead_sig {
 	struct mead_sig_config cfg;
+	struct blank_note notes[BLANK_NOTES];
+	uint32_t n_notes;
+	uint64_t notes_lost;
 	uint32_t win_len, dead, peak_win, blank_pre, blank_post;
 	float dc_alpha;
 	struct chan *ch;
@@ -137,6 +147,7 @@ void mead_sig_reset(struct mead_sig *s)
 	memset(s->ch, 0, s->cfg.channels * sizeof(*s->ch));
 	s->spikes = 0;
 	s->blanked = 0;
+	s->n_notes = 0;
 }
 
 void mead_sig_blank_pulse(struct mead_sig *s, uint32_t ch, uint64_t pulse_sample)
@@ -146,6 +157,13 @@ void mead_sig_blank_pulse(struct mead_sig *s, uint32_t ch, uint64_t pulse_sample
 	uint32_t lo = ch == UINT32_MAX ? 0 : ch, hi = ch == UINT32_MAX ? s->cfg.channels : ch + 1;
 	if (lo >= s->cfg.channels)
 		return;
+	if (until > from) {
+		if (s->n_notes < BLANK_NOTES)
+			s->notes[s->n_notes++] = (struct blank_note){ from, until,
+				ch == UINT32_MAX ? MEAD_EVENT_ALL_ELECTRODES : s->electrode[ch] };
+		else
+			s->notes_lost++;
+	}
 	for (uint32_t i = lo; i < hi; i++) {
 		struct chan *c = &s->ch[i];
 		/* Overlapping or adjacent pulses merge into one window; a later
@@ -216,17 +234,16 @@ static void close_window(struct mead_sig *s, uint32_t idx, struct chan *c)
 	c->win_blanked = false;
 }
 
-static void emit(struct mead_sig *s, uint32_t idx, struct chan *c, struct mead_spike *out,
-		 uint32_t cap, uint32_t *n_out, uint32_t *dropped)
+static void emit(struct mead_sig *s, uint32_t idx, struct chan *c, struct mead_frame *f)
 {
 	c->in_search = false;
 	c->dead_until = c->peak_sample + s->dead;
 	s->spikes++;
-	if (*n_out >= cap) {
-		(*dropped)++;
+	if (f->n_spikes >= f->spike_capacity) {
+		f->spikes_dropped++;
 		return;
 	}
-	out[(*n_out)++] = (struct mead_spike){
+	f->spikes[f->n_spikes++] = (struct mead_spike){
 		.sample = c->peak_sample,
 		.electrode = s->electrode[idx],
 		.flags = 0,
@@ -234,20 +251,27 @@ static void emit(struct mead_sig *s, uint32_t idx, struct chan *c, struct mead_s
 	};
 }
 
-void mead_sig_process(struct mead_sig *s, uint64_t first_sample, float *uv, uint32_t n,
-		      struct mead_spike *out, uint32_t cap, uint32_t *n_out, uint32_t *dropped)
+void mead_sig_process(struct mead_sig *s, uint64_t first_sample, const float *uv, uint32_t n,
+		      struct mead_frame *f)
 {
 	const uint32_t C = s->cfg.channels;
 	const bool neg = s->cfg.polarity & MEAD_SIG_NEG, pos = s->cfg.polarity & MEAD_SIG_POS;
-	const uint32_t start_out = *n_out;
+	const uint32_t start_out = f->n_spikes;
+	struct mead_spike *out = f->spikes;
+
+	/* Windows of pulses written since the last block, as BLANK events:
+	 * the data inside them stays in raw, marked rather than erased. */
+	for (uint32_t i = 0; i < s->n_notes; i++)
+		mead_frame_event(f, MEAD_EVENT_BLANK, s->notes[i].from, s->notes[i].until - s->notes[i].from,
+				 s->notes[i].electrode, 0);
+	s->n_notes = 0;
 
 	for (uint32_t i = 0; i < n; i++) {
 		const uint64_t t = first_sample + i;
-		float *row = uv + (size_t)i * C;
+		const float *row = uv + (size_t)i * C;
 		for (uint32_t k = 0; k < C; k++) {
 			struct chan *c = &s->ch[k];
 			if (t >= c->blank_from && t < c->blank_until) {
-				row[k] = 0.0f;
 				s->blanked++;
 				/* An artifact is not a spike: a search in progress
 				 * is abandoned and the window is not noise. */
@@ -275,7 +299,7 @@ void mead_sig_process(struct mead_sig *s, uint64_t first_sample, float *uv, uint
 						c->peak_sample = t;
 					}
 					if (c->sign * y < thr || t >= c->search_end)
-						emit(s, k, c, out, cap, n_out, dropped);
+						emit(s, k, c, f);
 				} else if (t >= c->dead_until) {
 					int sign = 0;
 					if (neg && y < -thr)
@@ -298,7 +322,7 @@ void mead_sig_process(struct mead_sig *s, uint64_t first_sample, float *uv, uint
 
 	/* Spikes leave a channel when its peak search ends, so across channels
 	 * they may come out of order; the block is short and nearly sorted. */
-	for (uint32_t i = start_out + 1; i < *n_out; i++) {
+	for (uint32_t i = start_out + 1; i < f->n_spikes; i++) {
 		struct mead_spike v = out[i];
 		uint32_t j = i;
 		while (j > start_out && (out[j - 1].sample > v.sample ||

@@ -54,19 +54,21 @@ void mead_sig_free(struct mead_sig *s);
 void mead_sig_reset(struct mead_sig *s);
 
 /* Blank channel ch (or every channel when ch == UINT32_MAX) around a pulse
- * starting at sample `pulse_sample`, for the configured window. */
+ * starting at sample `pulse_sample`, for the configured window: spike
+ * detection is off there, and the next mead_sig_process() reports the
+ * window as a BLANK event.  rt. */
 void mead_sig_blank_pulse(struct mead_sig *s, uint32_t ch, uint64_t pulse_sample);
 
 /*
  * Process n sample frames of interleaved microvolts (n x channels) whose
- * first frame is sample first_sample.  Samples inside a blanking window are
- * set to 0 in place, so a raw copy taken afterwards shows the blanked data.
- * Detected spikes are appended to out[*n_out..cap) in sample order; those
- * that do not fit are counted in *dropped.  Spikes whose peak search runs
- * past the end of the block come out with a later block.
+ * first frame is sample first_sample.  uv is only read: raw taken from it
+ * keeps what the amplifier gave, artifacts included.  Detected spikes are
+ * appended to the frame's spikes in sample order (those that do not fit
+ * counted in spikes_dropped), blanking windows to its events.  Spikes whose
+ * peak search runs past the end of the block come out with a later block.
  */
-void mead_sig_process(struct mead_sig *s, uint64_t first_sample, float *uv, uint32_t n,
-		      struct mead_spike *out, uint32_t cap, uint32_t *n_out, uint32_t *dropped);
+void mead_sig_process(struct mead_sig *s, uint64_t first_sample, const float *uv, uint32_t n,
+		      struct mead_frame *f);
 
 /* The current threshold of a channel in µV (negative side magnitude);
  * 0 while warming up. */

@@ -39,9 +39,11 @@ static void feed(struct mead_sig *s, struct siggen *g, uint32_t channels, double
 		if (each)
 			each(s, first, user);
 		siggen_fill(g, uv, BLOCK);
-		uint32_t n = 0, dropped = 0;
-		mead_sig_process(s, first, uv, BLOCK, out, 512, &n, &dropped);
-		assert_int_equal(dropped, 0);
+		struct mead_event ev[64];
+		struct mead_frame f = { .spikes = out, .spike_capacity = 512, .events = ev, .event_capacity = 64 };
+		mead_sig_process(s, first, uv, BLOCK, &f);
+		uint32_t n = f.n_spikes;
+		assert_int_equal(f.spikes_dropped, 0);
 		for (uint32_t i = 0; i < n; i++) {
 			if (i)
 				assert_true(out[i].sample >= out[i - 1].sample);
