@@ -45,6 +45,11 @@ static const struct mead_cfg_key loop_keys[] = {
 	  "size of the loop's output ring in KiB", NULL },
 	{ "require_rt", MEAD_CFG_BOOL, OFF(loop.require_rt), MEAD_CFG_NO_RANGE, NULL, "false",
 	  "refuse to run without SCHED_FIFO and locked memory", NULL },
+	{ "device_margin_us", MEAD_CFG_UINT, OFF(loop.device_margin_us), 0, 100000, NULL, "250",
+	  "with a driver that has its own sample clock: how long after a tick's last sample, by the device's clock, "
+	  "the loop reads it (transfer and wake-up slack)", NULL },
+	{ "clock_bandwidth_hz", MEAD_CFG_DOUBLE, OFF(loop.clock_bandwidth_hz), 0.01, 10, NULL, "0.5",
+	  "how fast the loop's schedule follows the device's clock", NULL },
 	{ 0 },
 };
 

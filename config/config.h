@@ -45,6 +45,8 @@ struct mead_config {
 		uint32_t stim_capacity;
 		uint32_t ring_kib;         /* loop -> publisher ring */
 		bool require_rt;           /* refuse to start without SCHED_FIFO */
+		uint32_t device_margin_us; /* read a tick this long after its last sample, by the device's clock */
+		double clock_bandwidth_hz; /* how fast the schedule follows the device's clock */
 	} loop;
 
 	struct {

@@ -27,6 +27,9 @@
 /* Ticks of raw samples one frame may carry: a late tick's samples come with
  * a later one, in order. */
 #define RAW_CATCHUP_TICKS 64
+/* The device's rate is measured over the last few seconds of reads. */
+#define CLOCK_ANCHORS 16
+#define CLOCK_ANCHOR_NS 250000000ll
 
 struct train {
 	bool active;
@@ -84,6 +87,10 @@ struct mead_loop {
 	bool follow_device;
 	double drift;                    /* fractional rate of the device against the host (+: faster) */
 	double spt;                      /* samples per tick */
+	double phase_gain;               /* fraction of the wake-up error corrected per tick */
+	uint64_t read_ns;                /* host clock at the last read_frame */
+	struct clock_anchor { uint64_t t_ns, acquired; } anchors[CLOCK_ANCHORS];
+	uint32_t anchor_head, n_anchors;
 
 	struct mead_loop_stats stats;
 };
@@ -156,6 +163,11 @@ int mead_loop_new(const struct mead_loop_params *params, const struct mead_drive
 		l->frame.raw_channels = driver->caps.raw_channels;
 	}
 	l->follow_device = !params->virtual_clock && (driver->caps.flags & MEAD_CAP_DEVICE_CLOCK);
+	/* bandwidth B Hz: the wake-up error decays with time constant 1/(2 pi B) */
+	l->phase_gain = 2.0 * 3.141592653589793 * (params->clock_bandwidth_hz > 0 ? params->clock_bandwidth_hz : 0.5) *
+			params->period_ns * 1e-9;
+	if (l->phase_gain > 0.5)
+		l->phase_gain = 0.5;
 	atomic_init(&l->stats.device_clock, l->follow_device);
 	*ret = l;
 	return 0;
@@ -619,6 +631,8 @@ static void run_tick(struct mead_loop *l, uint64_t tick)
 		.events = l->driver_events, .event_capacity = DRIVER_EVENT_CAPACITY,
 	};
 	r = ops->read_frame(l->driver.state, tick, &l->frame);
+	if (l->follow_device)
+		l->read_ns = mead_now_ns();
 	if (r == -EPIPE) {
 		atomic_store_explicit(&l->stats.exit_reason, MEAD_EXIT_DRIVER_FAULT, memory_order_relaxed);
 		atomic_store_explicit(&l->stop, 1, memory_order_relaxed);
@@ -675,37 +689,62 @@ static void store_drift(struct mead_loop *l)
 }
 
 /*
- * The device's clock, followed.  After each read the loop knows how many
- * samples the device had acquired beyond the tick it just read; a
- * second-order loop (a PI controller on that backlog, as audio servers
- * follow a sound card) turns it into the rate of the device against the
- * host and a phase correction, and the next wake-up moves by both.  The
- * schedule stays absolute: corrections are added to it, lateness is still
- * measured against it and counted.
+ * The device's clock, followed.  Each read tells how many samples the
+ * device had acquired at that moment of the host's clock.  Two estimates
+ * come from that: the device's rate against the host's, from the samples
+ * acquired over the last seconds (robust to any one late wake-up), and
+ * the host time at which the device will have the next tick's samples
+ * plus the margin.  The schedule moves towards that time by a fraction of
+ * the difference each tick and by the rate in full, as audio servers
+ * follow a sound card; it stays absolute: corrections are added to it,
+ * lateness is still measured against it and counted.
  */
-static int64_t follow_device(struct mead_loop *l, uint64_t tick, int64_t period)
+
+static void note_clock(struct mead_loop *l, uint64_t read_ns, uint64_t acquired)
+{
+	struct clock_anchor *last = l->n_anchors ? &l->anchors[(l->anchor_head + l->n_anchors - 1) % CLOCK_ANCHORS]
+						 : NULL;
+	if (!last || (int64_t)(read_ns - last->t_ns) >= CLOCK_ANCHOR_NS) {
+		if (l->n_anchors == CLOCK_ANCHORS) {
+			l->anchor_head = (l->anchor_head + 1) % CLOCK_ANCHORS;
+			l->n_anchors--;
+		}
+		l->anchors[(l->anchor_head + l->n_anchors) % CLOCK_ANCHORS] = (struct clock_anchor){ read_ns, acquired };
+		l->n_anchors++;
+	}
+	const struct clock_anchor *a = &l->anchors[l->anchor_head];
+	int64_t dt = (int64_t)(read_ns - a->t_ns);
+	/* a second of history before the rate means anything */
+	if (dt >= 1000000000ll && acquired > a->acquired) {
+		double rate = (double)(acquired - a->acquired) * 1e9 / (double)dt;
+		l->drift = rate / l->sample_rate_hz - 1.0;
+		store_drift(l);
+	}
+}
+
+static int64_t follow_device(struct mead_loop *l, uint64_t tick, int64_t period, const struct timespec *next)
 {
 	const uint64_t end = mead_tick_first_sample(tick + 1, l->params.period_ns, l->sample_rate_hz);
+	const uint64_t end_next = mead_tick_first_sample(tick + 2, l->params.period_ns, l->sample_rate_hz);
 	int64_t backlog = (int64_t)l->frame.acquired - (int64_t)end;
-	double w = 2.0 * 3.141592653589793 *
-		(l->params.clock_bandwidth_hz > 0 ? l->params.clock_bandwidth_hz : 0.5) * period * 1e-9;
-	double err = ((double)backlog - (double)l->params.device_margin_samples) / l->spt;
 
 	atomic_store_explicit(&l->stats.acquired, l->frame.acquired, memory_order_relaxed);
 	atomic_store_explicit(&l->stats.backlog, backlog, memory_order_relaxed);
 	if (backlog > atomic_load_explicit(&l->stats.backlog_max, memory_order_relaxed))
 		atomic_store_explicit(&l->stats.backlog_max, backlog, memory_order_relaxed);
-	if (err > 1.0)
-		err = 1.0;   /* a burst of catching up is not a rate */
-	if (err < -1.0)
-		err = -1.0;
-	l->drift += w * w * err;
-	if (l->drift > 1e-3)
-		l->drift = 1e-3;
-	if (l->drift < -1e-3)
-		l->drift = -1e-3;
-	store_drift(l);
-	double step = period * (1.0 - l->drift - 1.414 * w * err);
+	note_clock(l, l->read_ns, l->frame.acquired);
+
+	double rate = l->sample_rate_hz * (1.0 + l->drift);
+	double target_ns = (double)l->read_ns +
+		((double)end_next + l->params.device_margin_samples - (double)l->frame.acquired) * 1e9 / rate;
+	double planned_ns = (double)mead_ts_to_ns(next) + period / (1.0 + l->drift);
+	double err_ns = planned_ns - target_ns;
+	double step = period / (1.0 + l->drift) - l->phase_gain * err_ns;
+	/* one correction never moves a wake-up by more than a quarter tick */
+	if (step > 1.25 * period)
+		step = 1.25 * period;
+	if (step < 0.75 * period)
+		step = 0.75 * period;
 	return (int64_t)step;
 }
 
@@ -772,9 +811,10 @@ static void *loop_thread(void *arg)
 						       (int64_t)l->params.device_margin_samples;
 					atomic_store_explicit(&l->stats.startup_backlog, lead, memory_order_relaxed);
 					atomic_store_explicit(&l->stats.acquired, l->frame.acquired, memory_order_relaxed);
+					note_clock(l, l->read_ns, l->frame.acquired);
 					next = mead_ts_add_ns(next, -(int64_t)((double)lead * 1e9 / l->sample_rate_hz));
 				} else {
-					step = follow_device(l, tick, period);
+					step = follow_device(l, tick, period, &next);
 				}
 			}
 			/* The schedule is absolute: a late tick is counted and the next

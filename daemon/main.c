@@ -485,6 +485,9 @@ static int build_loop(struct run *r)
 		.spike_capacity = spike_cap,
 		.stim_capacity = r->cfg.loop.stim_capacity,
 		.want_raw = r->cfg.streams.raw,
+		.device_margin_samples = (uint32_t)((uint64_t)r->cfg.loop.device_margin_us *
+						    r->d.driver.caps.sample_rate_hz / 1000000u),
+		.clock_bandwidth_hz = r->cfg.loop.clock_bandwidth_hz,
 	};
 	k = mead_loop_new(&lp, &r->d.driver, &r->layout.view, r->d.out_ring, r->d.safety, &r->d.loop);
 	if (k < 0) {
