@@ -50,11 +50,13 @@ enum {
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: mead -c FILE [-o key=value ...] [--check [--print]]\n"
+		"usage: mead -c FILE [-o key=value ...] [--check [--print] | --safe-outputs]\n"
 		"  -c, --config FILE     YAML configuration\n"
 		"  -o, --set KEY=VALUE   override any key by its dotted path (repeatable)\n"
 		"      --check           validate the configuration (and the driver's options) and exit\n"
 		"      --print           with --check: print every key with its value\n"
+		"      --safe-outputs    open the configured driver, zero its outputs, close it and exit\n"
+		"                        (what systemd runs after the daemon ended, however it ended)\n"
 		"      --list-keys       print every configuration key as a table (docs/configuration.md)\n"
 		"      --version\n"
 		"exit codes: 0 ok, 1 usage, 2 invalid configuration, 3 driver failed, 4 run ended on a fault,\n"
@@ -286,12 +288,15 @@ static int stim_check(void *ctx, const struct mead_command *cmd, char *err, size
 
 /* ---- steps of a run; each returns an exit code, EXIT_OK to go on ------- */
 
-static int parse_args(struct run *r, int argc, char **argv, bool *ret_check, bool *ret_print, bool *ret_done)
+enum mode { MODE_RUN, MODE_CHECK, MODE_SAFE_OUTPUTS };
+
+static int parse_args(struct run *r, int argc, char **argv, enum mode *ret_mode, bool *ret_print, bool *ret_done)
 {
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "set", required_argument, NULL, 'o' },
 		{ "check", no_argument, NULL, 'C' },
+		{ "safe-outputs", no_argument, NULL, 'S' },
 		{ "print", no_argument, NULL, 'P' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "list-keys", no_argument, NULL, 'K' },
@@ -314,7 +319,10 @@ static int parse_args(struct run *r, int argc, char **argv, bool *ret_check, boo
 			r->overrides[r->n_overrides++] = optarg;
 			break;
 		case 'C':
-			*ret_check = true;
+			*ret_mode = MODE_CHECK;
+			break;
+		case 'S':
+			*ret_mode = MODE_SAFE_OUTPUTS;
 			break;
 		case 'P':
 			*ret_print = true;
@@ -742,19 +750,82 @@ static void release_all(struct run *r)
 	run_release(r);
 }
 
+/*
+ * After the daemon ended, however it ended (kill -9 included, which no
+ * handler sees): open the configured driver, whose open() leaves the
+ * outputs at zero, make sure with stop_outputs(), close.  The unit file
+ * runs this as ExecStopPost=.
+ */
+static int safe_outputs(struct run *r)
+{
+	int code = open_driver(r);
+	if (code != EXIT_OK) {
+		log_error("driver %s: the outputs could not be made safe: the device could not be opened",
+			  r->cfg.driver.name);
+		return code;
+	}
+	int k = r->d.driver.ops->stop_outputs ? r->d.driver.ops->stop_outputs(r->d.driver.state) : 0;
+	if (k < 0) {
+		log_error("driver %s: stop_outputs failed: %s", r->cfg.driver.name, strerror(-k));
+		return EXIT_DRIVER;
+	}
+	log_notice("driver %s: outputs at zero", r->cfg.driver.name);
+	return EXIT_OK;
+}
+
+/*
+ * A fatal signal (a crash in the daemon or a driver) must not leave a
+ * stimulator on.  stop_outputs is an "any thread" op (no locks, no
+ * allocation), so the handler calls it, then lets the default action run
+ * (core dump) by re-raising.  On its own stack: a stack overflow is one of
+ * the deaths it is for.
+ */
+static const struct mead_driver_ops *volatile fatal_ops;
+static void *volatile fatal_state;
+
+static void on_fatal_signal(int sig)
+{
+	const struct mead_driver_ops *ops = fatal_ops;
+	void *st = fatal_state;
+	static const char msg[] = "mead: fatal signal: outputs zeroed\n";
+
+	if (ops && st && ops->stop_outputs) {
+		ops->stop_outputs(st);
+		(void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+	}
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void guard_fatal_signals(const struct run *r)
+{
+	static const int sigs[] = { SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGQUIT, SIGTRAP, SIGSYS };
+	static char altstack[1 << 16];
+	stack_t ss = { .ss_sp = altstack, .ss_size = sizeof(altstack) };
+	struct sigaction sa = { .sa_handler = on_fatal_signal, .sa_flags = SA_ONSTACK | SA_RESETHAND };
+
+	fatal_state = r->d.driver.state;
+	fatal_ops = r->d.driver.ops;
+	sigaltstack(&ss, NULL);
+	sigemptyset(&sa.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
+}
+
 int main(int argc, char **argv)
 {
 	static struct run r;
-	bool check = false, print = false, done = false;
+	enum mode mode = MODE_RUN;
+	bool print = false, done = false;
 	sigset_t sigs;
 	int code;
 
 	mead_log_init("mead");
-	code = parse_args(&r, argc, argv, &check, &print, &done);
+	code = parse_args(&r, argc, argv, &mode, &print, &done);
 	if (code != EXIT_OK || done)
 		return code;
 	code = load_configuration(&r);
-	if (code == EXIT_OK && check) {
+	if (code == EXIT_OK && mode == MODE_CHECK) {
 		printf("%s: valid (driver \"%s\" from %s, %u electrodes, period %u us, %s clock)\n", config_name(&r),
 		       r.cfg.driver.name, mead_driver_module_path(r.d.module), r.layout.view.count,
 		       r.cfg.loop.period_us, r.cfg.loop.clock == MEAD_CLOCK_VIRTUAL ? "virtual" : "realtime");
@@ -763,8 +834,15 @@ int main(int argc, char **argv)
 		release_all(&r);
 		return EXIT_OK;
 	}
+	if (code == EXIT_OK && mode == MODE_SAFE_OUTPUTS) {
+		code = safe_outputs(&r);
+		release_all(&r);
+		return code;
+	}
 	if (code == EXIT_OK)
 		code = open_driver(&r);
+	if (code == EXIT_OK)
+		guard_fatal_signals(&r);
 	if (code == EXIT_OK)
 		code = build_loop(&r);
 	if (code == EXIT_OK)
@@ -787,6 +865,7 @@ int main(int argc, char **argv)
 		supervise(&r, &sigs);
 		code = finish_run(&r);
 	}
+	fatal_ops = NULL;
 	release_all(&r);
 	return code;
 }
