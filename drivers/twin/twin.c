@@ -18,6 +18,7 @@
 
 #include "mead/driver.h"
 #include "lib/core/err.h"
+#include "lib/core/time.h"
 #include "sim/mead_sim.h"
 
 #define TWIN_PENDING_MAX 4096u
@@ -38,6 +39,8 @@ struct twin {
 	struct mead_stim_pulse pending[TWIN_PENDING_MAX];
 	uint32_t npending;
 	uint64_t next_sample;
+
+	double step_ns;             /* measured at open for the real-time clock; 0: not measured */
 
 	/* read by describe() from another thread */
 	bool learning;
@@ -71,6 +74,8 @@ static const struct mead_param_spec twin_params[] = {
 	{ "stdp", MEAD_PARAM_BOOL, "true", 0, -1, "plasticity on at start (MEAD_CTL_LEARNING switches it)" },
 	{ "weights_load", MEAD_PARAM_STRING, "", 0, -1, "learned weights to load at open (same preset and seed)" },
 	{ "weights_save", MEAD_PARAM_STRING, "", 0, -1, "where to save the learned weights at stop" },
+	{ "realtime_check", MEAD_PARAM_BOOL, "true", 0, -1,
+	  "at the real-time clock, time the culture at open and refuse it when a tick's steps take longer than 70% of a tick" },
 	{ "snapshot_slots", MEAD_PARAM_INT, "-1", -1, 4,
 	  "weight copies kept for MEAD_CTL_SNAPSHOT_SAVE/RESTORE; -1: 4 when they fit in 256 MiB, else 0" },
 	{ NULL, 0, NULL, 0, 0, NULL },
@@ -104,6 +109,28 @@ static int num(const struct mead_driver_config *cfg, const char *key, double lo,
 	}
 	*out = d;
 	return 0;
+}
+
+/* ns per step of an active culture: every electrode driven, learning off,
+ * so the weights stay as built; the state is reset afterwards. */
+static double time_steps(struct twin *t)
+{
+	const int steps = 50;
+	bool learning = mead_sim_learning(t->sim);
+	mead_sim_set_learning(t->sim, false);
+	uint64_t t0 = mead_now_ns();
+	for (int i = 0; i < steps; i++) {
+		if (i % 5 == 0)
+			for (uint32_t e = 0; e < t->ne; e++)
+				mead_sim_input(t->sim, e);
+		const uint32_t *sp;
+		uint32_t ns;
+		mead_sim_step(t->sim, &sp, &ns);
+	}
+	double per = (double)(mead_now_ns() - t0) / steps;
+	mead_sim_reset_state(t->sim);
+	mead_sim_set_learning(t->sim, learning);
+	return per;
 }
 
 static int twin_open(const struct mead_driver_config *cfg, void **ret_state, char *err, size_t err_len)
@@ -236,6 +263,24 @@ static int twin_open(const struct mead_driver_config *cfg, void **ret_state, cha
 		t->excluded[e] = cfg->layout && cfg->layout->electrodes && cfg->layout->electrodes[e].excluded;
 	}
 	t->learning = mead_sim_learning(t->sim);
+	if (!cfg->virtual_clock) {
+		/* A culture that cannot step as fast as the clock would fall ever
+		 * further behind the loop: say so now, with the figure. */
+		t->step_ns = time_steps(t);
+		double tick_ns = t->step_ns * t->max_steps_per_tick;
+		if (mead_driver_param_bool(cfg, "realtime_check", true) && tick_ns > 0.7 * (double)period_ns) {
+			mead_set_err(err, err_len,
+				     "twin: a culture of %u neurons and %llu synapses (preset %s) takes %.3g ms for a tick's %u "
+				     "step%s on this machine, %.2fx real time: it cannot keep the real-time clock "
+				     "(loop.period_us %u); run it with loop.clock: virtual, or set "
+				     "driver.options.realtime_check: false to run it late",
+				     t->neurons, (unsigned long long)t->synapses, preset, tick_ns / 1e6, t->max_steps_per_tick,
+				     t->max_steps_per_tick == 1 ? "" : "s", (double)period_ns / tick_ns, cfg->period_us);
+			mead_sim_free(t->sim);
+			free(t);
+			return -EOVERFLOW;
+		}
+	}
 	*ret_state = t;
 	return 0;
 }
@@ -407,13 +452,13 @@ static int twin_describe(void *state, char *buf, size_t len)
 	int k = snprintf(tmp, sizeof(tmp),
 			 "{\"preset\":\"%s\",\"neurons\":%u,\"synapses\":%llu,\"electrodes\":%u,"
 			 "\"sample_rate_hz\":%u,\"dt_ms\":%g,\"seed\":%llu,\"learning\":%s,\"steps\":%llu,\"spikes\":%llu,"
-			 "\"pulses_dropped\":%llu,\"neurons_per_electrode\":[",
+			 "\"pulses_dropped\":%llu,\"step_us_at_open\":%.3f,\"neurons_per_electrode\":[",
 			 t->preset, t->neurons, (unsigned long long)t->synapses, t->ne, t->rate_hz,
 			 mead_sim_get_params(t->sim)->dt_ms, (unsigned long long)mead_sim_get_params(t->sim)->seed,
 			 __atomic_load_n(&t->learning, __ATOMIC_RELAXED) ? "true" : "false",
 			 (unsigned long long)__atomic_load_n(&t->steps, __ATOMIC_RELAXED),
 			 (unsigned long long)__atomic_load_n(&t->spikes_total, __ATOMIC_RELAXED),
-			 (unsigned long long)__atomic_load_n(&t->pulses_dropped, __ATOMIC_RELAXED));
+			 (unsigned long long)__atomic_load_n(&t->pulses_dropped, __ATOMIC_RELAXED), t->step_ns / 1e3);
 	if (k < 0)
 		return -EIO;
 	o = (size_t)k;

@@ -254,6 +254,83 @@ static void test_excluded_and_out_of_range(void **state)
 	assert_int_equal(r, -EINVAL);
 }
 
+/* What the twin says of each pulse: delivered at the sample asked for (it
+ * misses nothing), refused with a reason on an excluded or absent
+ * electrode. */
+static void test_stim_results(void **state)
+{
+	(void)state;
+	static struct mead_electrode el[60];
+	for (uint16_t e = 0; e < 60; e++)
+		el[e] = (struct mead_electrode){ .row = e / 10, .col = e % 10, .excluded = e == 33 };
+	struct mead_layout_view lay = { .rows = 6, .cols = 10, .count = 60, .pitch_um = 500, .electrodes = el };
+	void *st = open_twin(1000, 4, true, &lay, NULL, NULL, NULL, 0);
+	struct mead_stim_pulse p[3] = {
+		{ .sample = 7, .electrode = 2, .amplitude_ua = -20 },
+		{ .sample = 7, .electrode = 33, .amplitude_ua = -20 },
+		{ .sample = 8, .electrode = 60, .amplitude_ua = -20 },
+	};
+	assert_int_equal(ops->write_stim(st, 7, p, 3, res), 0);
+	assert_int_equal(res[0].status, MEAD_STIM_DELIVERED);
+	assert_int_equal(res[0].sample, 7);
+	assert_int_equal(res[1].status, MEAD_STIM_REFUSED);
+	assert_int_equal(res[1].reason, MEAD_STIM_REASON_RANGE);
+	assert_int_equal(res[2].status, MEAD_STIM_REFUSED);
+	ops->close(st);
+}
+
+/* stop_outputs drops what was written but has not started: a pulse queued
+ * for a later sample never reaches the culture. */
+static void test_stop_outputs_drops_queued(void **state)
+{
+	(void)state;
+	static struct mead_spike buf[65536];
+	uint64_t spikes[2] = { 0, 0 };
+	for (int stop = 0; stop < 2; stop++) {
+		void *st = open_twin(1000, 9, true, NULL, NULL, NULL, NULL, 0);
+		struct mead_stim_pulse p[6];
+		for (uint16_t e = 0; e < 6; e++)
+			p[e] = (struct mead_stim_pulse){ .sample = 20, .electrode = e, .amplitude_ua = -20 };
+		assert_int_equal(ops->write_stim(st, 0, p, 6, res), 0);
+		if (stop)
+			assert_int_equal(ops->stop_outputs(st), 0);
+		for (uint64_t t = 0; t < 100; t++) {
+			struct mead_frame f = { .first_sample = t, .n_samples = 1, .spikes = buf, .spike_capacity = 65536 };
+			assert_int_equal(ops->read_frame(st, t, &f), 0);
+			spikes[stop] += f.n_spikes;
+		}
+		ops->close(st);
+	}
+	print_message("spikes after a queued burst: %llu, after the same burst and stop_outputs: %llu\n",
+		      (unsigned long long)spikes[0], (unsigned long long)spikes[1]);
+	assert_true(spikes[0] > 0);
+	assert_int_equal(spikes[1], 0);
+}
+
+/* At the real-time clock a culture too slow for its ticks is refused at
+ * open with its measured cost, not left to fall behind the loop. */
+static void test_realtime_too_slow_refused(void **state)
+{
+	(void)state;
+	char err[512] = "";
+	int r;
+	/* 1000 steps of 2000 neurons per 1 ms tick: far beyond any machine */
+	assert_null(open_twin(1000, 1, false, NULL, (struct kv[]){ { "dt_ms", "0.001" }, { "neurons", "2000" }, { 0 } },
+			      &r, err, sizeof(err)));
+	assert_int_equal(r, -EOVERFLOW);
+	print_message("%s\n", err);
+	assert_non_null(strstr(err, "cannot keep the real-time clock"));
+	assert_non_null(strstr(err, "real time"));
+	/* the virtual clock has no deadline; the check can also be waived */
+	void *st = open_twin(1000, 1, true, NULL, (struct kv[]){ { "dt_ms", "0.001" }, { 0 } }, &r, err, sizeof(err));
+	assert_non_null(st);
+	ops->close(st);
+	st = open_twin(1000, 1, false, NULL, (struct kv[]){ { "dt_ms", "0.001" }, { "realtime_check", "false" }, { 0 } },
+		       &r, err, sizeof(err));
+	assert_non_null(st);
+	ops->close(st);
+}
+
 static void test_describe_and_control(void **state)
 {
 	(void)state;
@@ -388,6 +465,9 @@ int main(void)
 		cmocka_unit_test(test_bad_options),
 		cmocka_unit_test(test_caps_and_ticks),
 		cmocka_unit_test(test_excluded_and_out_of_range),
+		cmocka_unit_test(test_stim_results),
+		cmocka_unit_test(test_stop_outputs_drops_queued),
+		cmocka_unit_test(test_realtime_too_slow_refused),
 		cmocka_unit_test(test_describe_and_control),
 		cmocka_unit_test(test_capacity),
 		cmocka_unit_test(test_weights_save_load),
