@@ -234,7 +234,7 @@ static void stream_log(void *ctx, int prio, const char *msg)
 }
 
 /* Status reports the running protocol by its index in this list. */
-static const char *const protocol_names[] = { "mnist", "random", "ruaro", NULL };
+static const char *const protocol_names[] = { "mnist", "random", "ruaro", "respond", NULL };
 
 /* Builds a configured protocol by name and checks it whole against the
  * safety limits; returns its index.  Used for autostart and by control. */
@@ -257,7 +257,7 @@ static int make_protocol(void *ctx, const char *name, struct mead_protocol **ret
 		if (strcmp(protocol_names[i], name) == 0)
 			index = i;
 	if (index < 0) {
-		snprintf(err, len, "no protocol \"%s\" (configured protocols: mnist, random, ruaro)", name);
+		snprintf(err, len, "no protocol \"%s\" (configured protocols: mnist, random, ruaro, respond)", name);
 		return -ENOENT;
 	}
 	err[0] = '\0';

@@ -131,8 +131,10 @@ int mead_protocol_new(const struct mead_protocol_config *cfg, const char *name,
 		r = proto_random_init(p, cfg, env, err, err_len);
 	else if (strcmp(name, "ruaro") == 0)
 		r = proto_ruaro_init(p, cfg, env, err, err_len);
+	else if (strcmp(name, "respond") == 0)
+		r = proto_respond_init(p, cfg, env, err, err_len);
 	else {
-		mead_set_err(err, err_len, "unknown protocol \"%s\": expected mnist, random or ruaro", name);
+		mead_set_err(err, err_len, "unknown protocol \"%s\": expected mnist, random, ruaro or respond", name);
 		r = -ENOENT;
 	}
 	if (r == 0 && (uint64_t)p->min_duration_ms * 1000000ull < p->period_ns) {
@@ -243,7 +245,9 @@ static int begin_trial(struct mead_protocol *p, struct mead_tick_io *io, uint64_
 	p->n_spikes = 0;
 	p->cursor = 0;
 	p->kind->fill(p, p->plan_pos, t);
-	sort_spikes(p, t->duration_ms);
+	/* the buffers hold max_duration_ms: a kind that draws nothing ahead
+	 * (respond) may run one trial far longer */
+	sort_spikes(p, t->duration_ms < p->max_duration_ms ? t->duration_ms : p->max_duration_ms);
 	memset(p->counts, 0, sizeof(p->counts));
 
 	p->in_trial = true;
@@ -399,6 +403,8 @@ int mead_protocol_tick(struct mead_protocol *p, struct mead_tick_io *io)
 			p->cursor++;
 		}
 	}
+	if (p->kind->react && !p->finished)
+		p->kind->react(p, io);
 	io->finished = p->finished;
 	return r;
 }

@@ -8,6 +8,7 @@
 #define R(field) offsetof(struct mead_protocol_random_config, field)
 #define U(field) offsetof(struct mead_protocol_ruaro_config, field)
 #define S(field) offsetof(struct mead_protocol_stim_config, field)
+#define Q(field) offsetof(struct mead_protocol_respond_config, field)
 
 static const char *const encoders[] = { "reference", "poisson", NULL };
 static const char *const train_orders[] = { "shuffled", "interleaved", NULL };
@@ -125,14 +126,28 @@ static const struct mead_cfg_key ruaro_keys[] = {
 	{ 0 },
 };
 
+static const struct mead_cfg_key respond_keys[] = {
+	{ "trigger", MEAD_CFG_UINT_LIST, Q(trigger), 0, 127, NULL, NULL,
+	  "electrode indices whose spikes are answered; empty for any electrode", NULL },
+	{ "target", MEAD_CFG_UINT, Q(target), 0, 127, NULL, "0", "electrode index stimulated in answer", NULL },
+	{ "dead_ms", MEAD_CFG_UINT, Q(dead_ms), 0, 60000, NULL, "50",
+	  "after an answer, spikes this many milliseconds later are answered again, not earlier", NULL },
+	{ "duration_ms", MEAD_CFG_UINT, Q(duration_ms), 0, UINT32_MAX, NULL, "0",
+	  "total length in milliseconds, 0 for until stopped", NULL },
+	{ "stim", MEAD_CFG_TABLE, Q(stim), MEAD_CFG_NO_RANGE, NULL, NULL, "pulse of every answer", stim_keys },
+	{ 0 },
+};
+
 const struct mead_cfg_key mead_protocol_config_keys[] = {
 	{ "autostart", MEAD_CFG_STRING, P(autostart), MEAD_CFG_NO_RANGE, NULL, "",
-	  "protocol started with the loop: mnist, random, ruaro, or empty for none", NULL },
+	  "protocol started with the loop: mnist, random, ruaro, respond, or empty for none", NULL },
 	{ "seed", MEAD_CFG_U64, P(seed), MEAD_CFG_NO_RANGE, NULL, "1",
 	  "seed of every random draw of the protocols (split, order, spike trains)", NULL },
 	{ "mnist", MEAD_CFG_TABLE, P(mnist), MEAD_CFG_NO_RANGE, NULL, NULL, "digit recognition protocol", mnist_keys },
 	{ "random", MEAD_CFG_TABLE, P(random), MEAD_CFG_NO_RANGE, NULL, NULL, "random patterned stimulation", random_keys },
 	{ "ruaro", MEAD_CFG_TABLE, P(ruaro), MEAD_CFG_NO_RANGE, NULL, NULL,
 	  "probe / tetanus / probe on the regL and upsL patterns", ruaro_keys },
+	{ "respond", MEAD_CFG_TABLE, P(respond), MEAD_CFG_NO_RANGE, NULL, NULL,
+	  "closed loop: a spike on a trigger electrode answered by a pulse", respond_keys },
 	{ 0 },
 };

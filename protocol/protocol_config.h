@@ -75,6 +75,15 @@ struct mead_protocol_ruaro_config {
 	struct mead_protocol_stim_config stim;
 };
 
+/* protocol.respond: a spike on a trigger electrode answered by a pulse. */
+struct mead_protocol_respond_config {
+	struct mead_cfg_uint_list trigger;   /* empty: any electrode */
+	uint32_t target;
+	uint32_t dead_ms;
+	uint32_t duration_ms;     /* 0: until stopped */
+	struct mead_protocol_stim_config stim;
+};
+
 /* The "protocol:" section of the configuration. */
 struct mead_protocol_config {
 	char *autostart;          /* name of the protocol to run at start, "" for none */
@@ -82,6 +91,7 @@ struct mead_protocol_config {
 	struct mead_protocol_mnist_config mnist;
 	struct mead_protocol_random_config random;
 	struct mead_protocol_ruaro_config ruaro;
+	struct mead_protocol_respond_config respond;
 };
 
 /* Keys relative to "protocol." */

@@ -60,6 +60,10 @@ struct protocol_kind {
 	 * bounded. */
 	void (*fill)(struct mead_protocol *p, uint64_t i, const struct trial_desc *t);
 	void (*free)(void *state);
+	/* Pulses decided from what the tick before the window read, added to
+	 * the window after the trial's own; NULL for kinds that only play
+	 * what they drew.  rt, bounded. */
+	void (*react)(struct mead_protocol *p, struct mead_tick_io *io);
 	/* Extra JSON members for describe (", \"key\": ..."), may be NULL. */
 	int (*describe)(const struct mead_protocol *p, char *buf, size_t len);
 };
@@ -152,5 +156,7 @@ int proto_mnist_init(struct mead_protocol *p, const struct mead_protocol_config 
 		     const struct mead_protocol_env *env, char *err, size_t err_len);
 int proto_random_init(struct mead_protocol *p, const struct mead_protocol_config *cfg,
 		      const struct mead_protocol_env *env, char *err, size_t err_len);
+int proto_respond_init(struct mead_protocol *p, const struct mead_protocol_config *cfg,
+		       const struct mead_protocol_env *env, char *err, size_t err_len);
 int proto_ruaro_init(struct mead_protocol *p, const struct mead_protocol_config *cfg,
 		     const struct mead_protocol_env *env, char *err, size_t err_len);

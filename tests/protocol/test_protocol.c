@@ -1123,6 +1123,62 @@ static void test_random(void **state)
 	assert_non_null(strstr(err, "excluded"));
 }
 
+/* ---- respond ---- */
+
+/* A spike on a trigger electrode is answered in the very next window, on
+ * the target, once per dead time; spikes elsewhere are not. */
+static void test_respond(void **state)
+{
+	(void)state;
+	struct mead_protocol_config c;
+	memset(&c, 0, sizeof(c));
+	c.respond = (struct mead_protocol_respond_config){ .target = 5, .dead_ms = 10, .duration_ms = 1000,
+							   .stim = { -15, 100, 20 } };
+	c.respond.trigger.n = 1;
+	c.respond.trigger.v[0] = 12;
+	struct mead_protocol_env env = env_of(25000, 1000000, MEAD_CAP_STIMULATE, NULL);
+	struct mead_protocol *p = NULL;
+	char err[512];
+	assert_int_equal(mead_protocol_new(&c, "respond", &env, &p, err, sizeof(err)), 0);
+	struct mead_stim_pulse stim[16];
+	struct mead_event ev[16];
+	struct mead_spike sp[4];
+	uint32_t answered = 0;
+	for (uint64_t t = 0; t < 100; t++) {
+		uint32_t nsp = 0;
+		/* the tick before window t read a spike on 12 every 3 ticks, and
+		 * one on 13 (no trigger) every tick */
+		if (t % 3 == 1)
+			sp[nsp++] = (struct mead_spike){ .sample = (t - 1) * 25 + 7, .electrode = 12 };
+		sp[nsp++] = (struct mead_spike){ .sample = (t - 1) * 25 + 9, .electrode = 13 };
+		struct mead_frame fr = { .first_sample = t ? (t - 1) * 25 : 0, .n_samples = 25, .spikes = sp,
+					 .n_spikes = t ? nsp : 0 };
+		struct mead_tick_io io = { .tick = t, .first_sample = t * 25, .n_samples = 25, .frame = t ? &fr : NULL,
+					   .stim = stim, .stim_capacity = 16, .events = ev, .event_capacity = 16 };
+		assert_int_equal(mead_protocol_tick(p, &io), 0);
+		for (uint32_t k = 0; k < io.n_stim; k++) {
+			/* answered at the window's first sample: the earliest there is */
+			assert_int_equal(stim[k].sample, t * 25);
+			assert_int_equal(stim[k].electrode, 5);
+			assert_true(stim[k].amplitude_ua == -15.0f);
+			answered++;
+		}
+		/* every trigger spike is 3 ms after the last, inside the 10 ms
+		 * dead time unless 12 ms have gone by */
+	}
+	/* triggers at ms 0, 3, 6, ...: answered at 0, 12, 24, ... (dead 10 ms) */
+	print_message("respond: %u answers in 100 ms\n", answered);
+	assert_int_equal(answered, 9);
+	mead_protocol_free(p);
+
+	c.respond.target = EXCL_GRID;
+	assert_int_equal(mead_protocol_new(&c, "respond", &env, &p, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "excluded"));
+	c.respond.target = 500;
+	assert_int_equal(mead_protocol_new(&c, "respond", &env, &p, err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "protocol.respond.target"));
+}
+
 /* ---- ruaro ---- */
 
 static void test_ruaro(void **state)
@@ -1224,6 +1280,7 @@ int main(void)
 		cmocka_unit_test(test_mnist_split),
 		cmocka_unit_test(test_mnist_errors),
 		cmocka_unit_test(test_random),
+		cmocka_unit_test(test_respond),
 		cmocka_unit_test(test_ruaro),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
