@@ -38,6 +38,7 @@
  * every update and they add nothing to the input.  Inhibitory weights are
  * sparse (~5%): CSR by presynaptic neuron, magnitudes stored.
  */
+#include "sim/kernel.h"
 #include "sim/mead_sim.h"
 
 #include <errno.h>
@@ -46,32 +47,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define MEAD_SIM_X86 1
-#endif
-
 #define ANCHOR_NONE INT64_MIN
 #define REBASE_STEPS 64u
-
-typedef void (*pre_full_fn)(float *restrict w, float *restrict in, const float *restrict x,
-			    const float *restrict spk, const float *restrict dk, const float *restrict ds,
-			    float g, float ap, float am, uint32_t n);
-typedef void (*pre_nod_fn)(float *restrict w, float *restrict in, const float *restrict x,
-			   const float *restrict spk, float ap, float am, uint32_t n);
-typedef void (*sync_fn)(float *restrict w, float *restrict colsum, const float *restrict dk,
-			const float *restrict ds, float g, uint32_t n);
-typedef void (*pre4_fn)(float *const *w, float *restrict in, const float *restrict x,
-			const float *restrict spk, const float *restrict dk, const float *const *ds,
-			const float *g, float ap, float am, uint32_t n);
-typedef void (*groups_fn)(float *restrict v, float *restrict in, float *restrict x, float *restrict rc,
-			  float rest, float dm, float r, float lbv, uint32_t n);
-typedef uint32_t (*threshold_fn)(const float *restrict v, float th, uint32_t n, uint32_t *restrict out);
-typedef void (*acc_fn)(float *restrict acc, const float *restrict w, uint32_t n);
-typedef void (*scale_fn)(float *restrict w, const float *restrict s, uint32_t n);
-typedef void (*inh_fn)(const uint32_t *restrict col, float *restrict m, uint32_t len, float *restrict in,
-		       const float *restrict x, const float *restrict spk, const float *restrict dk,
-		       const float *restrict ds, float g, float ap, float am);
 
 struct mead_sim {
 	struct mead_sim_params p;
@@ -114,472 +91,9 @@ struct mead_sim {
 	float **snap;
 	bool *snap_full;
 
-	pre_full_fn pre_full;
-	pre_nod_fn pre_nod;
-	pre4_fn pre_full4;
-	groups_fn groups;
-	threshold_fn threshold;
-	sync_fn sync;
-	acc_fn acc;
-	scale_fn scale_rows;
-	inh_fn inh_pre;
+	/* a copy, not a pointer to the set: one load less per kernel call */
+	struct sim_kernels kern;
 };
-
-/* ---------------------------------------------------------------- kernels */
-
-/* t > 0 ? t : 0 without a branch (maxss has exactly these semantics) */
-static inline float clamp0(float t)
-{
-#ifdef MEAD_SIM_X86
-	return _mm_cvtss_f32(_mm_max_ss(_mm_set_ss(t), _mm_setzero_ps()));
-#else
-	return t > 0.0f ? t : 0.0f;
-#endif
-}
-
-static inline float sel_live(float w, float t)
-{
-	uint32_t b;
-	memcpy(&b, &w, sizeof(b));
-	return (b >> 31) ? w : t;
-}
-
-static void pre_full_c(float *restrict w, float *restrict in, const float *restrict x,
-		       const float *restrict spk, const float *restrict dk, const float *restrict ds,
-		       float g, float ap, float am, uint32_t n)
-{
-	for (uint32_t j = 0; j < n; j++) {
-		float p = g * (dk[j] - ds[j]);
-		float t = w[j] + p;
-		t = t + ap * spk[j];
-		t = t - am * x[j];
-		t = t > 0.0f ? t : 0.0f;
-		float nw = sel_live(w[j], t);
-		w[j] = nw;
-		in[j] = in[j] + nw;
-	}
-}
-
-static void pre_nod_c(float *restrict w, float *restrict in, const float *restrict x,
-		      const float *restrict spk, float ap, float am, uint32_t n)
-{
-	for (uint32_t j = 0; j < n; j++) {
-		float t = w[j] + ap * spk[j];
-		t = t - am * x[j];
-		t = t > 0.0f ? t : 0.0f;
-		float nw = sel_live(w[j], t);
-		w[j] = nw;
-		in[j] = in[j] + nw;
-	}
-}
-
-static void pre_full4_c(float *const *w, float *restrict in, const float *restrict x,
-			const float *restrict spk, const float *restrict dk, const float *const *ds,
-			const float *g, float ap, float am, uint32_t n)
-{
-	for (int q = 0; q < 4; q++)
-		pre_full_c(w[q], in, x, spk, dk, ds[q], g[q], ap, am, n);
-}
-
-static void groups_c(float *restrict v, float *restrict in, float *restrict x, float *restrict rc,
-		     float rest, float dm, float r, float lbv, uint32_t n)
-{
-	for (uint32_t j = 0; j < n; j++) {
-		x[j] = x[j] * r;
-		float vv = rest + (v[j] - rest) * dm;
-		vv = vv + (rc[j] == 0.0f ? in[j] : 0.0f);
-		in[j] = 0.0f;
-		float c = rc[j] - 1.0f;
-		rc[j] = c > 0.0f ? c : 0.0f;
-		v[j] = vv < lbv ? lbv : vv;
-	}
-}
-
-static uint32_t threshold_c(const float *restrict v, float th, uint32_t n, uint32_t *restrict out)
-{
-	uint32_t ns = 0;
-	for (uint32_t j = 0; j < n; j++)
-		if (v[j] >= th)
-			out[ns++] = j;
-	return ns;
-}
-
-static void sync_c(float *restrict w, float *restrict colsum, const float *restrict dk,
-		   const float *restrict ds, float g, uint32_t n)
-{
-	for (uint32_t j = 0; j < n; j++) {
-		float t = w[j] + g * (dk[j] - ds[j]);
-		w[j] = sel_live(w[j], t);
-	}
-	if (colsum)
-		for (uint32_t j = 0; j < n; j++)
-			colsum[j] = colsum[j] + w[j];
-}
-
-static void acc_c(float *restrict acc, const float *restrict w, uint32_t n)
-{
-	for (uint32_t j = 0; j < n; j++)
-		acc[j] = acc[j] + w[j];
-}
-
-static void scale_c(float *restrict w, const float *restrict s, uint32_t n)
-{
-	for (uint32_t j = 0; j < n; j++)
-		w[j] = w[j] * s[j];
-}
-
-/* One firing relay's row (len entries of the CSR): inh post (pending
- * potentiation, ds == NULL when none), this step's post spikes, inh pre
- * (depression of the magnitude, clamp), input.  A row's columns are
- * distinct. */
-static void inh_pre_c(const uint32_t *restrict col, float *restrict m, uint32_t len, float *restrict in,
-		      const float *restrict x, const float *restrict spk, const float *restrict dk,
-		      const float *restrict ds, float g, float ap, float am)
-{
-	if (ds) {
-		for (uint32_t q = 0; q < len; q++) {
-			uint32_t j = col[q];
-			float t = m[q] + g * (dk[j] - ds[j]);
-			t = t + ap * spk[j];
-			t = clamp0(t - am * x[j]);
-			m[q] = t;
-			in[j] = in[j] - t;
-		}
-	} else {
-		for (uint32_t q = 0; q < len; q++) {
-			uint32_t j = col[q];
-			float t = m[q] + ap * spk[j];
-			t = clamp0(t - am * x[j]);
-			m[q] = t;
-			in[j] = in[j] - t;
-		}
-	}
-}
-
-#ifdef MEAD_SIM_X86
-/* Same operations in the same order as the C versions, 8 lanes at a time
- * (no FMA: results are bit-identical to the portable path). */
-__attribute__((target("avx2")))
-static void pre_full_avx2(float *restrict w, float *restrict in, const float *restrict x,
-			  const float *restrict spk, const float *restrict dk, const float *restrict ds,
-			  float g, float ap, float am, uint32_t n)
-{
-	const __m256 gv = _mm256_set1_ps(g);
-	const __m256 apv = _mm256_set1_ps(ap), amv = _mm256_set1_ps(am), z = _mm256_setzero_ps();
-	for (uint32_t j = 0; j < n; j += 8) {
-		__m256 wv = _mm256_loadu_ps(w + j);
-		__m256 p = _mm256_mul_ps(gv, _mm256_sub_ps(_mm256_loadu_ps(dk + j), _mm256_loadu_ps(ds + j)));
-		__m256 t = _mm256_add_ps(wv, p);
-		t = _mm256_add_ps(t, _mm256_mul_ps(apv, _mm256_loadu_ps(spk + j)));
-		t = _mm256_sub_ps(t, _mm256_mul_ps(amv, _mm256_loadu_ps(x + j)));
-		t = _mm256_max_ps(t, z);
-		__m256 nw = _mm256_blendv_ps(t, wv, wv);
-		_mm256_storeu_ps(w + j, nw);
-		_mm256_storeu_ps(in + j, _mm256_add_ps(_mm256_loadu_ps(in + j), nw));
-	}
-}
-
-/* Four presynaptic rows at once: the shared vectors (input, traces, this
- * step's spikes, current history) are loaded once per four rows.  Each
- * input element still receives row 0, 1, 2, 3 in that order, as the
- * one-row kernel would. */
-__attribute__((target("avx2")))
-static void pre_full4_avx2(float *const *w, float *restrict in, const float *restrict x,
-			   const float *restrict spk, const float *restrict dk, const float *const *ds,
-			   const float *g, float ap, float am, uint32_t n)
-{
-	const __m256 apv = _mm256_set1_ps(ap), amv = _mm256_set1_ps(am), z = _mm256_setzero_ps();
-	const __m256 g0 = _mm256_set1_ps(g[0]), g1 = _mm256_set1_ps(g[1]), g2 = _mm256_set1_ps(g[2]),
-		     g3 = _mm256_set1_ps(g[3]);
-	float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
-	const float *s0 = ds[0], *s1 = ds[1], *s2 = ds[2], *s3 = ds[3];
-	for (uint32_t j = 0; j < n; j += 8) {
-		const __m256 d = _mm256_loadu_ps(dk + j);
-		const __m256 sp = _mm256_mul_ps(apv, _mm256_loadu_ps(spk + j));
-		const __m256 dep = _mm256_mul_ps(amv, _mm256_loadu_ps(x + j));
-		__m256 acc = _mm256_loadu_ps(in + j);
-#define ROW(W, S, G)                                                                            \
-		do {                                                                            \
-			__m256 wv = _mm256_loadu_ps(W + j);                                     \
-			__m256 t = _mm256_add_ps(wv, _mm256_mul_ps(G, _mm256_sub_ps(d, _mm256_loadu_ps(S + j)))); \
-			t = _mm256_add_ps(t, sp);                                               \
-			t = _mm256_sub_ps(t, dep);                                              \
-			t = _mm256_max_ps(t, z);                                                \
-			__m256 nw = _mm256_blendv_ps(t, wv, wv);                                \
-			_mm256_storeu_ps(W + j, nw);                                            \
-			acc = _mm256_add_ps(acc, nw);                                           \
-		} while (0)
-		ROW(w0, s0, g0);
-		ROW(w1, s1, g1);
-		ROW(w2, s2, g2);
-		ROW(w3, s3, g3);
-#undef ROW
-		_mm256_storeu_ps(in + j, acc);
-	}
-}
-
-/* Indices of v >= th, ascending; v has room for n rounded up to 8. */
-__attribute__((target("avx2")))
-static uint32_t threshold_avx2(const float *restrict v, float th, uint32_t n, uint32_t *restrict out)
-{
-	const __m256 t = _mm256_set1_ps(th);
-	uint32_t ns = 0;
-	for (uint32_t j = 0; j < n; j += 8) {
-		unsigned m = (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(v + j), t, _CMP_GE_OQ));
-		while (m) {
-			uint32_t b = (uint32_t)__builtin_ctz(m);
-			if (j + b < n)
-				out[ns++] = j + b;
-			m &= m - 1;
-		}
-	}
-	return ns;
-}
-
-/* The neuron update of one step (see mead_sim_step), 8 neurons at a time. */
-__attribute__((target("avx2")))
-static void groups_avx2(float *restrict v, float *restrict in, float *restrict x, float *restrict rc,
-			float rest, float dm, float r, float lbv, uint32_t n)
-{
-	const __m256 restv = _mm256_set1_ps(rest), dmv = _mm256_set1_ps(dm), rv = _mm256_set1_ps(r),
-		     lb = _mm256_set1_ps(lbv), z = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
-	for (uint32_t j = 0; j < n; j += 8) {
-		_mm256_storeu_ps(x + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), rv));
-		__m256 vv = _mm256_add_ps(restv, _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(v + j), restv), dmv));
-		__m256 c = _mm256_loadu_ps(rc + j);
-		__m256 open = _mm256_cmp_ps(c, z, _CMP_EQ_OQ);
-		vv = _mm256_add_ps(vv, _mm256_and_ps(open, _mm256_loadu_ps(in + j)));
-		_mm256_storeu_ps(in + j, z);
-		_mm256_storeu_ps(rc + j, _mm256_max_ps(_mm256_sub_ps(c, one), z));
-		/* vv < lb ? lb : vv */
-		_mm256_storeu_ps(v + j, _mm256_blendv_ps(vv, lb, _mm256_cmp_ps(vv, lb, _CMP_LT_OQ)));
-	}
-}
-
-__attribute__((target("avx2")))
-static void pre_nod_avx2(float *restrict w, float *restrict in, const float *restrict x,
-			 const float *restrict spk, float ap, float am, uint32_t n)
-{
-	const __m256 apv = _mm256_set1_ps(ap), amv = _mm256_set1_ps(am), z = _mm256_setzero_ps();
-	for (uint32_t j = 0; j < n; j += 8) {
-		__m256 wv = _mm256_loadu_ps(w + j);
-		__m256 t = _mm256_add_ps(wv, _mm256_mul_ps(apv, _mm256_loadu_ps(spk + j)));
-		t = _mm256_sub_ps(t, _mm256_mul_ps(amv, _mm256_loadu_ps(x + j)));
-		t = _mm256_max_ps(t, z);
-		__m256 nw = _mm256_blendv_ps(t, wv, wv);
-		_mm256_storeu_ps(w + j, nw);
-		_mm256_storeu_ps(in + j, _mm256_add_ps(_mm256_loadu_ps(in + j), nw));
-	}
-}
-
-__attribute__((target("avx2")))
-static void sync_avx2(float *restrict w, float *restrict colsum, const float *restrict dk,
-		      const float *restrict ds, float g, uint32_t n)
-{
-	const __m256 gv = _mm256_set1_ps(g);
-	for (uint32_t j = 0; j < n; j += 8) {
-		__m256 wv = _mm256_loadu_ps(w + j);
-		__m256 t = _mm256_add_ps(wv, _mm256_mul_ps(gv, _mm256_sub_ps(_mm256_loadu_ps(dk + j), _mm256_loadu_ps(ds + j))));
-		__m256 nw = _mm256_blendv_ps(t, wv, wv);
-		_mm256_storeu_ps(w + j, nw);
-		if (colsum)
-			_mm256_storeu_ps(colsum + j, _mm256_add_ps(_mm256_loadu_ps(colsum + j), nw));
-	}
-}
-
-__attribute__((target("avx2")))
-static void acc_avx2(float *restrict acc, const float *restrict w, uint32_t n)
-{
-	for (uint32_t j = 0; j < n; j += 8)
-		_mm256_storeu_ps(acc + j, _mm256_add_ps(_mm256_loadu_ps(acc + j), _mm256_loadu_ps(w + j)));
-}
-
-__attribute__((target("avx2")))
-static void scale_avx2(float *restrict w, const float *restrict s, uint32_t n)
-{
-	for (uint32_t j = 0; j < n; j += 8)
-		_mm256_storeu_ps(w + j, _mm256_mul_ps(_mm256_loadu_ps(w + j), _mm256_loadu_ps(s + j)));
-}
-
-/* AVX-512: the same operations again, 16 lanes at a time (rows are padded
- * to 16 floats).  vmaxps keeps its second operand when both are zero, as
- * the 256-bit and scalar forms do; the sign-bit blend is a mask from an
- * integer compare.  The relay rows stay scalar (inh_pre_c): with gathers
- * and a scatter they ran slower on the benchmark machine. */
-#define LIVE16(W) _mm512_cmplt_epi32_mask(_mm512_castps_si512(W), _mm512_setzero_si512())
-
-__attribute__((target("avx512f")))
-static void pre_full_avx512(float *restrict w, float *restrict in, const float *restrict x,
-			    const float *restrict spk, const float *restrict dk, const float *restrict ds,
-			    float g, float ap, float am, uint32_t n)
-{
-	const __m512 gv = _mm512_set1_ps(g);
-	const __m512 apv = _mm512_set1_ps(ap), amv = _mm512_set1_ps(am), z = _mm512_setzero_ps();
-	for (uint32_t j = 0; j < n; j += 16) {
-		__m512 wv = _mm512_loadu_ps(w + j);
-		__m512 p = _mm512_mul_ps(gv, _mm512_sub_ps(_mm512_loadu_ps(dk + j), _mm512_loadu_ps(ds + j)));
-		__m512 t = _mm512_add_ps(wv, p);
-		t = _mm512_add_ps(t, _mm512_mul_ps(apv, _mm512_loadu_ps(spk + j)));
-		t = _mm512_sub_ps(t, _mm512_mul_ps(amv, _mm512_loadu_ps(x + j)));
-		t = _mm512_max_ps(t, z);
-		__m512 nw = _mm512_mask_blend_ps(LIVE16(wv), t, wv);
-		_mm512_storeu_ps(w + j, nw);
-		_mm512_storeu_ps(in + j, _mm512_add_ps(_mm512_loadu_ps(in + j), nw));
-	}
-}
-
-__attribute__((target("avx512f")))
-static void pre_full4_avx512(float *const *w, float *restrict in, const float *restrict x,
-			     const float *restrict spk, const float *restrict dk, const float *const *ds,
-			     const float *g, float ap, float am, uint32_t n)
-{
-	const __m512 apv = _mm512_set1_ps(ap), amv = _mm512_set1_ps(am), z = _mm512_setzero_ps();
-	const __m512 g0 = _mm512_set1_ps(g[0]), g1 = _mm512_set1_ps(g[1]), g2 = _mm512_set1_ps(g[2]),
-		     g3 = _mm512_set1_ps(g[3]);
-	float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3];
-	const float *s0 = ds[0], *s1 = ds[1], *s2 = ds[2], *s3 = ds[3];
-	for (uint32_t j = 0; j < n; j += 16) {
-		const __m512 d = _mm512_loadu_ps(dk + j);
-		const __m512 sp = _mm512_mul_ps(apv, _mm512_loadu_ps(spk + j));
-		const __m512 dep = _mm512_mul_ps(amv, _mm512_loadu_ps(x + j));
-		__m512 acc = _mm512_loadu_ps(in + j);
-#define ROW(W, S, G)                                                                            \
-		do {                                                                            \
-			__m512 wv = _mm512_loadu_ps(W + j);                                     \
-			__m512 t = _mm512_add_ps(wv, _mm512_mul_ps(G, _mm512_sub_ps(d, _mm512_loadu_ps(S + j)))); \
-			t = _mm512_add_ps(t, sp);                                               \
-			t = _mm512_sub_ps(t, dep);                                              \
-			t = _mm512_max_ps(t, z);                                                \
-			__m512 nw = _mm512_mask_blend_ps(LIVE16(wv), t, wv);                    \
-			_mm512_storeu_ps(W + j, nw);                                            \
-			acc = _mm512_add_ps(acc, nw);                                           \
-		} while (0)
-		ROW(w0, s0, g0);
-		ROW(w1, s1, g1);
-		ROW(w2, s2, g2);
-		ROW(w3, s3, g3);
-#undef ROW
-		_mm512_storeu_ps(in + j, acc);
-	}
-}
-
-__attribute__((target("avx512f")))
-static uint32_t threshold_avx512(const float *restrict v, float th, uint32_t n, uint32_t *restrict out)
-{
-	const __m512 t = _mm512_set1_ps(th);
-	uint32_t ns = 0;
-	for (uint32_t j = 0; j < n; j += 16) {
-		unsigned m = (unsigned)_mm512_cmp_ps_mask(_mm512_loadu_ps(v + j), t, _CMP_GE_OQ);
-		while (m) {
-			uint32_t b = (uint32_t)__builtin_ctz(m);
-			if (j + b < n)
-				out[ns++] = j + b;
-			m &= m - 1;
-		}
-	}
-	return ns;
-}
-
-__attribute__((target("avx512f")))
-static void groups_avx512(float *restrict v, float *restrict in, float *restrict x, float *restrict rc,
-			  float rest, float dm, float r, float lbv, uint32_t n)
-{
-	const __m512 restv = _mm512_set1_ps(rest), dmv = _mm512_set1_ps(dm), rv = _mm512_set1_ps(r),
-		     lb = _mm512_set1_ps(lbv), z = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
-	for (uint32_t j = 0; j < n; j += 16) {
-		_mm512_storeu_ps(x + j, _mm512_mul_ps(_mm512_loadu_ps(x + j), rv));
-		__m512 vv = _mm512_add_ps(restv, _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(v + j), restv), dmv));
-		__m512 c = _mm512_loadu_ps(rc + j);
-		__mmask16 open = _mm512_cmp_ps_mask(c, z, _CMP_EQ_OQ);
-		vv = _mm512_add_ps(vv, _mm512_maskz_mov_ps(open, _mm512_loadu_ps(in + j)));
-		_mm512_storeu_ps(in + j, z);
-		_mm512_storeu_ps(rc + j, _mm512_max_ps(_mm512_sub_ps(c, one), z));
-		_mm512_storeu_ps(v + j, _mm512_mask_blend_ps(_mm512_cmp_ps_mask(vv, lb, _CMP_LT_OQ), vv, lb));
-	}
-}
-
-__attribute__((target("avx512f")))
-static void pre_nod_avx512(float *restrict w, float *restrict in, const float *restrict x,
-			   const float *restrict spk, float ap, float am, uint32_t n)
-{
-	const __m512 apv = _mm512_set1_ps(ap), amv = _mm512_set1_ps(am), z = _mm512_setzero_ps();
-	for (uint32_t j = 0; j < n; j += 16) {
-		__m512 wv = _mm512_loadu_ps(w + j);
-		__m512 t = _mm512_add_ps(wv, _mm512_mul_ps(apv, _mm512_loadu_ps(spk + j)));
-		t = _mm512_sub_ps(t, _mm512_mul_ps(amv, _mm512_loadu_ps(x + j)));
-		t = _mm512_max_ps(t, z);
-		__m512 nw = _mm512_mask_blend_ps(LIVE16(wv), t, wv);
-		_mm512_storeu_ps(w + j, nw);
-		_mm512_storeu_ps(in + j, _mm512_add_ps(_mm512_loadu_ps(in + j), nw));
-	}
-}
-
-__attribute__((target("avx512f")))
-static void sync_avx512(float *restrict w, float *restrict colsum, const float *restrict dk,
-			const float *restrict ds, float g, uint32_t n)
-{
-	const __m512 gv = _mm512_set1_ps(g);
-	for (uint32_t j = 0; j < n; j += 16) {
-		__m512 wv = _mm512_loadu_ps(w + j);
-		__m512 t = _mm512_add_ps(wv, _mm512_mul_ps(gv, _mm512_sub_ps(_mm512_loadu_ps(dk + j), _mm512_loadu_ps(ds + j))));
-		__m512 nw = _mm512_mask_blend_ps(LIVE16(wv), t, wv);
-		_mm512_storeu_ps(w + j, nw);
-		if (colsum)
-			_mm512_storeu_ps(colsum + j, _mm512_add_ps(_mm512_loadu_ps(colsum + j), nw));
-	}
-}
-
-__attribute__((target("avx512f")))
-static void acc_avx512(float *restrict acc, const float *restrict w, uint32_t n)
-{
-	for (uint32_t j = 0; j < n; j += 16)
-		_mm512_storeu_ps(acc + j, _mm512_add_ps(_mm512_loadu_ps(acc + j), _mm512_loadu_ps(w + j)));
-}
-
-__attribute__((target("avx512f")))
-static void scale_avx512(float *restrict w, const float *restrict s, uint32_t n)
-{
-	for (uint32_t j = 0; j < n; j += 16)
-		_mm512_storeu_ps(w + j, _mm512_mul_ps(_mm512_loadu_ps(w + j), _mm512_loadu_ps(s + j)));
-}
-
-#undef LIVE16
-#endif
-
-static void pick_kernels(struct mead_sim *s)
-{
-	s->pre_full = pre_full_c;
-	s->pre_nod = pre_nod_c;
-	s->pre_full4 = pre_full4_c;
-	s->groups = groups_c;
-	s->threshold = threshold_c;
-	s->sync = sync_c;
-	s->acc = acc_c;
-	s->scale_rows = scale_c;
-	s->inh_pre = inh_pre_c;
-#ifdef MEAD_SIM_X86
-	if (!getenv("MEAD_SIM_NO_AVX2") && __builtin_cpu_supports("avx2")) {
-		s->pre_full = pre_full_avx2;
-		s->pre_nod = pre_nod_avx2;
-		s->pre_full4 = pre_full4_avx2;
-		s->groups = groups_avx2;
-		s->threshold = threshold_avx2;
-		s->sync = sync_avx2;
-		s->acc = acc_avx2;
-		s->scale_rows = scale_avx2;
-		if (!getenv("MEAD_SIM_NO_AVX512") && __builtin_cpu_supports("avx512f")) {
-			s->pre_full = pre_full_avx512;
-			s->pre_nod = pre_nod_avx512;
-			s->pre_full4 = pre_full4_avx512;
-			s->groups = groups_avx512;
-			s->threshold = threshold_avx512;
-			s->sync = sync_avx512;
-			s->acc = acc_avx512;
-			s->scale_rows = scale_avx512;
-		}
-	}
-#endif
-}
 
 /* ------------------------------------------------------------------- rng */
 
@@ -771,15 +285,15 @@ static void sync_all(struct mead_sim *s, float *colsum)
 	const float *dk = drow(s, s->k);
 	for (uint32_t e = 0; e < s->ne; e++) {
 		if (s->learning && s->ae[e] != ANCHOR_NONE && s->se[e] < s->k)
-			s->sync(s->win + (size_t)e * s->np, NULL, dk, drow(s, s->se[e]), gain_exc(s, s->ae[e]), s->np);
+			s->kern.sync(s->win + (size_t)e * s->np, NULL, dk, drow(s, s->se[e]), gain_exc(s, s->ae[e]), s->np);
 		s->se[e] = s->k;
 	}
 	for (uint32_t i = 0; i < s->n; i++) {
 		float *w = s->wex + (size_t)i * s->np;
 		if (s->learning && s->ax[i] != ANCHOR_NONE && s->sx[i] < s->k) {
-			s->sync(w, colsum, dk, drow(s, s->sx[i]), gain_exc(s, s->ax[i]), s->np);
+			s->kern.sync(w, colsum, dk, drow(s, s->sx[i]), gain_exc(s, s->ax[i]), s->np);
 		} else if (colsum) {
-			s->acc(colsum, w, s->np);
+			s->kern.acc(colsum, w, s->np);
 		}
 		s->sx[i] = s->k;
 		if (s->learning && s->ai[i] != ANCHOR_NONE && s->si[i] < s->k)
@@ -811,15 +325,15 @@ static void normalise_all(struct mead_sim *s)
 	for (uint32_t j = 0; j < np; j++)
 		s->scale[j] = j < n ? (float)(s->p.exc_strength / (s->colsum[j] != 0.0f ? (double)s->colsum[j] : 1.0)) : 1.0f;
 	for (uint32_t i = 0; i < n; i++)
-		s->scale_rows(s->wex + (size_t)i * np, s->scale, np);
+		s->kern.scale_rows(s->wex + (size_t)i * np, s->scale, np);
 	/* input */
 	memset(s->colsum, 0, np * sizeof(float));
 	for (uint32_t e = 0; e < s->ne; e++)
-		s->acc(s->colsum, s->win + (size_t)e * np, np);
+		s->kern.acc(s->colsum, s->win + (size_t)e * np, np);
 	for (uint32_t j = 0; j < np; j++)
 		s->scale[j] = j < n ? (float)(s->p.input_strength / (s->colsum[j] != 0.0f ? (double)s->colsum[j] : 1.0)) : 1.0f;
 	for (uint32_t e = 0; e < s->ne; e++)
-		s->scale_rows(s->win + (size_t)e * np, s->scale, np);
+		s->kern.scale_rows(s->win + (size_t)e * np, s->scale, np);
 	/* inhibitory */
 	memset(s->colsum, 0, np * sizeof(float));
 	uint64_t nnz = s->irow[n];
@@ -912,7 +426,7 @@ int mead_sim_new(const struct mead_sim_params *params, struct mead_sim **ret_sim
 	    !(s->sx = zalloc(n * sizeof(uint32_t))) || !(s->si = zalloc(n * sizeof(uint32_t))) ||
 	    !(s->colsum = zalloc(np * sizeof(float))) || !(s->scale = zalloc(np * sizeof(float))))
 		goto fail;
-	pick_kernels(s);
+	s->kern = *sim_kernels_pick();
 
 	struct rng g;
 	rng_seed(&g, p->seed);
@@ -1048,10 +562,10 @@ void mead_sim_step(struct mead_sim *s, const uint32_t **ret_spikes, uint32_t *re
 	/* groups */
 	float *restrict v = s->v, *restrict in = s->in, *restrict x = s->x;
 	float *restrict rc = s->rc;
-	s->groups(v, in, x, rc, s->rest, s->dm, s->r, s->has_lb ? s->lb : -INFINITY, np);
+	s->kern.groups(v, in, x, rc, s->rest, s->dm, s->r, s->has_lb ? s->lb : -INFINITY, np);
 
 	/* thresholds, resets */
-	uint32_t ns = s->threshold(v, s->th, n, s->spikes);
+	uint32_t ns = s->kern.threshold(v, s->th, n, s->spikes);
 	for (uint32_t q = 0; q < ns; q++) {
 		uint32_t j = s->spikes[q];
 		v[j] = s->reset;
@@ -1082,13 +596,13 @@ void mead_sim_step(struct mead_sim *s, const uint32_t **ret_spikes, uint32_t *re
 				s->ax[i] = now;
 				s->sx[i] = s->k + 1;
 			}
-			s->pre_full4(w4, in, x, s->spk, dk, ds4, g4, s->ap, s->am, np);
+			s->kern.pre_full4(w4, in, x, s->spk, dk, ds4, g4, s->ap, s->am, np);
 		}
 		for (; qb < ns; qb++) {
 			uint32_t i = s->spikes[qb];
 			float *w = s->wex + (size_t)i * np;
 			bool pend = s->ax[i] != ANCHOR_NONE && s->sx[i] < s->k;
-			s->pre_full(w, in, x, s->spk, dk, pend ? drow(s, s->sx[i]) : dk,
+			s->kern.pre_full(w, in, x, s->spk, dk, pend ? drow(s, s->sx[i]) : dk,
 				    pend ? gain_exc(s, s->ax[i]) : 0.0f, s->ap, s->am, np);
 			s->ax[i] = now;
 			s->sx[i] = s->k + 1;
@@ -1110,10 +624,10 @@ void mead_sim_step(struct mead_sim *s, const uint32_t **ret_spikes, uint32_t *re
 			s->in_pending[e] = 0;
 			float *w = s->win + (size_t)e * np;
 			if (s->ae[e] != ANCHOR_NONE && s->se[e] < s->k)
-				s->pre_full(w, in, x, s->spk, dk, drow(s, s->se[e]), gain_exc(s, s->ae[e]),
+				s->kern.pre_full(w, in, x, s->spk, dk, drow(s, s->se[e]), gain_exc(s, s->ae[e]),
 					    s->ap, s->am, np);
 			else
-				s->pre_nod(w, in, x, s->spk, s->ap, s->am, np);
+				s->kern.pre_nod(w, in, x, s->spk, s->ap, s->am, np);
 			s->ae[e] = now;
 			s->se[e] = s->k + 1;
 		}
@@ -1122,10 +636,10 @@ void mead_sim_step(struct mead_sim *s, const uint32_t **ret_spikes, uint32_t *re
 			uint32_t i = s->relay[q];
 			const uint32_t lo = s->irow[i], hi = s->irow[i + 1];
 			if (s->ai[i] != ANCHOR_NONE && s->si[i] < s->k)
-				s->inh_pre(s->icol + lo, s->ival + lo, hi - lo, in, x, s->spk, dk, drow(s, s->si[i]),
+				sim_inh_pre(s->icol + lo, s->ival + lo, hi - lo, in, x, s->spk, dk, drow(s, s->si[i]),
 					   gain_inh(s, s->ai[i]), s->ap, s->am);
 			else
-				s->inh_pre(s->icol + lo, s->ival + lo, hi - lo, in, x, s->spk, dk, NULL, 0.0f, s->ap,
+				sim_inh_pre(s->icol + lo, s->ival + lo, hi - lo, in, x, s->spk, dk, NULL, 0.0f, s->ap,
 					   s->am);
 			s->ai[i] = now - 1;
 			s->si[i] = s->k + 1;
@@ -1136,7 +650,7 @@ void mead_sim_step(struct mead_sim *s, const uint32_t **ret_spikes, uint32_t *re
 	} else {
 		for (uint32_t q = 0; q < ns; q++) {
 			uint32_t i = s->spikes[q];
-			s->acc(in, s->wex + (size_t)i * np, np);
+			s->kern.acc(in, s->wex + (size_t)i * np, np);
 			s->ax[i] = now;
 		}
 		for (uint32_t e = 0; e < s->ne; e++) {
@@ -1144,7 +658,7 @@ void mead_sim_step(struct mead_sim *s, const uint32_t **ret_spikes, uint32_t *re
 				continue;
 			s->in_pending[e] = 0;
 			s->ae[e] = now;
-			s->acc(in, s->win + (size_t)e * np, np);
+			s->kern.acc(in, s->win + (size_t)e * np, np);
 		}
 		for (uint32_t q = 0; q < s->nrelay; q++) {
 			uint32_t i = s->relay[q];
