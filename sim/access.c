@@ -80,85 +80,70 @@ static int inh_find(const struct mead_sim *s, uint32_t pre, uint32_t post)
 	return lo < s->irow[pre + 1] && s->icol[lo] == post ? (int)lo : -1;
 }
 
-int mead_sim_weight(struct mead_sim *s, enum mead_sim_pathway p, uint32_t pre, uint32_t post, float *ret_w)
+/* Where synapse (pre, post) of pathway p is stored, and the anchor and
+ * history row of its presynaptic row's pending potentiation. */
+struct syn {
+	float *w;               /* inhibitory: the magnitude */
+	int64_t anchor;
+	uint32_t since;
+};
+
+static int find_syn(struct mead_sim *s, enum mead_sim_pathway p, uint32_t pre, uint32_t post, struct syn *ret)
 {
 	if (post >= s->n)
 		return -ERANGE;
-	const float *dk = sim_drow(s, s->k);
 	switch (p) {
-	case MEAD_SIM_INPUT: {
+	case MEAD_SIM_INPUT:
 		if (pre >= s->ne)
 			return -ERANGE;
-		float w = s->win[(size_t)pre * s->np + post];
-		if (signbit(w))
-			return -ENOENT;
-		if (s->learning && s->ae[pre] != ANCHOR_NONE && s->se[pre] < s->k)
-			w = w + sim_gain_exc(s, s->ae[pre]) * (dk[post] - sim_drow(s, s->se[pre])[post]);
-		*ret_w = w;
-		return 0;
-	}
-	case MEAD_SIM_EXC: {
+		*ret = (struct syn){ s->win + (size_t)pre * s->np + post, s->ae[pre], s->se[pre] };
+		return signbit(*ret->w) ? -ENOENT : 0;
+	case MEAD_SIM_EXC:
 		if (pre >= s->n)
 			return -ERANGE;
-		float w = s->wex[(size_t)pre * s->np + post];
-		if (signbit(w))
-			return -ENOENT;
-		if (s->learning && s->ax[pre] != ANCHOR_NONE && s->sx[pre] < s->k)
-			w = w + sim_gain_exc(s, s->ax[pre]) * (dk[post] - sim_drow(s, s->sx[pre])[post]);
-		*ret_w = w;
-		return 0;
-	}
+		*ret = (struct syn){ s->wex + (size_t)pre * s->np + post, s->ax[pre], s->sx[pre] };
+		return signbit(*ret->w) ? -ENOENT : 0;
 	case MEAD_SIM_INH: {
 		if (pre >= s->n)
 			return -ERANGE;
 		int q = inh_find(s, pre, post);
 		if (q < 0)
 			return -ENOENT;
-		float m = s->ival[q];
-		if (s->learning && s->ai[pre] != ANCHOR_NONE && s->si[pre] < s->k)
-			m = m + sim_gain_inh(s, s->ai[pre]) * (dk[post] - sim_drow(s, s->si[pre])[post]);
-		*ret_w = -m;
+		*ret = (struct syn){ s->ival + q, s->ai[pre], s->si[pre] };
 		return 0;
 	}
 	}
 	return -EINVAL;
 }
 
+int mead_sim_weight(struct mead_sim *s, enum mead_sim_pathway p, uint32_t pre, uint32_t post, float *ret_w)
+{
+	struct syn y;
+	int r = find_syn(s, p, pre, post, &y);
+	if (r < 0)
+		return r;
+	float w = *y.w;
+	if (s->learning && y.anchor != ANCHOR_NONE && y.since < s->k) {
+		float g = p == MEAD_SIM_INH ? sim_gain_inh(s, y.anchor) : sim_gain_exc(s, y.anchor);
+		w = w + g * (sim_drow(s, s->k)[post] - sim_drow(s, y.since)[post]);
+	}
+	*ret_w = p == MEAD_SIM_INH ? -w : w;
+	return 0;
+}
+
 int mead_sim_set_weight(struct mead_sim *s, enum mead_sim_pathway p, uint32_t pre, uint32_t post, float w)
 {
 	if (post >= s->n)
 		return -ERANGE;
+	/* the row's pending potentiation would otherwise land on the new value */
 	sim_sync_all(s, NULL);
-	switch (p) {
-	case MEAD_SIM_INPUT:
-		if (pre >= s->ne)
-			return -ERANGE;
-		if (signbit(s->win[(size_t)pre * s->np + post]))
-			return -ENOENT;
-		if (!(w >= 0.0f))
-			return -EINVAL;
-		s->win[(size_t)pre * s->np + post] = w + 0.0f;
-		return 0;
-	case MEAD_SIM_EXC:
-		if (pre >= s->n)
-			return -ERANGE;
-		if (signbit(s->wex[(size_t)pre * s->np + post]))
-			return -ENOENT;
-		if (!(w >= 0.0f))
-			return -EINVAL;
-		s->wex[(size_t)pre * s->np + post] = w + 0.0f;
-		return 0;
-	case MEAD_SIM_INH: {
-		if (pre >= s->n)
-			return -ERANGE;
-		int q = inh_find(s, pre, post);
-		if (q < 0)
-			return -ENOENT;
-		if (!(w <= 0.0f))
-			return -EINVAL;
-		s->ival[q] = -w + 0.0f;
-		return 0;
-	}
-	}
-	return -EINVAL;
+	struct syn y;
+	int r = find_syn(s, p, pre, post, &y);
+	if (r < 0)
+		return r;
+	if (p == MEAD_SIM_INH ? !(w <= 0.0f) : !(w >= 0.0f))
+		return -EINVAL;
+	/* + 0.0f: a live weight set to -0.0 must not read as pruned */
+	*y.w = (p == MEAD_SIM_INH ? -w : w) + 0.0f;
+	return 0;
 }

@@ -45,35 +45,42 @@ static void put64(unsigned char *b, uint64_t v) { for (int i = 0; i < 8; i++) b[
 static uint32_t get32(const unsigned char *b) { uint32_t v = 0; for (int i = 3; i >= 0; i--) v = v << 8 | b[i]; return v; }
 static uint64_t get64(const unsigned char *b) { uint64_t v = 0; for (int i = 7; i >= 0; i--) v = v << 8 | b[i]; return v; }
 
-/* The padding columns of the dense matrices are not written. */
-typedef int (*walk_fn)(void *ctx, void *ptr, size_t len);
+/* What load checks in each part before taking a file: the dense matrices'
+ * sign bits (the pruning pattern) and the CSR structure must be this
+ * network's; the magnitudes are what the file brings. */
+enum part { PART_DENSE, PART_STRUCTURE, PART_VALUES };
 
+typedef int (*walk_fn)(void *ctx, enum part part, void *ptr, size_t len);
+
+/* Save, its checksum and both passes of load walk the payload here, so
+ * they cannot disagree on its order.  The padding columns of the dense
+ * matrices are not written. */
 static int walk_payload(struct mead_sim *s, walk_fn fn, void *ctx)
 {
 	int r;
 	for (uint32_t e = 0; e < s->ne; e++)
-		if ((r = fn(ctx, s->win + (size_t)e * s->np, s->n * sizeof(float))) < 0)
+		if ((r = fn(ctx, PART_DENSE, s->win + (size_t)e * s->np, s->n * sizeof(float))) < 0)
 			return r;
 	for (uint32_t i = 0; i < s->n; i++)
-		if ((r = fn(ctx, s->wex + (size_t)i * s->np, s->n * sizeof(float))) < 0)
+		if ((r = fn(ctx, PART_DENSE, s->wex + (size_t)i * s->np, s->n * sizeof(float))) < 0)
 			return r;
-	if ((r = fn(ctx, s->irow, (s->n + 1) * sizeof(uint32_t))) < 0)
+	if ((r = fn(ctx, PART_STRUCTURE, s->irow, (s->n + 1) * sizeof(uint32_t))) < 0)
 		return r;
-	if ((r = fn(ctx, s->icol, s->irow[s->n] * sizeof(uint32_t))) < 0)
+	if ((r = fn(ctx, PART_STRUCTURE, s->icol, s->irow[s->n] * sizeof(uint32_t))) < 0)
 		return r;
-	return fn(ctx, s->ival, s->irow[s->n] * sizeof(float));
+	return fn(ctx, PART_VALUES, s->ival, s->irow[s->n] * sizeof(float));
 }
 
 struct wctx { FILE *f; uint64_t h; };
 
-static int w_hash(void *ctx, void *ptr, size_t len)
+static int w_hash(void *ctx, enum part part, void *ptr, size_t len)
 {
 	struct wctx *w = ctx;
 	w->h = fnv(w->h, ptr, len);
 	return 0;
 }
 
-static int w_write(void *ctx, void *ptr, size_t len)
+static int w_write(void *ctx, enum part part, void *ptr, size_t len)
 {
 	struct wctx *w = ctx;
 	return fwrite(ptr, 1, len, w->f) == len ? 0 : -EIO;
@@ -130,10 +137,9 @@ struct rctx {
 	bool apply;
 	bool mismatch;
 	unsigned char buf[1 << 16];
-	uint32_t part; /* 0 = dense f32 with sign pattern, 1 = exact match u32, 2 = values */
 };
 
-static int r_read(void *ctx, void *ptr, size_t len)
+static int r_read(void *ctx, enum part part, void *ptr, size_t len)
 {
 	struct rctx *c = ctx;
 	unsigned char *dst = ptr;
@@ -144,11 +150,11 @@ static int r_read(void *ctx, void *ptr, size_t len)
 		c->h = fnv(c->h, c->buf, m);
 		if (c->apply) {
 			memcpy(dst, c->buf, m);
-		} else if (c->part == 0) {
+		} else if (part == PART_DENSE) {
 			for (size_t i = 0; i + 4 <= m; i += 4)
 				if ((c->buf[i + 3] ^ dst[i + 3]) & 0x80)
 					c->mismatch = true;
-		} else if (c->part == 1) {
+		} else if (part == PART_STRUCTURE) {
 			if (memcmp(dst, c->buf, m))
 				c->mismatch = true;
 		}
@@ -156,27 +162,6 @@ static int r_read(void *ctx, void *ptr, size_t len)
 		len -= m;
 	}
 	return 0;
-}
-
-/* Walks the payload in the same order as walk_payload, telling the reader
- * which comparison applies to each part. */
-static int read_payload(struct mead_sim *s, struct rctx *c)
-{
-	int r;
-	c->part = 0;
-	for (uint32_t e = 0; e < s->ne; e++)
-		if ((r = r_read(c, s->win + (size_t)e * s->np, s->n * sizeof(float))) < 0)
-			return r;
-	for (uint32_t i = 0; i < s->n; i++)
-		if ((r = r_read(c, s->wex + (size_t)i * s->np, s->n * sizeof(float))) < 0)
-			return r;
-	c->part = 1;
-	if ((r = r_read(c, s->irow, (s->n + 1) * sizeof(uint32_t))) < 0)
-		return r;
-	if ((r = r_read(c, s->icol, s->irow[s->n] * sizeof(uint32_t))) < 0)
-		return r;
-	c->part = 2;
-	return r_read(c, s->ival, s->irow[s->n] * sizeof(float));
 }
 
 int mead_sim_load(struct mead_sim *s, const char *path)
@@ -215,7 +200,7 @@ int mead_sim_load(struct mead_sim *s, const char *path)
 	/* First pass: verify without touching the model. */
 	c->h = FNV_OFF;
 	c->apply = false;
-	if ((r = read_payload(s, c)) < 0)
+	if ((r = walk_payload(s, r_read, c)) < 0)
 		goto out;
 	if (fgetc(c->f) != EOF || c->h != want) {
 		r = -EBADMSG;
@@ -232,7 +217,7 @@ int mead_sim_load(struct mead_sim *s, const char *path)
 	}
 	c->h = FNV_OFF;
 	c->apply = true;
-	if ((r = read_payload(s, c)) < 0)
+	if ((r = walk_payload(s, r_read, c)) < 0)
 		goto out;
 	if (c->h != want) {
 		/* the file changed under us; the weights are now whatever it held */
