@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/core/rng.h"
+
 int mead_sim_params_preset(const char *name, struct mead_sim_params *ret)
 {
 	if (!name || !ret)
@@ -102,40 +104,15 @@ void mead_sim_free(struct mead_sim *s)
 	free(s);
 }
 
-struct rng {
-	uint64_t s[4];
+/* Normal variates by the polar method, the second of each pair kept for
+ * the next call: the draw order is part of what a seed means. */
+struct normal_gen {
+	struct mead_rng r;
 	double spare;
 	bool has_spare;
 };
 
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static void rng_seed(struct rng *g, uint64_t seed)
-{
-	for (int i = 0; i < 4; i++)
-		g->s[i] = splitmix64(&seed);
-	g->has_spare = false;
-}
-
-static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-
-static uint64_t rng_u64(struct rng *g)
-{
-	uint64_t *s = g->s;
-	uint64_t res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-	s[2] ^= s[0]; s[3] ^= s[1]; s[1] ^= s[2]; s[0] ^= s[3]; s[2] ^= t; s[3] = rotl(s[3], 45);
-	return res;
-}
-
-static double rng_uniform(struct rng *g) { return (double)(rng_u64(g) >> 11) * 0x1.0p-53; }
-
-static double rng_normal(struct rng *g)
+static double normal(struct normal_gen *g)
 {
 	if (g->has_spare) {
 		g->has_spare = false;
@@ -143,8 +120,8 @@ static double rng_normal(struct rng *g)
 	}
 	double u, v, q;
 	do {
-		u = 2.0 * rng_uniform(g) - 1.0;
-		v = 2.0 * rng_uniform(g) - 1.0;
+		u = 2.0 * mead_rng_uniform(&g->r) - 1.0;
+		v = 2.0 * mead_rng_uniform(&g->r) - 1.0;
 		q = u * u + v * v;
 	} while (q >= 1.0 || q == 0.0);
 	double f = sqrt(-2.0 * log(q) / q);
@@ -167,12 +144,12 @@ static int cmp_byx(const void *a, const void *b)
  * profile is below theta/8 are pruned without a draw: |N(0,1)| > 8 has
  * probability 1.2e-15, so this saves ~10^8 draws at 10,140 neurons and
  * removes, in expectation, far less than one synapse. */
-static double draw_weight(struct rng *g, double d2, double sigma, double theta)
+static double draw_weight(struct normal_gen *g, double d2, double sigma, double theta)
 {
 	double f = exp(-d2 / (2.0 * sigma * sigma));
 	if (f < theta / 8.0)
 		return 0.0;
-	double w = fabs(rng_normal(g)) * f;
+	double w = fabs(normal(g)) * f;
 	return w >= theta ? w : 0.0;
 }
 
@@ -228,8 +205,8 @@ int mead_sim_new(const struct mead_sim_params *params, struct mead_sim **ret_sim
 		goto fail;
 	s->kern = *sim_kernels_pick();
 
-	struct rng g;
-	rng_seed(&g, p->seed);
+	struct normal_gen g = { .has_spare = false };
+	mead_rng_seed(&g.r, p->seed);
 
 	/* Placement: uniform over the culture, then ordered by x so that the
 	 * short-range inhibitory rows touch a narrow band of the state arrays. */
@@ -238,11 +215,11 @@ int mead_sim_new(const struct mead_sim_params *params, struct mead_sim **ret_sim
 	if (!tmp)
 		goto fail;
 	for (uint32_t i = 0; i < n; i++) {
-		tmp[i].x = (float)(rng_uniform(&g) * wu);
+		tmp[i].x = (float)(mead_rng_uniform(&g.r) * wu);
 		tmp[i].i = i;
 	}
 	for (uint32_t i = 0; i < n; i++)
-		tmp[i].y = (float)(rng_uniform(&g) * hu);
+		tmp[i].y = (float)(mead_rng_uniform(&g.r) * hu);
 	qsort(tmp, n, sizeof(*tmp), cmp_byx);
 	uint32_t rows = p->electrode_rows, cols = p->electrode_cols;
 	for (uint32_t i = 0; i < n; i++) {
