@@ -548,6 +548,130 @@ static void test_device_gone_and_driver_errors(void **state)
 	mead_ring_free(ring);
 }
 
+/* ---- an in-test driver that says what became of each pulse ---- */
+
+static struct {
+	struct mead_stim_pulse pending;
+	bool has_pending;
+	uint32_t given;                  /* pulses write_stim was given */
+} truth;
+
+static int truth_write(void *st, uint64_t tick, const struct mead_stim_pulse *p, uint32_t n,
+		       struct mead_stim_result *results)
+{
+	for (uint32_t i = 0; i < n; i++) {
+		truth.given++;
+		results[i] = (struct mead_stim_result){ .pulse = p[i], .sample = p[i].sample,
+							.status = MEAD_STIM_DELIVERED };
+		if (p[i].electrode == 5) {
+			results[i].status = MEAD_STIM_REFUSED;       /* the device said no */
+			results[i].reason = MEAD_STIM_REASON_BUSY;
+		} else if (p[i].electrode == 6) {
+			results[i].status = MEAD_STIM_PENDING;       /* only the device can tell */
+			truth.pending = p[i];
+			truth.has_pending = true;
+		}
+	}
+	return 0;
+}
+
+static int truth_read(void *st, uint64_t tick, struct mead_frame *f)
+{
+	if (truth.has_pending && f->stim_result_capacity > 0) {
+		/* it started three samples late */
+		f->stim_results[f->n_stim_results++] = (struct mead_stim_result){
+			.pulse = truth.pending, .sample = truth.pending.sample + 3, .status = MEAD_STIM_DELIVERED };
+		truth.has_pending = false;
+	}
+	return 0;
+}
+
+static const struct mead_driver_ops truth_ops = {
+	.abi_version = MEAD_DRIVER_ABI_VERSION, .ops_size = sizeof(struct mead_driver_ops), .name = "truth",
+	.write_stim = truth_write, .read_frame = truth_read,
+};
+
+/* The stimulation record is what was delivered: a pulse the driver
+ * refused or that exceeded what it takes per tick is never a stim record
+ * but a stim_refused event with its reason; a pending pulse is recorded
+ * once the device settles it, at the sample it started, flagged late. */
+static void test_stim_record_is_what_was_delivered(void **state)
+{
+	struct mead_driver_handle drv = { .ops = &truth_ops,
+					  .caps = { .electrode_count = 60, .sample_rate_hz = 1000,
+						    .flags = MEAD_CAP_STIMULATE, .max_pulses_per_tick = 3 } };
+	struct mead_loop_params lp = { .period_ns = 1000000, .virtual_clock = true, .max_ticks = 20,
+				       .spike_capacity = 16, .stim_capacity = 64, .cpu = -1 };
+	struct mead_ring *ring;
+	struct mead_loop *loop;
+	char warn[128];
+
+	memset(&truth, 0, sizeof(truth));
+	assert_int_equal(mead_ring_new(1u << 20, &ring), 0);
+	assert_int_equal(mead_loop_new(&lp, &drv, &layout.view, ring, NULL, &loop), 0);
+	/* one pulse on 1, 5, 6 and 7 at once: 1 delivered, 5 refused by the
+	 * device, 6 pending then late, 7 over the per-tick limit */
+	struct mead_command cmd = { .type = MEAD_CMD_STIM_TRAIN };
+	cmd.train.electrodes[0] = 1;
+	cmd.train.electrodes[1] = 5;
+	cmd.train.electrodes[2] = 6;
+	cmd.train.electrodes[3] = 7;
+	cmd.train.n_electrodes = 4;
+	cmd.train.amplitude_ua = -1;
+	cmd.train.phase_us = 100;
+	cmd.train.pulses = 1;
+	cmd.train.rate_hz = 10;
+	assert_int_equal(mead_loop_submit(loop, &cmd), 0);
+	assert_int_equal(mead_loop_start(loop, warn, sizeof(warn)), 0);
+	mead_loop_join(loop);
+
+	uint32_t records = 0, late = 0, refused_busy = 0, refused_limit = 0;
+	uint64_t late_sample = 0;
+	const struct mead_msg *m;
+	size_t len;
+	while ((m = mead_ring_peek(ring, &len))) {
+		if (m->kind == MEAD_KIND_STIM) {
+			const struct mead_wire_stim *w = (const void *)(m + 1);
+			for (uint32_t i = 0; i < m->count; i++) {
+				records++;
+				assert_true(w[i].pulse.electrode == 1 || w[i].pulse.electrode == 6);
+				if (w[i].pulse.flags & MEAD_STIM_LATE) {
+					late++;
+					late_sample = w[i].pulse.sample;
+					assert_int_equal(w[i].requested_sample + 3, w[i].pulse.sample);
+				}
+			}
+		}
+		if (m->kind == MEAD_KIND_EVENTS) {
+			const struct mead_event *e = (const void *)(m + 1);
+			for (uint32_t i = 0; i < m->count; i++) {
+				if (e[i].type != MEAD_EVENT_STIM_REFUSED)
+					continue;
+				if (e[i].electrode == 5 && e[i].value == MEAD_STIM_REASON_BUSY)
+					refused_busy++;
+				if (e[i].electrode == 7 && e[i].value == MEAD_STIM_REASON_TICK_LIMIT)
+					refused_limit++;
+			}
+		}
+		mead_ring_release(ring);
+	}
+	const struct mead_loop_stats *s = mead_loop_stats(loop);
+	assert_int_equal(truth.given, 3);              /* the fourth never reached the driver */
+	assert_int_equal(records, 2);
+	assert_int_equal(late, 1);
+	assert_int_equal(late_sample, 3);
+	assert_int_equal(refused_busy, 1);
+	assert_int_equal(refused_limit, 1);
+	assert_int_equal(atomic_load(&s->stim_pulses), 2);
+	assert_int_equal(atomic_load(&s->stim_late), 1);
+	assert_int_equal(atomic_load(&s->stim_pending), 0);
+	assert_int_equal(atomic_load(&s->stim_rejected), 2);
+	assert_int_equal(atomic_load(&s->stim_refused[MEAD_STIM_REASON_BUSY]), 1);
+	assert_int_equal(atomic_load(&s->stim_refused[MEAD_STIM_REASON_TICK_LIMIT]), 1);
+	mead_loop_free(loop);
+	mead_ring_free(ring);
+}
+
 static int setup(void **state)
 {
 	char err[512];
@@ -573,6 +697,7 @@ int main(void)
 		cmocka_unit_test(test_bool_options_reach_drivers_normalised),
 		cmocka_unit_test(test_loop_follows_a_drifting_device_clock),
 		cmocka_unit_test(test_device_gone_and_driver_errors),
+		cmocka_unit_test(test_stim_record_is_what_was_delivered),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -57,6 +57,61 @@ static void test_pulse_limits(void **state)
 	mead_safety_free(s);
 }
 
+/* One stimulator for every electrode (a routed rig): a pulse keeps it busy
+ * for its two phases, gap and guard, and switching to another electrode
+ * takes longer still; overlap is refused here, before any driver call. */
+static void test_stimulator_busy_time(void **state)
+{
+	static const struct mead_safety_limits open_limits = {
+		.max_amplitude_ua = 20, .max_phase_us = 400, .max_interphase_us = 100, .max_charge_nc = 10,
+		.max_rate_hz = 10000, .rate_window_ms = 100, .min_interval_us = 0, .max_duty_cycle = 1,
+		.max_train_pulses = 50,
+	};
+	/* 25 kHz: a 200+50+200 us pulse is 12 samples (11.25 rounded up), the
+	 * 40 us guard 1 more, the 2 ms switch 50 more */
+	struct mead_driver_caps caps = { .electrode_count = 8, .sample_rate_hz = 25000, .flags = MEAD_CAP_STIMULATE,
+					 .stimulators = 1, .stim_guard_us = 40, .stim_switch_us = 2000 };
+	struct mead_safety *s = NULL;
+	electrodes[7].excluded = true;
+	assert_int_equal(mead_safety_new(&open_limits, &layout, &caps, 25000, &s), 0);
+	struct mead_stim_pulse p = { .sample = 100, .electrode = 1, .amplitude_ua = -10, .phase_us = 200,
+				     .interphase_us = 50 };
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_SAFE);
+	p.sample = 112;       /* same electrode, inside the pulse and its guard */
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_UNSAFE_BUSY);
+	p.sample = 113;       /* same electrode, right after */
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_SAFE);
+	p.electrode = 2;      /* another electrode: the routing must settle first */
+	p.sample = 113 + 13 + 49;
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_UNSAFE_BUSY);
+	p.sample = 113 + 13 + 50;
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_SAFE);
+	/* a refused pulse spent nothing: the next one is judged on the accepted */
+	p.electrode = 3;
+	p.sample = 176 + 13 + 50;
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_SAFE);
+
+	/* a train fires its electrodes together: two on the one stimulator is refused up front */
+	char why[256];
+	uint16_t two[2] = { 1, 2 };
+	assert_int_equal(mead_safety_check_train(s, two, 2, -10, 200, 50, 5, 20, why, sizeof(why)), MEAD_UNSAFE_BUSY);
+	assert_non_null(strstr(why, "share stimulator"));
+	assert_int_equal(mead_safety_check_train(s, two, 1, -10, 200, 50, 5, 20, why, sizeof(why)), MEAD_SAFE);
+	/* a rate whose pulses would overlap their own guard */
+	assert_int_equal(mead_safety_check_train(s, two, 1, -10, 400, 100, 5, 1100, why, sizeof(why)), MEAD_UNSAFE_BUSY);
+	mead_safety_free(s);
+
+	/* one stimulator per electrode (0): simultaneous pulses on two electrodes are fine */
+	caps.stimulators = 0;
+	assert_int_equal(mead_safety_new(&open_limits, &layout, &caps, 25000, &s), 0);
+	p = (struct mead_stim_pulse){ .sample = 100, .electrode = 1, .amplitude_ua = -10, .phase_us = 200 };
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_SAFE);
+	p.electrode = 2;
+	assert_int_equal(mead_safety_check_pulse(s, &p), MEAD_SAFE);
+	assert_int_equal(mead_safety_check_train(s, two, 2, -10, 200, 50, 5, 20, why, sizeof(why)), MEAD_SAFE);
+	mead_safety_free(s);
+}
+
 static void test_interval_rate_and_duty(void **state)
 {
 	struct mead_safety *s = make(0, MEAD_CAP_STIMULATE);
@@ -170,6 +225,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_pulse_limits),
 		cmocka_unit_test(test_interval_rate_and_duty),
+		cmocka_unit_test(test_stimulator_busy_time),
 		cmocka_unit_test(test_bounds_of_a_whole_protocol),
 		cmocka_unit_test(test_driver_caps_are_stricter),
 		cmocka_unit_test(test_train_check_names_limit_and_value),
