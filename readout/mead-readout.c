@@ -138,9 +138,7 @@ struct state {
 	struct mead_model *culture, *pixel;
 	struct mead_model *loaded_culture, *loaded_pixel;
 
-	struct mead_idx *img, *test_img;
-	uint32_t pix_w, pix_h;
-	uint8_t *pix_small, *pix_tmp;
+	struct mead_pixels *img, *test_img;
 	float *xbuf;
 	float *xbuf_tf;           /* the test file's pixels (--test-images) */
 
@@ -282,7 +280,7 @@ static int setup(struct state *s)
 		return r;
 	}
 	if (s->img) {
-		uint32_t pn = s->pix_w * s->pix_h;
+		uint32_t pn = mead_pixels_n(s->img);
 		if (s->loaded_pixel) {
 			if (mead_model_n_in(s->loaded_pixel) != pn) {
 				logmsg("%s: the saved pixel readout has %u inputs, the images give %u", s->o.load,
@@ -299,7 +297,7 @@ static int setup(struct state *s)
 		}
 	}
 	s->train.nc = s->off.nc = s->n_feat;
-	s->train.np = s->off.np = s->img ? s->pix_w * s->pix_h : 0;
+	s->train.np = s->off.np = s->img ? mead_pixels_n(s->img) : 0;
 	if (verbose)
 		logmsg("grid %ux%u%s, %u label classes, %u culture features, pixel baseline %s", s->rows,
 		       s->cols, s->grid_from_status ? " (status)" : "", s->rule.n_classes, s->n_feat,
@@ -312,18 +310,8 @@ static int setup(struct state *s)
 
 static bool pixel_features(struct state *s, const struct mead_trial *t, bool test, float *x)
 {
-	const struct mead_idx *im = (test && s->test_img) ? s->test_img : s->img;
-	if (!im || t->item < 0 || (uint64_t)t->item >= im->n)
-		return false;
-	const uint8_t *src = im->data + (size_t)t->item * im->item_size;
-	const uint8_t *px = src;
-	if (s->pix_w != im->cols || s->pix_h != im->rows) {
-		mead_resize_aa(src, im->cols, im->rows, s->pix_small, s->pix_w, s->pix_h, s->pix_tmp);
-		px = s->pix_small;
-	}
-	for (uint32_t k = 0; k < s->pix_w * s->pix_h; k++)
-		x[k] = px[k] / 255.f;
-	return true;
+	struct mead_pixels *im = (test && s->test_img) ? s->test_img : s->img;
+	return im && mead_pixels_features(im, t->item, x);
 }
 
 static void culture_features(const struct state *s, const struct mead_trial *t, float *x)
@@ -1230,7 +1218,7 @@ static int open_images(struct state *s)
 				break;
 			}
 	}
-	if ((r = mead_idx_load(path, &s->img, err, sizeof(err))) < 0) {
+	if ((r = mead_pixels_open(path, s->o.pixel_grid, &s->img, err, sizeof(err))) < 0) {
 		/* The default set is a convenience: without it the baseline is off. */
 		if (!s->o.images) {
 			logmsg("%s; pixel baseline off (name the images with --images)", err);
@@ -1239,21 +1227,19 @@ static int open_images(struct state *s)
 		logmsg("%s", err);
 		return r;
 	}
-	if (s->o.test_images && (r = mead_idx_load(s->o.test_images, &s->test_img, err, sizeof(err))) < 0) {
+	if (s->o.test_images &&
+	    (r = mead_pixels_open(s->o.test_images, s->o.pixel_grid, &s->test_img, err, sizeof(err))) < 0) {
 		logmsg("%s", err);
 		return r;
 	}
-	if (s->test_img && (s->test_img->rows != s->img->rows || s->test_img->cols != s->img->cols)) {
+	if (s->test_img && (mead_pixels_rows(s->test_img) != mead_pixels_rows(s->img) ||
+			    mead_pixels_cols(s->test_img) != mead_pixels_cols(s->img))) {
 		logmsg("%s and %s hold images of different sizes", path, s->o.test_images);
 		return -EINVAL;
 	}
-	s->pix_w = s->o.pixel_grid ? s->o.pixel_grid : s->img->cols;
-	s->pix_h = s->o.pixel_grid ? s->o.pixel_grid : s->img->rows;
-	s->pix_small = malloc((size_t)s->pix_w * s->pix_h);
-	s->pix_tmp = malloc((size_t)s->pix_w * s->img->rows);
-	s->xbuf = malloc((size_t)s->pix_w * s->pix_h * sizeof(float));
-	s->xbuf_tf = malloc((size_t)s->pix_w * s->pix_h * sizeof(float));
-	if (!s->pix_small || !s->pix_tmp || !s->xbuf || !s->xbuf_tf)
+	s->xbuf = malloc((size_t)mead_pixels_n(s->img) * sizeof(float));
+	s->xbuf_tf = malloc((size_t)mead_pixels_n(s->img) * sizeof(float));
+	if (!s->xbuf || !s->xbuf_tf)
 		return -ENOMEM;
 	return 0;
 }
@@ -1270,10 +1256,8 @@ static void cleanup(struct state *s)
 	mead_model_free(s->pixel);
 	mead_model_free(s->loaded_culture);
 	mead_model_free(s->loaded_pixel);
-	mead_idx_free(s->img);
-	mead_idx_free(s->test_img);
-	free(s->pix_small);
-	free(s->pix_tmp);
+	mead_pixels_free(s->img);
+	mead_pixels_free(s->test_img);
 	free(s->xbuf);
 	free(s->xbuf_tf);
 	free(s->blocks);
