@@ -25,10 +25,10 @@
 #include "readout/rule.h"
 #include "readout/source.h"
 #include "readout/trials.h"
+#include "lib/core/time.h"
 
 #if __has_include("mead-build-config.h")
 #include "mead-build-config.h"
-#include "lib/core/time.h"
 #endif
 
 #define DEFAULT_IMAGES_NAME "mnist8k-images-idx3-ubyte.gz"

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "lib/core/err.h"
+
 struct zmq_source {
 	struct mead_source base;
 	void *ctx, *sock;
@@ -111,7 +113,7 @@ int mead_source_zmq_new(const char *endpoint, struct mead_source **ret, char *er
 	z->sock = z->ctx ? zmq_socket(z->ctx, ZMQ_SUB) : NULL;
 	if (!z->sock) {
 		int e = errno;
-		snprintf(err, err_len, "zmq socket: %s", zmq_strerror(e));
+		mead_set_err(err, err_len, "zmq socket: %s", zmq_strerror(e));
 		zmq_source_free(&z->base);
 		return -e;
 	}
@@ -125,7 +127,7 @@ int mead_source_zmq_new(const char *endpoint, struct mead_source **ret, char *er
 		zmq_setsockopt(z->sock, ZMQ_SUBSCRIBE, topics[i], strlen(topics[i]));
 	if (zmq_connect(z->sock, endpoint) < 0) {
 		int e = errno;
-		snprintf(err, err_len, "connect %s: %s", endpoint, zmq_strerror(e));
+		mead_set_err(err, err_len, "connect %s: %s", endpoint, zmq_strerror(e));
 		zmq_source_free(&z->base);
 		return -e;
 	}
