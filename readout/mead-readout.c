@@ -22,6 +22,7 @@
 #include "readout/hebbian.h"
 #include "readout/model.h"
 #include "readout/pixels.h"
+#include "readout/rig.h"
 #include "readout/rule.h"
 #include "readout/source.h"
 #include "readout/trials.h"
@@ -145,6 +146,7 @@ struct state {
 	uint64_t train_seen, train_used, labelled, test_seen, other_phase, unlabelled, pixel_missing;
 	uint64_t lossy;
 	bool warned_label;
+	bool warned_status;
 	struct block *blocks;      /* test trials, one per block */
 	uint32_t n_blocks, cap_blocks;
 	struct block *vblocks;     /* validation trials */
@@ -159,90 +161,31 @@ struct state {
 	char json[8192];
 };
 
-/* ---- Status JSON: only the few keys the readout needs ------------------- */
+/* ---- Status and metadata ------------------------------------------------ */
 
-static const char *json_key(const char *s, const char *end, const char *key)
+/* The neurons per electrode from any status message; the grid from the
+ * first that carries one, unless --grid named it. */
+static void take_rig_info(struct state *s, const char *what, const char *js, size_t len)
 {
-	size_t kl = strlen(key);
-	for (const char *p = s; p + kl + 2 <= end; p++) {
-		if (*p == '"' && memcmp(p + 1, key, kl) == 0 && p[kl + 1] == '"') {
-			const char *q = p + kl + 2;
-			while (q < end && (*q == ' ' || *q == '\t' || *q == '\n' || *q == '\r'))
-				q++;
-			if (q < end && *q == ':')
-				return q + 1;
-		}
+	struct mead_rig_info ri;
+	char err[256];
+	if (mead_rig_info_parse(js, len, &ri, err, sizeof(err)) < 0) {
+		if (!s->warned_status || verbose)
+			logmsg("%s: %s; ignored", what, err);
+		s->warned_status = true;
+		return;
 	}
-	return NULL;
-}
-
-static const char *skip_ws(const char *p, const char *end)
-{
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	return p;
-}
-
-static bool json_uint(const char *p, const char *end, uint32_t *v)
-{
-	p = skip_ws(p, end);
-	if (p >= end || *p < '0' || *p > '9')
-		return false;
-	uint64_t x = 0;
-	while (p < end && *p >= '0' && *p <= '9' && x < (1ull << 32))
-		x = x * 10 + (uint64_t)(*p++ - '0');
-	if (x >= (1ull << 32))
-		return false;
-	*v = (uint32_t)x;
-	return true;
-}
-
-static void parse_status(struct state *s, const char *js, size_t len)
-{
-	const char *end = js + len;
-	const char *p = json_key(js, end, "neurons_per_electrode");
-	if (p) {
-		p = skip_ws(p, end);
-		if (p < end && *p == '[') {
-			uint32_t n = 0, tmp[MEAD_TRIALS_MAX_ELECTRODES];
-			p++;
-			for (;;) {
-				p = skip_ws(p, end);
-				if (p < end && *p == ']')
-					break;
-				uint32_t v;
-				if (n >= MEAD_TRIALS_MAX_ELECTRODES || !json_uint(p, end, &v)) {
-					n = 0;
-					break;
-				}
-				tmp[n++] = v;
-				while (p < end && *p >= '0' && *p <= '9')
-					p++;
-				p = skip_ws(p, end);
-				if (p < end && *p == ',')
-					p++;
-			}
-			if (n > 0) {
-				if (s->n_neurons != n || memcmp(s->neurons, tmp, n * sizeof(uint32_t)) != 0) {
-					if (verbose)
-						logmsg("status: neurons_per_electrode for %u electrodes", n);
-				}
-				memcpy(s->neurons, tmp, n * sizeof(uint32_t));
-				s->n_neurons = n;
-			}
-		}
+	if (ri.n_neurons > 0) {
+		if (verbose && (s->n_neurons != ri.n_neurons ||
+				memcmp(s->neurons, ri.neurons, ri.n_neurons * sizeof(uint32_t)) != 0))
+			logmsg("status: neurons_per_electrode for %u electrodes", ri.n_neurons);
+		memcpy(s->neurons, ri.neurons, ri.n_neurons * sizeof(uint32_t));
+		s->n_neurons = ri.n_neurons;
 	}
-	const char *lay = json_key(js, end, "layout");
-	if (lay && !s->ready && s->o.grid_rows == 0) {
-		const char *r = json_key(lay, end, "rows");
-		const char *c = json_key(lay, end, "cols");
-		uint32_t rows, cols;
-		if (r && c && json_uint(r, end, &rows) && json_uint(c, end, &cols) && rows > 0 && cols > 0 &&
-		    rows * cols <= MEAD_TRIALS_MAX_ELECTRODES) {
-			s->rows = rows;
-			s->cols = cols;
-			s->grid_from_status = true;
-		}
+	if (ri.has_grid && !s->ready && s->o.grid_rows == 0) {
+		s->rows = ri.rows;
+		s->cols = ri.cols;
+		s->grid_from_status = true;
 	}
 }
 
@@ -1348,7 +1291,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (s->src->meta)
-		parse_status(s, s->src->meta, s->src->meta_len);
+		take_rig_info(s, "recording metadata", s->src->meta, s->src->meta_len);
 	if (s->o.publish) {
 		s->zctx = zmq_ctx_new();
 		s->pub = s->zctx ? zmq_socket(s->zctx, ZMQ_PUB) : NULL;
@@ -1384,7 +1327,7 @@ int main(int argc, char **argv)
 		}
 		last_msg = mead_now_s();
 		if (m.hdr.kind == MEAD_KIND_STATUS)
-			parse_status(s, m.payload, m.payload_len);
+			take_rig_info(s, "status message", m.payload, m.payload_len);
 		mead_trials_feed(s->trials, &m.hdr, m.payload, m.payload_len);
 		while (mead_trials_next(s->trials, trial)) {
 			if (!s->ready && setup(s) < 0) {
