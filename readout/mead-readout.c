@@ -35,11 +35,6 @@
 #define DEFAULT_IMAGES_NAME "mnist8k-images-idx3-ubyte.gz"
 #define MEAD_READOUT_DEFAULT_IMAGES "data/mnist/" DEFAULT_IMAGES_NAME
 
-/* The protocol's phase event value for validation trials (label and
- * learning off, scored by the protocol to pick its best weights); wire v1
- * names 0..2 only, protocol/protocol.h adds this one. */
-#define PHASE_VALIDATION 3
-
 #define SAVE_MAGIC "MEADREAD"
 #define SAVE_VERSION 1u
 
@@ -521,7 +516,7 @@ static const char *phase_name(int32_t p)
 	case MEAD_PHASE_TRAIN: return "train";
 	case MEAD_PHASE_TEST: return "test";
 	case MEAD_PHASE_REST: return "rest";
-	case PHASE_VALIDATION: return "validation";
+	case MEAD_TRIAL_PHASE_VALIDATION: return "validation";
 	}
 	return "unknown";
 }
@@ -567,7 +562,7 @@ static void handle_trial(struct state *s, const struct mead_trial *t)
 			if (store_add(&s->train, x, px ? s->xbuf : NULL, labelled ? cls : -1, t->block) < 0)
 				logmsg("out of memory storing a training trial");
 		}
-	} else if (t->phase == MEAD_PHASE_TEST || t->phase == PHASE_VALIDATION) {
+	} else if (t->phase == MEAD_PHASE_TEST || t->phase == MEAD_TRIAL_PHASE_VALIDATION) {
 		bool test = t->phase == MEAD_PHASE_TEST;
 		/* Validation passes come between training blocks: the readout
 		 * is fitted for the test phase only, and scores validation
@@ -638,7 +633,7 @@ static void handle_trial(struct state *s, const struct mead_trial *t)
 	memset(&cur, 0, sizeof(cur));
 	if (t->phase == MEAD_PHASE_TEST)
 		sum_blocks(s->blocks, s->n_blocks, !s->o.score_last, s->test_img != NULL, &cur);
-	else if (t->phase == PHASE_VALIDATION && s->n_vblocks > 0 && s->vblocks[s->n_vblocks - 1].id == t->block)
+	else if (t->phase == MEAD_TRIAL_PHASE_VALIDATION && s->n_vblocks > 0 && s->vblocks[s->n_vblocks - 1].id == t->block)
 		cur = s->vblocks[s->n_vblocks - 1];
 	char a[32], b[32], c[32];
 	jnum(a, sizeof(a), cur.culture_ok, cur.culture_n);
@@ -1310,7 +1305,7 @@ int main(int argc, char **argv)
 	if (!trial)
 		goto out;
 	while (!done && !stop_signal) {
-		struct mead_msg m;
+		struct mead_source_msg m;
 		r = s->src->next(s->src, &m, 200);
 		if (r == -ENODATA)
 			break;

@@ -40,7 +40,7 @@ static void drain_rest(void *sock)
 	}
 }
 
-static int zmq_next(struct mead_source *s, struct mead_msg *msg, int timeout_ms)
+static int zmq_next(struct mead_source *s, struct mead_source_msg *msg, int timeout_ms)
 {
 	struct zmq_source *z = (struct zmq_source *)s;
 	release_frames(z);

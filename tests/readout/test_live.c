@@ -30,12 +30,12 @@
 #include "mead/wire.h"
 #include "lib/core/idx.h"
 #include "lib/core/resize.h"
+#include "readout/trials.h"
 
 #define N_TRAIN 80
 #define N_TEST 40
 #define N_VAL 10
 #define WRONG_TEST 7 /* the test trial whose label cells answer wrongly */
-#define PHASE_VALIDATION 3 /* protocol/protocol.h */
 
 static const char *binary;
 static char images_path[4096], labels_path[4096];
@@ -207,7 +207,7 @@ static void play(struct pub *p, bool train)
 				/* A validation pass: label cells answer right on
 				 * all but two; it must not count as test. */
 				s += 150;
-				event(p, s, MEAD_EVENT_PHASE, PHASE_VALIDATION);
+				event(p, s, MEAD_EVENT_PHASE, MEAD_TRIAL_PHASE_VALIDATION);
 				for (int v = 0; v < N_VAL; v++, s += 150) {
 					uint32_t item = items[N_TRAIN + N_TEST + v];
 					int vl = mead_digits_label(digits, item);
