@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/core/rng.h"
+
 void mead_hrng_seed(struct mead_hrng *r, uint64_t seed)
 {
 	r->s = seed ^ 0x6a09e667f3bcc909ull;
@@ -13,10 +15,7 @@ void mead_hrng_seed(struct mead_hrng *r, uint64_t seed)
 
 uint64_t mead_hrng_next(struct mead_hrng *r)
 {
-	uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return mead_splitmix64(&r->s);
 }
 
 double mead_hrng_uniform(struct mead_hrng *r)

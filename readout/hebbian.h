@@ -11,8 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Small seeded generator (splitmix64): the readout's results must not depend
- * on the C library's rand(). */
+/* Small seeded generator (lib/core's splitmix64 as the stream): the
+ * readout's results must not depend on the C library's rand().  Not
+ * lib/core's xoshiro mead_rng: the readout's figures come from this
+ * stream, and a seed must keep giving them. */
 struct mead_hrng {
 	uint64_t s;
 };

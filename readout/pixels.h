@@ -1,35 +1,31 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The pixel baseline's data: IDX files (gzip or not) and the antialiased
- * bilinear resize the protocol applies before stimulating, so the baseline
- * sees the same grid the culture was shown.
+ * The pixel baseline's inputs: the images a trial's item event indexes,
+ * resized to the grid the protocol stimulated (lib/core/resize.h, the
+ * protocol's own resize) and divided by 255, so the baseline sees what the
+ * culture was shown.
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-/* An IDX file of unsigned bytes: n items of item_size bytes (rows x cols for
- * images, 1 for labels). */
-struct mead_idx {
-	uint32_t n;
-	uint32_t rows, cols;   /* 1 x 1 for a label file */
-	size_t item_size;
-	uint8_t *data;
-};
+struct mead_pixels;
 
-/* Reads path (gzip-compressed or plain: zlib reads both); -EINVAL, -EIO,
- * -ENOMEM or -ENOENT with a message on a bad magic, a truncated file or
- * an unreadable one. */
-int mead_idx_load(const char *path, struct mead_idx **ret, char *err, size_t err_len);
-void mead_idx_free(struct mead_idx *x);
+/* Opens an IDX image file (count x rows x cols, gzip or plain) and sizes
+ * the features grid x grid (0: the images' own size).  Errors as
+ * lib/core/idx.h, with -EINVAL for a file that is not count x rows x cols;
+ * err names the file and what is wrong. */
+int mead_pixels_open(const char *path, uint32_t grid, struct mead_pixels **ret, char *err, size_t err_len);
+void mead_pixels_free(struct mead_pixels *p);
 
-/*
- * Resize an 8-bit image like Pillow's Image.resize(BILINEAR): a triangle
- * filter whose support widens by the scale factor when shrinking, a
- * horizontal pass then a vertical pass, with Pillow's fixed-point
- * coefficients (22 fractional bits) and rounding to 8 bits after each pass.
- * tmp: room for dst_w * src_h bytes.
- */
-void mead_resize_aa(const uint8_t *src, uint32_t src_w, uint32_t src_h,
-		    uint8_t *dst, uint32_t dst_w, uint32_t dst_h, uint8_t *tmp);
+uint32_t mead_pixels_count(const struct mead_pixels *p);
+uint32_t mead_pixels_rows(const struct mead_pixels *p);   /* of the file's images */
+uint32_t mead_pixels_cols(const struct mead_pixels *p);
+/* Features per image: the grid's cells. */
+uint32_t mead_pixels_n(const struct mead_pixels *p);
+
+/* x[mead_pixels_n] gets item's features in [0, 1], row-major; false when
+ * the file holds no such item (or memory for the resize ran out). */
+bool mead_pixels_features(struct mead_pixels *p, int64_t item, float *x);

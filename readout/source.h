@@ -12,7 +12,9 @@
 
 #include "mead/wire.h"
 
-struct mead_msg {
+/* One wire-v1 message as a source hands it over: its three frames, the
+ * header decoded, the others borrowed from the source. */
+struct mead_source_msg {
 	const char *topic;      /* not terminated */
 	size_t topic_len;
 	struct mead_wire_header hdr; /* host order */
@@ -25,7 +27,7 @@ struct mead_source {
 	 * timeout_ms (or a signal interrupted the wait); -ENODATA: the input
 	 * ended; another negative errno: failure.  Messages that are not
 	 * wire v1 (frame count, header) are skipped and counted in *bad. */
-	int (*next)(struct mead_source *s, struct mead_msg *msg, int timeout_ms);
+	int (*next)(struct mead_source *s, struct mead_source_msg *msg, int timeout_ms);
 	void (*free)(struct mead_source *s);
 	uint64_t bad;
 	/* A recording's metadata JSON (rig description), NULL for a socket. */

@@ -19,7 +19,7 @@ struct rec_source {
 	struct mead_rec_reader *reader;
 };
 
-static int rec_next(struct mead_source *s, struct mead_msg *msg, int timeout_ms)
+static int rec_next(struct mead_source *s, struct mead_source_msg *msg, int timeout_ms)
 {
 	struct rec_source *r = (struct rec_source *)s;
 	struct mead_rec_record rec;

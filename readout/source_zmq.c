@@ -7,6 +7,8 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "lib/core/err.h"
+
 struct zmq_source {
 	struct mead_source base;
 	void *ctx, *sock;
@@ -38,7 +40,7 @@ static void drain_rest(void *sock)
 	}
 }
 
-static int zmq_next(struct mead_source *s, struct mead_msg *msg, int timeout_ms)
+static int zmq_next(struct mead_source *s, struct mead_source_msg *msg, int timeout_ms)
 {
 	struct zmq_source *z = (struct zmq_source *)s;
 	release_frames(z);
@@ -111,7 +113,7 @@ int mead_source_zmq_new(const char *endpoint, struct mead_source **ret, char *er
 	z->sock = z->ctx ? zmq_socket(z->ctx, ZMQ_SUB) : NULL;
 	if (!z->sock) {
 		int e = errno;
-		snprintf(err, err_len, "zmq socket: %s", zmq_strerror(e));
+		mead_set_err(err, err_len, "zmq socket: %s", zmq_strerror(e));
 		zmq_source_free(&z->base);
 		return -e;
 	}
@@ -125,7 +127,7 @@ int mead_source_zmq_new(const char *endpoint, struct mead_source **ret, char *er
 		zmq_setsockopt(z->sock, ZMQ_SUBSCRIBE, topics[i], strlen(topics[i]));
 	if (zmq_connect(z->sock, endpoint) < 0) {
 		int e = errno;
-		snprintf(err, err_len, "connect %s: %s", endpoint, zmq_strerror(e));
+		mead_set_err(err, err_len, "connect %s: %s", endpoint, zmq_strerror(e));
 		zmq_source_free(&z->base);
 		return -e;
 	}

@@ -16,8 +16,14 @@
 
 #define MEAD_TRIALS_MAX_ELECTRODES 256u
 
-/* enum mead_phase values, plus what a trial gets before any phase event. */
+/* A trial's phase: enum mead_phase (wire.h), or what it gets before any
+ * phase event. */
 #define MEAD_TRIAL_PHASE_UNKNOWN (-1)
+/* Not a wire v1 phase: the value the protocol gives its validation passes
+ * inside the daemon (protocol/protocol.h, "next after enum mead_phase").
+ * The daemon sends them as MEAD_PHASE_TEST; trials a publisher does send
+ * with this value are scored apart from the test (docs/readout.md). */
+#define MEAD_TRIAL_PHASE_VALIDATION (MEAD_PHASE_REST + 1)
 
 struct mead_trial {
 	int64_t index;          /* trial_start's value */

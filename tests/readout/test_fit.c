@@ -30,7 +30,8 @@
 #include <cmocka.h>
 
 #include "mead/wire.h"
-#include "readout/pixels.h"
+#include "lib/core/idx.h"
+#include "lib/core/resize.h"
 
 #define N_TRAIN 80 /* in two halves, each followed by a validation pass */
 #define N_BLOCK 40 /* each validation pass */
@@ -39,7 +40,7 @@
 
 static const char *binary;
 static char images_path[4096];
-static struct mead_idx *images, *labels;
+static struct mead_digits *digits;
 static uint32_t items[N_ITEMS];
 static uint32_t other[2][N_ITEMS]; /* digits of each class, to answer "as the other class" */
 static uint32_t n_other[2];
@@ -110,8 +111,8 @@ static void event(FILE *f, uint64_t sample, uint32_t type, int32_t value)
  * label cells of class `cls` (rows 0..2 or 3..5 of column 9) fire too. */
 static uint32_t trial_spikes(uint32_t item, int cls, uint64_t s0, struct mead_spike *out)
 {
-	uint8_t px[36], tmp[6 * 28];
-	mead_resize_aa(images->data + (size_t)item * 784, 28, 28, px, 6, 6, tmp);
+	uint8_t px[36];
+	mead_resize_u8(mead_digits_image(digits, item), 28, 28, px, 6, 6);
 	uint32_t n = 0;
 	for (uint32_t t = 0; t < 100; t++)
 		for (uint16_t r = 0; r < 6; r++) {
@@ -130,7 +131,7 @@ static uint64_t trial(FILE *f, uint64_t s, int k, bool swap)
 {
 	static struct mead_spike sp[100 * 60];
 	uint32_t item = items[k % N_ITEMS];
-	int label = labels->data[item];
+	int label = mead_digits_label(digits, item);
 	uint32_t shown = swap ? other[1 - label][(uint32_t)k % n_other[1 - label]] : item;
 	uint32_t n = trial_spikes(shown, swap ? 1 - label : label, s, sp);
 	event(f, s, MEAD_EVENT_TRIAL_START, k);
@@ -150,16 +151,16 @@ static int setup(void **state)
 	char labels_path[4096], err[512];
 	snprintf(images_path, sizeof(images_path), "%s/data/mnist/mnist8k-images-idx3-ubyte.gz", root);
 	snprintf(labels_path, sizeof(labels_path), "%s/data/mnist/mnist8k-labels-idx1-ubyte.gz", root);
-	if (mead_idx_load(images_path, &images, err, sizeof(err)) < 0 ||
-	    mead_idx_load(labels_path, &labels, err, sizeof(err)) < 0) {
+	if (mead_digits_new(images_path, labels_path, &digits, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return -1;
 	}
 	uint32_t n = 0;
-	for (uint32_t i = 0; i < labels->n && n < N_ITEMS; i++)
-		if (labels->data[i] <= 1) {
+	for (uint32_t i = 0; i < mead_digits_count(digits) && n < N_ITEMS; i++)
+		if (mead_digits_label(digits, i) <= 1) {
+			uint8_t l = mead_digits_label(digits, i);
 			items[n++] = i;
-			other[labels->data[i]][n_other[labels->data[i]]++] = i;
+			other[l][n_other[l]++] = i;
 		}
 	if (n != N_ITEMS || !n_other[0] || !n_other[1])
 		return -1;
@@ -173,7 +174,7 @@ static int setup(void **state)
 	uint8_t hdr[16] = {0, 0, 8, 3, 0, 0, 0, N_TEST, 0, 0, 0, 28, 0, 0, 0, 28};
 	fwrite(hdr, 1, sizeof(hdr), tf);
 	for (int j = 0; j < N_TEST; j++)
-		fwrite(images->data + (size_t)items[N_TRAIN + 2 * N_BLOCK + N_TEST - 1 - j] * 784, 1, 784, tf);
+		fwrite(mead_digits_image(digits, items[N_TRAIN + 2 * N_BLOCK + N_TEST - 1 - j]), 1, 784, tf);
 	if (fclose(tf) != 0)
 		return -1;
 
@@ -223,8 +224,7 @@ static int teardown(void **state)
 	unlink(rec_path[1]);
 	unlink(rec_path[2]);
 	unlink(test_images_path);
-	mead_idx_free(images);
-	mead_idx_free(labels);
+	mead_digits_free(digits);
 	return 0;
 }
 

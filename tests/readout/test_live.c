@@ -28,17 +28,18 @@
 #include <cmocka.h>
 
 #include "mead/wire.h"
-#include "readout/pixels.h"
+#include "lib/core/idx.h"
+#include "lib/core/resize.h"
+#include "readout/trials.h"
 
 #define N_TRAIN 80
 #define N_TEST 40
 #define N_VAL 10
 #define WRONG_TEST 7 /* the test trial whose label cells answer wrongly */
-#define PHASE_VALIDATION 3 /* protocol/protocol.h */
 
 static const char *binary;
 static char images_path[4096], labels_path[4096];
-static struct mead_idx *images, *labels;
+static struct mead_digits *digits;
 static uint32_t items[N_TRAIN + N_TEST + N_VAL];
 
 static int setup(void **state)
@@ -50,14 +51,13 @@ static int setup(void **state)
 	snprintf(images_path, sizeof(images_path), "%s/data/mnist/mnist8k-images-idx3-ubyte.gz", root);
 	snprintf(labels_path, sizeof(labels_path), "%s/data/mnist/mnist8k-labels-idx1-ubyte.gz", root);
 	char err[512];
-	if (mead_idx_load(images_path, &images, err, sizeof(err)) < 0 ||
-	    mead_idx_load(labels_path, &labels, err, sizeof(err)) < 0) {
+	if (mead_digits_new(images_path, labels_path, &digits, err, sizeof(err)) < 0) {
 		fprintf(stderr, "%s\n", err);
 		return -1;
 	}
 	uint32_t n = 0;
-	for (uint32_t i = 0; i < labels->n && n < N_TRAIN + N_TEST + N_VAL; i++)
-		if (labels->data[i] <= 1)
+	for (uint32_t i = 0; i < mead_digits_count(digits) && n < N_TRAIN + N_TEST + N_VAL; i++)
+		if (mead_digits_label(digits, i) <= 1)
 			items[n++] = i;
 	return n == N_TRAIN + N_TEST + N_VAL ? 0 : -1;
 }
@@ -65,8 +65,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	(void)state;
-	mead_idx_free(images);
-	mead_idx_free(labels);
+	mead_digits_free(digits);
 	return 0;
 }
 
@@ -165,8 +164,8 @@ static void status(struct pub *p, uint64_t sample)
  * neuron. */
 static uint32_t trial_spikes(uint32_t item, int cls, uint64_t s0, struct mead_spike *out)
 {
-	uint8_t px[36], tmp[6 * 28];
-	mead_resize_aa(images->data + (size_t)item * 784, 28, 28, px, 6, 6, tmp);
+	uint8_t px[36];
+	mead_resize_u8(mead_digits_image(digits, item), 28, 28, px, 6, 6);
 	uint32_t n = 0;
 	for (uint32_t t = 0; t < 100; t++) {
 		for (uint16_t r = 0; r < 6; r++) {
@@ -189,7 +188,7 @@ static void play(struct pub *p, bool train)
 	if (train) {
 		event(p, s, MEAD_EVENT_PHASE, MEAD_PHASE_TRAIN);
 		for (int k = 0; k < N_TRAIN; k++, s += 150) {
-			int label = labels->data[items[k]];
+			int label = mead_digits_label(digits, items[k]);
 			uint32_t n = trial_spikes(items[k], label, s, sp);
 			/* Odd trials: spikes before the events that frame them. */
 			if (k % 2)
@@ -208,10 +207,10 @@ static void play(struct pub *p, bool train)
 				/* A validation pass: label cells answer right on
 				 * all but two; it must not count as test. */
 				s += 150;
-				event(p, s, MEAD_EVENT_PHASE, PHASE_VALIDATION);
+				event(p, s, MEAD_EVENT_PHASE, MEAD_TRIAL_PHASE_VALIDATION);
 				for (int v = 0; v < N_VAL; v++, s += 150) {
 					uint32_t item = items[N_TRAIN + N_TEST + v];
-					int vl = labels->data[item];
+					int vl = mead_digits_label(digits, item);
 					n = trial_spikes(item, v < 2 ? 1 - vl : vl, s, sp);
 					event(p, s, MEAD_EVENT_TRIAL_START, 1000 + v);
 					event(p, s, MEAD_EVENT_ITEM, (int32_t)item);
@@ -226,7 +225,7 @@ static void play(struct pub *p, bool train)
 	event(p, s, MEAD_EVENT_PHASE, MEAD_PHASE_TEST);
 	for (int k = 0; k < N_TEST; k++, s += 150) {
 		uint32_t item = items[N_TRAIN + k];
-		int label = labels->data[item];
+		int label = mead_digits_label(digits, item);
 		int shown = k == WRONG_TEST ? 1 - label : label;
 		uint32_t n = trial_spikes(item, shown, s, sp);
 		event(p, s, MEAD_EVENT_TRIAL_START, N_TRAIN + k);

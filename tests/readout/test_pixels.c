@@ -12,6 +12,7 @@
 #include <zlib.h>
 #include <cmocka.h>
 
+#include "lib/core/idx.h"
 #include "readout/pixels.h"
 
 static char images[4096], labels[4096];
@@ -31,53 +32,61 @@ static void test_bundled_digits(void **state)
 {
 	(void)state;
 	char err[512];
-	struct mead_idx *im, *lb;
-	assert_int_equal(mead_idx_load(images, &im, err, sizeof(err)), 0);
-	assert_int_equal(mead_idx_load(labels, &lb, err, sizeof(err)), 0);
-	assert_int_equal(im->n, 8000);
-	assert_int_equal(im->rows, 28);
-	assert_int_equal(im->cols, 28);
-	assert_int_equal(lb->n, 8000);
-	assert_int_equal(lb->item_size, 1);
+	struct mead_digits *d;
+	assert_int_equal(mead_digits_new(images, labels, &d, err, sizeof(err)), 0);
+	assert_int_equal(mead_digits_count(d), 8000);
+	assert_int_equal(mead_digits_rows(d), 28);
+	assert_int_equal(mead_digits_cols(d), 28);
 	/* data/mnist/README.md: 0:812 1:925 */
 	int zeros = 0, ones = 0;
-	for (uint32_t i = 0; i < lb->n; i++) {
-		zeros += lb->data[i] == 0;
-		ones += lb->data[i] == 1;
+	for (uint32_t i = 0; i < mead_digits_count(d); i++) {
+		zeros += mead_digits_label(d, i) == 0;
+		ones += mead_digits_label(d, i) == 1;
 	}
 	assert_int_equal(zeros, 812);
 	assert_int_equal(ones, 925);
+	mead_digits_free(d);
 
 	/* Reference values: the first two digits resized to 6x6 by the
 	 * protocol's Pillow-exact resize (protocol/encode.c). */
-	static const uint8_t want0[36] = {
-		0, 0, 6, 34, 16, 0, 0, 14, 94, 130, 60, 0, 0, 38, 144, 96, 11, 0,
-		0, 7, 154, 119, 10, 0, 0, 2, 113, 151, 36, 0, 0, 0, 18, 45, 7, 0};
-	static const uint8_t want1[36] = {
-		0, 0, 0, 2, 2, 0, 0, 0, 15, 77, 57, 0, 0, 12, 77, 107, 46, 0,
-		0, 25, 107, 89, 4, 0, 0, 6, 73, 21, 0, 0, 0, 15, 41, 0, 0, 0};
-	uint8_t out[36], tmp[6 * 28];
-	mead_resize_aa(im->data, 28, 28, out, 6, 6, tmp);
-	assert_memory_equal(out, want0, 36);
-	mead_resize_aa(im->data + 784, 28, 28, out, 6, 6, tmp);
-	assert_memory_equal(out, want1, 36);
-	mead_idx_free(im);
-	mead_idx_free(lb);
+	static const uint8_t want[2][36] = {
+		{0, 0, 6, 34, 16, 0, 0, 14, 94, 130, 60, 0, 0, 38, 144, 96, 11, 0,
+		 0, 7, 154, 119, 10, 0, 0, 2, 113, 151, 36, 0, 0, 0, 18, 45, 7, 0},
+		{0, 0, 0, 2, 2, 0, 0, 0, 15, 77, 57, 0, 0, 12, 77, 107, 46, 0,
+		 0, 25, 107, 89, 4, 0, 0, 6, 73, 21, 0, 0, 0, 15, 41, 0, 0, 0},
+	};
+	struct mead_pixels *p;
+	assert_int_equal(mead_pixels_open(images, 6, &p, err, sizeof(err)), 0);
+	assert_int_equal(mead_pixels_count(p), 8000);
+	assert_int_equal(mead_pixels_n(p), 36);
+	float x[36];
+	for (int i = 0; i < 2; i++) {
+		assert_true(mead_pixels_features(p, i, x));
+		for (int k = 0; k < 36; k++)
+			assert_true(x[k] == want[i][k] / 255.f);
+	}
+	assert_false(mead_pixels_features(p, 8000, x));
+	assert_false(mead_pixels_features(p, -1, x));
+	mead_pixels_free(p);
 }
 
-static void test_resize_constant_and_identity(void **state)
+/* Grid 0 keeps the images as they are: the features are the bytes / 255. */
+static void test_own_size(void **state)
 {
 	(void)state;
-	uint8_t src[28 * 28], out[10 * 10], tmp[28 * 28];
-	memset(src, 200, sizeof(src));
-	mead_resize_aa(src, 28, 28, out, 6, 6, tmp);
-	for (int k = 0; k < 36; k++)
-		assert_int_equal(out[k], 200);
+	char err[512];
+	struct mead_digits *d;
+	struct mead_pixels *p;
+	assert_int_equal(mead_digits_new(images, labels, &d, err, sizeof(err)), 0);
+	assert_int_equal(mead_pixels_open(images, 0, &p, err, sizeof(err)), 0);
+	assert_int_equal(mead_pixels_n(p), 28 * 28);
+	static float x[28 * 28];
+	assert_true(mead_pixels_features(p, 7999, x));
+	const uint8_t *im = mead_digits_image(d, 7999);
 	for (int k = 0; k < 28 * 28; k++)
-		src[k] = (uint8_t)(k * 7);
-	uint8_t same[28 * 28];
-	mead_resize_aa(src, 28, 28, same, 28, 28, tmp);
-	assert_memory_equal(same, src, sizeof(src));
+		assert_true(x[k] == im[k] / 255.f);
+	mead_pixels_free(p);
+	mead_digits_free(d);
 }
 
 static void write_file(const char *path, const void *buf, size_t len, bool gz)
@@ -95,45 +104,63 @@ static void write_file(const char *path, const void *buf, size_t len, bool gz)
 	}
 }
 
+/* Refused with the file named and what is wrong with it. */
+static void expect_refused(const char *path, int rc, const char *what)
+{
+	char err[512] = "";
+	struct mead_pixels *p = NULL;
+	assert_int_equal(mead_pixels_open(path, 6, &p, err, sizeof(err)), rc);
+	assert_null(p);
+	assert_non_null(strstr(err, path));
+	if (!strstr(err, what))
+		fail_msg("\"%s\" does not say \"%s\"", err, what);
+}
+
 static void test_bad_files(void **state)
 {
 	(void)state;
 	char path[256], err[512];
 	snprintf(path, sizeof(path), "/tmp/mead-readout-idx-%d", (int)getpid());
-	struct mead_idx *x = NULL;
+	struct mead_pixels *p = NULL;
 
 	/* plain (not gzip) 2 items of 2x3 */
 	uint8_t good[4 + 12 + 12] = {0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3};
 	for (int i = 0; i < 12; i++)
-		good[16 + i] = (uint8_t)i;
+		good[16 + i] = (uint8_t)(i * 20);
 	write_file(path, good, sizeof(good), false);
-	assert_int_equal(mead_idx_load(path, &x, err, sizeof(err)), 0);
-	assert_int_equal(x->n, 2);
-	assert_int_equal(x->rows, 2);
-	assert_int_equal(x->cols, 3);
-	assert_int_equal(x->data[11], 11);
-	mead_idx_free(x);
+	assert_int_equal(mead_pixels_open(path, 0, &p, err, sizeof(err)), 0);
+	assert_int_equal(mead_pixels_count(p), 2);
+	assert_int_equal(mead_pixels_rows(p), 2);
+	assert_int_equal(mead_pixels_cols(p), 3);
+	float x[6];
+	assert_true(mead_pixels_features(p, 1, x));
+	assert_true(x[5] == 220 / 255.f);
+	mead_pixels_free(p);
 
-	uint8_t bad_magic[16] = {0, 0, 9, 3};
+	uint8_t bad_magic[16] = {1, 2, 3, 4};
 	write_file(path, bad_magic, sizeof(bad_magic), true);
-	err[0] = 0;
-	assert_int_equal(mead_idx_load(path, &x, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "magic"));
+	expect_refused(path, -EBADMSG, "not an IDX file");
+
+	uint8_t signed_bytes[16] = {0, 0, 9, 3};
+	write_file(path, signed_bytes, sizeof(signed_bytes), true);
+	expect_refused(path, -EPROTONOSUPPORT, "only unsigned bytes");
 
 	write_file(path, good, sizeof(good) - 1, true);
-	err[0] = 0;
-	assert_int_equal(mead_idx_load(path, &x, err, sizeof(err)), -EINVAL);
-	assert_non_null(strstr(err, "truncated"));
+	expect_refused(path, -EBADMSG, "truncated");
+
+	uint8_t label_file[8 + 2] = {0, 0, 8, 1, 0, 0, 0, 2, 0, 1};
+	write_file(path, label_file, sizeof(label_file), true);
+	expect_refused(path, -EINVAL, "an image file has 3");
 
 	unlink(path);
-	assert_true(mead_idx_load(path, &x, err, sizeof(err)) < 0);
+	expect_refused(path, -ENOENT, "cannot open");
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bundled_digits),
-		cmocka_unit_test(test_resize_constant_and_identity),
+		cmocka_unit_test(test_own_size),
 		cmocka_unit_test(test_bad_files),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
