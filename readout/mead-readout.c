@@ -22,9 +22,7 @@
 #include "readout/score.h"
 #include "readout/state.h"
 
-#if __has_include("mead-build-config.h")
 #include "mead-build-config.h"
-#endif
 
 static volatile sig_atomic_t stop_signal;
 
@@ -142,12 +140,8 @@ static int open_images(struct mead_readout *s)
 		/* The bundled set: installed, else in the source tree, else
 		 * relative to the working directory. */
 		static const char *const candidates[] = {
-#ifdef MEAD_DATADIR
 			MEAD_DATADIR "/mnist/" MEAD_READOUT_DEFAULT_IMAGES_NAME,
-#endif
-#ifdef MEAD_SOURCE_ROOT
 			MEAD_SOURCE_ROOT "/data/mnist/" MEAD_READOUT_DEFAULT_IMAGES_NAME,
-#endif
 			MEAD_READOUT_DEFAULT_IMAGES,
 		};
 		path = candidates[sizeof(candidates) / sizeof(candidates[0]) - 1];
