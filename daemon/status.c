@@ -138,6 +138,19 @@ static void per_kind(struct mead_jw *w, const char *key, const uint64_t *v, bool
 	mead_jw_obj_end(w);
 }
 
+/* One counter of the loop's statistics as a member. */
+static void kv_u64(struct mead_jw *w, const char *key, const _Atomic uint64_t *v)
+{
+	mead_jw_key(w, key);
+	mead_jw_u64(w, atomic_load_explicit(v, memory_order_relaxed));
+}
+
+static void kv_i64(struct mead_jw *w, const char *key, const _Atomic int64_t *v)
+{
+	mead_jw_key(w, key);
+	mead_jw_i64(w, atomic_load_explicit(v, memory_order_relaxed));
+}
+
 static void loop_stats(struct mead_jw *w, const struct mead_daemon *d, uint64_t produced[], uint64_t ring_dropped[])
 {
 	const struct mead_loop_stats *s = d->loop ? mead_loop_stats(d->loop) : NULL;
@@ -150,20 +163,14 @@ static void loop_stats(struct mead_jw *w, const struct mead_daemon *d, uint64_t 
 	mead_jw_obj_begin(w);
 	mead_jw_key(w, "state");
 	mead_jw_str(w, loop_state_name(atomic_load(&s->state)));
-	mead_jw_key(w, "ticks");
-	mead_jw_u64(w, atomic_load_explicit(&s->ticks, memory_order_relaxed));
-	mead_jw_key(w, "sample");
-	mead_jw_u64(w, atomic_load_explicit(&s->sample, memory_order_relaxed));
-	mead_jw_key(w, "overruns");
-	mead_jw_u64(w, atomic_load_explicit(&s->overruns, memory_order_relaxed));
+	kv_u64(w, "ticks", &s->ticks);
+	kv_u64(w, "sample", &s->sample);
+	kv_u64(w, "overruns", &s->overruns);
 	mead_jw_key(w, "worst_overrun_us");
 	mead_jw_double(w, (double)atomic_load_explicit(&s->worst_overrun_ns, memory_order_relaxed) / 1e3);
-	mead_jw_key(w, "sleep_errors");
-	mead_jw_u64(w, atomic_load_explicit(&s->sleep_errors, memory_order_relaxed));
-	mead_jw_key(w, "driver_errors");
-	mead_jw_u64(w, atomic_load_explicit(&s->driver_errors, memory_order_relaxed));
-	mead_jw_key(w, "virtual_waits");
-	mead_jw_u64(w, atomic_load_explicit(&s->virtual_waits, memory_order_relaxed));
+	kv_u64(w, "sleep_errors", &s->sleep_errors);
+	kv_u64(w, "driver_errors", &s->driver_errors);
+	kv_u64(w, "virtual_waits", &s->virtual_waits);
 	mead_jw_key(w, "rt_active");
 	mead_jw_bool(w, atomic_load_explicit(&s->rt_active, memory_order_relaxed) != 0);
 	mead_jw_key(w, "memory_locked");
@@ -189,18 +196,12 @@ static void loop_stats(struct mead_jw *w, const struct mead_daemon *d, uint64_t 
 	mead_jw_key(w, "max");
 	mead_jw_double(w, (double)atomic_load_explicit(&s->lat_max_ns, memory_order_relaxed) / 1e3);
 	mead_jw_obj_end(w);
-	mead_jw_key(w, "spikes");
-	mead_jw_u64(w, atomic_load_explicit(&s->spikes, memory_order_relaxed));
-	mead_jw_key(w, "spikes_dropped");
-	mead_jw_u64(w, atomic_load_explicit(&s->spikes_dropped, memory_order_relaxed));
-	mead_jw_key(w, "stim_pulses");
-	mead_jw_u64(w, atomic_load_explicit(&s->stim_pulses, memory_order_relaxed));
-	mead_jw_key(w, "stim_late");
-	mead_jw_u64(w, atomic_load_explicit(&s->stim_late, memory_order_relaxed));
-	mead_jw_key(w, "stim_pending");
-	mead_jw_u64(w, atomic_load_explicit(&s->stim_pending, memory_order_relaxed));
-	mead_jw_key(w, "stim_rejected");
-	mead_jw_u64(w, atomic_load_explicit(&s->stim_rejected, memory_order_relaxed));
+	kv_u64(w, "spikes", &s->spikes);
+	kv_u64(w, "spikes_dropped", &s->spikes_dropped);
+	kv_u64(w, "stim_pulses", &s->stim_pulses);
+	kv_u64(w, "stim_late", &s->stim_late);
+	kv_u64(w, "stim_pending", &s->stim_pending);
+	kv_u64(w, "stim_rejected", &s->stim_rejected);
 	/* every reason a pulse was refused for, by name: only those that happened */
 	mead_jw_key(w, "stim_refused");
 	mead_jw_obj_begin(w);
@@ -222,38 +223,29 @@ static void loop_stats(struct mead_jw *w, const struct mead_daemon *d, uint64_t 
 	for (size_t i = 0; i < sizeof(loss_types) / sizeof(loss_types[0]); i++) {
 		mead_jw_key(w, mead_event_type_name(loss_types[i]));
 		mead_jw_obj_begin(w);
-		mead_jw_key(w, "events");
-		mead_jw_u64(w, atomic_load_explicit(&s->loss_events[loss_types[i]], memory_order_relaxed));
-		mead_jw_key(w, "samples");
-		mead_jw_u64(w, atomic_load_explicit(&s->loss_samples[loss_types[i]], memory_order_relaxed));
+		kv_u64(w, "events", &s->loss_events[loss_types[i]]);
+		kv_u64(w, "samples", &s->loss_samples[loss_types[i]]);
 		mead_jw_obj_end(w);
 	}
 	mead_jw_obj_end(w);
-	mead_jw_key(w, "events_dropped");
-	mead_jw_u64(w, atomic_load_explicit(&s->events_dropped, memory_order_relaxed));
+	kv_u64(w, "events_dropped", &s->events_dropped);
 	mead_jw_key(w, "clock");
 	mead_jw_obj_begin(w);
 	mead_jw_key(w, "follows_device");
 	mead_jw_bool(w, atomic_load_explicit(&s->device_clock, memory_order_relaxed) != 0);
 	if (atomic_load_explicit(&s->device_clock, memory_order_relaxed)) {
-		mead_jw_key(w, "acquired");
-		mead_jw_u64(w, atomic_load_explicit(&s->acquired, memory_order_relaxed));
-		mead_jw_key(w, "backlog_samples");
-		mead_jw_i64(w, atomic_load_explicit(&s->backlog, memory_order_relaxed));
-		mead_jw_key(w, "backlog_max_samples");
-		mead_jw_i64(w, atomic_load_explicit(&s->backlog_max, memory_order_relaxed));
-		mead_jw_key(w, "startup_backlog_samples");
-		mead_jw_i64(w, atomic_load_explicit(&s->startup_backlog, memory_order_relaxed));
+		kv_u64(w, "acquired", &s->acquired);
+		kv_i64(w, "backlog_samples", &s->backlog);
+		kv_i64(w, "backlog_max_samples", &s->backlog_max);
+		kv_i64(w, "startup_backlog_samples", &s->startup_backlog);
 		mead_jw_key(w, "drift_ppm");
 		mead_jw_double(w, mead_loop_bits_to_double(atomic_load_explicit(&s->drift_ppm_bits, memory_order_relaxed)));
 	}
 	mead_jw_obj_end(w);
-	mead_jw_key(w, "protocol_errors");
-	mead_jw_u64(w, atomic_load_explicit(&s->protocol_errors, memory_order_relaxed));
+	kv_u64(w, "protocol_errors", &s->protocol_errors);
 	mead_jw_key(w, "device_gone");
 	mead_jw_bool(w, atomic_load_explicit(&s->device_gone, memory_order_relaxed) != 0);
-	mead_jw_key(w, "device_losses");
-	mead_jw_u64(w, atomic_load_explicit(&s->device_losses, memory_order_relaxed));
+	kv_u64(w, "device_losses", &s->device_losses);
 	mead_jw_obj_end(w);
 	for (int k = 0; k <= MEAD_KIND_COUNT; k++) {
 		produced[k] = atomic_load_explicit(&s->produced[k], memory_order_relaxed);
