@@ -356,7 +356,12 @@ def boot(tests, out, live=False, quiet=False):
     for t in tests:
         for m in t.modules:
             dep_closure(kernel.deps, [m[0]])
-    build_root = os.environ.get('MEAD_BUILD_ROOT') or os.path.join(SOURCE_ROOT, 'build')
+    build_root = os.path.realpath(os.environ.get('MEAD_BUILD_ROOT') or os.path.join(SOURCE_ROOT, 'build'))
+    for p, what in ((SOURCE_ROOT, 'source tree'), (build_root, 'build folder (MEAD_BUILD_ROOT)')):
+        check_path(p, what)
+        if any(p == d or p.startswith(d + '/') for d in GUEST_TMPFS):
+            raise Bad('the %s %s is under a folder the guest covers with its own tmpfs (%s)'
+                      % (what, p, ', '.join(GUEST_TMPFS)))
     cache = os.path.join(build_root, 'tests', 'kernel', 'guest')
     image = initramfs(kernel, busybox, cache)
     out = os.path.realpath(out)
@@ -559,7 +564,7 @@ def cmd_suite(args):
         print('1..0 # SKIP tests that fail on today\'s code; MEAD_KERNEL_PENDING=1 runs them (%s)'
               % os.path.relpath(args.list, SOURCE_ROOT))
         return 0
-    build_root = os.environ.get('MEAD_BUILD_ROOT') or os.path.join(SOURCE_ROOT, 'build')
+    build_root = os.path.realpath(os.environ.get('MEAD_BUILD_ROOT') or os.path.join(SOURCE_ROOT, 'build'))
     out = args.out or os.path.join(build_root, 'tests', 'kernel', os.path.splitext(os.path.basename(args.list))[0])
     try:
         facts = boot(tests, out)
