@@ -604,7 +604,14 @@ def cmd_suite(args):
     return 0
 
 
+def on_term(sig, frame):
+    # meson's timeout and a terminal's hangup: the guest goes with us
+    raise KeyboardInterrupt
+
+
 def main():
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGHUP, on_term)
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     sub = ap.add_subparsers(dest='cmd', required=True)
     sub.add_parser('check', help='say which pieces were found')
@@ -631,6 +638,9 @@ def main():
     except Bad as e:
         log(str(e))
         return 2
+    except KeyboardInterrupt:
+        log('interrupted; the guest was stopped')
+        return 130
 
 
 if __name__ == '__main__':
