@@ -30,7 +30,10 @@ for amp, period, rate, rng_i in cases:
         r = ktest.probe('stream', 8, rate, 3, rng_i, path)
         what = '%d uV / %d us waveform, %d Hz, range %d' % (board.amplitude_uv, board.period_us, rate, rng_i)
         check(r.get('error') == '', what + ': stream read without error', r.get('error'))
-        check(abs(r['made_per_s'] - rate) < 0.02 * rate, what + ': the board makes scans at the rate asked for',
+        # The codes below prove the pace in the board's own time (each scan
+        # one scan period on); against the wall clock a guest on a busy host
+        # can fall behind for a while, so this only catches a wrong rate.
+        check(0.5 * rate < r['made_per_s'] < 1.05 * rate, what + ': the board makes scans at about the rate asked for',
               '%.1f scans/s (%.1f read, %d waiting)' % (r['made_per_s'], r['scans_per_s'], r['waiting_scans']))
         data = np.fromfile(path, dtype='<u2')
         scans = data[: len(data) // 8 * 8].reshape(-1, 8).astype(np.int64)
