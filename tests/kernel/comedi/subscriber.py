@@ -29,7 +29,7 @@ with ktest.ComediTest():
         # long enough for the daemon's start, its 10 s (the loop runs behind
         # real time in an emulated guest) and its last status
         sub = subprocess.Popen(['/usr/bin/python3', ktest.SUBSCRIBER, '--endpoint', ktest.PUB,
-                                '--seconds', '50', '--json'], stdout=so, stderr=subprocess.STDOUT)
+                                '--seconds', '60', '--json'], stdout=so, stderr=subprocess.STDOUT)
         d = ktest.Daemon(work, ['streams.wait_subscribers=1', 'streams.wait_timeout_ms=60000'])
         d.start()
         rc = d.wait(timeout=120)
