@@ -7,6 +7,37 @@
 #include <stdio.h>
 #include <string.h>
 
+/* A hard blanking window on one channel, [from, until). */
+struct win {
+	uint64_t from, until;
+	uint64_t max_end;         /* SALPA: subtraction ends by then */
+	bool all;                 /* from a pulse that blanks every channel */
+};
+/* Pending windows per channel: pulses registered ahead of the samples
+ * they blank, plus (with SALPA) those inside the fit's look-ahead.  Eight
+ * disjoint windows within a few milliseconds on one channel is far beyond
+ * any stimulation protocol; more are joined to a neighbour and counted. */
+#define CH_WINDOWS 8
+
+/* Flags of a sample, fixed when it arrives. */
+enum {
+	F_HARD = 1,               /* inside a hard window */
+	F_PEG = 2,                /* at the rail inside a SALPA window's reach */
+	F_BAD = 4,                /* no fit may use it */
+	F_ALL = 8,                /* its window blanks every channel */
+};
+
+/* Where a channel's SALPA output stands. */
+enum {
+	S_IDLE,                   /* plain signal minus the slow baseline */
+	S_WAIT,                   /* blanked until a fit window free of bad samples is in */
+	S_CHECK,                  /* anchored fit, blanked until its start matches the data */
+	S_FIT,                    /* subtracting: anchored at first, then centred */
+	S_TAIL,                   /* a bad sample ahead: the last fit, extrapolated up to it */
+};
+
+#define NO_SAMPLE UINT64_MAX
+
 struct chan {
 	float dc;                 /* slow baseline, removed before detection */
 	bool dc_init;
@@ -18,35 +49,70 @@ struct chan {
 	uint32_t ring_pos, ring_count;
 	float noise, thr;
 	/* detection */
+	bool armed;               /* the last sample looked at was inside the threshold */
 	bool in_search;
 	int sign;                 /* -1 or +1 while searching */
 	float peak;
 	uint64_t peak_sample;
 	uint64_t search_end;
 	uint64_t dead_until;
-	/* blanking */
-	uint64_t blank_from, blank_until;
+	/* hard windows not over yet, sorted, disjoint (one spare for merging) */
+	struct win win[CH_WINDOWS + 1];
+	uint32_t n_win;
+	/* SALPA, input side: the next fit window, accumulated as samples arrive */
+	uint64_t max_end;         /* of the windows arrived so far */
+	bool last_all;
+	bool acc_on;
+	uint64_t acc_a;           /* first sample of that window */
+	uint32_t acc_n;
+	double acc[4];            /* moments about its centre */
+	/* SALPA, output side */
+	uint8_t state;
+	uint64_t tc;              /* next sample to clean */
+	uint64_t cc;              /* centre of the fit window in use */
+	double X[4];              /* its moments: sum of k^j x(cc + k), |k| <= N */
+	double al[4];             /* its cubic: al0 + al1 d + al2 d^2 + al3 d^3 */
+	uint64_t tail_end;
+	uint32_t passes, calm;
+	uint64_t run_from;        /* first sample of this window after the hard blank */
+	bool run_all;
 };
 
-/* A blanking window not yet reported as a BLANK event. */
-struct blank_note {
-	uint64_t from, until;
+/* A BLANK event not yet handed to a frame. */
+struct note {
+	uint64_t from;
+	uint64_t samples;
 	uint16_t electrode;
+	int32_t value;
 };
-#define BLANK_NOTES 64
+/* 256 events of 32 bytes: a frame's event buffer full for several ticks of
+ * pulses on every electrode before anything is lost. */
+#define NOTES 256
 
 struct mead_sig {
 	struct mead_sig_config cfg;
-	struct blank_note notes[BLANK_NOTES];
-	uint32_t n_notes;
-	uint64_t notes_lost;
+	struct note notes[NOTES];
+	uint32_t note_head, n_notes;
 	uint32_t win_len, dead, peak_win, blank_pre, blank_post;
 	float dc_alpha;
 	struct chan *ch;
 	float *rings;             /* channels x noise_windows */
 	float *scratch;           /* noise_windows */
 	uint16_t *electrode;      /* channels */
-	uint64_t spikes, blanked;
+	float *rail_lo, *rail_hi; /* channels */
+	uint64_t next;            /* first sample not yet handed in */
+	/* SALPA */
+	bool salpa;
+	uint32_t half;            /* N */
+	uint32_t ring_len;        /* power of two */
+	float *rx;                /* channels x ring_len: recent samples */
+	uint8_t *rf;              /* channels x ring_len: their flags */
+	uint32_t salpa_max, check_n, check_passes, calm_n;
+	double T[7];              /* sum of k^j over |k| <= N */
+	double d02, d13;
+	uint32_t all_runs;        /* channels in a window that blanks every channel */
+	uint64_t all_from, all_until;
+	struct mead_sig_counts n;
 };
 
 void mead_sig_config_defaults(struct mead_sig_config *cfg, uint32_t channels, uint32_t rate_hz)
@@ -64,6 +130,11 @@ void mead_sig_config_defaults(struct mead_sig_config *cfg, uint32_t channels, ui
 		.warmup_windows = 10,
 		.blank_us = 2000,
 		.blank_pre_us = 0,
+		.artifact = MEAD_SIG_ARTIFACT_BLANK,
+		.salpa_half_width_us = 3000,
+		.salpa_max_us = 20000,
+		.salpa_threshold = 1.0,
+		.salpa_rail_uv = 0,
 	};
 }
 
@@ -82,19 +153,62 @@ int mead_sig_parse_polarity(const char *text, enum mead_sig_polarity *ret)
 	return 0;
 }
 
+int mead_sig_parse_artifact(const char *text, enum mead_sig_artifact *ret)
+{
+	if (!text)
+		return -EINVAL;
+	if (strcmp(text, "blank") == 0)
+		*ret = MEAD_SIG_ARTIFACT_BLANK;
+	else if (strcmp(text, "salpa") == 0)
+		*ret = MEAD_SIG_ARTIFACT_SALPA;
+	else
+		return -EINVAL;
+	return 0;
+}
+
 static uint32_t us_to_samples(uint32_t us, uint32_t rate)
 {
 	return (uint32_t)(((uint64_t)us * rate + 999999u) / 1000000u);
 }
+
+/* The longest fit window half the ring is sized for. */
+#define SALPA_MAX_HALF 2048u
+/* The start of an anchored fit must match the data over this long ... */
+#define CHECK_US 600u
+/* ... at this many positions in a row (SALPA's "too poor" test). */
+#define CHECK_PASSES 5u
+/* Outputs a lagging channel may produce per sample handed in: the work per
+ * sample stays bounded, and after a SALPA window (lag N, at most 2N + 2)
+ * the channel is back in step within a third of that. */
+#define DRAIN 4
 
 struct mead_sig *mead_sig_new(const struct mead_sig_config *cfg)
 {
 	if (!cfg || cfg->channels == 0 || cfg->channels > 65535 || cfg->sample_rate_hz == 0 ||
 	    !(cfg->threshold_k > 0) || cfg->noise_windows == 0 || cfg->noise_window_us == 0 ||
 	    !(cfg->noise_percentile >= 0 && cfg->noise_percentile <= 1) ||
-	    (cfg->polarity & MEAD_SIG_BOTH) == 0) {
+	    (cfg->polarity & MEAD_SIG_BOTH) == 0 ||
+	    (cfg->artifact != MEAD_SIG_ARTIFACT_BLANK && cfg->artifact != MEAD_SIG_ARTIFACT_SALPA)) {
 		errno = EINVAL;
 		return NULL;
+	}
+	const uint32_t rate = cfg->sample_rate_hz;
+	const bool salpa = cfg->artifact == MEAD_SIG_ARTIFACT_SALPA;
+	uint32_t half = 0, ring_len = 0;
+	if (salpa) {
+		half = us_to_samples(cfg->salpa_half_width_us, rate);
+		/* a cubic needs more than four points; the window must end
+		 * before the subtraction does */
+		if (half < 2 || half > SALPA_MAX_HALF || !(cfg->salpa_threshold > 0) ||
+		    cfg->salpa_max_us <= cfg->blank_us || !(cfg->salpa_rail_uv >= 0)) {
+			errno = EINVAL;
+			return NULL;
+		}
+		/* The output lags input by at most 2N + 2 and a centred fit
+		 * reaches N behind the output. */
+		ring_len = 16;
+		while (ring_len < 3 * half + 8 + DRAIN)
+			ring_len *= 2;
 	}
 	struct mead_sig *s = calloc(1, sizeof(*s));
 	if (!s)
@@ -105,14 +219,24 @@ struct mead_sig *mead_sig_new(const struct mead_sig_config *cfg)
 	s->rings = calloc((size_t)cfg->channels * cfg->noise_windows, sizeof(float));
 	s->scratch = calloc(cfg->noise_windows, sizeof(float));
 	s->electrode = calloc(cfg->channels, sizeof(uint16_t));
-	if (!s->ch || !s->rings || !s->scratch || !s->electrode) {
+	s->rail_lo = calloc(cfg->channels, sizeof(float));
+	s->rail_hi = calloc(cfg->channels, sizeof(float));
+	if (salpa) {
+		s->rx = calloc((size_t)cfg->channels * ring_len, sizeof(float));
+		s->rf = calloc((size_t)cfg->channels * ring_len, 1);
+	}
+	if (!s->ch || !s->rings || !s->scratch || !s->electrode || !s->rail_lo || !s->rail_hi ||
+	    (salpa && (!s->rx || !s->rf))) {
 		mead_sig_free(s);
 		errno = ENOMEM;
 		return NULL;
 	}
-	for (uint32_t i = 0; i < cfg->channels; i++)
+	for (uint32_t i = 0; i < cfg->channels; i++) {
 		s->electrode[i] = cfg->electrode_of_channel ? cfg->electrode_of_channel[i] : (uint16_t)i;
-	uint32_t rate = cfg->sample_rate_hz;
+		s->rail_lo[i] = -INFINITY;
+		s->rail_hi[i] = INFINITY;
+	}
+	mead_sig_set_rail(s, UINT32_MAX, -INFINITY, INFINITY);
 	s->win_len = us_to_samples(cfg->noise_window_us, rate);
 	if (s->win_len < 2)
 		s->win_len = 2;
@@ -127,6 +251,28 @@ struct mead_sig *mead_sig_new(const struct mead_sig_config *cfg)
 	s->dc_alpha = (float)(1.0 / (0.05 * rate));
 	if (s->dc_alpha > 1.0f)
 		s->dc_alpha = 1.0f;
+	if (salpa) {
+		s->salpa = true;
+		s->half = half;
+		s->ring_len = ring_len;
+		s->salpa_max = us_to_samples(cfg->salpa_max_us, rate);
+		s->check_n = us_to_samples(CHECK_US, rate);
+		if (s->check_n < 4)
+			s->check_n = 4;
+		if (s->check_n > half)
+			s->check_n = half;
+		s->check_passes = CHECK_PASSES;
+		/* the fit must stay at the baseline for half a window: one
+		 * sample of a fast artifact crossing zero is not its end */
+		s->calm_n = half;
+		for (int64_t k = -(int64_t)half; k <= (int64_t)half; k++) {
+			double p = 1;
+			for (int j = 0; j < 7; j++, p *= (double)k)
+				s->T[j] += p;
+		}
+		s->d02 = s->T[0] * s->T[4] - s->T[2] * s->T[2];
+		s->d13 = s->T[2] * s->T[6] - s->T[4] * s->T[4];
+	}
 	mead_sig_reset(s);
 	return s;
 }
@@ -139,45 +285,132 @@ void mead_sig_free(struct mead_sig *s)
 	free(s->rings);
 	free(s->scratch);
 	free(s->electrode);
+	free(s->rail_lo);
+	free(s->rail_hi);
+	free(s->rx);
+	free(s->rf);
 	free(s);
 }
 
 void mead_sig_reset(struct mead_sig *s)
 {
 	memset(s->ch, 0, s->cfg.channels * sizeof(*s->ch));
-	s->spikes = 0;
-	s->blanked = 0;
-	s->n_notes = 0;
+	for (uint32_t i = 0; i < s->cfg.channels; i++)
+		s->ch[i].run_from = NO_SAMPLE;
+	s->n = (struct mead_sig_counts){ 0 };
+	s->note_head = s->n_notes = 0;
+	s->next = 0;
+	s->all_runs = 0;
+	s->all_from = NO_SAMPLE;
+	s->all_until = 0;
+}
+
+void mead_sig_set_rail(struct mead_sig *s, uint32_t ch, float lo_uv, float hi_uv)
+{
+	uint32_t lo = ch == UINT32_MAX ? 0 : ch, hi = ch == UINT32_MAX ? s->cfg.channels : ch + 1;
+	const float r = s->cfg.salpa_rail_uv;
+	for (uint32_t i = lo; i < hi && i < s->cfg.channels; i++) {
+		s->rail_lo[i] = r > 0 && -r > lo_uv ? -r : lo_uv;
+		s->rail_hi[i] = r > 0 && r < hi_uv ? r : hi_uv;
+	}
+}
+
+/* Queues a BLANK event; one identical to a queued one is reported once
+ * (a driver blanking each channel of an electrode in turn). */
+static void note(struct mead_sig *s, uint64_t from, uint64_t samples, uint16_t electrode, int32_t value)
+{
+	for (uint32_t i = 0; i < s->n_notes; i++) {
+		const struct note *q = &s->notes[(s->note_head + i) % NOTES];
+		if (q->from == from && q->samples == samples && q->electrode == electrode && q->value == value)
+			return;
+	}
+	if (s->n_notes == NOTES) {
+		s->n.events_lost++;
+		return;
+	}
+	s->notes[(s->note_head + s->n_notes++) % NOTES] = (struct note){ from, samples, electrode, value };
+}
+
+static void flush_notes(struct mead_sig *s, struct mead_frame *f)
+{
+	while (s->n_notes) {
+		const struct note *q = &s->notes[s->note_head];
+		if (!mead_frame_event(f, MEAD_EVENT_BLANK, q->from, q->samples, q->electrode, q->value)) {
+			s->n.events_deferred += s->n_notes;
+			return;
+		}
+		s->note_head = (s->note_head + 1) % NOTES;
+		s->n_notes--;
+	}
+}
+
+/* Adds [w.from, w.until) to a channel's windows, joining those it
+ * overlaps or touches. */
+static void add_window(struct mead_sig *s, struct chan *c, struct win w)
+{
+	uint32_t out = 0;
+	for (uint32_t i = 0; i < c->n_win; i++) {
+		struct win *e = &c->win[i];
+		if (e->until >= w.from && e->from <= w.until) {
+			if (e->from < w.from)
+				w.from = e->from;
+			if (e->until > w.until)
+				w.until = e->until;
+			if (e->max_end > w.max_end)
+				w.max_end = e->max_end;
+			w.all |= e->all;
+		} else {
+			c->win[out++] = *e;
+		}
+	}
+	uint32_t at = out;
+	while (at > 0 && c->win[at - 1].from > w.from) {
+		c->win[at] = c->win[at - 1];
+		at--;
+	}
+	c->win[at] = w;
+	c->n_win = out + 1;
+	if (c->n_win <= CH_WINDOWS)
+		return;
+	/* Too many: close the narrowest gap.  More is blanked than the
+	 * events say, which the count makes visible. */
+	s->n.windows_merged++;
+	uint32_t best = 0;
+	for (uint32_t i = 1; i + 1 < c->n_win; i++)
+		if (c->win[i + 1].from - c->win[i].until < c->win[best + 1].from - c->win[best].until)
+			best = i;
+	struct win *a = &c->win[best], *b = &c->win[best + 1];
+	a->until = b->until;
+	if (b->max_end > a->max_end)
+		a->max_end = b->max_end;
+	a->all |= b->all;
+	memmove(b, b + 1, (c->n_win - best - 2) * sizeof(*b));
+	c->n_win--;
 }
 
 void mead_sig_blank_pulse(struct mead_sig *s, uint32_t ch, uint64_t pulse_sample)
 {
-	uint64_t from = pulse_sample > s->blank_pre ? pulse_sample - s->blank_pre : 0;
-	uint64_t until = pulse_sample + s->blank_post;
 	uint32_t lo = ch == UINT32_MAX ? 0 : ch, hi = ch == UINT32_MAX ? s->cfg.channels : ch + 1;
 	if (lo >= s->cfg.channels)
 		return;
-	if (until > from) {
-		if (s->n_notes < BLANK_NOTES)
-			s->notes[s->n_notes++] = (struct blank_note){ from, until,
-				ch == UINT32_MAX ? MEAD_EVENT_ALL_ELECTRODES : s->electrode[ch] };
-		else
-			s->notes_lost++;
+	uint64_t from = pulse_sample > s->blank_pre ? pulse_sample - s->blank_pre : 0;
+	uint64_t until = pulse_sample + s->blank_post;
+	/* SALPA's window starts at a hard blank: the pulse's own sample at least */
+	if (s->salpa && until <= pulse_sample)
+		until = pulse_sample + 1;
+	if (until <= from)
+		return;
+	if (from < s->next) {
+		s->n.windows_late++;
+		from = s->next;
+		if (until <= from)
+			return;
 	}
-	for (uint32_t i = lo; i < hi; i++) {
-		struct chan *c = &s->ch[i];
-		/* Overlapping or adjacent pulses merge into one window; a later
-		 * separate pulse replaces a window already over. */
-		if (c->blank_until >= from && c->blank_from <= until && c->blank_until != 0) {
-			if (from < c->blank_from)
-				c->blank_from = from;
-			if (until > c->blank_until)
-				c->blank_until = until;
-		} else {
-			c->blank_from = from;
-			c->blank_until = until;
-		}
-	}
+	const bool all = ch == UINT32_MAX;
+	note(s, from, until - from, all ? MEAD_EVENT_ALL_ELECTRODES : s->electrode[ch], 0);
+	const struct win w = { from, until, pulse_sample + s->salpa_max, all };
+	for (uint32_t i = lo; i < hi; i++)
+		add_window(s, &s->ch[i], w);
 }
 
 /* k-th smallest of a[0..n) (Hoare's selection, reorders a). */
@@ -238,7 +471,7 @@ static void emit(struct mead_sig *s, uint32_t idx, struct chan *c, struct mead_f
 {
 	c->in_search = false;
 	c->dead_until = c->peak_sample + s->dead;
-	s->spikes++;
+	s->n.spikes++;
 	if (f->n_spikes >= f->spike_capacity) {
 		f->spikes_dropped++;
 		return;
@@ -251,74 +484,410 @@ static void emit(struct mead_sig *s, uint32_t idx, struct chan *c, struct mead_f
 	};
 }
 
+/* Sample t of channel idx is not looked at: an artifact is not a spike, so
+ * a search in progress is abandoned, and the window is not noise. */
+static void out_blank(struct mead_sig *s, uint32_t idx, struct chan *c)
+{
+	s->n.blanked++;
+	c->in_search = false;
+	c->armed = false;
+	c->win_blanked = true;
+	if (++c->win_n >= s->win_len)
+		close_window(s, idx, c);
+}
+
+/* Detection on y, the signal at sample t with its baseline or artifact
+ * removed. */
+static void detect(struct mead_sig *s, uint32_t idx, struct chan *c, uint64_t t, float y, struct mead_frame *f)
+{
+	c->sum += y;
+	c->sum2 += (double)y * y;
+	const float thr = c->thr;
+	if (thr > 0 && !c->armed) {
+		/* Back from a blank, a signal already beyond the threshold is
+		 * no crossing: a spike whose start was blanked would be stamped
+		 * at the wrong sample, an artifact's tail would count. */
+		c->armed = !((s->cfg.polarity & MEAD_SIG_NEG) && y <= -thr) && !((s->cfg.polarity & MEAD_SIG_POS) && y >= thr);
+	} else if (thr > 0) {
+		if (c->in_search) {
+			if (c->sign * y > c->sign * c->peak) {
+				c->peak = y;
+				c->peak_sample = t;
+			}
+			if (c->sign * y < thr || t >= c->search_end)
+				emit(s, idx, c, f);
+		} else if (t >= c->dead_until) {
+			int sign = 0;
+			if ((s->cfg.polarity & MEAD_SIG_NEG) && y < -thr)
+				sign = -1;
+			else if ((s->cfg.polarity & MEAD_SIG_POS) && y > thr)
+				sign = 1;
+			if (sign) {
+				c->in_search = true;
+				c->sign = sign;
+				c->peak = y;
+				c->peak_sample = t;
+				c->search_end = t + s->peak_win;
+			}
+		}
+	}
+	if (++c->win_n >= s->win_len)
+		close_window(s, idx, c);
+}
+
+static void out_plain(struct mead_sig *s, uint32_t idx, struct chan *c, uint64_t t, float x, struct mead_frame *f)
+{
+	if (!c->dc_init) {
+		c->dc = x;
+		c->dc_init = true;
+	}
+	const float y = x - c->dc;
+	c->dc += s->dc_alpha * (x - c->dc);
+	detect(s, idx, c, t, y, f);
+}
+
+/* The flags of sample t as it arrives: windows over by then are dropped. */
+static uint8_t arrival_flags(struct mead_sig *s, struct chan *c, uint64_t t, float x, uint32_t idx)
+{
+	while (c->n_win && c->win[0].until <= t) {
+		memmove(c->win, c->win + 1, (c->n_win - 1) * sizeof(c->win[0]));
+		c->n_win--;
+	}
+	if (c->n_win && t >= c->win[0].from) {
+		const struct win *w = &c->win[0];
+		if (w->max_end > c->max_end)
+			c->max_end = w->max_end;
+		c->last_all = w->all;
+		return F_HARD | F_BAD | (w->all ? F_ALL : 0);
+	}
+	/* The rail matters only where a fit would otherwise use it: a
+	 * saturated amplifier after a pulse. */
+	if (s->salpa && t < c->max_end && (x <= s->rail_lo[idx] || x >= s->rail_hi[idx]))
+		return F_PEG | F_BAD | (c->last_all ? F_ALL : 0);
+	return 0;
+}
+
+static inline size_t at(const struct mead_sig *s, uint32_t idx, uint64_t t)
+{
+	return (size_t)idx * s->ring_len + (size_t)(t & (s->ring_len - 1));
+}
+
+/* Input side of SALPA: keep the sample, and accumulate the moments of the
+ * window that starts after the latest bad sample, so that the fit is ready
+ * the moment its last sample is in (no pass over the window). */
+static void arrive(struct mead_sig *s, uint32_t idx, struct chan *c, uint64_t t, float x, uint8_t fl)
+{
+	s->rx[at(s, idx, t)] = x;
+	s->rf[at(s, idx, t)] = fl;
+	if (fl & F_BAD) {
+		c->acc_on = true;
+		c->acc_a = t + 1;
+		c->acc_n = 0;
+		c->acc[0] = c->acc[1] = c->acc[2] = c->acc[3] = 0;
+		return;
+	}
+	if (c->acc_on && c->acc_n < 2 * s->half + 1) {
+		const double k = (double)((int64_t)(t - c->acc_a) - (int64_t)s->half), xd = x;
+		c->acc[0] += xd;
+		c->acc[1] += k * xd;
+		c->acc[2] += k * k * xd;
+		c->acc[3] += k * k * k * xd;
+		c->acc_n++;
+	}
+}
+
+/* Least-squares cubic over |k| <= N from the moments: the even and odd
+ * parts of the normal equations separate on a symmetric window. */
+static void fit(struct mead_sig *s, struct chan *c)
+{
+	const double *T = s->T, *X = c->X;
+	c->al[0] = (T[4] * X[0] - T[2] * X[2]) / s->d02;
+	c->al[2] = (T[0] * X[2] - T[2] * X[0]) / s->d02;
+	c->al[1] = (T[6] * X[1] - T[4] * X[3]) / s->d13;
+	c->al[3] = (T[2] * X[3] - T[4] * X[1]) / s->d13;
+}
+
+static inline double poly(const double *al, double d)
+{
+	return al[0] + d * (al[1] + d * (al[2] + d * al[3]));
+}
+
+enum { SLID, BLOCKED, HIT_BAD };
+
+/* Moves the fit window one sample on, in O(1): with y = x(cc + m),
+ * sum_m (m - 1)^j y over the new window expands binomially into the old
+ * moments, less the sample that left, plus the one that came in. */
+static int slide(struct mead_sig *s, uint32_t idx, struct chan *c, uint64_t avail)
+{
+	const uint64_t in = c->cc + s->half + 1;
+	if (in >= avail)
+		return BLOCKED;
+	if (s->rf[at(s, idx, in)] & F_BAD)
+		return HIT_BAD;
+	const double n = s->half, n1 = n + 1;
+	const double xo = s->rx[at(s, idx, c->cc - s->half)], xi = s->rx[at(s, idx, in)];
+	double *X = c->X;
+	const double y0 = X[0] - xo + xi;
+	const double y1 = X[1] + n * xo + n1 * xi;
+	const double y2 = X[2] - n * n * xo + n1 * n1 * xi;
+	const double y3 = X[3] + n * n * n * xo + n1 * n1 * n1 * xi;
+	X[0] = y0;
+	X[1] = y1 - y0;
+	X[2] = y2 - 2 * y1 + y0;
+	X[3] = y3 - 3 * y2 + 3 * y1 - y0;
+	c->cc++;
+	fit(s, c);
+	return SLID;
+}
+
+static void run_sample(struct mead_sig *s, struct chan *c, uint8_t fl, uint64_t t)
+{
+	if (!(fl & F_HARD) && c->run_from == NO_SAMPLE)
+		c->run_from = t;
+	if ((fl & F_ALL) && !c->run_all) {
+		c->run_all = true;
+		s->all_runs++;
+	}
+}
+
+/* The window ends before sample t: reported, per channel or, for windows
+ * on every channel, once the last channel is done. */
+static void end_run(struct mead_sig *s, uint32_t idx, struct chan *c, uint64_t t)
+{
+	const bool had = c->run_from != NO_SAMPLE && t > c->run_from;
+	if (had)
+		s->n.salpa_runs++;
+	if (c->run_all) {
+		if (had) {
+			if (c->run_from < s->all_from)
+				s->all_from = c->run_from;
+			if (t > s->all_until)
+				s->all_until = t;
+		}
+		if (--s->all_runs == 0) {
+			if (s->all_until > s->all_from && s->all_from != NO_SAMPLE)
+				note(s, s->all_from, s->all_until - s->all_from, MEAD_EVENT_ALL_ELECTRODES, 1);
+			s->all_from = NO_SAMPLE;
+			s->all_until = 0;
+		}
+	} else if (had) {
+		note(s, c->run_from, t - c->run_from, s->electrode[idx], 1);
+	}
+	c->state = S_IDLE;
+	c->run_from = NO_SAMPLE;
+	c->run_all = false;
+}
+
+/* Past salpa_max_us: back to the plain signal, the baseline picking up
+ * where the fit left off rather than where it was before the pulse. */
+static void force_end(struct mead_sig *s, uint32_t idx, struct chan *c, uint64_t t, bool have_fit, double fitted)
+{
+	s->n.salpa_forced++;
+	if (have_fit)
+		c->dc = (float)fitted;
+	/* no bad sample lies ahead: a pulse's would have moved max_end */
+	c->acc_on = false;
+	end_run(s, idx, c, t);
+}
+
+/* Output side of SALPA: cleans sample tc if what it needs is in; false
+ * when it must wait for more samples. */
+static bool step(struct mead_sig *s, uint32_t idx, struct chan *c, uint64_t avail, struct mead_frame *f)
+{
+	const uint64_t t = c->tc;
+	const uint32_t N = s->half;
+	const float x = s->rx[at(s, idx, t)];
+	const uint8_t fl = s->rf[at(s, idx, t)];
+	for (;;) {
+		switch (c->state) {
+		case S_IDLE:
+			if (!(fl & F_BAD)) {
+				out_plain(s, idx, c, t, x, f);
+				goto done;
+			}
+			c->state = S_WAIT;
+			c->run_from = NO_SAMPLE;
+			c->run_all = false;
+			continue;
+		case S_WAIT:
+			run_sample(s, c, fl, t);
+			if (t >= c->max_end) {
+				force_end(s, idx, c, t, false, 0);
+				out_plain(s, idx, c, t, x, f);
+				goto done;
+			}
+			if (!c->acc_on || t < c->acc_a) {
+				out_blank(s, idx, c);
+				goto done;
+			}
+			if (c->acc_n < 2 * N + 1)
+				return false;
+			memcpy(c->X, c->acc, sizeof(c->X));
+			c->cc = c->acc_a + N;
+			c->acc_on = false;
+			fit(s, c);
+			c->state = S_CHECK;
+			c->passes = 0;
+			continue;
+		case S_CHECK: {
+			run_sample(s, c, fl, t);
+			if (t >= c->max_end) {
+				force_end(s, idx, c, t, false, 0);
+				out_plain(s, idx, c, t, x, f);
+				goto done;
+			}
+			if (c->cc < t + N) {
+				int r = slide(s, idx, c, avail);
+				if (r == BLOCKED)
+					return false;
+				if (r == HIT_BAD) {
+					c->state = S_WAIT;
+					continue;
+				}
+			}
+			/* SALPA's test of an anchored fit: right after the
+			 * blank its residuals must not lean, by more than
+			 * chance allows (95 %), to the side spikes are
+			 * detected on; a lean that way would cross the
+			 * threshold, one the other way only hides spikes a
+			 * little.  Samples beyond the threshold are left out,
+			 * so that a spike here does not fail the fit and get
+			 * blanked: a misfit that large lies beside smaller ones
+			 * that do fail it, and cannot start a spike either
+			 * (detection re-arms only inside the threshold). */
+			double sum = 0;
+			uint32_t used = 0;
+			for (uint32_t i = 0; i < s->check_n; i++) {
+				const double r = s->rx[at(s, idx, t + i)] - poly(c->al, (double)i - N);
+				if (fabs(r) < c->thr) {
+					sum += r;
+					used++;
+				}
+			}
+			const double lim = 2.0 * c->noise * sqrt((double)used);
+			const bool pass = 2 * used >= s->check_n && !((s->cfg.polarity & MEAD_SIG_NEG) && sum < -lim) &&
+					  !((s->cfg.polarity & MEAD_SIG_POS) && sum > lim);
+			c->passes = pass ? c->passes + 1 : 0;
+			if (c->passes >= s->check_passes) {
+				c->state = S_FIT;
+				c->calm = 0;
+				continue;
+			}
+			out_blank(s, idx, c);
+			goto done;
+		}
+		case S_FIT: {
+			run_sample(s, c, fl, t);
+			if (t > c->cc) {
+				int r = slide(s, idx, c, avail);
+				if (r == BLOCKED)
+					return false;
+				if (r == HIT_BAD) {
+					c->tail_end = c->cc + N + 1;
+					c->state = S_TAIL;
+					continue;
+				}
+			}
+			const double fitted = t < c->cc ? poly(c->al, -(double)(c->cc - t)) : c->al[0];
+			if (t >= c->max_end) {
+				force_end(s, idx, c, t, true, fitted);
+				out_plain(s, idx, c, t, x, f);
+				goto done;
+			}
+			if (t == c->cc) {
+				if (fabs(fitted - c->dc) <= s->cfg.salpa_threshold * c->noise) {
+					if (++c->calm >= s->calm_n) {
+						end_run(s, idx, c, t);
+						out_plain(s, idx, c, t, x, f);
+						goto done;
+					}
+				} else {
+					c->calm = 0;
+				}
+			}
+			s->n.subtracted++;
+			detect(s, idx, c, t, (float)(x - fitted), f);
+			goto done;
+		}
+		case S_TAIL: {
+			run_sample(s, c, fl, t);
+			const double fitted = poly(c->al, (double)(t - c->cc));
+			if (t >= c->max_end) {
+				force_end(s, idx, c, t, true, fitted);
+				out_plain(s, idx, c, t, x, f);
+				goto done;
+			}
+			if (t >= c->tail_end) {
+				c->state = S_WAIT;
+				continue;
+			}
+			s->n.subtracted++;
+			detect(s, idx, c, t, (float)(x - fitted), f);
+			goto done;
+		}
+		}
+	}
+done:
+	c->tc = t + 1;
+	return true;
+}
+
+/* The stream jumped (samples lost, or a new start): what was waiting for
+ * samples after the jump is let go. */
+static void resync(struct mead_sig *s, uint64_t first, struct mead_frame *f)
+{
+	for (uint32_t k = 0; k < s->cfg.channels && s->salpa; k++) {
+		struct chan *c = &s->ch[k];
+		for (; c->tc < s->next; c->tc++) {
+			const uint8_t fl = s->rf[at(s, k, c->tc)];
+			if (c->state == S_IDLE && !(fl & F_BAD)) {
+				out_plain(s, k, c, c->tc, s->rx[at(s, k, c->tc)], f);
+			} else {
+				if (c->state != S_IDLE)
+					run_sample(s, c, fl, c->tc);
+				out_blank(s, k, c);
+			}
+		}
+		if (c->state != S_IDLE)
+			end_run(s, k, c, s->next);
+		c->acc_on = false;
+		c->tc = first;
+	}
+	s->next = first;
+}
+
 void mead_sig_process(struct mead_sig *s, uint64_t first_sample, const float *uv, uint32_t n,
 		      struct mead_frame *f)
 {
 	const uint32_t C = s->cfg.channels;
-	const bool neg = s->cfg.polarity & MEAD_SIG_NEG, pos = s->cfg.polarity & MEAD_SIG_POS;
 	const uint32_t start_out = f->n_spikes;
 	struct mead_spike *out = f->spikes;
 
-	/* Windows of pulses written since the last block, as BLANK events:
-	 * the data inside them stays in raw, marked rather than erased. */
-	for (uint32_t i = 0; i < s->n_notes; i++)
-		mead_frame_event(f, MEAD_EVENT_BLANK, s->notes[i].from, s->notes[i].until - s->notes[i].from,
-				 s->notes[i].electrode, 0);
-	s->n_notes = 0;
-
+	if (first_sample != s->next && n)
+		resync(s, first_sample, f);
 	for (uint32_t i = 0; i < n; i++) {
 		const uint64_t t = first_sample + i;
 		const float *row = uv + (size_t)i * C;
 		for (uint32_t k = 0; k < C; k++) {
 			struct chan *c = &s->ch[k];
-			if (t >= c->blank_from && t < c->blank_until) {
-				s->blanked++;
-				/* An artifact is not a spike: a search in progress
-				 * is abandoned and the window is not noise. */
-				c->in_search = false;
-				c->win_blanked = true;
-				if (++c->win_n >= s->win_len)
-					close_window(s, k, c);
+			const float x = row[k];
+			const uint8_t fl = arrival_flags(s, c, t, x, k);
+			if (!s->salpa) {
+				if (fl & F_HARD)
+					out_blank(s, k, c);
+				else
+					out_plain(s, k, c, t, x, f);
 				continue;
 			}
-			const float x = row[k];
-			if (!c->dc_init) {
-				c->dc = x;
-				c->dc_init = true;
-			}
-			const float y = x - c->dc;
-			c->dc += s->dc_alpha * (x - c->dc);
-			c->sum += y;
-			c->sum2 += (double)y * y;
-
-			const float thr = c->thr;
-			if (thr > 0) {
-				if (c->in_search) {
-					if (c->sign * y > c->sign * c->peak) {
-						c->peak = y;
-						c->peak_sample = t;
-					}
-					if (c->sign * y < thr || t >= c->search_end)
-						emit(s, k, c, f);
-				} else if (t >= c->dead_until) {
-					int sign = 0;
-					if (neg && y < -thr)
-						sign = -1;
-					else if (pos && y > thr)
-						sign = 1;
-					if (sign) {
-						c->in_search = true;
-						c->sign = sign;
-						c->peak = y;
-						c->peak_sample = t;
-						c->search_end = t + s->peak_win;
-					}
-				}
-			}
-			if (++c->win_n >= s->win_len)
-				close_window(s, k, c);
+			arrive(s, k, c, t, x, fl);
+			for (int j = 0; j < DRAIN && c->tc <= t; j++)
+				if (!step(s, k, c, t + 1, f))
+					break;
 		}
 	}
+	if (n)
+		s->next = first_sample + n;
+	flush_notes(s, f);
 
 	/* Spikes leave a channel when its peak search ends, so across channels
 	 * they may come out of order; the block is short and nearly sorted. */
@@ -346,12 +915,22 @@ float mead_sig_noise_uv(const struct mead_sig *s, uint32_t ch)
 
 uint64_t mead_sig_spike_count(const struct mead_sig *s)
 {
-	return s->spikes;
+	return s->n.spikes;
 }
 
 uint64_t mead_sig_blanked_samples(const struct mead_sig *s)
 {
-	return s->blanked;
+	return s->n.blanked;
+}
+
+uint64_t mead_sig_events_lost(const struct mead_sig *s)
+{
+	return s->n.events_lost;
+}
+
+void mead_sig_get_counts(const struct mead_sig *s, struct mead_sig_counts *ret)
+{
+	*ret = s->n;
 }
 
 int mead_sig_config_from_params(struct mead_sig_config *sc, const struct mead_driver_config *cfg,
@@ -371,6 +950,11 @@ int mead_sig_config_from_params(struct mead_sig_config *sc, const struct mead_dr
 		snprintf(err, err_len, "blank_channels: '%s' is not one of all, stimulated", bc);
 		return -EINVAL;
 	}
+	const char *art = mead_driver_param_get(cfg, "artifact");
+	if (art && mead_sig_parse_artifact(art, &sc->artifact) < 0) {
+		snprintf(err, err_len, "artifact: '%s' is not one of blank, salpa", art);
+		return -EINVAL;
+	}
 	sc->threshold_k = mead_driver_param_double(cfg, "threshold_k", sc->threshold_k);
 	sc->dead_time_us = (uint32_t)mead_driver_param_double(cfg, "dead_time_us", sc->dead_time_us);
 	sc->peak_window_us = (uint32_t)mead_driver_param_double(cfg, "peak_window_us", sc->peak_window_us);
@@ -380,9 +964,30 @@ int mead_sig_config_from_params(struct mead_sig_config *sc, const struct mead_dr
 	sc->warmup_windows = (uint32_t)mead_driver_param_double(cfg, "warmup_windows", sc->warmup_windows);
 	sc->blank_us = (uint32_t)mead_driver_param_double(cfg, "blank_us", sc->blank_us);
 	sc->blank_pre_us = (uint32_t)mead_driver_param_double(cfg, "blank_pre_us", sc->blank_pre_us);
+	sc->salpa_half_width_us = (uint32_t)mead_driver_param_double(cfg, "salpa_half_width_us", sc->salpa_half_width_us);
+	sc->salpa_max_us = (uint32_t)mead_driver_param_double(cfg, "salpa_max_us", sc->salpa_max_us);
+	sc->salpa_threshold = mead_driver_param_double(cfg, "salpa_threshold", sc->salpa_threshold);
+	sc->salpa_rail_uv = (float)mead_driver_param_double(cfg, "salpa_rail_uv", sc->salpa_rail_uv);
 	if (!(sc->threshold_k > 0) || sc->noise_windows == 0 || sc->noise_window_us == 0) {
 		snprintf(err, err_len, "spike detection options out of range");
 		return -EINVAL;
+	}
+	if (sc->artifact == MEAD_SIG_ARTIFACT_SALPA) {
+		uint32_t half = us_to_samples(sc->salpa_half_width_us, sc->sample_rate_hz);
+		if (half < 2 || half > SALPA_MAX_HALF) {
+			snprintf(err, err_len, "salpa_half_width_us: %u us at %u Hz gives a half window of %u samples; the fit needs 2 to %u",
+				 sc->salpa_half_width_us, sc->sample_rate_hz, half, SALPA_MAX_HALF);
+			return -EINVAL;
+		}
+		if (sc->salpa_max_us <= sc->blank_us) {
+			snprintf(err, err_len, "salpa_max_us (%u) must be longer than blank_us (%u): subtraction follows the hard blank",
+				 sc->salpa_max_us, sc->blank_us);
+			return -EINVAL;
+		}
+		if (!(sc->salpa_threshold > 0)) {
+			snprintf(err, err_len, "salpa_threshold must be above 0");
+			return -EINVAL;
+		}
 	}
 	return 0;
 }

@@ -1,14 +1,28 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Shared signal path of the rig drivers: counts to microvolts, stimulation
- * artifact blanking, online spike detection.  Pure computation: no I/O, no
- * allocation after mead_sig_new(), safe to call from the real-time thread.
+ * artifact blanking or subtraction, online spike detection.  Pure
+ * computation: no I/O, no allocation after mead_sig_new(), bounded work per
+ * sample, safe to call from the real-time thread.  The samples handed in are
+ * only read: raw keeps what the amplifier gave, and what the detector did
+ * about artifacts goes out as BLANK events.
  *
  * Noise is estimated per channel in the style of MeaBench's LimAda: the RMS
  * of consecutive short windows is kept in a ring and the estimate is a low
  * percentile of that ring.  A burst raises the RMS of the few windows it
  * covers, which sit above the percentile, so the threshold does not climb
  * with activity the way a running RMS or variance would.
+ *
+ * Artifacts: after each pulse the affected channels are blanked for a hard
+ * window (blank_pre_us before to blank_us after the pulse).  With
+ * MEAD_SIG_ARTIFACT_SALPA detection then goes on, instead of staying off,
+ * on the signal minus a local cubic fit, in the style of SALPA (Wagenaar &
+ * Potter 2002, J Neurosci Methods 120:113-120): the fit over 2N+1 samples
+ * centred on each sample is updated recursively in O(1), anchored at the
+ * window's start right after the blank, and subtraction ends when the fit
+ * is back at the baseline or after salpa_max_us.  The centred fit needs N
+ * samples after the one it cleans, so spikes in a subtraction window come
+ * out about salpa_half_width_us later than others.
  */
 #pragma once
 
@@ -24,6 +38,11 @@ enum mead_sig_polarity {
 	MEAD_SIG_BOTH = 3,
 };
 
+enum mead_sig_artifact {
+	MEAD_SIG_ARTIFACT_BLANK = 0,  /* detection off over the hard window only */
+	MEAD_SIG_ARTIFACT_SALPA = 1,  /* then detection on the signal minus a local cubic fit */
+};
+
 struct mead_sig_config {
 	uint32_t channels;
 	uint32_t sample_rate_hz;
@@ -37,6 +56,11 @@ struct mead_sig_config {
 	uint32_t warmup_windows;     /* no detection before this many windows */
 	uint32_t blank_us;           /* blanking after each pulse */
 	uint32_t blank_pre_us;       /* blanking before each pulse (DAC/switch lead) */
+	enum mead_sig_artifact artifact;
+	uint32_t salpa_half_width_us; /* N: the fit window is 2N+1 samples */
+	uint32_t salpa_max_us;       /* subtraction ends at the latest this long after the pulse */
+	double salpa_threshold;      /* decayed: the fit within this many noise estimates of the baseline */
+	float salpa_rail_uv;         /* |µV| at or beyond which a sample is pegged; 0: the converter's limits only */
 	const uint16_t *electrode_of_channel; /* NULL: channel i is electrode i */
 };
 
@@ -53,10 +77,23 @@ void mead_sig_free(struct mead_sig *s);
 /* Forget every estimate and state (a new run). */
 void mead_sig_reset(struct mead_sig *s);
 
-/* Blank channel ch (or every channel when ch == UINT32_MAX) around a pulse
+/* The converter's limits on channel ch (every channel: UINT32_MAX) in µV:
+ * a sample at or beyond them is pegged (the amplifier or the ADC at its
+ * rail) and, inside a SALPA window, blanked rather than fitted.  Without a
+ * call only salpa_rail_uv applies.  main thread, after mead_sig_new(). */
+void mead_sig_set_rail(struct mead_sig *s, uint32_t ch, float lo_uv, float hi_uv);
+
+/*
+ * Blank channel ch (or every channel when ch == UINT32_MAX) around a pulse
  * starting at sample `pulse_sample`, for the configured window: spike
- * detection is off there, and the next mead_sig_process() reports the
- * window as a BLANK event.  rt. */
+ * detection is off there (with SALPA: then runs on the artifact-subtracted
+ * signal), and the next mead_sig_process() reports the window as one BLANK
+ * event, value 0, on the channel's electrode or MEAD_EVENT_ALL_ELECTRODES:
+ * one event per call (identical ones reported once), even where windows
+ * overlap; the detector blanks their union.  The part of a window before
+ * the first sample not yet processed cannot be blanked any more: it is left
+ * out of the window and of the event, and counted in windows_late.  rt.
+ */
 void mead_sig_blank_pulse(struct mead_sig *s, uint32_t ch, uint64_t pulse_sample);
 
 /*
@@ -65,7 +102,19 @@ void mead_sig_blank_pulse(struct mead_sig *s, uint32_t ch, uint64_t pulse_sample
  * keeps what the amplifier gave, artifacts included.  Detected spikes are
  * appended to the frame's spikes in sample order (those that do not fit
  * counted in spikes_dropped), blanking windows to its events.  Spikes whose
- * peak search runs past the end of the block come out with a later block.
+ * peak search runs past the end of the block come out with a later block,
+ * as do those of a SALPA window (the fit looks N samples ahead).  BLANK
+ * events that do not fit the frame's event buffer wait for the next call
+ * (n may be 0 just to hand them over); only those that overflow the
+ * detector's own queue are lost, and counted.  A first_sample other than
+ * the end of the previous block is a gap: windows in progress end there.
+ *
+ * SALPA windows are reported when they end, as one BLANK event with value 1
+ * per window (per merged window on every electrode when blanking is for
+ * all electrodes): from the end of the hard blank to the sample where
+ * detection is back on the plain signal.  Inside it detection runs on the
+ * signal minus the fit, except where the amplifier is pegged or the fit is
+ * not yet good, where it is off.
  */
 void mead_sig_process(struct mead_sig *s, uint64_t first_sample, const float *uv, uint32_t n,
 		      struct mead_frame *f);
@@ -76,6 +125,26 @@ float mead_sig_threshold_uv(const struct mead_sig *s, uint32_t ch);
 float mead_sig_noise_uv(const struct mead_sig *s, uint32_t ch);
 uint64_t mead_sig_spike_count(const struct mead_sig *s);
 uint64_t mead_sig_blanked_samples(const struct mead_sig *s);
+
+/* BLANK events lost because the detector's queue was full: the frame's
+ * event buffer stayed full for many calls in a row. */
+uint64_t mead_sig_events_lost(const struct mead_sig *s);
+
+struct mead_sig_counts {
+	uint64_t spikes;          /* detected, whether they fitted the frame or not */
+	uint64_t blanked;         /* channel-samples with detection off */
+	uint64_t subtracted;      /* channel-samples detected on the artifact-subtracted signal */
+	uint64_t events_deferred; /* BLANK events that waited for a later frame */
+	uint64_t events_lost;     /* BLANK events never reported */
+	uint64_t windows_late;    /* blanking windows cut short: they began before the first unprocessed sample */
+	uint64_t windows_merged;  /* windows joined to a neighbour: too many pending on one channel */
+	uint64_t salpa_runs;      /* SALPA windows, per channel */
+	uint64_t salpa_forced;    /* of which ended by salpa_max_us before the artifact had decayed */
+};
+void mead_sig_get_counts(const struct mead_sig *s, struct mead_sig_counts *ret);
+
+/* Parses "blank" or "salpa"; -EINVAL otherwise. */
+int mead_sig_parse_artifact(const char *text, enum mead_sig_artifact *ret);
 
 /* Parses "neg", "pos" or "both"; -EINVAL otherwise. */
 int mead_sig_parse_polarity(const char *text, enum mead_sig_polarity *ret);
@@ -121,9 +190,14 @@ static inline int16_t mead_sig_uv_to_raw(float uv, float uv_per_count)
 	{ "noise_windows", MEAD_PARAM_INT, "500", 4, 100000, "RMS windows kept for the noise estimate" }, \
 	{ "noise_percentile", MEAD_PARAM_DOUBLE, "0.5", 0.01, 0.99, "which window RMS becomes the noise estimate" }, \
 	{ "warmup_windows", MEAD_PARAM_INT, "10", 1, 100000, "windows needed before detection starts" }, \
-	{ "blank_us", MEAD_PARAM_INT, "2000", 0, 1000000, "artifact blanking after each pulse" }, \
-	{ "blank_pre_us", MEAD_PARAM_INT, "0", 0, 10000, "artifact blanking before each pulse" }, \
-	{ "blank_channels", MEAD_PARAM_STRING, "all", 1, 0, "channels blanked after a pulse: all or stimulated" }
+	{ "blank_us", MEAD_PARAM_INT, "2000", 0, 1000000, "hard artifact blanking after each pulse" }, \
+	{ "blank_pre_us", MEAD_PARAM_INT, "0", 0, 10000, "hard artifact blanking before each pulse" }, \
+	{ "blank_channels", MEAD_PARAM_STRING, "all", 1, 0, "channels blanked after a pulse: all or stimulated" }, \
+	{ "artifact", MEAD_PARAM_STRING, "blank", 1, 0, "after the hard blank: blank (nothing more) or salpa (subtract a local cubic fit)" }, \
+	{ "salpa_half_width_us", MEAD_PARAM_INT, "3000", 200, 20000, "SALPA: half the fit window (N samples; the window is 2N+1)" }, \
+	{ "salpa_max_us", MEAD_PARAM_INT, "20000", 1000, 1000000, "SALPA: subtraction ends at the latest this long after the pulse" }, \
+	{ "salpa_threshold", MEAD_PARAM_DOUBLE, "1", 0.1, 20, "SALPA: the artifact has decayed when the fit is this many noise estimates from the baseline" }, \
+	{ "salpa_rail_uv", MEAD_PARAM_DOUBLE, "0", 0, 10000000, "SALPA: samples at or beyond this many uV are pegged; 0: the converter's limits" }
 
 /* Reads the options above; -EINVAL with a message in err on a bad value.
  * *blank_all tells whether every channel is blanked after a pulse. */
