@@ -660,6 +660,7 @@ static void run_tick(struct mead_loop *l, uint64_t tick)
 			 2u * l->driver.caps.raw_channels);
 	stat_add(&l->stats.spikes, l->frame.n_spikes);
 	stat_add(&l->stats.spikes_dropped, l->frame.spikes_dropped);
+	stat_add(&l->stats.events_dropped, l->frame.events_dropped);
 
 	if (!atomic_load_explicit(&l->stop, memory_order_relaxed))
 		n_out = decide_and_write(l, tick + 1, &l->frame, n_out);

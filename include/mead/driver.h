@@ -100,7 +100,7 @@ enum mead_event_type {
 	MEAD_EVENT_LATE         = 11, /* samples [sample, +samples) were not ready when their tick ran; they come later */
 	MEAD_EVENT_DEVICE_GONE  = 12, /* from sample on, no device: stimulation stopped, samples zero until DEVICE_BACK */
 	MEAD_EVENT_DEVICE_BACK  = 13, /* the device streams again from sample; samples: how many were lost while away */
-	MEAD_EVENT_BLANK        = 14, /* spike detection is off on electrode over [sample, +samples) (a stimulation artifact) */
+	MEAD_EVENT_BLANK        = 14, /* a stimulation artifact on electrode over [sample, +samples): value 0 detection off, 1 artifact subtracted (SALPA) */
 	MEAD_EVENT_STALL        = 15, /* the device stalled its sample endpoint; value: times cleared so far */
 	MEAD_EVENT_STIM_LOST    = 16, /* the device stopped its outputs by itself (its host watchdog): value: pulses it dropped */
 };
@@ -190,6 +190,7 @@ struct mead_frame {
 	struct mead_event *events;  /* in: buffer; out: data-loss and device events, sample ranges included */
 	uint32_t event_capacity;    /* in */
 	uint32_t n_events;          /* out */
+	uint32_t events_dropped;    /* out: events that did not fit (mead_frame_event counts them) */
 
 	/* out, MEAD_CAP_DEVICE_CLOCK: samples the device has acquired by now
 	 * (since sample 0 of the run), read or not: the device's clock, which
@@ -399,13 +400,16 @@ static inline double mead_driver_param_double(const struct mead_driver_config *c
 	return v ? strtod(v, NULL) : def;
 }
 
-/* Appends an event to a frame; false (and the event not kept) when the
- * loop's buffer is full, which the loop counts. */
+/* Appends an event to a frame; false (and the event counted in
+ * events_dropped, which the loop adds to its own count) when the buffer is
+ * full. */
 static inline bool mead_frame_event(struct mead_frame *f, uint32_t type, uint64_t sample, uint64_t samples,
 				    uint16_t electrode, int32_t value)
 {
-	if (!f->events || f->n_events >= f->event_capacity)
+	if (!f->events || f->n_events >= f->event_capacity) {
+		f->events_dropped++;
 		return false;
+	}
 	f->events[f->n_events++] = (struct mead_event){
 		.sample = sample, .type = type, .value = value,
 		.samples = samples > UINT32_MAX ? UINT32_MAX : (uint32_t)samples,
