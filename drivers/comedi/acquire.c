@@ -18,7 +18,7 @@
 #include "drivers/comedi/state.h"
 #include "lib/core/time.h"
 
-static int find_streaming(comedi_t *dev, int type, unsigned need_flag, long want)
+int comedi_find_streaming(comedi_t *dev, int type, unsigned need_flag, long want)
 {
 	if (want >= 0) {
 		if (want >= comedi_get_n_subdevices(dev) || comedi_get_subdevice_type(dev, (unsigned)want) != type)
@@ -36,8 +36,7 @@ static int find_streaming(comedi_t *dev, int type, unsigned need_flag, long want
 	}
 }
 
-/* Resolves one channel_map entry against the layout. */
-static int map_entry(const struct mead_layout_view *lay, const char *tok, size_t len)
+int comedi_electrode_index(const struct mead_layout_view *lay, const char *tok, size_t len)
 {
 	char buf[16];
 	if (len == 0 || len >= sizeof(buf))
@@ -101,7 +100,7 @@ static int setup_channels(struct comedi_state *st, const struct mead_driver_conf
 			goto out;
 		}
 		if (!(len == 1 && *p == '-')) {
-			int el = map_entry(lay, p, len);
+			int el = comedi_electrode_index(lay, p, len);
 			if (el < 0) {
 				snprintf(err, err_len, "comedi: channel_map entry %u ('%.*s') is no electrode of the layout",
 					 hw, (int)len, p);
@@ -266,7 +265,7 @@ int acq_setup(struct comedi_state *st, const struct mead_driver_config *cfg, cha
 {
 	const char *path = mead_driver_param_string(cfg, "device", "/dev/comedi0");
 	long ai = mead_driver_param_int(cfg, "ai_subdevice", -1);
-	st->ai_sub = find_streaming(st->dev, COMEDI_SUBD_AI, SDF_CMD_READ, ai);
+	st->ai_sub = comedi_find_streaming(st->dev, COMEDI_SUBD_AI, SDF_CMD_READ, ai);
 	if (st->ai_sub < 0) {
 		if (ai >= 0)
 			snprintf(err, err_len, "comedi: %s: subdevice %ld is not an analog input", path, ai);
@@ -344,6 +343,7 @@ int acq_arm(struct comedi_state *st)
 	if (comedi_command(st->dev, &c) < 0)
 		return -comedi_errno_();
 	st->running = true;
+	st->ai_ended = false;
 	st->stage_bytes = 0;
 	return 0;
 }
@@ -404,7 +404,6 @@ static int overflow_rearm(struct comedi_state *st, struct mead_frame *f, uint64_
 	st->obs_sample = pos;
 	st->obs_ns = mead_now_ns();
 	st->have_obs = true;
-	st->prev_acquired = pos;
 	return 0;
 }
 
@@ -444,38 +443,60 @@ static void deliver(struct comedi_state *st, struct mead_frame *f, uint32_t scan
 	st->acq += scans;
 }
 
-/* Reads what the tick needs, at most `limit` scans; 1 when the command
- * ended on an overflow, <0 when the board failed or went away. */
-static int read_samples(struct comedi_state *st, struct mead_frame *f, uint64_t end, uint32_t limit)
+/* Takes in everything the kernel holds (as far as the staging goes), then
+ * delivers what the tick needs, at most `limit` scans; the rest stays
+ * staged.  *drained: the kernel buffer is empty now (the read came back
+ * short).  Returns 1 when the command ended on an overflow, <0 when the
+ * board failed or went away. */
+static int read_samples(struct comedi_state *st, struct mead_frame *f, uint64_t end, uint32_t limit, bool *drained)
 {
 	const size_t scan_bytes = (size_t)st->nchan * st->ai_bps;
-	if (end <= st->acq)
-		return 0;
-	uint64_t upto = end - st->acq > limit ? st->acq + limit : end;
-	size_t want = (size_t)(upto - st->acq) * scan_bytes;
-	size_t have = st->stage_bytes;
+	const size_t room = (size_t)st->stage_scans * scan_bytes;
 	int ret = 0;
-	for (int tries = 0; have < want && tries < 4; tries++) {
-		ssize_t r = read(st->fd, st->stage + have, want - have);
+	uint64_t want = end > st->acq ? end - st->acq : 0;
+	if (want > limit)
+		want = limit;
+	*drained = st->ai_ended;
+	/* One read takes all there is.  Only when the tick is still short is
+	 * the kernel asked again: nothing yet (EAGAIN), or the command ended
+	 * (EPIPE), which must not pass for late samples. */
+	for (int tries = 0; !st->ai_ended && st->stage_bytes < room && tries < 3; tries++) {
+		size_t asked = room - st->stage_bytes;
+		ssize_t r = read(st->fd, st->stage + st->stage_bytes, asked);
 		if (r > 0) {
-			have += (size_t)r;
+			st->stage_bytes += (size_t)r;
+			*drained = (size_t)r < asked;
+			if (st->stage_bytes / scan_bytes >= want || !*drained)
+				break;
 			continue;
 		}
-		if (r < 0 && errno == EPIPE)
-			ret = 1;
-		else if (r < 0 && errno == ENODEV)
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EAGAIN) {
+			*drained = true;
+		} else if (r < 0 && errno == EPIPE) {
+			/* the command ended on a full buffer and gave all it kept */
+			st->ai_ended = true;
+			*drained = true;
+		} else if (r < 0 && errno == ENODEV) {
 			ret = -ENODEV;
-		else if (r < 0 && errno != EAGAIN && errno != EINTR)
+		} else if (r < 0) {
 			ret = -EIO;
+		}
 		break;
 	}
-	uint32_t scans = (uint32_t)(have / scan_bytes);
-	size_t used = (size_t)scans * scan_bytes;
-	if (scans)
+	uint64_t staged = st->stage_bytes / scan_bytes;
+	uint32_t scans = (uint32_t)(staged < want ? staged : want);
+	if (scans) {
 		deliver(st, f, scans);
-	st->stage_bytes = have - used;
-	if (st->stage_bytes)
-		memmove(st->stage, st->stage + used, st->stage_bytes);
+		size_t used = (size_t)scans * scan_bytes;
+		st->stage_bytes -= used;
+		if (st->stage_bytes)
+			memmove(st->stage, st->stage + used, st->stage_bytes);
+	}
+	/* the overflow comes once every sample before it is delivered */
+	if (ret == 0 && st->ai_ended && st->stage_bytes < scan_bytes)
+		ret = 1;
 	return ret;
 }
 
@@ -519,23 +540,30 @@ int comedi_read_frame_(void *state, uint64_t tick, struct mead_frame *f)
 		if (cap < limit)
 			limit = cap;
 	}
+	bool drained = false;
 	if (r == 0)
-		r = read_samples(st, f, end, limit);
+		r = read_samples(st, f, end, limit, &drained);
 	const size_t scan_bytes = (size_t)st->nchan * st->ai_bps;
 	if (r == 0) {
-		int buffered = comedi_get_buffer_contents(st->dev, (unsigned)st->ai_sub);
-		if (buffered < 0) {
-			r = errno == EPIPE ? 1 : errno == ENODEV ? -ENODEV : 0;
-		} else {
-			st->acquired = st->acq + ((uint64_t)buffered + st->stage_bytes) / scan_bytes;
-			/* the device surely ran if its clock moved on and its buffer
-			 * is less than half full (a command stopped by an overflow
-			 * leaves a full buffer and a clock that stands still) */
-			if ((unsigned)buffered < st->ai_buf_bytes / 2 && st->acquired > st->prev_acquired) {
-				st->obs_sample = st->acquired;
-				st->obs_ns = mead_now_ns();
-				st->have_obs = true;
+		/* a short read took all the kernel had: the clock is what is staged */
+		int buffered = 0;
+		if (!drained) {
+			buffered = comedi_get_buffer_contents(st->dev, (unsigned)st->ai_sub);
+			if (buffered < 0) {
+				r = errno == EPIPE ? 1 : errno == ENODEV ? -ENODEV : 0;
+				buffered = 0;
 			}
+		}
+		uint64_t before = st->acquired;
+		st->acquired = st->acq + ((uint64_t)buffered + st->stage_bytes) / scan_bytes;
+		/* the device surely ran if its clock moved on and its buffer
+		 * is less than half full (a command stopped by an overflow
+		 * leaves a full buffer and a clock that stands still) */
+		if (r == 0 && !st->ai_ended && (unsigned)buffered + st->stage_bytes < st->ai_buf_bytes / 2 &&
+		    st->acquired > before) {
+			st->obs_sample = st->acquired;
+			st->obs_ns = mead_now_ns();
+			st->have_obs = true;
 		}
 	}
 	if (r == -ENODEV) {
@@ -553,7 +581,6 @@ int comedi_read_frame_(void *state, uint64_t tick, struct mead_frame *f)
 		ret = r;
 	if (st->acquired < st->acq)
 		st->acquired = st->acq;
-	st->prev_acquired = st->acquired;
 	if (st->acq < end && !st->failed) {
 		uint64_t from = st->acq > f->first_sample ? st->acq : f->first_sample;
 		f->flags |= MEAD_FRAME_LATE;

@@ -185,7 +185,6 @@ static int comedi_start_(void *state, char *err, size_t err_len)
 	mead_sig_reset(st->sig);
 	st->acq = 0;
 	st->acquired = 0;
-	st->prev_acquired = 0;
 	st->stage_bytes = 0;
 	st->failed = false;
 	st->gone = false;

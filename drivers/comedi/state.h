@@ -74,9 +74,9 @@ struct comedi_state {
 	uint64_t acq;                  /* sample index of the next sample to process */
 	uint64_t acquired;             /* device clock: samples acquired (processed + buffered) */
 	uint64_t obs_sample, obs_ns;   /* last observation of a running device */
-	uint64_t prev_acquired;        /* the device clock at the previous frame */
 	bool have_obs;
 	bool running, failed, gone;
+	bool ai_ended;                 /* the command ended on an overflow: only staged samples are left */
 	bool poll_ok;                  /* the board has a poll handler */
 
 	/* stimulation */
@@ -151,6 +151,11 @@ int comedi_errno_(void);
 int fail_(char *err, size_t len, int e, const char *msg);
 
 /* acquire.c */
+/* The subdevice of a type that runs commands with need_flag (want >= 0:
+ * that one, if it is of the type); -1 if none. */
+int comedi_find_streaming(comedi_t *dev, int type, unsigned need_flag, long want);
+/* An electrode named by its layout label or "#index"; -1 if none. */
+int comedi_electrode_index(const struct mead_layout_view *lay, const char *tok, size_t len);
 int acq_setup(struct comedi_state *st, const struct mead_driver_config *cfg, char *err, size_t err_len);
 int acq_arm(struct comedi_state *st);
 int comedi_read_frame_(void *state, uint64_t tick, struct mead_frame *f);

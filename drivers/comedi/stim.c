@@ -711,39 +711,6 @@ int stim_start_fire(struct comedi_state *st, char *err, size_t err_len)
 
 /* ---------------------------------------------------------------- open */
 
-static int find_output(comedi_t *dev, long want)
-{
-	if (want >= 0)
-		return want < comedi_get_n_subdevices(dev) && comedi_get_subdevice_type(dev, (unsigned)want) == COMEDI_SUBD_AO
-			? (int)want : -1;
-	for (unsigned s = 0;; s++) {
-		int i = comedi_find_subdevice_by_type(dev, COMEDI_SUBD_AO, s);
-		if (i < 0)
-			return -1;
-		if (comedi_get_subdevice_flags(dev, (unsigned)i) & SDF_CMD_WRITE)
-			return i;
-		s = (unsigned)i;
-	}
-}
-
-static int electrode_by_name(const struct mead_layout_view *lay, const char *tok, size_t len)
-{
-	char buf[16];
-	if (len == 0 || len >= sizeof(buf))
-		return -1;
-	memcpy(buf, tok, len);
-	buf[len] = '\0';
-	if (buf[0] == '#') {
-		char *end;
-		long i = strtol(buf + 1, &end, 10);
-		return (*end || i < 0 || (uint32_t)i >= lay->count) ? -1 : (int)i;
-	}
-	for (uint32_t i = 0; i < lay->count; i++)
-		if (strncmp(lay->electrodes[i].label, buf, sizeof(lay->electrodes[i].label)) == 0)
-			return (int)i;
-	return -1;
-}
-
 static int cmp_unsigned(const void *a, const void *b)
 {
 	unsigned x = *(const unsigned *)a, y = *(const unsigned *)b;
@@ -780,7 +747,7 @@ static int setup_outputs(struct comedi_state *st, const struct mead_driver_confi
 		const char *colon = memchr(p, ':', len);
 		char *end = NULL;
 		long ch = colon ? strtol(colon + 1, &end, 10) : -1;
-		int el = colon ? electrode_by_name(cfg->layout, p, (size_t)(colon - p)) : -1;
+		int el = colon ? comedi_electrode_index(cfg->layout, p, (size_t)(colon - p)) : -1;
 		if (!colon || end != p + len || ch < 0) {
 			snprintf(err, err_len, "comedi: ao_electrodes entry '%.*s' is not electrode:channel", (int)len, p);
 			return -EINVAL;
@@ -852,26 +819,28 @@ static int setup_range(struct comedi_state *st, char *err, size_t err_len)
 	return 0;
 }
 
+/* An output command that runs until cancelled, started by an internal
+ * trigger, a scan per clock. */
+static void output_cmd(comedi_cmd *c, int subdev, unsigned scan_src, unsigned scan_arg, unsigned *chanlist, uint32_t n)
+{
+	*c = (comedi_cmd){
+		.subdev = (unsigned)subdev, .flags = CMDF_WRITE,
+		.start_src = TRIG_INT, .start_arg = 0,
+		.scan_begin_src = scan_src, .scan_begin_arg = scan_arg,
+		.convert_src = TRIG_NOW, .convert_arg = 0,
+		.scan_end_src = TRIG_COUNT, .scan_end_arg = n,
+		.stop_src = TRIG_NONE, .stop_arg = 0,
+		.chanlist = chanlist, .chanlist_len = n,
+	};
+}
+
 static int setup_ao_cmd(struct comedi_state *st, char *err, size_t err_len)
 {
 	comedi_cmd *c = &st->ao_cmd;
-	memset(c, 0, sizeof(*c));
 	for (uint32_t k = 0; k < st->n_ao; k++)
 		st->ao_chanlist[k] = CR_PACK(st->ao_chan[k], st->ao_range, AREF_GROUND);
 	st->ao_ns = (uint32_t)(1000000000ull / st->ao_rate);
-	c->subdev = (unsigned)st->ao_sub;
-	c->flags = CMDF_WRITE;
-	c->start_src = TRIG_INT;
-	c->start_arg = 0;
-	c->scan_begin_src = TRIG_TIMER;
-	c->scan_begin_arg = st->ao_ns;
-	c->convert_src = TRIG_NOW;
-	c->scan_end_src = TRIG_COUNT;
-	c->scan_end_arg = st->n_ao;
-	c->stop_src = TRIG_NONE;
-	c->stop_arg = 0;
-	c->chanlist = st->ao_chanlist;
-	c->chanlist_len = st->n_ao;
+	output_cmd(c, st->ao_sub, TRIG_TIMER, st->ao_ns, st->ao_chanlist, st->n_ao);
 	comedi_cmd probe = *c;
 	int r = comedi_command_test(st->dev, &probe);
 	if (r < 0 || r == 1 || r == 2) {
@@ -949,18 +918,7 @@ static int setup_route_stream(struct comedi_state *st, const struct mead_driver_
 	for (uint32_t i = 0; i < st->do_nlines; i++)
 		st->do_chanlist[i] = CR_PACK(i, 0, 0);
 	comedi_cmd *c = &st->do_cmd;
-	memset(c, 0, sizeof(*c));
-	c->subdev = (unsigned)st->dio_sub;
-	c->flags = CMDF_WRITE;
-	c->start_src = TRIG_INT;
-	c->scan_begin_src = TRIG_EXT;
-	c->scan_begin_arg = st->do_clock;
-	c->convert_src = TRIG_NOW;
-	c->scan_end_src = TRIG_COUNT;
-	c->scan_end_arg = st->do_nlines;
-	c->stop_src = TRIG_NONE;
-	c->chanlist = st->do_chanlist;
-	c->chanlist_len = st->do_nlines;
+	output_cmd(c, st->dio_sub, TRIG_EXT, st->do_clock, st->do_chanlist, st->do_nlines);
 	comedi_cmd probe = *c;
 	int r = comedi_command_test(st->dev, &probe);
 	if (r != 0) {
@@ -1033,7 +991,7 @@ static int setup_routing(struct comedi_state *st, const struct mead_driver_confi
 int stim_setup(struct comedi_state *st, const struct mead_driver_config *cfg, char *err, size_t err_len)
 {
 	long ao = mead_driver_param_int(cfg, "ao_subdevice", -1);
-	st->ao_sub = find_output(st->dev, ao);
+	st->ao_sub = comedi_find_streaming(st->dev, COMEDI_SUBD_AO, SDF_CMD_WRITE, ao);
 	if (st->ao_sub < 0) {
 		if (ao >= 0)
 			snprintf(err, err_len, "comedi: subdevice %ld is not an analog output", ao);

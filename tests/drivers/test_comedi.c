@@ -90,9 +90,19 @@ static struct rig *rig_new(struct cmodel *m, const char *dev, uint32_t electrode
 	harness_defaults(&r->h, PERIOD_US);
 	harness_set(&r->h, "device", dev);
 	harness_set(&r->h, "amp_gain", "1100");
+	/* 10 µA a volt: one 16-bit DAC code is 3 nA */
+	harness_set(&r->h, "ao_ua_per_volt", "10");
 	r->raw_in_order = true;
 	cur = r;
 	return r;
+}
+
+/* No routing lines, no enable or blanking line. */
+static void no_routing(struct rig *r)
+{
+	harness_set(&r->h, "route_lines", "");
+	harness_set(&r->h, "route_enable_line", "-1");
+	harness_set(&r->h, "blank_line", "-1");
 }
 
 static void rig_open(struct rig *r)
@@ -112,6 +122,44 @@ static void rig_start(struct rig *r)
 	assert_int_equal(e, 0);
 	r->base = cmodel_ai_start(r->m);
 	r->t = 0;
+}
+
+static void rig_run(struct rig *r, uint32_t ticks);
+static uint32_t played_count(struct cmodel *m);
+
+/* Starts and runs a few ticks; returns the pulses the board had played
+ * before (what cmodel_stims lists from then on is this run's). */
+static uint32_t rig_go(struct rig *r, uint32_t ticks)
+{
+	rig_start(r);
+	uint32_t n0 = played_count(r->m);
+	rig_run(r, ticks);
+	return n0;
+}
+
+/* Recording only, raw wanted, a raw buffer of 64 ticks: open and started. */
+static struct rig *recording_rig(struct cmodel *m, const char *dev, uint32_t electrodes, const char *key,
+				 const char *value)
+{
+	struct rig *r = rig_new(m, dev, electrodes);
+	harness_set(&r->h, "stimulate", "false");
+	if (key)
+		harness_set(&r->h, key, value);
+	r->h.cfg.want_raw = true;
+	rig_open(r);
+	rig_start(r);
+	r->raw_cap = 25 * 64;
+	r->raw = calloc((size_t)r->raw_cap * electrodes, sizeof(int16_t));
+	return r;
+}
+
+static void expect_describe(struct rig *r, const char *needle)
+{
+	char desc[2048];
+	assert_true(r->h.ops->describe(r->h.state, desc, sizeof(desc)) > 0);
+	if (!strstr(desc, needle))
+		print_message("comedi: describe %s lacks %s\n", desc, needle);
+	assert_non_null(strstr(desc, needle));
 }
 
 static void rig_free(struct rig *r)
@@ -391,9 +439,7 @@ static void test_spikes_match_planted(void **unused)
 	assert_true(expected > 2000);
 	assert_int_equal(matched, expected);
 	assert_int_equal(n_found, expected);
-	char desc[2048];
-	assert_true(r->h.ops->describe(r->h.state, desc, sizeof(desc)) > 0);
-	assert_non_null(strstr(desc, "\"overflows\":0"));
+	expect_describe(r, "\"overflows\":0");
 	free(found);
 	rig_free(r);
 }
@@ -447,20 +493,13 @@ static void test_stimulate_without_dio(void **unused)
 	struct rig *r = rig_new(board_ct, "/dev/comedi3", 8);
 	harness_set(&r->h, "sample_rate_hz", "25000");
 	harness_set(&r->h, "amp_gain", "1");
-	harness_set(&r->h, "route_lines", "");
-	harness_set(&r->h, "route_enable_line", "-1");
-	harness_set(&r->h, "blank_line", "-1");
-	harness_set(&r->h, "ao_ua_per_volt", "10");
+	no_routing(r);
 	rig_open(r);
 	assert_true(r->caps.flags & MEAD_CAP_STIMULATE);
 	assert_int_equal(r->caps.stimulators, 1);
 	assert_int_equal(r->caps.stim_switch_us, 0);
-	char desc[2048];
-	assert_true(r->h.ops->describe(r->h.state, desc, sizeof(desc)) > 0);
-	assert_non_null(strstr(desc, "\"route\":\"none\""));
-	rig_start(r);
-	uint32_t n0 = played_count(board_ct);
-	rig_run(r, 3);
+	expect_describe(r, "\"route\":\"none\"");
+	uint32_t n0 = rig_go(r, 3);
 	struct mead_stim_pulse p = { .sample = first_of(r->t + 1) + 50, .electrode = 3, .amplitude_ua = -40.0f,
 				     .phase_us = 200, .interphase_us = 50 };
 	struct mead_stim_result res;
@@ -482,11 +521,8 @@ static void test_stimulate_without_dio(void **unused)
 static void test_consecutive_ticks_whole(void **unused)
 {
 	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
-	harness_set(&r->h, "ao_ua_per_volt", "10");
 	rig_open(r);
-	rig_start(r);
-	uint32_t n0 = played_count(board0);
-	rig_run(r, 4);
+	uint32_t n0 = rig_go(r, 4);
 	struct mead_stim_pulse a = { .sample = first_of(r->t + 1) + 20, .electrode = 5, .amplitude_ua = -40.0f,
 				     .phase_us = 400, .interphase_us = 100 };
 	struct mead_stim_result ra, rb;
@@ -514,16 +550,13 @@ static void test_consecutive_ticks_whole(void **unused)
 static void test_several_pulses_one_tick(void **unused)
 {
 	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
-	harness_set(&r->h, "ao_ua_per_volt", "10");
 	rig_open(r);
 	assert_true(r->caps.max_pulses_per_tick >= 3);
 	assert_int_equal(r->caps.stimulators, 1);
 	assert_int_equal(r->caps.stim_guard_us, 100);
 	/* lines by instructions switch at a tick: two ticks */
 	assert_int_equal(r->caps.stim_switch_us, 2 * PERIOD_US);
-	rig_start(r);
-	uint32_t n0 = played_count(board0);
-	rig_run(r, 4);
+	uint32_t n0 = rig_go(r, 4);
 
 	/* beyond the lead and 400 µs apart: each exactly where it was asked */
 	uint64_t w = first_of(r->t + 1) + LEAD_SAMPLES + 2;
@@ -585,11 +618,8 @@ static void test_several_pulses_one_tick(void **unused)
 static void test_late_pulse_real_start(void **unused)
 {
 	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
-	harness_set(&r->h, "ao_ua_per_volt", "10");
 	rig_open(r);
-	rig_start(r);
-	uint32_t n0 = played_count(board0);
-	rig_run(r, 3);
+	uint32_t n0 = rig_go(r, 3);
 	uint64_t now = first_of(r->t + 1);
 	struct mead_stim_pulse p = { .sample = now, .electrode = 11, .amplitude_ua = -50.0f, .phase_us = 200 };
 	struct mead_stim_result res;
@@ -603,9 +633,7 @@ static void test_late_pulse_real_start(void **unused)
 	expect_played(r, &s[0], &p, 10, 65535, true);
 	const struct mead_stim_result *d = settled_for(r, &p);
 	assert_int_equal(d->sample, now + LEAD_SAMPLES);
-	char desc[2048];
-	assert_true(r->h.ops->describe(r->h.state, desc, sizeof(desc)) > 0);
-	assert_non_null(strstr(desc, "\"pulses_late\":1"));
+	expect_describe(r, "\"pulses_late\":1");
 	rig_free(r);
 }
 
@@ -615,7 +643,6 @@ static void test_late_pulse_real_start(void **unused)
 static void test_underrun_rearm(void **unused)
 {
 	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
-	harness_set(&r->h, "ao_ua_per_volt", "10");
 	rig_open(r);
 	rig_start(r);
 	struct cmodel_counts c0, c1;
@@ -678,7 +705,6 @@ static void *stop_from_thread(void *arg)
 static void test_stop_outputs(void **unused)
 {
 	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
-	harness_set(&r->h, "ao_ua_per_volt", "10");
 	struct cmodel_counts c0, c1;
 	cmodel_counts(board0, &c0);
 	rig_open(r);
@@ -686,9 +712,7 @@ static void test_stop_outputs(void **unused)
 	/* outputs at 0 V from open on */
 	assert_true(c1.insn_ao_writes > c0.insn_ao_writes);
 	assert_int_equal(c1.insn_ao_nonzero, c0.insn_ao_nonzero);
-	rig_start(r);
-	uint32_t n0 = played_count(board0);
-	rig_run(r, 3);
+	uint32_t n0 = rig_go(r, 3);
 	uint64_t w = first_of(r->t + 1);
 	struct mead_stim_pulse p[2] = {
 		{ .sample = w, .electrode = 4, .amplitude_ua = -50.0f, .phase_us = 1000 },
@@ -738,11 +762,8 @@ static void test_stop_outputs(void **unused)
 static void test_several_stimulators(void **unused)
 {
 	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
-	harness_set(&r->h, "ao_ua_per_volt", "10");
 	harness_set(&r->h, "ao_electrodes", "12:0,13:1");
-	harness_set(&r->h, "route_lines", "");
-	harness_set(&r->h, "route_enable_line", "-1");
-	harness_set(&r->h, "blank_line", "-1");
+	no_routing(r);
 	rig_open(r);
 	assert_int_equal(r->caps.stimulators, 2);
 	assert_non_null(r->caps.stimulator_of_electrode);
@@ -750,9 +771,7 @@ static void test_several_stimulators(void **unused)
 	assert_int_equal(r->caps.stimulator_of_electrode[0], 0);
 	assert_int_equal(r->caps.stimulator_of_electrode[1], 1);
 	assert_int_equal(r->caps.stimulator_of_electrode[2], UINT16_MAX);
-	rig_start(r);
-	uint32_t n0 = played_count(board0);
-	rig_run(r, 3);
+	uint32_t n0 = rig_go(r, 3);
 	uint64_t w = first_of(r->t + 1) + 60;
 	struct mead_stim_pulse p[3] = {
 		{ .sample = w, .electrode = 0, .amplitude_ua = -20.0f, .phase_us = 200 },
@@ -781,13 +800,7 @@ static void test_several_stimulators(void **unused)
  * samples arrive in later frames, raw included, in order, none skipped. */
 static void test_late_ticks_catch_up(void **unused)
 {
-	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
-	r->h.cfg.want_raw = true;
-	harness_set(&r->h, "stimulate", "false");
-	rig_open(r);
-	rig_start(r);
-	r->raw_cap = 25 * 64;
-	r->raw = calloc((size_t)r->raw_cap * 60, sizeof(int16_t));
+	struct rig *r = recording_rig(board0, "/dev/comedi0", 60, NULL, NULL);
 	uint64_t dev = 0;
 	for (uint64_t t = 0; t < 120; t++) {
 		uint64_t first = first_of(t), next = first_of(t + 1);
@@ -807,9 +820,7 @@ static void test_late_ticks_catch_up(void **unused)
 	assert_int_equal(find_event(r, MEAD_EVENT_LATE)->sample, first_of(50));
 	assert_true(r->raw_in_order);
 	assert_int_equal(r->raw_total, 120 * 25);
-	char desc[2048];
-	assert_true(r->h.ops->describe(r->h.state, desc, sizeof(desc)) > 0);
-	assert_non_null(strstr(desc, "\"late_ticks\":10"));
+	expect_describe(r, "\"late_ticks\":10");
 	rig_free(r);
 }
 
@@ -818,13 +829,7 @@ static void test_late_ticks_catch_up(void **unused)
  * device is (continue); stop ends with -EPIPE and the event. */
 static void test_overflow_range(void **unused)
 {
-	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
-	harness_set(&r->h, "stimulate", "false");
-	r->h.cfg.want_raw = true;
-	rig_open(r);
-	rig_start(r);
-	r->raw_cap = 25 * 64;
-	r->raw = calloc((size_t)r->raw_cap * 60, sizeof(int16_t));
+	struct rig *r = recording_rig(board0, "/dev/comedi0", 60, NULL, NULL);
 	rig_run(r, 20);
 	/* the buffer fills 10 samples into tick 20 */
 	uint64_t stop_at = first_of(20) + 10;
@@ -844,17 +849,11 @@ static void test_overflow_range(void **unused)
 	/* the sample index follows the device: clock and index agree */
 	assert_int_equal(cmodel_ai_start(board0), r->base + first_of(21));
 	assert_int_equal(r->acquired, first_of(50));
-	char desc[2048];
-	assert_true(r->h.ops->describe(r->h.state, desc, sizeof(desc)) > 0);
-	assert_non_null(strstr(desc, "\"overflows\":1"));
-	assert_non_null(strstr(desc, "\"rearms\":1"));
+	expect_describe(r, "\"overflows\":1");
+	expect_describe(r, "\"rearms\":1");
 	rig_free(r);
 
-	r = rig_new(board0, "/dev/comedi0", 60);
-	harness_set(&r->h, "stimulate", "false");
-	harness_set(&r->h, "overflow", "stop");
-	rig_open(r);
-	rig_start(r);
+	r = recording_rig(board0, "/dev/comedi0", 60, "overflow", "stop");
 	rig_run(r, 10);
 	cmodel_set_clock(board0, r->base + first_of(10) + 3);
 	cmodel_force_overflow(board0);
@@ -911,8 +910,9 @@ static void test_overflow_realtime(void **unused)
 					.raw = raw, .raw_channels = 8, .raw_capacity = 64 * 25 };
 		int e = r->h.ops->read_frame(r->h.state, t, &f);
 		assert_true(e == 0 || e == -EIO);
-		if (f.raw_samples)
-			read_end = f.raw_first_sample + f.raw_samples;
+		/* what the driver has taken from the kernel so far (it takes all
+		 * there is: the frame's device clock) */
+		read_end = f.acquired;
 		for (uint32_t i = 0; i < f.n_events; i++) {
 			if (ev[i].type != MEAD_EVENT_OVERFLOW || n_lost >= 16)
 				continue;
@@ -1012,14 +1012,11 @@ static void test_18bit_board(void **unused)
 {
 	struct rig *r = rig_new(board18, "/dev/comedi4", 60);
 	harness_set(&r->h, "threshold_k", "6");
-	harness_set(&r->h, "ao_ua_per_volt", "10");
 	r->h.cfg.want_raw = true;
 	rig_open(r);
 	/* raw spans the input range in 16 bits: 4 counts of 18 bits each */
 	assert_float_equal(r->caps.uv_per_count, 2.0 / 262143 * 1e6 / GAIN * 262144.0 / 65536.0, 1e-4);
-	char desc[2048];
-	assert_true(r->h.ops->describe(r->h.state, desc, sizeof(desc)) > 0);
-	assert_non_null(strstr(desc, "\"sample_bits\":32"));
+	expect_describe(r, "\"sample_bits\":32");
 	rig_start(r);
 	struct mead_spike spk[4096];
 	int16_t raw[25 * 60];
@@ -1075,13 +1072,7 @@ static void test_18bit_board(void **unused)
  * each tick gets every tick's samples on time. */
 static void test_dma_board_polled(void **unused)
 {
-	struct rig *r = rig_new(board_dma, "/dev/comedi5", 60);
-	harness_set(&r->h, "stimulate", "false");
-	r->h.cfg.want_raw = true;
-	rig_open(r);
-	rig_start(r);
-	r->raw_cap = 25 * 64;
-	r->raw = calloc((size_t)r->raw_cap * 60, sizeof(int16_t));
+	struct rig *r = recording_rig(board_dma, "/dev/comedi5", 60, NULL, NULL);
 	struct cmodel_counts c0, c1;
 	cmodel_counts(board_dma, &c0);
 	rig_run(r, 200);
@@ -1090,21 +1081,14 @@ static void test_dma_board_polled(void **unused)
 	assert_int_equal(r->late_frames, 0);
 	assert_int_equal(c1.polls - c0.polls, 200);
 	assert_int_equal(r->raw_total, 200 * 25);
-	char desc[2048];
-	assert_true(r->h.ops->describe(r->h.state, desc, sizeof(desc)) > 0);
-	assert_non_null(strstr(desc, "\"poll\":true"));
+	expect_describe(r, "\"poll\":true");
 	rig_free(r);
 
 	/* a board without a poll handler answers EINVAL: asked once, then not */
-	r = rig_new(board_ct, "/dev/comedi3", 8);
-	harness_set(&r->h, "stimulate", "false");
-	harness_set(&r->h, "amp_gain", "1");
-	rig_open(r);
-	rig_start(r);
+	r = recording_rig(board_ct, "/dev/comedi3", 8, "amp_gain", "1");
 	rig_run(r, 20);
 	assert_int_equal(r->late_frames, 0);
-	assert_true(r->h.ops->describe(r->h.state, desc, sizeof(desc)) > 0);
-	assert_non_null(strstr(desc, "\"poll\":false"));
+	expect_describe(r, "\"poll\":false");
 	rig_free(r);
 }
 
@@ -1114,15 +1098,10 @@ static void test_dma_board_polled(void **unused)
 static void test_correlated_lines(void **unused)
 {
 	struct rig *r = rig_new(board_cdo, "/dev/comedi6", 60);
-	harness_set(&r->h, "ao_ua_per_volt", "10");
 	rig_open(r);
-	char desc[2048];
-	assert_true(r->h.ops->describe(r->h.state, desc, sizeof(desc)) > 0);
-	assert_non_null(strstr(desc, "\"route\":\"stream\""));
+	expect_describe(r, "\"route\":\"stream\"");
 	assert_int_equal(r->caps.stim_switch_us, r->caps.stim_guard_us);
-	rig_start(r);
-	uint32_t n0 = played_count(board_cdo);
-	rig_run(r, 3);
+	uint32_t n0 = rig_go(r, 3);
 	uint64_t w = first_of(r->t + 1) + LEAD_SAMPLES + 4;
 	struct mead_stim_pulse p[3] = {
 		{ .sample = w, .electrode = 3, .amplitude_ua = -20.0f, .phase_us = 100 },

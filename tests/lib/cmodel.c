@@ -97,7 +97,7 @@ struct cmodel {
 	struct siggen *gen;
 	GMutex lock;
 	unsigned n_sub;
-	bool gone, realtime;
+	bool gone, realtime, rt_started;
 	void *busy[MAX_SUB];      /* the client whose command runs on a subdevice */
 	struct cmodel_counts counts;
 
@@ -151,9 +151,11 @@ static uint32_t scan_ns(const struct cmodel *m)
 	return m->scan_ns ? m->scan_ns : DEFAULT_SCAN_NS;
 }
 
+/* Real time starts with the first AI command (a board's clock means
+ * nothing before), then runs on whether a command runs or not. */
 static uint64_t now_ns(const struct cmodel *m)
 {
-	if (m->realtime)
+	if (m->realtime && m->rt_started)
 		return m->rt_base_clock * scan_ns(m) + (mead_now_ns() - m->rt_base_ns);
 	return m->clock * scan_ns(m);
 }
@@ -166,7 +168,11 @@ static uint64_t clock_locked(const struct cmodel *m)
 /* Real time continues from the current clock under a new scan period. */
 static void rebase(struct cmodel *m)
 {
-	if (m->realtime) {
+	if (m->realtime && !m->rt_started) {
+		m->rt_started = true;
+		m->rt_base_clock = m->clock;
+		m->rt_base_ns = mead_now_ns();
+	} else if (m->realtime) {
 		m->rt_base_clock = clock_locked(m);
 		m->rt_base_ns = mead_now_ns();
 	}
@@ -404,6 +410,18 @@ static int arg_min(unsigned *arg, unsigned v)
 	return 0;
 }
 
+/* Step 3 of every command test: the channel list, the scan length, the stop. */
+static int count_args(comedi_cmd *c, unsigned max_chan)
+{
+	int err = c->chanlist_len < 1 || c->chanlist_len > max_chan;
+	err |= arg_is(&c->scan_end_arg, c->chanlist_len);
+	if (c->stop_src == TRIG_COUNT)
+		err |= arg_min(&c->stop_arg, 1);
+	else
+		err |= arg_is(&c->stop_arg, 0);
+	return err;
+}
+
 static unsigned round_to(unsigned v, unsigned step)
 {
 	return (v + step / 2) / step * step;
@@ -430,13 +448,7 @@ static int ai_cmdtest(struct cmodel *m, comedi_cmd *c, const unsigned *chanlist)
 	else
 		err |= arg_min(&c->convert_arg, min_conv);
 	err |= arg_min(&c->scan_begin_arg, 1000);
-	if (c->chanlist_len < 1)
-		err |= 1;
-	err |= arg_is(&c->scan_end_arg, c->chanlist_len);
-	if (c->stop_src == TRIG_COUNT)
-		err |= arg_min(&c->stop_arg, 1);
-	else
-		err |= arg_is(&c->stop_arg, 0);
+	err |= count_args(c, m->cfg.ai_channels);
 	if (err)
 		return 3;
 	unsigned step = m->cfg.us_timing ? 1000 : 50;
@@ -470,13 +482,7 @@ static int ao_cmdtest(struct cmodel *m, comedi_cmd *c, const unsigned *chanlist)
 	err |= arg_is(&c->start_arg, 0);
 	err |= arg_min(&c->scan_begin_arg, 1000);
 	err |= arg_is(&c->convert_arg, 0);
-	if (c->chanlist_len < 1 || c->chanlist_len > m->ao_nchan)
-		err |= 1;
-	err |= arg_is(&c->scan_end_arg, c->chanlist_len);
-	if (c->stop_src == TRIG_COUNT)
-		err |= arg_min(&c->stop_arg, 1);
-	else
-		err |= arg_is(&c->stop_arg, 0);
+	err |= count_args(c, m->ao_nchan);
 	if (err)
 		return 3;
 	err |= arg_is(&c->scan_begin_arg, round_to(c->scan_begin_arg, m->cfg.us_timing ? 1000 : 50));
@@ -504,10 +510,7 @@ static int do_cmdtest(struct cmodel *m, comedi_cmd *c, const unsigned *chanlist)
 	err |= arg_is(&c->start_arg, 0);
 	err |= arg_is(&c->scan_begin_arg, NI_CDIO_SCAN_BEGIN_SRC_AO_UPDATE);
 	err |= arg_is(&c->convert_arg, 0);
-	if (c->chanlist_len < 1 || c->chanlist_len > 32)
-		err |= 1;
-	err |= arg_is(&c->scan_end_arg, c->chanlist_len);
-	err |= arg_is(&c->stop_arg, 0);
+	err |= count_args(c, 32);
 	if (err)
 		return 3;
 	if (chanlist)
@@ -1297,6 +1300,7 @@ void cmodel_set_realtime(struct cmodel *m, bool on)
 	if (on && !m->realtime) {
 		m->rt_base_clock = m->clock;
 		m->rt_base_ns = mead_now_ns();
+		m->rt_started = m->ai_running;
 	} else if (!on && m->realtime) {
 		m->clock = clock_locked(m);
 	}
