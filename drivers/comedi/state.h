@@ -114,6 +114,9 @@ struct comedi_state {
 	uint64_t stim_free[MAX_STIMULATORS];  /* first AO scan a next pulse may use */
 	int last_el[MAX_STIMULATORS];
 	int64_t ao_skew_ns;            /* host time from the AI command to the AO trigger */
+	bool lost_pending;             /* a stream ran dry or was cut: STIM_LOST once a new one runs */
+	uint64_t lost_at;
+	uint32_t lost_dropped;
 
 	/* routing */
 	enum route_mode route;

@@ -300,8 +300,9 @@ static uint64_t lead_target(const struct comedi_state *st)
 	return a_of_sample(st, st->acquired + st->lead_samples);
 }
 
-/* A new stream, idle, from the device's position on. */
-static int rearm(struct comedi_state *st, struct mead_frame *f, uint64_t lost_at, uint32_t dropped, bool report)
+/* A new stream, idle, from the device's position on; the loss of the
+ * last one is reported once this one runs. */
+static int rearm(struct comedi_state *st, struct mead_frame *f)
 {
 	uint32_t req = atomic_load(&st->stop_req);
 	cancel_streams(st);
@@ -321,9 +322,12 @@ static int rearm(struct comedi_state *st, struct mead_frame *f, uint64_t lost_at
 	}
 	st->ao_live = true;
 	atomic_fetch_add(&st->ao_rearms, 1);
-	if (report)
-		mead_frame_event(f, MEAD_EVENT_STIM_LOST, lost_at, st->ao_s0 > lost_at ? st->ao_s0 - lost_at : 0, 0,
-				 (int32_t)dropped);
+	if (st->lost_pending) {
+		mead_frame_event(f, MEAD_EVENT_STIM_LOST, st->lost_at, st->ao_s0 > st->lost_at ? st->ao_s0 - st->lost_at : 0,
+				 0, (int32_t)st->lost_dropped);
+		st->lost_pending = false;
+		st->lost_dropped = 0;
+	}
 	return 0;
 }
 
@@ -390,7 +394,11 @@ static void lose_and_rearm(struct comedi_state *st, struct mead_frame *f, enum l
 	uint32_t dropped = stream_lost(st, cause, from);
 	if (cause == LOST_UNDERRUN)
 		atomic_fetch_add(&st->ao_underruns, 1);
-	rearm(st, f, at, dropped, true);
+	if (!st->lost_pending)
+		st->lost_at = at;
+	st->lost_pending = true;
+	st->lost_dropped += dropped;
+	rearm(st, f);
 }
 
 /* ---------------------------------------------------------------- routing */
@@ -490,7 +498,7 @@ void stim_tick(struct comedi_state *st, struct mead_frame *f, int acq_result)
 	}
 	/* a new stream needs the device's position: only from a running AI */
 	if (!st->ao_live && st->running && acq_result == 0)
-		rearm(st, f, st->acquired, 0, false);
+		rearm(st, f);
 	if (st->ao_live) {
 		int r = flush(st, lead_target(st));
 		if (r == -ENODEV) {
@@ -679,6 +687,8 @@ int stim_start_prepare(struct comedi_state *st, char *err, size_t err_len)
 	atomic_store(&st->stop_seen, atomic_load(&st->stop_req));
 	st->pend_head = st->pend_tail = 0;
 	st->routed_el = -1;
+	st->lost_pending = false;
+	st->lost_dropped = 0;
 	new_generation(st);
 	st->ao_s0 = 0;
 	st->acquired = 0;
