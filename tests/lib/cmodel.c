@@ -1465,6 +1465,14 @@ uint64_t cmodel_ai_start(struct cmodel *m)
 	return s;
 }
 
+uint64_t cmodel_ai_overflow_at(struct cmodel *m)
+{
+	g_mutex_lock(&m->lock);
+	uint64_t s = m->ai_stop;
+	g_mutex_unlock(&m->lock);
+	return s;
+}
+
 uint64_t cmodel_ai_rate(struct cmodel *m)
 {
 	return m->rate;

@@ -89,8 +89,10 @@ double cmodel_ao_volts(struct cmodel *m, uint32_t code);
 bool cmodel_ao_is_zero(struct cmodel *m, uint32_t code);
 void cmodel_counts(struct cmodel *m, struct cmodel_counts *out);
 void cmodel_last_ai_cmd(struct cmodel *m, struct cmodel_ai_cmd *out);
-/* Device clock of sample 0 of the running AI command. */
+/* Device clock of sample 0 of the running AI command, and of the first
+ * sample the last overflowed one could not keep. */
 uint64_t cmodel_ai_start(struct cmodel *m);
+uint64_t cmodel_ai_overflow_at(struct cmodel *m);
 uint64_t cmodel_ai_rate(struct cmodel *m);
 uint64_t cmodel_stream_start_ns(struct cmodel *m);
 
