@@ -1,7 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * mead-driver-comedi, unmodified, against a Comedi board emulated behind a
- * umockdev testbed device node (see cmodel.c).  Runs under umockdev-wrapper.
+ * mead-driver-comedi, unmodified, against Comedi boards emulated behind
+ * umockdev testbed device nodes (see cmodel.c).  Runs under umockdev-wrapper.
+ *
+ * The board's clock is set by the test (virtual clock): tick t's read_frame
+ * runs with the device at the end of tick t, as the loop runs it, then
+ * write_stim gets the pulses for tick t+1.  What the board played is read
+ * back from the model (cmodel_stims) and compared with what the driver
+ * reported.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,23 +16,309 @@
 #include <stdio.h>
 #include <cmocka.h>
 
+#include <comedi.h>
 #include <math.h>
+#include <pthread.h>
+#include <time.h>
 #include <umockdev.h>
 
 #include "tests/lib/devmodel.h"
 #include "lib/core/time.h"
 #include "tests/lib/harness.h"
 
-/* what write_stim says of the pulses it is given */
-static struct mead_stim_result res[4];
-
 #define RATE 25000u
 #define PERIOD_US 1000u
 #define GAIN 1100.0
+#define LEAD_SAMPLES 38u        /* the default lead, 1.5 ms, at 25 kHz (rounded up) */
+#define AO_PER_SAMPLE 4u        /* 100 kHz stream over 25 kHz scans */
+#define ROUTE(el) ((uint32_t)(el) | 1u << 6 | 1u << 7)
 
 static UMockdevTestbed *tb;
-static struct cmodel *board0, *board_nocmd, *board_noao;
-static struct siggen *gen0;
+static struct cmodel *board0, *board_nocmd, *board_noao, *board_ct, *board18, *board_dma, *board_cdo, *board_rm,
+	*board_ovf;
+static struct siggen *gen0, *gen_ct, *gen18, *gen_dma, *gen_cdo, *gen_rm, *gen_ovf;
+
+/* ---------------------------------------------------------------- the rig */
+
+struct rig {
+	struct harness h;
+	struct cmodel *m;
+	uint64_t base;                 /* device clock of the driver's sample 0 */
+	uint64_t t;                    /* next tick */
+	struct mead_driver_caps caps;
+	/* what the frames said, all along */
+	struct mead_stim_result settled[512];
+	uint32_t n_settled;
+	struct mead_event ev[2048];
+	uint32_t n_ev;
+	uint64_t raw_next, raw_total;
+	bool raw_in_order;
+	uint32_t late_frames;
+	uint32_t last_spikes;
+	uint64_t acquired;
+	int last_r;
+	struct mead_spike spk[4096];
+	uint32_t n_spk_total;
+	int16_t *raw;
+	uint32_t raw_cap;
+	struct mead_stim_result res_buf[64];
+	struct mead_event ev_buf[256];
+};
+
+static struct rig *cur;           /* closed by the teardown when a test fails */
+
+static uint64_t first_of(uint64_t t)
+{
+	return mead_tick_first_sample(t, PERIOD_US * 1000u, RATE);
+}
+
+static void layout_n(struct harness *h, uint32_t n)
+{
+	harness_layout60(h);
+	h->layout.count = n;
+}
+
+static struct rig *rig_new(struct cmodel *m, const char *dev, uint32_t electrodes)
+{
+	struct rig *r = calloc(1, sizeof(*r));
+	r->m = m;
+	if (electrodes == 60)
+		harness_layout60(&r->h);
+	else
+		layout_n(&r->h, electrodes);
+	assert_non_null(harness_load(&r->h, "comedi"));
+	harness_defaults(&r->h, PERIOD_US);
+	harness_set(&r->h, "device", dev);
+	harness_set(&r->h, "amp_gain", "1100");
+	/* 10 µA a volt: one 16-bit DAC code is 3 nA */
+	harness_set(&r->h, "ao_ua_per_volt", "10");
+	r->raw_in_order = true;
+	cur = r;
+	return r;
+}
+
+/* No routing lines, no enable or blanking line. */
+static void no_routing(struct rig *r)
+{
+	harness_set(&r->h, "route_lines", "");
+	harness_set(&r->h, "route_enable_line", "-1");
+	harness_set(&r->h, "blank_line", "-1");
+}
+
+static void rig_open(struct rig *r)
+{
+	int e = harness_open(&r->h);
+	if (e)
+		print_message("comedi: open: %d %s\n", e, r->h.err);
+	assert_int_equal(e, 0);
+	assert_int_equal(r->h.ops->get_caps(r->h.state, &r->caps), 0);
+}
+
+static void rig_start(struct rig *r)
+{
+	int e = r->h.ops->start(r->h.state, r->h.err, sizeof(r->h.err));
+	if (e)
+		print_message("comedi: start: %d %s\n", e, r->h.err);
+	assert_int_equal(e, 0);
+	r->base = cmodel_ai_start(r->m);
+	r->t = 0;
+}
+
+static void rig_run(struct rig *r, uint32_t ticks);
+static uint32_t played_count(struct cmodel *m);
+
+/* Starts and runs a few ticks; returns the pulses the board had played
+ * before (what cmodel_stims lists from then on is this run's). */
+static uint32_t rig_go(struct rig *r, uint32_t ticks)
+{
+	rig_start(r);
+	uint32_t n0 = played_count(r->m);
+	rig_run(r, ticks);
+	return n0;
+}
+
+/* Recording only, raw wanted, a raw buffer of 64 ticks: open and started. */
+static struct rig *recording_rig(struct cmodel *m, const char *dev, uint32_t electrodes, const char *key,
+				 const char *value)
+{
+	struct rig *r = rig_new(m, dev, electrodes);
+	harness_set(&r->h, "stimulate", "false");
+	if (key)
+		harness_set(&r->h, key, value);
+	r->h.cfg.want_raw = true;
+	rig_open(r);
+	rig_start(r);
+	r->raw_cap = 25 * 64;
+	r->raw = calloc((size_t)r->raw_cap * electrodes, sizeof(int16_t));
+	return r;
+}
+
+static void expect_describe(struct rig *r, const char *needle)
+{
+	char desc[2048];
+	assert_true(r->h.ops->describe(r->h.state, desc, sizeof(desc)) > 0);
+	if (!strstr(desc, needle))
+		print_message("comedi: describe %s lacks %s\n", desc, needle);
+	assert_non_null(strstr(desc, needle));
+}
+
+static void rig_free(struct rig *r)
+{
+	if (!r)
+		return;
+	if (r->h.state) {
+		r->h.ops->stop(r->h.state);
+		harness_close(&r->h);
+	}
+	harness_unload(&r->h);
+	free(r->raw);
+	free(r);
+	if (cur == r)
+		cur = NULL;
+}
+
+static int teardown(void **unused)
+{
+	rig_free(cur);
+	return 0;
+}
+
+/* Tick r->t: the device is at the end of it (plus `ahead` samples) when
+ * its frame is read. */
+static int rig_read(struct rig *r, int64_t ahead)
+{
+	uint64_t first = first_of(r->t), next = first_of(r->t + 1);
+	cmodel_set_clock(r->m, (uint64_t)((int64_t)(r->base + next) + ahead));
+	struct mead_frame f = {
+		.first_sample = first, .n_samples = (uint32_t)(next - first),
+		.spikes = r->spk, .spike_capacity = 4096,
+		.raw = r->raw, .raw_channels = r->raw ? r->h.layout.count : 0, .raw_capacity = r->raw_cap,
+		.raw_first_sample = first,
+		.stim_results = r->res_buf, .stim_result_capacity = 64,
+		.events = r->ev_buf, .event_capacity = 256,
+	};
+	int e = r->h.ops->read_frame(r->h.state, r->t, &f);
+	r->last_r = e;
+	for (uint32_t i = 0; i < f.n_stim_results && r->n_settled < 512; i++)
+		r->settled[r->n_settled++] = r->res_buf[i];
+	for (uint32_t i = 0; i < f.n_events && r->n_ev < 2048; i++)
+		if (r->ev_buf[i].type != MEAD_EVENT_BLANK)
+			r->ev[r->n_ev++] = r->ev_buf[i];
+	if (f.raw_samples) {
+		if (f.raw_first_sample != r->raw_next)
+			r->raw_in_order = false;
+		r->raw_next = f.raw_first_sample + f.raw_samples;
+		r->raw_total += f.raw_samples;
+	}
+	r->late_frames += (f.flags & MEAD_FRAME_LATE) != 0;
+	r->acquired = f.acquired;
+	r->n_spk_total += f.n_spikes;
+	r->last_spikes = f.n_spikes;
+	return e;
+}
+
+static int rig_write(struct rig *r, const struct mead_stim_pulse *p, uint32_t n, struct mead_stim_result *res)
+{
+	return r->h.ops->write_stim(r->h.state, r->t, p, n, res);
+}
+
+/* read_frame(t), then write_stim(t) with the pulses for tick t+1. */
+static int rig_tick(struct rig *r, const struct mead_stim_pulse *p, uint32_t n, struct mead_stim_result *res)
+{
+	int e = rig_read(r, 0);
+	assert_int_equal(e, 0);
+	if (n)
+		assert_int_equal(rig_write(r, p, n, res), 0);
+	r->t++;
+	return e;
+}
+
+static void rig_run(struct rig *r, uint32_t ticks)
+{
+	for (uint32_t i = 0; i < ticks; i++)
+		rig_tick(r, NULL, 0, NULL);
+}
+
+static const struct mead_stim_result *settled_for(const struct rig *r, const struct mead_stim_pulse *p)
+{
+	for (uint32_t i = 0; i < r->n_settled; i++)
+		if (r->settled[i].pulse.sample == p->sample && r->settled[i].pulse.electrode == p->electrode &&
+		    r->settled[i].pulse.amplitude_ua == p->amplitude_ua)
+			return &r->settled[i];
+	return NULL;
+}
+
+static uint32_t count_events(const struct rig *r, uint32_t type)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < r->n_ev; i++)
+		n += r->ev[i].type == type;
+	return n;
+}
+
+static const struct mead_event *find_event(const struct rig *r, uint32_t type)
+{
+	for (uint32_t i = 0; i < r->n_ev; i++)
+		if (r->ev[i].type == type)
+			return &r->ev[i];
+	return NULL;
+}
+
+/* Pulses the board played since `from` (an earlier cmodel_stims count). */
+static uint32_t played(struct cmodel *m, uint32_t from, struct cmodel_stim *out, uint32_t cap)
+{
+	static struct cmodel_stim all[4096];
+	uint32_t n = cmodel_stims(m, all, 4096);
+	uint32_t k = 0;
+	for (uint32_t i = from; i < n && k < cap; i++)
+		out[k++] = all[i];
+	return k;
+}
+
+static uint32_t played_count(struct cmodel *m)
+{
+	static struct cmodel_stim all[4096];
+	return cmodel_stims(m, all, 4096);
+}
+
+static double one_code_ua(double ua_per_volt, uint32_t maxdata)
+{
+	return 20.0 / maxdata * ua_per_volt;
+}
+
+/* A pulse as played: its shape, its lines, and the driver's report of it. */
+static void expect_played(const struct rig *r, const struct cmodel_stim *s, const struct mead_stim_pulse *p,
+			  double ua_per_volt, uint32_t maxdata, bool check_lines)
+{
+	const struct mead_stim_result *res = settled_for(r, p);
+	print_message("comedi: pulse el %u %.1f uA asked %llu, played at %llu (dio %#x%s%s), reported %s %llu\n",
+		      p->electrode, p->amplitude_ua, (unsigned long long)p->sample,
+		      (unsigned long long)(s->start_sample - r->base), s->dio, s->dio_steady ? "" : " changing",
+		      s->cut ? ", cut" : "", res ? (res->status == MEAD_STIM_DELIVERED ? "delivered" : "refused") : "nothing",
+		      res ? (unsigned long long)res->sample : 0ull);
+	assert_false(s->cut);
+	assert_float_equal(s->phase1_v * ua_per_volt, p->amplitude_ua, one_code_ua(ua_per_volt, maxdata));
+	assert_float_equal(s->phase2_v * ua_per_volt, -p->amplitude_ua, one_code_ua(ua_per_volt, maxdata));
+	assert_int_equal(s->phase1_ao, p->phase_us / 10);
+	assert_int_equal(s->phase2_ao, p->phase_us / 10);
+	assert_int_equal(s->gap_ao, p->interphase_us / 10);
+	if (check_lines) {
+		assert_int_equal(s->dio, ROUTE(p->electrode));
+		assert_true(s->dio_steady);
+	}
+	assert_non_null(res);
+	assert_int_equal(res->status, MEAD_STIM_DELIVERED);
+	assert_int_equal(res->sample, s->start_sample - r->base);
+	assert_true(res->sample >= p->sample);
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
 
 /* Hardware channel j records the electrode whose label is map_label[j];
  * channels 60..63 and two in between are left unconnected ("-"). */
@@ -61,82 +353,20 @@ static void build_map(struct harness *h)
 	}
 }
 
-static void open_board(struct harness *h, const char *dev)
+/* Matches the planted spikes with the detected ones (electrode, within a
+ * sample); returns how many of the planted on connected channels matched. */
+static uint32_t match_spikes(const struct siggen_spike *planted, uint32_t n_planted, uint64_t from, uint64_t to,
+			     uint64_t *found, size_t n_found, const int *el_of_hw, uint32_t n_el, uint32_t *expected)
 {
-	harness_layout60(h);
-	assert_non_null(harness_load(h, "comedi"));
-	harness_defaults(h, PERIOD_US);
-	harness_set(h, "device", dev);
-	harness_set(h, "amp_gain", "1100");
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return x < y ? -1 : x > y;
-}
-
-/* Planted spikes at 60 channels x 25 kHz come out on the mapped electrodes
- * with the same count and within one sample. */
-static void test_spikes_match_planted(void **unused)
-{
-	struct harness h = { 0 };
-	open_board(&h, "/dev/comedi0");
-	build_map(&h);
-	harness_set(&h, "channel_map", channel_map);
-	/* 70 µV spikes in 6 µV noise: at 6 sigma chance crossings (about one
-	 * per second over 60 channels at 5 sigma, see test-drivers-signal)
-	 * stay out, so the counts must agree exactly */
-	harness_set(&h, "threshold_k", "6");
-	h.cfg.want_raw = true;
-	int r = harness_open(&h);
-	assert_int_equal(r, 0);
-
-	struct mead_driver_caps caps;
-	assert_int_equal(h.ops->get_caps(h.state, &caps), 0);
-	assert_int_equal(caps.electrode_count, 60);
-	assert_int_equal(caps.sample_rate_hz, RATE);
-	assert_true(caps.flags & MEAD_CAP_STIMULATE);
-	/* +-1 V range over 16 bits, divided by the amplifier gain */
-	assert_float_equal(caps.uv_per_count, 2.0 / 65535 * 1e6 / GAIN, 1e-4);
-
-	const uint64_t ticks = 3000;
-	const uint64_t total = ticks * RATE / 1000;
-	siggen_plant_poisson(gen0, 20.0, RATE / 2, total - 100, 80, 70.0f);
-	uint32_t n_planted;
-	const struct siggen_spike *planted = siggen_spikes(gen0, &n_planted);
-
-	assert_int_equal(h.ops->start(h.state, h.err, sizeof(h.err)), 0);
-	struct mead_spike *spk = calloc(4096, sizeof(*spk));
-	int16_t *raw = calloc(64 * 60, sizeof(int16_t));
-	uint64_t *found = calloc(200000, sizeof(uint64_t)); /* electrode << 48 | sample */
-	size_t n_found = 0;
-	uint32_t late = 0;
-	for (uint64_t t = 0; t < ticks; t++) {
-		uint64_t first = mead_tick_first_sample(t, PERIOD_US * 1000u, RATE), next = mead_tick_first_sample(t + 1, PERIOD_US * 1000u, RATE);
-		cmodel_set_clock(board0, next);
-		struct mead_frame f = { .first_sample = first, .n_samples = (uint32_t)(next - first),
-					.spikes = spk, .spike_capacity = 4096, .raw = raw, .raw_channels = 60 };
-		assert_int_equal(h.ops->write_stim(h.state, t, NULL, 0, NULL), 0);
-		assert_int_equal(h.ops->read_frame(h.state, t, &f), 0);
-		late += (f.flags & MEAD_FRAME_LATE) != 0;
-		assert_int_equal(f.spikes_dropped, 0);
-		assert_int_equal(f.raw_samples, f.n_samples);
-		for (uint32_t i = 0; i < f.n_spikes; i++) {
-			if (i)
-				assert_true(spk[i].sample >= spk[i - 1].sample);
-			assert_true(spk[i].electrode < 60);
-			found[n_found++] = ((uint64_t)spk[i].electrode << 48) | spk[i].sample;
-		}
-	}
-	assert_int_equal(late, 0);
 	qsort(found, n_found, sizeof(uint64_t), cmp_u64);
-	bool *used = calloc(n_found, sizeof(bool));
-	uint32_t matched = 0, off_by_one = 0;
+	bool *used = calloc(n_found + 1, sizeof(bool));
+	uint32_t matched = 0;
+	*expected = 0;
 	for (uint32_t i = 0; i < n_planted; i++) {
-		int el = electrode_of_hw[planted[i].channel];
-		if (el < 0)
+		int el = el_of_hw ? el_of_hw[planted[i].channel] : planted[i].channel < n_el ? planted[i].channel : -1;
+		if (el < 0 || planted[i].sample < from || planted[i].sample >= to)
 			continue;
+		(*expected)++;
 		uint64_t key = ((uint64_t)el << 48) | planted[i].sample;
 		size_t lo = 0, hi = n_found;
 		while (lo < hi) {
@@ -150,237 +380,767 @@ static void test_spikes_match_planted(void **unused)
 			if (!used[j]) {
 				used[j] = true;
 				matched++;
-				off_by_one += found[j] != key;
 				break;
 			}
 		}
 	}
-	uint32_t expected = 0;
-	for (uint32_t i = 0; i < n_planted; i++)
-		expected += electrode_of_hw[planted[i].channel] >= 0;
-	print_message("comedi: planted %u on connected channels, detected %zu, matched %u (%u one sample off)\n",
-		      expected, n_found, matched, off_by_one);
-	for (size_t j = 0; j < n_found; j++)
-		if (!used[j])
-			print_message("comedi: unmatched detection electrode %llu sample %llu\n",
-				      (unsigned long long)(found[j] >> 48), (unsigned long long)(found[j] & 0xffffffffffffull));
+	free(used);
+	return matched;
+}
+
+/* Planted spikes at 60 channels x 25 kHz come out on the mapped electrodes
+ * with the same count and within one sample; every tick's raw frames come
+ * in order and the frame carries the device's clock. */
+static void test_spikes_match_planted(void **unused)
+{
+	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
+	build_map(&r->h);
+	harness_set(&r->h, "channel_map", channel_map);
+	/* 70 µV spikes in 6 µV noise: at 6 sigma chance crossings (about one
+	 * per second over 60 channels at 5 sigma, see test-drivers-signal)
+	 * stay out, so the counts must agree exactly */
+	harness_set(&r->h, "threshold_k", "6");
+	r->h.cfg.want_raw = true;
+	rig_open(r);
+	assert_int_equal(r->caps.electrode_count, 60);
+	assert_int_equal(r->caps.sample_rate_hz, RATE);
+	assert_true(r->caps.flags & MEAD_CAP_STIMULATE);
+	assert_true(r->caps.flags & MEAD_CAP_DEVICE_CLOCK);
+	/* +-1 V range over 16 bits, divided by the amplifier gain */
+	assert_float_equal(r->caps.uv_per_count, 2.0 / 65535 * 1e6 / GAIN, 1e-4);
+
+	const uint64_t ticks = 3000, total = ticks * RATE / 1000;
+	rig_start(r);
+	siggen_plant_poisson(gen0, 20.0, r->base + RATE / 2, r->base + total - 100, 80, 70.0f);
+	uint32_t n_planted;
+	const struct siggen_spike *planted = siggen_spikes(gen0, &n_planted);
+	r->raw_cap = 64;
+	r->raw = calloc((size_t)r->raw_cap * 60, sizeof(int16_t));
+	uint64_t *found = calloc(200000, sizeof(uint64_t));
+	size_t n_found = 0;
+	for (uint64_t t = 0; t < ticks; t++) {
+		/* the device a few samples past the tick: the frame says so */
+		assert_int_equal(rig_read(r, 3), 0);
+		assert_int_equal(r->acquired, first_of(t + 1) + 3);
+		for (uint32_t i = 0; i < r->last_spikes; i++) {
+			if (i)
+				assert_true(r->spk[i].sample >= r->spk[i - 1].sample);
+			found[n_found++] = ((uint64_t)r->spk[i].electrode << 48) | (r->spk[i].sample + r->base);
+		}
+		r->t++;
+	}
+	assert_int_equal(r->late_frames, 0);
+	assert_true(r->raw_in_order);
+	assert_int_equal(r->raw_total, first_of(ticks));
+	uint32_t expected;
+	uint32_t matched = match_spikes(planted, n_planted, r->base, r->base + total, found, n_found, electrode_of_hw, 60,
+					&expected);
+	print_message("comedi: planted %u on connected channels, detected %zu, matched %u\n", expected, n_found, matched);
 	assert_true(expected > 2000);
 	assert_int_equal(matched, expected);
 	assert_int_equal(n_found, expected);
-
-	char desc[1024];
-	assert_true(h.ops->describe(h.state, desc, sizeof(desc)) > 0);
-	assert_non_null(strstr(desc, "\"overflows\":0"));
-	assert_int_equal(h.ops->stop(h.state), 0);
-	harness_close(&h);
-	free(used);
+	expect_describe(r, "\"overflows\":0");
 	free(found);
-	free(spk);
-	free(raw);
+	rig_free(r);
 }
 
-/* Pulses reach the board with the electrode on the routing lines, the
- * amplitude on the analog output and the requested start sample. */
-static void test_stimulation_arrives(void **unused)
+/* The AI command converts back to back at the board's fastest rate (its
+ * minimum convert_arg), and asks for every scan when wake_eos is on. */
+static void test_ai_command_shape(void **unused)
 {
-	struct harness h = { 0 };
-	open_board(&h, "/dev/comedi0");
-	harness_set(&h, "ao_ua_per_volt", "10");
-	assert_int_equal(harness_open(&h), 0);
-	/* the board's clock goes on from the previous test */
-	const uint64_t base = cmodel_clock(board0);
-	assert_int_equal(h.ops->start(h.state, h.err, sizeof(h.err)), 0);
-	struct cmodel_stim before[8];
-	uint32_t n0 = cmodel_stims(board0, before, 8);
+	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
+	harness_set(&r->h, "wake_eos", "true");
+	rig_open(r);
+	rig_start(r);
+	struct cmodel_ai_cmd c;
+	cmodel_last_ai_cmd(board0, &c);
+	print_message("comedi: AI command: convert src %#x arg %u ns, scan %u ns, flags %#x\n", c.convert_src,
+		      c.convert_arg, c.scan_begin_arg, c.flags);
+	assert_int_equal(c.convert_src, TRIG_TIMER);
+	assert_int_equal(c.convert_arg, 500);        /* 2 MS/s */
+	assert_int_equal(c.scan_begin_arg, 40000);
+	assert_true(c.flags & CMDF_WAKE_EOS);
+	rig_free(r);
+}
 
-	struct {
-		uint16_t el;
-		float ua;
-		uint32_t phase, gap;
-		int64_t lead;      /* samples after the device's clock; <0: in the past */
-	} want[] = {
-		{ 0, -50.0f, 200, 0, 10 }, { 37, 30.0f, 100, 50, 20 }, { 59, -99.0f, 400, 100, -5 }, { 12, -8.0f, 60, 0, 0 },
-	};
-	struct mead_spike spk[256];
-	uint64_t expect_start[4];
-	uint64_t t = 0;
-	for (size_t k = 0; k < 4; k++) {
-		/* a few quiet ticks between pulses */
-		for (int q = 0; q < 5; q++, t++) {
-			uint64_t first = mead_tick_first_sample(t, PERIOD_US * 1000u, RATE), next = mead_tick_first_sample(t + 1, PERIOD_US * 1000u, RATE);
-			cmodel_set_clock(board0, base + next);
-			if (q == 4) {
-				uint64_t dev_now = next;
-				struct mead_stim_pulse p = {
-					.sample = (uint64_t)((int64_t)dev_now + want[k].lead), .electrode = want[k].el,
-					.amplitude_ua = want[k].ua, .phase_us = want[k].phase, .interphase_us = want[k].gap,
-				};
-				expect_start[k] = want[k].lead > 0 ? p.sample : dev_now;
-				assert_int_equal(h.ops->write_stim(h.state, t, &p, 1, res), 0);
-				/* routing and blanking lines are up while the pulse plays */
-				uint32_t dio = cmodel_dio(board0);
-				assert_int_equal(dio & 0x3f, want[k].el);
-				assert_true(dio & (1u << 6));
-				assert_true(dio & (1u << 7));
-			} else {
-				assert_int_equal(h.ops->write_stim(h.state, t, NULL, 0, NULL), 0);
-			}
-			struct mead_frame f = { .first_sample = first, .n_samples = (uint32_t)(next - first),
-						.spikes = spk, .spike_capacity = 256 };
-			assert_int_equal(h.ops->read_frame(h.state, t, &f), 0);
-		}
+/* comedi_test's shape: 8 channels at 10 kHz (100 µs scans) and up to its
+ * fastest rates are taken; conversions spread over the scan were refused
+ * at 10 kHz ("nearest it offers: 9615.4 Hz"). */
+static void test_fastest_rates_8ch(void **unused)
+{
+	static const char *rates[] = { "10000", "8000", "2000", "50000", "100000" };
+	for (size_t i = 0; i < sizeof(rates) / sizeof(rates[0]); i++) {
+		struct rig *r = rig_new(board_ct, "/dev/comedi3", 8);
+		harness_set(&r->h, "sample_rate_hz", rates[i]);
+		harness_set(&r->h, "stimulate", "false");
+		harness_set(&r->h, "amp_gain", "1");
+		int e = harness_open(&r->h);
+		print_message("comedi: comedi_test shape, 8 ch at %s Hz -> %d %s\n", rates[i], e, r->h.err);
+		assert_int_equal(e, 0);
+		assert_int_equal(r->h.ops->start(r->h.state, r->h.err, sizeof(r->h.err)), 0);
+		struct cmodel_ai_cmd c;
+		cmodel_last_ai_cmd(board_ct, &c);
+		assert_int_equal(c.scan_begin_arg, 1000000000u / (unsigned)atoi(rates[i]));
+		assert_int_equal(c.convert_arg, 0);
+		rig_free(r);
 	}
-	/* lines drop once the pulse is over */
-	for (int q = 0; q < 3; q++, t++) {
-		uint64_t first = mead_tick_first_sample(t, PERIOD_US * 1000u, RATE), next = mead_tick_first_sample(t + 1, PERIOD_US * 1000u, RATE);
-		cmodel_set_clock(board0, base + next);
-		assert_int_equal(h.ops->write_stim(h.state, t, NULL, 0, NULL), 0);
-		struct mead_frame f = { .first_sample = first, .n_samples = (uint32_t)(next - first), .spikes = spk, .spike_capacity = 256 };
-		assert_int_equal(h.ops->read_frame(h.state, t, &f), 0);
-	}
+}
+
+/* No routing lines, no enable or blanking line: comedi_test has no DIO
+ * subdevice, and the driver opens and stimulates without one. */
+static void test_stimulate_without_dio(void **unused)
+{
+	struct rig *r = rig_new(board_ct, "/dev/comedi3", 8);
+	harness_set(&r->h, "sample_rate_hz", "25000");
+	harness_set(&r->h, "amp_gain", "1");
+	no_routing(r);
+	rig_open(r);
+	assert_true(r->caps.flags & MEAD_CAP_STIMULATE);
+	assert_int_equal(r->caps.stimulators, 1);
+	assert_int_equal(r->caps.stim_switch_us, 0);
+	expect_describe(r, "\"route\":\"none\"");
+	uint32_t n0 = rig_go(r, 3);
+	struct mead_stim_pulse p = { .sample = first_of(r->t + 1) + 50, .electrode = 3, .amplitude_ua = -40.0f,
+				     .phase_us = 200, .interphase_us = 50 };
+	struct mead_stim_result res;
+	rig_tick(r, &p, 1, &res);
+	assert_int_equal(res.status, MEAD_STIM_PENDING);
+	rig_run(r, 5);
+	struct cmodel_stim s[4];
+	assert_int_equal(played(board_ct, n0, s, 4), 1);
+	assert_int_equal(s[0].channel, 0);
+	expect_played(r, &s[0], &p, 10, 65535, false);
+	/* asked two ticks ahead, beyond the lead: on time */
+	assert_int_equal(settled_for(r, &p)->sample, p.sample);
+	assert_true(cmodel_ao_is_zero(board_ct, cmodel_ao_code(board_ct, 0)));
+	rig_free(r);
+}
+
+/* Two pulses in consecutive ticks both play whole: the second waits for
+ * the first (a new command per pulse cut the one still playing). */
+static void test_consecutive_ticks_whole(void **unused)
+{
+	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
+	rig_open(r);
+	uint32_t n0 = rig_go(r, 4);
+	struct mead_stim_pulse a = { .sample = first_of(r->t + 1) + 20, .electrode = 5, .amplitude_ua = -40.0f,
+				     .phase_us = 400, .interphase_us = 100 };
+	struct mead_stim_result ra, rb;
+	rig_tick(r, &a, 1, &ra);
+	struct mead_stim_pulse b = { .sample = first_of(r->t + 1) + 5, .electrode = 5, .amplitude_ua = 30.0f,
+				     .phase_us = 300, .interphase_us = 0 };
+	rig_tick(r, &b, 1, &rb);
+	assert_int_equal(ra.status, MEAD_STIM_PENDING);
+	assert_int_equal(rb.status, MEAD_STIM_PENDING);
+	rig_run(r, 6);
+	struct cmodel_stim s[4];
+	assert_int_equal(played(board0, n0, s, 4), 2);
+	expect_played(r, &s[0], &a, 10, 65535, true);
+	expect_played(r, &s[1], &b, 10, 65535, true);
+	/* one after the other, with the guard time between */
+	uint64_t a_end_ns = s[0].start_ns + (uint64_t)(s[0].phase1_ao + s[0].gap_ao + s[0].phase2_ao) * 10000u;
+	assert_true(s[1].start_ns >= a_end_ns + 100000u);
 	assert_int_equal(cmodel_dio(board0) & 0xff, 0);
-
-	struct cmodel_stim got[16];
-	uint32_t n = cmodel_stims(board0, got, 16);
-	assert_int_equal(n - n0, 4);
-	for (size_t k = 0; k < 4; k++) {
-		const struct cmodel_stim *s = &got[n0 + k];
-		assert_int_equal(s->dio & 0x3f, want[k].el);
-		double q = 20.0 / 65535 * 10; /* one AO code in µA */
-		assert_float_equal(s->phase1_v * 10.0, want[k].ua, q);
-		assert_float_equal(s->phase2_v * 10.0, -want[k].ua, q);
-		assert_int_equal(s->ao_period_ns, 10000);
-		assert_int_equal(s->phase1_ao, want[k].phase / 10);
-		assert_int_equal(s->phase2_ao, want[k].phase / 10);
-		assert_int_equal(s->gap_ao, want[k].gap / 10);
-		int64_t d = (int64_t)(s->start_sample - base) - (int64_t)expect_start[k];
-		print_message("comedi: pulse %zu electrode %u %.1f uA start %llu (wanted %llu)\n", k, s->dio & 0x3f,
-			      s->phase1_v * 10.0, (unsigned long long)(s->start_sample - base), (unsigned long long)expect_start[k]);
-		assert_true(d >= -1 && d <= 1);
-	}
-	/* more pulses than one stimulator can play in a tick are refused */
-	struct mead_stim_pulse two[2] = { { .sample = 0, .electrode = 1, .amplitude_ua = 1, .phase_us = 100 },
-					  { .sample = 0, .electrode = 2, .amplitude_ua = 1, .phase_us = 100 } };
-	assert_int_equal(h.ops->write_stim(h.state, t, two, 2, res), -EINVAL);
-	assert_int_equal(h.ops->stop_outputs(h.state), 0);
-	assert_int_equal(h.ops->stop(h.state), 0);
-	harness_close(&h);
+	rig_free(r);
 }
 
-static int run_until_overflow(struct harness *h, uint64_t ticks, uint64_t overflow_at, uint32_t *flags_seen,
-			      int *first_err)
+/* Several pulses in one tick are sequenced on the one stimulator: on time
+ * where they fit, each after the previous one's guard time where they do
+ * not, on another electrode after the lines have switched. */
+static void test_several_pulses_one_tick(void **unused)
 {
-	struct mead_spike spk[512];
-	*flags_seen = 0;
-	*first_err = 0;
-	for (uint64_t t = 0; t < ticks; t++) {
-		uint64_t first = mead_tick_first_sample(t, PERIOD_US * 1000u, RATE), next = mead_tick_first_sample(t + 1, PERIOD_US * 1000u, RATE);
-		cmodel_set_clock(board0, cmodel_clock(board0) + (next - first));
-		if (t == overflow_at)
-			cmodel_force_overflow(board0);
-		struct mead_frame f = { .first_sample = first, .n_samples = (uint32_t)(next - first), .spikes = spk, .spike_capacity = 512 };
-		int r = h->ops->read_frame(h->state, t, &f);
-		if (r < 0 && !*first_err)
-			*first_err = r;
-		if (t > overflow_at + 3)
-			assert_false(f.flags & MEAD_FRAME_LATE);
-		*flags_seen |= f.flags;
+	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
+	rig_open(r);
+	assert_true(r->caps.max_pulses_per_tick >= 3);
+	assert_int_equal(r->caps.stimulators, 1);
+	assert_int_equal(r->caps.stim_guard_us, 100);
+	/* lines by instructions switch at a tick: two ticks */
+	assert_int_equal(r->caps.stim_switch_us, 2 * PERIOD_US);
+	uint32_t n0 = rig_go(r, 4);
+
+	/* beyond the lead and 400 µs apart: each exactly where it was asked */
+	uint64_t w = first_of(r->t + 1) + LEAD_SAMPLES + 2;
+	struct mead_stim_pulse fit[3] = {
+		{ .sample = w, .electrode = 7, .amplitude_ua = -20.0f, .phase_us = 100 },
+		{ .sample = w + 10, .electrode = 7, .amplitude_ua = -25.0f, .phase_us = 100 },
+		{ .sample = w + 20, .electrode = 7, .amplitude_ua = -30.0f, .phase_us = 100 },
+	};
+	struct mead_stim_result res[3];
+	rig_tick(r, fit, 3, res);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(res[i].status, MEAD_STIM_PENDING);
+	rig_run(r, 5);
+	struct cmodel_stim s[8];
+	assert_int_equal(played(board0, n0, s, 8), 3);
+	for (int i = 0; i < 3; i++) {
+		expect_played(r, &s[i], &fit[i], 10, 65535, true);
+		assert_int_equal(settled_for(r, &fit[i])->sample, fit[i].sample);
 	}
-	return 0;
+
+	/* asked on top of each other: each starts one guard after the last */
+	n0 = played_count(board0);
+	w = first_of(r->t + 1);
+	struct mead_stim_pulse tight[3] = {
+		{ .sample = w, .electrode = 7, .amplitude_ua = -20.0f, .phase_us = 100 },
+		{ .sample = w + 1, .electrode = 7, .amplitude_ua = -25.0f, .phase_us = 100 },
+		{ .sample = w + 2, .electrode = 7, .amplitude_ua = -30.0f, .phase_us = 100 },
+	};
+	rig_tick(r, tight, 3, res);
+	rig_run(r, 5);
+	assert_int_equal(played(board0, n0, s, 8), 3);
+	for (int i = 0; i < 3; i++) {
+		expect_played(r, &s[i], &tight[i], 10, 65535, true);
+		if (i)   /* 200 µs of pulse plus 100 µs of guard */
+			assert_int_equal(s[i].start_ns - s[i - 1].start_ns, 300000u);
+	}
+	/* the first was asked inside the written lead: it starts at its end */
+	assert_int_equal(settled_for(r, &tight[0])->sample, w + LEAD_SAMPLES);
+
+	/* on two electrodes: the lines change between them, never during one */
+	n0 = played_count(board0);
+	w = first_of(r->t + 1) + 10;
+	struct mead_stim_pulse two[2] = {
+		{ .sample = w, .electrode = 3, .amplitude_ua = -20.0f, .phase_us = 100 },
+		{ .sample = w + 5, .electrode = 9, .amplitude_ua = -25.0f, .phase_us = 100 },
+	};
+	rig_tick(r, two, 2, res);
+	rig_run(r, 8);
+	assert_int_equal(played(board0, n0, s, 8), 2);
+	expect_played(r, &s[0], &two[0], 10, 65535, true);
+	expect_played(r, &s[1], &two[1], 10, 65535, true);
+	assert_true(s[1].start_ns >= s[0].start_ns + 200000u + 100000u + 2000000u);
+	rig_free(r);
 }
 
-static void test_overflow_continue_and_stop(void **unused)
+/* A pulse asked for inside the written lead starts at the first free AO
+ * sample and is reported there: later than asked, at the sample the board
+ * played it. */
+static void test_late_pulse_real_start(void **unused)
 {
-	struct harness h = { 0 };
-	open_board(&h, "/dev/comedi0");
-	assert_int_equal(harness_open(&h), 0);
-	assert_int_equal(h.ops->start(h.state, h.err, sizeof(h.err)), 0);
-	uint32_t flags;
-	int err;
-	run_until_overflow(&h, 50, 20, &flags, &err);
-	assert_int_equal(err, 0);
-	assert_true(flags & MEAD_FRAME_OVERFLOW);
-	assert_true(flags & MEAD_FRAME_GAP);
-	char desc[1024];
-	assert_true(h.ops->describe(h.state, desc, sizeof(desc)) > 0);
-	assert_non_null(strstr(desc, "\"overflows\":1"));
-	assert_non_null(strstr(desc, "\"rearms\":1"));
-	h.ops->stop(h.state);
-	harness_close(&h);
-
-	struct harness h2 = { 0 };
-	open_board(&h2, "/dev/comedi0");
-	harness_set(&h2, "overflow", "stop");
-	assert_int_equal(harness_open(&h2), 0);
-	assert_int_equal(h2.ops->start(h2.state, h2.err, sizeof(h2.err)), 0);
-	struct mead_spike spk[512];
-	int r = 0;
-	for (uint64_t t = 0; t < 30; t++) {
-		uint64_t first = mead_tick_first_sample(t, PERIOD_US * 1000u, RATE), next = mead_tick_first_sample(t + 1, PERIOD_US * 1000u, RATE);
-		cmodel_set_clock(board0, cmodel_clock(board0) + (next - first));
-		if (t == 10)
-			cmodel_force_overflow(board0);
-		struct mead_frame f = { .first_sample = first, .n_samples = (uint32_t)(next - first), .spikes = spk, .spike_capacity = 512 };
-		r = h2.ops->read_frame(h2.state, t, &f);
-		if (t < 10)
-			assert_int_equal(r, 0);
-		if (r < 0)
-			break;
-	}
-	assert_int_equal(r, -EPIPE);
-	h2.ops->stop(h2.state);
-	harness_close(&h2);
+	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
+	rig_open(r);
+	uint32_t n0 = rig_go(r, 3);
+	uint64_t now = first_of(r->t + 1);
+	struct mead_stim_pulse p = { .sample = now, .electrode = 11, .amplitude_ua = -50.0f, .phase_us = 200 };
+	struct mead_stim_result res;
+	rig_tick(r, &p, 1, &res);
+	assert_int_equal(res.status, MEAD_STIM_PENDING);
+	/* not delivered before the device has reached it */
+	assert_null(settled_for(r, &p));
+	rig_run(r, 4);
+	struct cmodel_stim s[2];
+	assert_int_equal(played(board0, n0, s, 2), 1);
+	expect_played(r, &s[0], &p, 10, 65535, true);
+	const struct mead_stim_result *d = settled_for(r, &p);
+	assert_int_equal(d->sample, now + LEAD_SAMPLES);
+	expect_describe(r, "\"pulses_late\":1");
+	rig_free(r);
 }
 
-/* The board runs on while the loop stalls for ten ticks; the samples wait
- * in the kernel buffer and the driver catches up without losing any. */
+/* The stream runs dry when the loop stops topping it up: the output stays
+ * at 0 V (every write ends on a zero), the driver reports STIM_LOST with
+ * the range and the pulse it could not write, and starts a new stream. */
+static void test_underrun_rearm(void **unused)
+{
+	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
+	rig_open(r);
+	rig_start(r);
+	struct cmodel_counts c0, c1;
+	cmodel_counts(board0, &c0);
+	rig_run(r, 3);
+	/* far enough ahead to be planned, not yet written */
+	struct mead_stim_pulse p = { .sample = first_of(r->t + 1) + 70, .electrode = 2, .amplitude_ua = -30.0f,
+				     .phase_us = 100 };
+	struct mead_stim_result res;
+	rig_tick(r, &p, 1, &res);
+	assert_int_equal(res.status, MEAD_STIM_PENDING);
+	/* the loop stalls for 10 ms: the device runs on */
+	uint64_t dry_at = first_of(r->t) + LEAD_SAMPLES;
+	cmodel_set_clock(board0, r->base + first_of(r->t) + 250);
+	cmodel_counts(board0, &c1);
+	assert_int_equal(c1.ao_underruns, c0.ao_underruns + 1);
+	assert_true(cmodel_ao_is_zero(board0, cmodel_ao_code(board0, 0)));
+	/* the driver catches up */
+	uint64_t dev = first_of(r->t) + 250;
+	for (int i = 0; i < 12; i++) {
+		int64_t ahead = (int64_t)dev - (int64_t)first_of(r->t + 1);
+		assert_int_equal(rig_read(r, ahead > 0 ? ahead : 0), 0);
+		r->t++;
+	}
+	const struct mead_event *e = find_event(r, MEAD_EVENT_STIM_LOST);
+	assert_non_null(e);
+	print_message("comedi: STIM_LOST at %llu for %u samples, %d pulse(s) dropped (ran dry at %llu)\n",
+		      (unsigned long long)e->sample, e->samples, e->value, (unsigned long long)dry_at);
+	assert_int_equal(e->sample, dry_at);
+	assert_int_equal(e->value, 1);
+	assert_true(e->samples > 0);
+	const struct mead_stim_result *d = settled_for(r, &p);
+	assert_non_null(d);
+	assert_int_equal(d->status, MEAD_STIM_REFUSED);
+	assert_int_equal(d->reason, MEAD_STIM_REASON_CANCELLED);
+	/* a new stream, and pulses play again */
+	cmodel_counts(board0, &c1);
+	assert_int_equal(c1.ao_commands, c0.ao_commands + 1);
+	uint32_t n0 = played_count(board0);
+	struct mead_stim_pulse q = { .sample = first_of(r->t + 1) + 60, .electrode = 2, .amplitude_ua = -30.0f,
+				     .phase_us = 100 };
+	rig_tick(r, &q, 1, &res);
+	rig_run(r, 5);
+	struct cmodel_stim s[2];
+	assert_int_equal(played(board0, n0, s, 2), 1);
+	expect_played(r, &s[0], &q, 10, 65535, true);
+	rig_free(r);
+}
+
+static void *stop_from_thread(void *arg)
+{
+	struct rig *r = arg;
+	r->h.ops->stop_outputs(r->h.state);
+	return NULL;
+}
+
+/* stop_outputs (here from another thread) cuts the stream at once: 0 V on
+ * the output, lines low; a pulse that had started is delivered, one that
+ * had not is cancelled; the stream comes back idle for later pulses. */
+static void test_stop_outputs(void **unused)
+{
+	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
+	struct cmodel_counts c0, c1;
+	cmodel_counts(board0, &c0);
+	rig_open(r);
+	cmodel_counts(board0, &c1);
+	/* outputs at 0 V from open on */
+	assert_true(c1.insn_ao_writes > c0.insn_ao_writes);
+	assert_int_equal(c1.insn_ao_nonzero, c0.insn_ao_nonzero);
+	uint32_t n0 = rig_go(r, 3);
+	uint64_t w = first_of(r->t + 1);
+	struct mead_stim_pulse p[2] = {
+		{ .sample = w, .electrode = 4, .amplitude_ua = -50.0f, .phase_us = 1000 },
+		{ .sample = w + 100, .electrode = 4, .amplitude_ua = -20.0f, .phase_us = 100 },
+	};
+	struct mead_stim_result res[2];
+	rig_tick(r, p, 2, res);
+	/* the first is playing: 10 samples into it */
+	rig_read(r, 0);
+	r->t++;
+	cmodel_set_clock(board0, r->base + w + LEAD_SAMPLES + 10);
+	assert_false(cmodel_ao_is_zero(board0, cmodel_ao_code(board0, 0)));
+	pthread_t th;
+	pthread_create(&th, NULL, stop_from_thread, r);
+	pthread_join(th, NULL);
+	assert_true(cmodel_ao_is_zero(board0, cmodel_ao_code(board0, 0)));
+	assert_int_equal(cmodel_dio(board0) & 0xff, 0);
+	struct cmodel_stim s[4];
+	assert_int_equal(played(board0, n0, s, 4), 1);
+	assert_true(s[0].cut);
+	rig_run(r, 2);
+	const struct mead_stim_result *d0 = settled_for(r, &p[0]), *d1 = settled_for(r, &p[1]);
+	assert_non_null(d0);
+	assert_non_null(d1);
+	assert_int_equal(d0->status, MEAD_STIM_DELIVERED);
+	assert_int_equal(d0->sample, w + LEAD_SAMPLES);
+	assert_int_equal(d1->status, MEAD_STIM_REFUSED);
+	assert_int_equal(d1->reason, MEAD_STIM_REASON_CANCELLED);
+	/* no STIM_LOST: the loop asked for it */
+	assert_int_equal(count_events(r, MEAD_EVENT_STIM_LOST), 0);
+	n0 = played_count(board0);
+	struct mead_stim_pulse q = { .sample = first_of(r->t + 1) + 60, .electrode = 4, .amplitude_ua = -30.0f,
+				     .phase_us = 100 };
+	rig_tick(r, &q, 1, res);
+	rig_run(r, 5);
+	assert_int_equal(played(board0, n0, s, 4), 1);
+	expect_played(r, &s[0], &q, 10, 65535, true);
+	/* and stop leaves the outputs at 0 V */
+	r->h.ops->stop(r->h.state);
+	assert_true(cmodel_ao_is_zero(board0, cmodel_ao_code(board0, 0)));
+	rig_free(r);
+}
+
+/* One stimulator per analog output: caps say which electrode is on which,
+ * pulses on two of them play at the same time, an electrode on none is
+ * refused. */
+static void test_several_stimulators(void **unused)
+{
+	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
+	harness_set(&r->h, "ao_electrodes", "12:0,13:1");
+	no_routing(r);
+	rig_open(r);
+	assert_int_equal(r->caps.stimulators, 2);
+	assert_non_null(r->caps.stimulator_of_electrode);
+	/* electrode index of label "12" is 0, "13" is 1 in the 60 layout */
+	assert_int_equal(r->caps.stimulator_of_electrode[0], 0);
+	assert_int_equal(r->caps.stimulator_of_electrode[1], 1);
+	assert_int_equal(r->caps.stimulator_of_electrode[2], UINT16_MAX);
+	uint32_t n0 = rig_go(r, 3);
+	uint64_t w = first_of(r->t + 1) + 60;
+	struct mead_stim_pulse p[3] = {
+		{ .sample = w, .electrode = 0, .amplitude_ua = -20.0f, .phase_us = 200 },
+		{ .sample = w, .electrode = 1, .amplitude_ua = 35.0f, .phase_us = 100 },
+		{ .sample = w, .electrode = 2, .amplitude_ua = 35.0f, .phase_us = 100 },
+	};
+	struct mead_stim_result res[3];
+	rig_tick(r, p, 3, res);
+	assert_int_equal(res[0].status, MEAD_STIM_PENDING);
+	assert_int_equal(res[1].status, MEAD_STIM_PENDING);
+	assert_int_equal(res[2].status, MEAD_STIM_REFUSED);
+	assert_int_equal(res[2].reason, MEAD_STIM_REASON_RANGE);
+	rig_run(r, 4);
+	struct cmodel_stim s[4];
+	assert_int_equal(played(board0, n0, s, 4), 2);
+	for (int i = 0; i < 2; i++) {
+		const struct cmodel_stim *x = s[0].channel == (uint16_t)i ? &s[0] : &s[1];
+		assert_int_equal(x->channel, i);
+		expect_played(r, x, &p[i], 10, 65535, false);
+		assert_int_equal(settled_for(r, &p[i])->sample, w);
+	}
+	rig_free(r);
+}
+
+/* The ticks whose samples were not ready are LATE (with their range); the
+ * samples arrive in later frames, raw included, in order, none skipped. */
 static void test_late_ticks_catch_up(void **unused)
 {
-	struct harness h = { 0 };
-	open_board(&h, "/dev/comedi0");
-	h.cfg.want_raw = true;
-	assert_int_equal(harness_open(&h), 0);
-	assert_int_equal(h.ops->start(h.state, h.err, sizeof(h.err)), 0);
-	struct mead_spike spk[512];
-	int16_t raw[25 * 60];
-	uint64_t dev = cmodel_clock(board0);
-	uint32_t late = 0, late_after = 0;
-	uint64_t samples = 0;
+	struct rig *r = recording_rig(board0, "/dev/comedi0", 60, NULL, NULL);
+	uint64_t dev = 0;
 	for (uint64_t t = 0; t < 120; t++) {
-		uint64_t first = mead_tick_first_sample(t, PERIOD_US * 1000u, RATE), next = mead_tick_first_sample(t + 1, PERIOD_US * 1000u, RATE);
-		/* ticks 50..59: the device has nothing new when read (the data
-		 * of those ticks arrives all at once at tick 60) */
+		uint64_t first = first_of(t), next = first_of(t + 1);
+		/* ticks 50..59: nothing new (the data of those ticks arrives at tick 60) */
 		if (t < 50 || t >= 60)
-			dev += (t == 60 ? 11 : 1) * (next - first);
-		cmodel_set_clock(board0, dev);
-		struct mead_frame f = { .first_sample = first, .n_samples = (uint32_t)(next - first), .spikes = spk,
-					.spike_capacity = 512, .raw = raw, .raw_channels = 60 };
-		assert_int_equal(h.ops->read_frame(h.state, t, &f), 0);
-		if (f.flags & MEAD_FRAME_LATE) {
-			late++;
-			if (t >= 60)
-				late_after++;
-		}
-		assert_false(f.flags & (MEAD_FRAME_GAP | MEAD_FRAME_OVERFLOW));
-		samples += f.raw_samples;
+			dev = next;
+		assert_int_equal(rig_read(r, (int64_t)dev - (int64_t)next), 0);
+		assert_int_equal(r->acquired, dev);
+		(void)first;
+		r->t++;
 	}
-	assert_int_equal(late, 10);
-	assert_int_equal(late_after, 0);
-	/* every tick's raw samples were delivered except the ten stalled */
-	assert_int_equal(samples, (120 - 10) * 25);
-	char desc[1024];
-	assert_true(h.ops->describe(h.state, desc, sizeof(desc)) > 0);
-	assert_non_null(strstr(desc, "\"late_ticks\":10"));
-	h.ops->stop(h.state);
-	harness_close(&h);
+	assert_int_equal(r->late_frames, 10);
+	assert_int_equal(count_events(r, MEAD_EVENT_LATE), 10);
+	for (uint32_t i = 0; i < r->n_ev; i++)
+		if (r->ev[i].type == MEAD_EVENT_LATE)
+			assert_int_equal(r->ev[i].samples, 25);
+	assert_int_equal(find_event(r, MEAD_EVENT_LATE)->sample, first_of(50));
+	assert_true(r->raw_in_order);
+	assert_int_equal(r->raw_total, 120 * 25);
+	expect_describe(r, "\"late_ticks\":10");
+	rig_free(r);
+}
+
+/* An overflow ends the command: the buffered samples are read, then the
+ * lost ones are one OVERFLOW range and the sample index goes on where the
+ * device is (continue); stop ends with -EPIPE and the event. */
+static void test_overflow_range(void **unused)
+{
+	struct rig *r = recording_rig(board0, "/dev/comedi0", 60, NULL, NULL);
+	rig_run(r, 20);
+	/* the buffer fills 10 samples into tick 20 */
+	uint64_t stop_at = first_of(20) + 10;
+	cmodel_set_clock(board0, r->base + stop_at);
+	cmodel_force_overflow(board0);
+	rig_run(r, 30);
+	const struct mead_event *e = find_event(r, MEAD_EVENT_OVERFLOW);
+	assert_non_null(e);
+	print_message("comedi: OVERFLOW from %llu for %u samples\n", (unsigned long long)e->sample, e->samples);
+	assert_int_equal(e->sample, stop_at);
+	/* re-armed when tick 20 was read, the device then at its end */
+	assert_int_equal(e->samples, first_of(21) - stop_at);
+	assert_int_equal(count_events(r, MEAD_EVENT_OVERFLOW), 1);
+	assert_int_equal(r->late_frames, 0);
+	/* the lost samples are missing from raw, nothing stands in for them */
+	assert_int_equal(r->raw_total, first_of(50) - e->samples);
+	/* the sample index follows the device: clock and index agree */
+	assert_int_equal(cmodel_ai_start(board0), r->base + first_of(21));
+	assert_int_equal(r->acquired, first_of(50));
+	expect_describe(r, "\"overflows\":1");
+	expect_describe(r, "\"rearms\":1");
+	rig_free(r);
+
+	r = recording_rig(board0, "/dev/comedi0", 60, "overflow", "stop");
+	rig_run(r, 10);
+	cmodel_set_clock(board0, r->base + first_of(10) + 3);
+	cmodel_force_overflow(board0);
+	int e2 = rig_read(r, 0);
+	assert_int_equal(e2, -EPIPE);
+	e = find_event(r, MEAD_EVENT_OVERFLOW);
+	assert_non_null(e);
+	assert_int_equal(e->sample, first_of(10) + 3);
+	r->t++;
+	assert_int_equal(rig_read(r, 0), -EPIPE);
+	rig_free(r);
+}
+
+/* With the wall clock, the index after the re-arm is where the device is:
+ * the lost range ends where the new command starts (to within the time a
+ * re-arm takes), and spikes planted later are found at their own samples
+ * (shifted by that constant; those inside a reported loss, if a busy
+ * machine overflows the buffer again, are missing, nothing else). */
+static void test_overflow_realtime(void **unused)
+{
+	struct rig *r = rig_new(board_ovf, "/dev/comedi9", 8);
+	harness_set(&r->h, "stimulate", "false");
+	harness_set(&r->h, "threshold_k", "6");
+	r->h.cfg.virtual_clock = false;
+	cmodel_set_realtime(board_ovf, true);
+	rig_open(r);
+	rig_start(r);
+	struct mead_spike spk[4096];
+	uint64_t *found = calloc(100000, sizeof(uint64_t));
+	size_t n_found = 0;
+	const uint64_t scan_ns = 1000000000ull / RATE;
+	uint64_t t0 = mead_now_ns() - (cmodel_clock(board_ovf) - r->base) * scan_ns;
+	uint64_t lost[16][2];
+	uint32_t n_lost = 0;
+	uint64_t restarted = 0, from = 0, to = RATE * 30;
+	uint64_t read_end = 0, stall_read = 0, stopped = 0;
+	int16_t *raw = calloc((size_t)64 * 25 * 8, sizeof(int16_t));
+	for (uint64_t t = 0; first_of(t) < to + 1000; t++) {
+		uint64_t first = first_of(t), next = first_of(t + 1);
+		uint64_t due = t0 + next * scan_ns + 200000;
+		/* the reader stalls for 0.6 s; the 128 KiB buffer holds 0.33 s */
+		if (t == 300) {
+			due += 600000000ull;
+			stall_read = read_end;
+		}
+		uint64_t now = mead_now_ns();
+		if (due > now) {
+			struct timespec ts = { (time_t)((due - now) / 1000000000ull), (long)((due - now) % 1000000000ull) };
+			nanosleep(&ts, NULL);
+		}
+		struct mead_event ev[64];
+		struct mead_frame f = { .first_sample = first, .n_samples = (uint32_t)(next - first), .spikes = spk,
+					.spike_capacity = 4096, .events = ev, .event_capacity = 64,
+					.raw = raw, .raw_channels = 8, .raw_capacity = 64 * 25 };
+		int e = r->h.ops->read_frame(r->h.state, t, &f);
+		assert_true(e == 0 || e == -EIO);
+		/* what the driver has taken from the kernel so far (it takes all
+		 * there is: the frame's device clock) */
+		read_end = f.acquired;
+		for (uint32_t i = 0; i < f.n_events; i++) {
+			if (ev[i].type != MEAD_EVENT_OVERFLOW || n_lost >= 16)
+				continue;
+			lost[n_lost][0] = ev[i].sample;
+			lost[n_lost][1] = ev[i].sample + ev[i].samples;
+			if (n_lost++ == 0) {
+				restarted = cmodel_ai_start(board_ovf) - r->base;
+				stopped = cmodel_ai_overflow_at(board_ovf) - r->base;
+				/* spikes from a quarter second after the new command on */
+				from = r->base + restarted + RATE / 4;
+				to = from + 3 * RATE / 4;
+				siggen_plant_poisson(gen_ovf, 20.0, from, to, 200, 80.0f);
+				to -= r->base;
+			}
+			/* the samples in between are lost: go on from the device's
+			 * position rather than read nothing for each of their ticks */
+			while (first_of(t + 1) < lost[n_lost - 1][1])
+				t++;
+		}
+		for (uint32_t i = 0; i < f.n_spikes; i++)
+			found[n_found++] = ((uint64_t)spk[i].electrode << 48) | (spk[i].sample + r->base);
+	}
+	assert_true(n_lost >= 1);
+	int64_t off = (int64_t)lost[0][1] - (int64_t)restarted;
+	print_message("comedi: real-time overflow at %llu, %llu samples lost; the new command started at %llu "
+		      "(index %+lld from it; %u overflows)\n",
+		      (unsigned long long)lost[0][0], (unsigned long long)(lost[0][1] - lost[0][0]),
+		      (unsigned long long)restarted, (long long)off, n_lost);
+	/* the range starts where the board stopped: with the stall, 8192 scans
+	 * after the last read before it (a machine busy enough to overflow
+	 * earlier has the board stop earlier) */
+	assert_int_equal(lost[0][0], stopped);
+	if (stopped != stall_read + 128 * 1024 / 16)
+		print_message("comedi: the buffer overflowed before the stall (at %llu, %llu read)\n",
+			      (unsigned long long)stopped, (unsigned long long)stall_read);
+	assert_true(lost[0][1] - lost[0][0] > RATE * 0.2);
+	/* the index goes on where the device is: the estimate is the host's
+	 * clock since the last look at the running device, so it is off by the
+	 * scheduling delays around the re-arm (a millisecond or two on a busy
+	 * two-core machine) */
+	assert_true(llabs(off) <= 125);
+	/* spikes outside the reported losses are found at their samples */
+	uint32_t n_planted;
+	const struct siggen_spike *planted = siggen_spikes(gen_ovf, &n_planted);
+	struct siggen_spike *keep = calloc(n_planted + 1, sizeof(*keep));
+	uint32_t n_keep = 0;
+	for (uint32_t i = 0; i < n_planted; i++) {
+		bool in_loss = false;
+		uint64_t at = planted[i].sample - r->base + (uint64_t)off;
+		for (uint32_t k = 1; k < n_lost; k++)
+			in_loss |= at + 20 >= lost[k][0] && at < lost[k][1] + 20;
+		if (!in_loss) {
+			keep[n_keep] = planted[i];
+			keep[n_keep++].sample += (uint64_t)off;
+		}
+	}
+	uint32_t expected;
+	uint32_t matched = match_spikes(keep, n_keep, from + (uint64_t)off, r->base + to + (uint64_t)off, found, n_found,
+					NULL, 8, &expected);
+	print_message("comedi: after the overflow %u planted outside losses, %u found at their samples\n", expected,
+		      matched);
+	/* a machine too busy to keep up loses the window to later overflows:
+	 * what is left of it still has to match */
+	if (expected < 20)
+		print_message("comedi: only %u spikes outside later losses: this machine kept falling behind\n", expected);
+	assert_true(matched >= expected * 9 / 10);
+	free(keep);
+	free(found);
+	free(raw);
+	cmodel_set_realtime(board_ovf, false);
+	rig_free(r);
+}
+
+/* The board goes away: -ENODEV with DEVICE_GONE, pulses not known to have
+ * started come back UNKNOWN, later ones are refused. */
+static void test_board_removed(void **unused)
+{
+	struct rig *r = rig_new(board_rm, "/dev/comedi8", 60);
+	rig_open(r);
+	rig_start(r);
+	rig_run(r, 3);
+	struct mead_stim_pulse p = { .sample = first_of(r->t + 1) + 70, .electrode = 2, .amplitude_ua = -30.0f,
+				     .phase_us = 100 };
+	struct mead_stim_result res;
+	rig_tick(r, &p, 1, &res);
+	assert_int_equal(res.status, MEAD_STIM_PENDING);
+	cmodel_remove(board_rm);
+	assert_int_equal(rig_read(r, 0), -ENODEV);
+	const struct mead_stim_result *d = settled_for(r, &p);
+	assert_non_null(d);
+	assert_int_equal(d->status, MEAD_STIM_REFUSED);
+	assert_int_equal(d->reason, MEAD_STIM_REASON_UNKNOWN);
+	r->t++;
+	assert_int_equal(rig_read(r, 0), -ENODEV);
+	assert_int_equal(rig_write(r, &p, 1, &res), -ENODEV);
+	assert_int_equal(res.reason, MEAD_STIM_REASON_DEVICE_GONE);
+	rig_free(r);
+}
+
+/* An 18-bit board: samples and output codes are lsampl_t; spikes come out
+ * at their samples and sizes, pulses at their amplitudes. */
+static void test_18bit_board(void **unused)
+{
+	struct rig *r = rig_new(board18, "/dev/comedi4", 60);
+	harness_set(&r->h, "threshold_k", "6");
+	r->h.cfg.want_raw = true;
+	rig_open(r);
+	/* raw spans the input range in 16 bits: 4 counts of 18 bits each */
+	assert_float_equal(r->caps.uv_per_count, 2.0 / 262143 * 1e6 / GAIN * 262144.0 / 65536.0, 1e-4);
+	expect_describe(r, "\"sample_bits\":32");
+	rig_start(r);
+	struct mead_spike spk[4096];
+	int16_t raw[25 * 60];
+	uint64_t *found = calloc(100000, sizeof(uint64_t));
+	size_t n_found = 0;
+	double amp_sum = 0;
+	uint32_t amp_n = 0;
+	float raw_min = 0;
+	siggen_plant_poisson(gen18, 10.0, r->base + RATE / 2, r->base + 2 * RATE - 100, 200, 70.0f);
+	uint32_t n_planted;
+	const struct siggen_spike *planted = siggen_spikes(gen18, &n_planted);
+	uint32_t n0 = played_count(board18);
+	struct mead_stim_pulse p = { .sample = 0, .electrode = 5, .amplitude_ua = -33.3f, .phase_us = 100 };
+	for (uint64_t t = 0; t < 2000; t++) {
+		uint64_t first = first_of(t), next = first_of(t + 1);
+		cmodel_set_clock(board18, r->base + next);
+		struct mead_frame f = { .first_sample = first, .n_samples = (uint32_t)(next - first), .spikes = spk,
+					.spike_capacity = 4096, .raw = raw, .raw_channels = 60, .raw_capacity = 25 };
+		assert_int_equal(r->h.ops->read_frame(r->h.state, t, &f), 0);
+		assert_int_equal(f.raw_samples, 25);
+		for (uint32_t i = 0; i < f.raw_samples * 60; i++)
+			if (raw[i] * r->caps.uv_per_count < raw_min)
+				raw_min = raw[i] * r->caps.uv_per_count;
+		for (uint32_t i = 0; i < f.n_spikes; i++) {
+			found[n_found++] = ((uint64_t)spk[i].electrode << 48) | (spk[i].sample + r->base);
+			amp_sum += fabsf(spk[i].amplitude_uv);
+			amp_n++;
+		}
+		if (t == 1990) {
+			p.sample = next + 60;
+			struct mead_stim_result res;
+			assert_int_equal(r->h.ops->write_stim(r->h.state, t, &p, 1, &res), 0);
+		}
+	}
+	uint32_t expected;
+	uint32_t matched = match_spikes(planted, n_planted, r->base, r->base + 2 * RATE, found, n_found, NULL, 60, &expected);
+	print_message("comedi: 18-bit: %u planted, %u matched, mean |amplitude| %.1f uV, raw down to %.1f uV\n", expected,
+		      matched, amp_n ? amp_sum / amp_n : 0, raw_min);
+	assert_true(expected > 500);
+	assert_int_equal(matched, expected);
+	assert_true(amp_sum / amp_n > 60 && amp_sum / amp_n < 90);
+	assert_true(raw_min < -60);
+	struct cmodel_stim s[2];
+	assert_int_equal(played(board18, n0, s, 2), 1);
+	assert_float_equal(s[0].phase1_v * 10, -33.3, one_code_ua(10, 262143));
+	assert_float_equal(s[0].phase2_v * 10, 33.3, one_code_ua(10, 262143));
+	assert_true(cmodel_ao_is_zero(board18, cmodel_ao_code(board18, 0)));
+	free(found);
+	rig_free(r);
+}
+
+/* A DMA board hands samples to the buffer in 64-scan blocks; polling it
+ * each tick gets every tick's samples on time. */
+static void test_dma_board_polled(void **unused)
+{
+	struct rig *r = recording_rig(board_dma, "/dev/comedi5", 60, NULL, NULL);
+	struct cmodel_counts c0, c1;
+	cmodel_counts(board_dma, &c0);
+	rig_run(r, 200);
+	cmodel_counts(board_dma, &c1);
+	print_message("comedi: DMA board: %u late ticks of 200, %u polls\n", r->late_frames, c1.polls - c0.polls);
+	assert_int_equal(r->late_frames, 0);
+	assert_int_equal(c1.polls - c0.polls, 200);
+	assert_int_equal(r->raw_total, 200 * 25);
+	expect_describe(r, "\"poll\":true");
+	rig_free(r);
+
+	/* a board without a poll handler answers EINVAL: asked once, then not */
+	r = recording_rig(board_ct, "/dev/comedi3", 8, "amp_gain", "1");
+	rig_run(r, 20);
+	assert_int_equal(r->late_frames, 0);
+	expect_describe(r, "\"poll\":false");
+	rig_free(r);
+}
+
+/* A DIO that runs output commands: the lines are a stream clocked by the
+ * AO updates, so they switch within the guard time and pulses on three
+ * electrodes fit one tick, each with its own lines. */
+static void test_correlated_lines(void **unused)
+{
+	struct rig *r = rig_new(board_cdo, "/dev/comedi6", 60);
+	rig_open(r);
+	expect_describe(r, "\"route\":\"stream\"");
+	assert_int_equal(r->caps.stim_switch_us, r->caps.stim_guard_us);
+	uint32_t n0 = rig_go(r, 3);
+	uint64_t w = first_of(r->t + 1) + LEAD_SAMPLES + 4;
+	struct mead_stim_pulse p[3] = {
+		{ .sample = w, .electrode = 3, .amplitude_ua = -20.0f, .phase_us = 100 },
+		{ .sample = w + 10, .electrode = 17, .amplitude_ua = -25.0f, .phase_us = 100 },
+		{ .sample = w + 20, .electrode = 42, .amplitude_ua = -30.0f, .phase_us = 100 },
+	};
+	struct mead_stim_result res[3];
+	rig_tick(r, p, 3, res);
+	rig_run(r, 4);
+	struct cmodel_stim s[4];
+	assert_int_equal(played(board_cdo, n0, s, 4), 3);
+	for (int i = 0; i < 3; i++) {
+		expect_played(r, &s[i], &p[i], 10, 65535, true);
+		assert_int_equal(settled_for(r, &p[i])->sample, p[i].sample);
+	}
+	/* lines low between pulses and after them */
+	assert_int_equal(cmodel_dio(board_cdo) & 0xff, 0);
+	rig_free(r);
 }
 
 static void expect_open_error(const char *dev, const char *key, const char *value, int want, const char *needle)
 {
 	struct harness h = { 0 };
-	open_board(&h, dev);
+	harness_layout60(&h);
+	assert_non_null(harness_load(&h, "comedi"));
+	harness_defaults(&h, PERIOD_US);
+	harness_set(&h, "device", dev);
 	if (key)
 		harness_set(&h, key, value);
+	if (strcmp(dev, "/dev/comedi3") == 0) {
+		h.layout.count = 8;
+		harness_set(&h, "amp_gain", "1");
+	}
 	int r = harness_open(&h);
 	print_message("comedi: %s=%s -> %d: %s\n", key ? key : "device", key ? value : dev, r, h.err);
 	assert_int_equal(r, want);
@@ -391,8 +1151,11 @@ static void expect_open_error(const char *dev, const char *key, const char *valu
 
 static void test_bad_configuration(void **unused)
 {
+	struct cmodel_counts c0, c1;
+	cmodel_counts(board0, &c0);
 	expect_open_error("/dev/comedi7", NULL, NULL, -ENOENT, "cannot open /dev/comedi7");
 	expect_open_error("/dev/comedi1", NULL, NULL, -ENODEV, "no analog-input subdevice that supports streaming");
+	/* what the board really cannot do is still refused, with its nearest rate */
 	expect_open_error("/dev/comedi0", "sample_rate_hz", "50000", -EINVAL, "cannot scan 60 channels at 50000 Hz");
 	expect_open_error("/dev/comedi0", "ai_range_v", "20", -ERANGE, "no analog-input range covers");
 	expect_open_error("/dev/comedi0", "aref", "common", -EOPNOTSUPP, "do not support aref common");
@@ -401,17 +1164,35 @@ static void test_bad_configuration(void **unused)
 	expect_open_error("/dev/comedi0", "ai_subdevice", "2", -ENODEV, "not an analog input");
 	expect_open_error("/dev/comedi2", NULL, NULL, -ENODEV, "no analog output");
 	expect_open_error("/dev/comedi0", "route_lines", "0,1,2", -EINVAL, "cannot address 60 electrodes");
+	expect_open_error("/dev/comedi0", "route_lines", "0,x", -EINVAL, "route_lines '0,x'");
 	expect_open_error("/dev/comedi0", "polarity", "up", -EINVAL, "polarity");
+	expect_open_error("/dev/comedi0", "ao_lead_us", "1000", -EINVAL, "must exceed the tick period");
+	expect_open_error("/dev/comedi0", "ao_electrodes", "12:0,99:1", -EINVAL, "'99:1' names no electrode");
+	expect_open_error("/dev/comedi0", "ao_electrodes", "12-0", -EINVAL, "not electrode:channel");
+	expect_open_error("/dev/comedi0", "ao_electrodes", "12:0,13:7", -EINVAL, "has 2 channels");
+	expect_open_error("/dev/comedi0", "ao_electrodes", "12:0,13:1", -EINVAL, "set route_lines to empty");
+	expect_open_error("/dev/comedi0", "route_stream", "maybe", -EINVAL, "route_stream: 'maybe'");
+	expect_open_error("/dev/comedi0", "route_stream", "on", -EOPNOTSUPP, "cannot run output commands");
+	/* routing lines on a board without DIO: the message says how to do without */
+	expect_open_error("/dev/comedi3", NULL, NULL, -ENODEV, "no digital I/O subdevice for the routing lines");
+	/* no failed open moved an output off 0 V */
+	cmodel_counts(board0, &c1);
+	assert_int_equal(c1.insn_ao_nonzero, c0.insn_ao_nonzero);
 	/* recording only works without an analog output */
 	struct harness h = { 0 };
-	open_board(&h, "/dev/comedi2");
+	harness_layout60(&h);
+	assert_non_null(harness_load(&h, "comedi"));
+	harness_defaults(&h, PERIOD_US);
+	harness_set(&h, "device", "/dev/comedi2");
 	harness_set(&h, "stimulate", "false");
 	assert_int_equal(harness_open(&h), 0);
 	struct mead_driver_caps caps;
 	h.ops->get_caps(h.state, &caps);
 	assert_false(caps.flags & MEAD_CAP_STIMULATE);
 	assert_int_equal(caps.max_pulses_per_tick, 0);
+	assert_int_equal(caps.stimulators, 0);
 	harness_close(&h);
+	harness_unload(&h);
 }
 
 int main(void)
@@ -424,33 +1205,77 @@ int main(void)
 	tb = umockdev_testbed_new();
 	char err[256];
 	gen0 = siggen_new(64, RATE, 6.0f, 42);
-	static struct siggen *gen1, *gen2;
-	gen1 = siggen_new(64, RATE, 6.0f, 43);
-	gen2 = siggen_new(64, RATE, 6.0f, 44);
+	struct siggen *gen1 = siggen_new(64, RATE, 6.0f, 43), *gen2 = siggen_new(64, RATE, 6.0f, 44);
+	gen_ct = siggen_new(8, RATE, 6.0f, 45);
+	gen18 = siggen_new(64, RATE, 6.0f, 46);
+	gen_dma = siggen_new(64, RATE, 6.0f, 47);
+	gen_cdo = siggen_new(64, RATE, 6.0f, 48);
+	gen_rm = siggen_new(64, RATE, 6.0f, 49);
+	gen_ovf = siggen_new(8, RATE, 6.0f, 50);
 	struct cmodel_config c0 = { "/dev/comedi0", 64, 2000000, GAIN, true, false };
 	struct cmodel_config c1 = { "/dev/comedi1", 64, 2000000, GAIN, true, true };
 	struct cmodel_config c2 = { "/dev/comedi2", 64, 2000000, GAIN, false, false };
+	/* comedi_test: 8 inputs, 8 outputs, no DIO, microsecond timing, no poll */
+	struct cmodel_config c3 = { "/dev/comedi3", 8, 1000000, 1.0, true, false, .no_dio = true, .us_timing = true,
+				    .no_poll = true, .ao_channels = 8 };
+	struct cmodel_config c4 = { "/dev/comedi4", 64, 2000000, GAIN, true, false, .ai_bits = 18, .ao_bits = 18 };
+	struct cmodel_config c5 = { "/dev/comedi5", 64, 2000000, GAIN, true, false, .ai_block_scans = 64 };
+	struct cmodel_config c6 = { "/dev/comedi6", 64, 2000000, GAIN, true, false, .dio_cmd = true };
+	struct cmodel_config c8 = { "/dev/comedi8", 64, 2000000, GAIN, true, false };
+	struct cmodel_config c9 = { "/dev/comedi9", 8, 2000000, GAIN, true, false, .ai_buffer_bytes = 128 * 1024 };
 	board0 = cmodel_new(tb, &c0, gen0, err, sizeof(err));
 	board_nocmd = cmodel_new(tb, &c1, gen1, err, sizeof(err));
 	board_noao = cmodel_new(tb, &c2, gen2, err, sizeof(err));
-	if (!board0 || !board_nocmd || !board_noao) {
+	board_ct = cmodel_new(tb, &c3, gen_ct, err, sizeof(err));
+	board18 = cmodel_new(tb, &c4, gen18, err, sizeof(err));
+	board_dma = cmodel_new(tb, &c5, gen_dma, err, sizeof(err));
+	board_cdo = cmodel_new(tb, &c6, gen_cdo, err, sizeof(err));
+	board_rm = cmodel_new(tb, &c8, gen_rm, err, sizeof(err));
+	board_ovf = cmodel_new(tb, &c9, gen_ovf, err, sizeof(err));
+	if (!board0 || !board_nocmd || !board_noao || !board_ct || !board18 || !board_dma || !board_cdo || !board_rm ||
+	    !board_ovf) {
 		fprintf(stderr, "cannot emulate the board: %s\n", err);
 		return 1;
 	}
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bad_configuration),
-		cmocka_unit_test(test_spikes_match_planted),
-		cmocka_unit_test(test_stimulation_arrives),
-		cmocka_unit_test(test_overflow_continue_and_stop),
-		cmocka_unit_test(test_late_ticks_catch_up),
+		cmocka_unit_test_teardown(test_bad_configuration, teardown),
+		cmocka_unit_test_teardown(test_spikes_match_planted, teardown),
+		cmocka_unit_test_teardown(test_ai_command_shape, teardown),
+		cmocka_unit_test_teardown(test_fastest_rates_8ch, teardown),
+		cmocka_unit_test_teardown(test_stimulate_without_dio, teardown),
+		cmocka_unit_test_teardown(test_consecutive_ticks_whole, teardown),
+		cmocka_unit_test_teardown(test_several_pulses_one_tick, teardown),
+		cmocka_unit_test_teardown(test_late_pulse_real_start, teardown),
+		cmocka_unit_test_teardown(test_underrun_rearm, teardown),
+		cmocka_unit_test_teardown(test_stop_outputs, teardown),
+		cmocka_unit_test_teardown(test_several_stimulators, teardown),
+		cmocka_unit_test_teardown(test_late_ticks_catch_up, teardown),
+		cmocka_unit_test_teardown(test_overflow_range, teardown),
+		cmocka_unit_test_teardown(test_overflow_realtime, teardown),
+		cmocka_unit_test_teardown(test_board_removed, teardown),
+		cmocka_unit_test_teardown(test_18bit_board, teardown),
+		cmocka_unit_test_teardown(test_dma_board_polled, teardown),
+		cmocka_unit_test_teardown(test_correlated_lines, teardown),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	cmodel_free(board0);
 	cmodel_free(board_nocmd);
 	cmodel_free(board_noao);
+	cmodel_free(board_ct);
+	cmodel_free(board18);
+	cmodel_free(board_dma);
+	cmodel_free(board_cdo);
+	cmodel_free(board_rm);
+	cmodel_free(board_ovf);
 	siggen_free(gen0);
 	siggen_free(gen1);
 	siggen_free(gen2);
+	siggen_free(gen_ct);
+	siggen_free(gen18);
+	siggen_free(gen_dma);
+	siggen_free(gen_cdo);
+	siggen_free(gen_rm);
+	siggen_free(gen_ovf);
 	g_object_unref(tb);
 	return r;
 }

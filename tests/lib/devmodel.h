@@ -21,6 +21,8 @@
 
 struct cmodel;
 
+/* The first six fields describe the default board (an NI M-series-like
+ * card); the rest default to it when zero. */
 struct cmodel_config {
 	const char *devnode;         /* "/dev/comedi0" */
 	uint32_t ai_channels;        /* 64 */
@@ -28,16 +30,43 @@ struct cmodel_config {
 	double amp_gain;             /* electrode -> board input */
 	bool with_ao;                /* false: no analog output subdevice */
 	bool ai_no_cmd;              /* AI subdevice without streaming support */
+	bool no_dio;                 /* no digital I/O subdevice at all (comedi_test) */
+	bool dio_cmd;                /* the DIO subdevice runs output commands clocked by AO updates (correlated DO) */
+	bool us_timing;              /* comedi_test's timing: whole microseconds, convert TRIG_NOW accepted, no minimum */
+	bool no_poll;                /* COMEDI_POLL answers EINVAL (a board without a poll handler) */
+	uint32_t ai_bits, ao_bits;   /* 0: 16-bit sampl_t; above 16: lsampl_t samples (SDF_LSAMPL) */
+	uint32_t ai_block_scans;     /* samples reach the kernel buffer in blocks of this many scans (DMA); COMEDI_POLL moves the rest */
+	uint32_t ao_channels;        /* 0: 2 */
+	uint32_t ai_buffer_bytes;    /* kernel buffer of the AI command; 0: 1 MiB */
+	uint32_t ao_buffer_bytes;    /* 0: 1 MiB */
 };
 
+/* A pulse as the analog output played it (the board's truth). */
 struct cmodel_stim {
-	uint64_t trigger_sample;     /* device clock when the AO was triggered */
-	uint64_t start_sample;       /* first non-zero AO sample, in AI samples */
-	uint32_t dio;                /* DIO line state at the trigger */
+	uint64_t trigger_sample;     /* device clock when its output command was triggered */
+	uint64_t start_sample;       /* AI sample (device clock) at or after its first non-zero AO sample */
+	uint32_t dio;                /* DIO lines when it started */
 	double phase1_v, phase2_v;   /* volts of the two phases */
 	uint32_t phase1_ao, gap_ao, phase2_ao; /* lengths in AO samples */
 	uint32_t ao_period_ns;
-	uint64_t t_ns;               /* wall clock of the trigger */
+	uint64_t t_ns;               /* wall clock when it started (meaningful in real-time mode) */
+	uint64_t start_ns;           /* model time of its first sample (AI sample k starts at k x scan period) */
+	uint16_t channel;            /* AO channel */
+	bool cut;                    /* the output command ended inside it */
+	bool dio_steady;             /* the DIO lines did not change while it played */
+};
+
+struct cmodel_counts {
+	uint32_t ai_commands, ao_commands, do_commands;
+	uint32_t ao_underruns, ai_overflows, polls;
+	uint32_t insn_ao_writes;     /* instruction writes to the analog output */
+	uint32_t insn_ao_nonzero;    /* of them, codes other than 0 V */
+	uint32_t dio_changes;        /* software writes that changed the lines */
+};
+
+/* The last AI command started (what the driver asked for). */
+struct cmodel_ai_cmd {
+	unsigned flags, convert_src, convert_arg, scan_begin_arg, chanlist_len;
 };
 
 /* tb is a UMockdevTestbed *. */
@@ -46,9 +75,24 @@ void cmodel_free(struct cmodel *m);
 void cmodel_set_clock(struct cmodel *m, uint64_t samples);
 void cmodel_set_realtime(struct cmodel *m, bool on);
 uint64_t cmodel_clock(struct cmodel *m);
+/* The kernel buffer is full now: the AI command stops (its buffered samples
+ * stay readable, then reads fail with EPIPE). */
 void cmodel_force_overflow(struct cmodel *m);
+/* The board goes away (detached): every call fails with ENODEV. */
+void cmodel_remove(struct cmodel *m);
+/* Pulses played so far, in start order. */
 uint32_t cmodel_stims(struct cmodel *m, struct cmodel_stim *out, uint32_t cap);
 uint32_t cmodel_dio(struct cmodel *m);
+/* The code an analog output channel holds now, and what a code means. */
+uint32_t cmodel_ao_code(struct cmodel *m, unsigned chan);
+double cmodel_ao_volts(struct cmodel *m, uint32_t code);
+bool cmodel_ao_is_zero(struct cmodel *m, uint32_t code);
+void cmodel_counts(struct cmodel *m, struct cmodel_counts *out);
+void cmodel_last_ai_cmd(struct cmodel *m, struct cmodel_ai_cmd *out);
+/* Device clock of sample 0 of the running AI command, and of the first
+ * sample the last overflowed one could not keep. */
+uint64_t cmodel_ai_start(struct cmodel *m);
+uint64_t cmodel_ai_overflow_at(struct cmodel *m);
 uint64_t cmodel_ai_rate(struct cmodel *m);
 uint64_t cmodel_stream_start_ns(struct cmodel *m);
 
