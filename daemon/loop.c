@@ -561,7 +561,12 @@ static uint32_t decide_and_write(struct mead_loop *l, uint64_t window_tick, cons
 		else
 			l->stim_ok[n_ok++] = *p;
 	}
-	if (n_ok == 0)
+	/* A stimulating driver hears from the loop every tick, pulses or not:
+	 * one that streams its stimulation (Comedi's AO stream) keeps it fed
+	 * from here, just ahead of the device, so a pulse written next tick
+	 * starts close to when it was asked for. */
+	bool stimulates = (l->driver.caps.flags & MEAD_CAP_STIMULATE) && !l->device_gone;
+	if (n_ok == 0 && (!stimulates || !ops->write_stim))
 		return n_out;
 	if (!ops->write_stim) {
 		for (uint32_t i = 0; i < n_ok; i++)

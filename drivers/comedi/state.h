@@ -100,6 +100,8 @@ struct comedi_state {
 	double ao_min_v, ao_max_v;
 	comedi_cmd ao_cmd;
 	uint32_t lead_samples;         /* AI samples of stream kept written ahead of the device */
+	uint32_t tick_samples;         /* AI samples of one tick (rounded up) */
+	bool fed;                      /* write_stim wrote the lead since the last read_frame */
 	uint32_t guard_us, switch_us;
 	uint32_t guard_samples, switch_samples;
 	uint32_t max_per_tick;

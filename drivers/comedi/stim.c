@@ -295,9 +295,19 @@ static int fire(struct comedi_state *st)
 	return 0;
 }
 
+/* write_stim (every tick) writes the stream lead_samples ahead of the
+ * device; read_frame only makes sure it cannot run dry before that, so
+ * what is committed when the next tick's pulses come is as little as the
+ * tick's jitter allows and they start close to when they were asked for. */
 static uint64_t lead_target(const struct comedi_state *st)
 {
 	return a_of_sample(st, st->acquired + st->lead_samples);
+}
+
+static uint64_t slack_target(const struct comedi_state *st)
+{
+	uint64_t slack = st->lead_samples > st->tick_samples ? st->lead_samples - st->tick_samples : 0;
+	return a_of_sample(st, st->acquired + slack);
 }
 
 /* A new stream, idle, from the device's position on; the loss of the
@@ -500,7 +510,10 @@ void stim_tick(struct comedi_state *st, struct mead_frame *f, int acq_result)
 	if (!st->ao_live && st->running && acq_result == 0)
 		rearm(st, f);
 	if (st->ao_live) {
-		int r = flush(st, lead_target(st));
+		/* fed by last tick's write_stim: only the slack; not fed (a
+		 * caller that skips write_stim): the whole lead */
+		int r = flush(st, st->fed ? slack_target(st) : lead_target(st));
+		st->fed = false;
 		if (r == -ENODEV) {
 			st->gone = true;
 			stream_lost(st, LOST_GONE, 0);
@@ -607,8 +620,17 @@ int comedi_write_stim_(void *state, uint64_t tick, const struct mead_stim_pulse 
 	for (uint32_t i = 0; i < n; i++)
 		results[i] = (struct mead_stim_result){ .pulse = p[i], .status = MEAD_STIM_REFUSED,
 							.reason = MEAD_STIM_REASON_RANGE };
-	if (n == 0)
+	if (n == 0) {
+		/* no pulses: the stream is fed all the same */
+		if (st->stim && st->ao_live && !st->gone && atomic_load(&st->stop_req) == atomic_load(&st->stop_seen)) {
+			int r = flush(st, lead_target(st));
+			st->fed = r == 0;
+			if (r == -ENODEV)
+				st->gone = true;
+			return r == -ENODEV ? -ENODEV : 0;
+		}
 		return 0;
+	}
 	uint32_t why = 0;
 	int ret = 0;
 	if (!st->stim) {
@@ -636,6 +658,7 @@ int comedi_write_stim_(void *state, uint64_t tick, const struct mead_stim_pulse 
 		place(st, &p[i], &results[i]);
 	}
 	int r = flush(st, lead_target(st));
+	st->fed = r == 0;
 	if (r == -ENODEV) {
 		st->gone = true;
 		return -ENODEV;
@@ -1030,6 +1053,7 @@ int stim_setup(struct comedi_state *st, const struct mead_driver_config *cfg, ch
 		return -EINVAL;
 	}
 	st->lead_samples = (uint32_t)(((uint64_t)lead_us * st->rate + 999999u) / 1000000u);
+	st->tick_samples = (uint32_t)(((uint64_t)st->period_ns * st->rate + 999999999u) / 1000000000u);
 	st->guard_samples = (uint32_t)(((uint64_t)st->guard_us * st->rate + 999999u) / 1000000u);
 	int r;
 	if ((r = setup_outputs(st, cfg, err, err_len)) < 0)

@@ -322,7 +322,9 @@ struct mead_driver_ops {
 
 	/* rt, must not block.  Pulses for the next tick, sample-ordered, already
 	 * checked by the safety layer (limits, busy stimulators, the per-tick
-	 * count).  Fills results[i] for pulses[i]: DELIVERED with the sample it
+	 * count).  Called every tick a stimulating driver runs, with n = 0 when
+	 * there are none, so a driver that streams its stimulation keeps the
+	 * stream fed from here.  Fills results[i] for pulses[i]: DELIVERED with the sample it
 	 * starts on, PENDING when only the device can tell, or REFUSED with a
 	 * reason.  Returns 0, or -errno for a fault (the results still say
 	 * what became of each pulse). */

@@ -30,6 +30,9 @@
 #define PERIOD_US 1000u
 #define GAIN 1100.0
 #define LEAD_SAMPLES 38u        /* the default lead, 1.5 ms, at 25 kHz (rounded up) */
+/* What is written ahead when the next tick's pulses come: write_stim (every
+ * tick) wrote the lead a tick ago, so the lead less a tick. */
+#define COMMITTED_SAMPLES (LEAD_SAMPLES - RATE / 1000u * PERIOD_US / 1000u)
 #define AO_PER_SAMPLE 4u        /* 100 kHz stream over 25 kHz scans */
 #define ROUTE(el) ((uint32_t)(el) | 1u << 6 | 1u << 7)
 
@@ -222,13 +225,13 @@ static int rig_write(struct rig *r, const struct mead_stim_pulse *p, uint32_t n,
 	return r->h.ops->write_stim(r->h.state, r->t, p, n, res);
 }
 
-/* read_frame(t), then write_stim(t) with the pulses for tick t+1. */
+/* read_frame(t), then write_stim(t) with the pulses for tick t+1 (every
+ * tick, pulses or not, as the loop calls it: the stream is fed there). */
 static int rig_tick(struct rig *r, const struct mead_stim_pulse *p, uint32_t n, struct mead_stim_result *res)
 {
 	int e = rig_read(r, 0);
 	assert_int_equal(e, 0);
-	if (n)
-		assert_int_equal(rig_write(r, p, n, res), 0);
+	assert_int_equal(rig_write(r, p, n, res), 0);
 	r->t++;
 	return e;
 }
@@ -593,8 +596,8 @@ static void test_several_pulses_one_tick(void **unused)
 		if (i)   /* 200 µs of pulse plus 100 µs of guard */
 			assert_int_equal(s[i].start_ns - s[i - 1].start_ns, 300000u);
 	}
-	/* the first was asked inside the written lead: it starts at its end */
-	assert_int_equal(settled_for(r, &tight[0])->sample, w + LEAD_SAMPLES);
+	/* the first was asked inside what is written: it starts at its end */
+	assert_int_equal(settled_for(r, &tight[0])->sample, w + COMMITTED_SAMPLES);
 
 	/* on two electrodes: the lines change between them, never during one */
 	n0 = played_count(board0);
@@ -632,7 +635,7 @@ static void test_late_pulse_real_start(void **unused)
 	assert_int_equal(played(board0, n0, s, 2), 1);
 	expect_played(r, &s[0], &p, 10, 65535, true);
 	const struct mead_stim_result *d = settled_for(r, &p);
-	assert_int_equal(d->sample, now + LEAD_SAMPLES);
+	assert_int_equal(d->sample, now + COMMITTED_SAMPLES);
 	expect_describe(r, "\"pulses_late\":1");
 	rig_free(r);
 }
@@ -738,7 +741,7 @@ static void test_stop_outputs(void **unused)
 	assert_non_null(d0);
 	assert_non_null(d1);
 	assert_int_equal(d0->status, MEAD_STIM_DELIVERED);
-	assert_int_equal(d0->sample, w + LEAD_SAMPLES);
+	assert_int_equal(d0->sample, w + COMMITTED_SAMPLES);
 	assert_int_equal(d1->status, MEAD_STIM_REFUSED);
 	assert_int_equal(d1->reason, MEAD_STIM_REASON_CANCELLED);
 	/* no STIM_LOST: the loop asked for it */
@@ -1051,11 +1054,10 @@ static void test_18bit_board(void **unused)
 			amp_sum += fabsf(spk[i].amplitude_uv);
 			amp_n++;
 		}
-		if (t == 1990) {
-			p.sample = next + 60;
-			struct mead_stim_result res;
-			assert_int_equal(r->h.ops->write_stim(r->h.state, t, &p, 1, &res), 0);
-		}
+		/* every tick, as the loop calls it: the stream is fed there */
+		struct mead_stim_result res;
+		p.sample = next + 60;
+		assert_int_equal(r->h.ops->write_stim(r->h.state, t, &p, t == 1990 ? 1 : 0, &res), 0);
 	}
 	uint32_t expected;
 	uint32_t matched = match_spikes(planted, n_planted, r->base, r->base + 2 * RATE, found, n_found, NULL, 60, &expected);
