@@ -94,12 +94,16 @@ void exp_close(struct exp_rec *x);
  * on stderr once each.  c is zeroed first; free it with exp_counts_free. */
 int exp_walk(struct exp_rec *x, const char *what, const struct exp_sink *sink, struct exp_counts *c);
 void exp_counts_free(struct exp_counts *c);
+/* The first pass of a two-pass format: counts only (c freed on failure). */
+int exp_count(struct exp_rec *x, struct exp_counts *c);
 
 /* The account of a walk as one JSON object (recording.json of every
  * export): rate, layout, counts, losses, the last status.  files: pairs of
  * (role, file name), NULL-terminated.  Returns a malloc'd string or NULL. */
 char *exp_summary_json(const struct exp_rec *x, const struct exp_counts *c, const char *const *files);
 int exp_write_file(const char *path, const char *text);
+/* buf, the JSON w wrote into it, or NULL (and buf freed) if it overflowed. */
+char *exp_jw_text(struct mead_jw *w, char *buf);
 
 /* " (...)" naming what the file lacked (torn tail, corrupt records, seq
  * gaps), or "" for a whole file; for the line each export prints. */

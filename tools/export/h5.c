@@ -78,45 +78,50 @@ hid_t h5_group(struct h5 *h, hid_t loc, const char *name)
 	return g;
 }
 
-static void attr_write(struct h5 *h, hid_t obj, const char *name, hid_t ftype, hid_t mtype, hid_t space,
-		       const void *v)
+/* An attribute (attr) or a dataset named name on obj, of type ftype in
+ * the file, from v in mtype; takes the dataspace. */
+static void put_obj(struct h5 *h, hid_t obj, const char *name, bool attr, hid_t ftype, hid_t mtype, hid_t space,
+		    const void *v)
 {
-	if (h->err) {
-		H5Sclose(space);
-		return;
-	}
-	hid_t a = H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT);
-	if (!h5_failed(h, (int)a, "attribute %s", name)) {
-		h5_failed(h, H5Awrite(a, mtype, v), "attribute %s", name);
-		H5Aclose(a);
+	hid_t id = -1;
+	if (!h->err)
+		id = attr ? H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT)
+			  : H5Dcreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+	if (!h5_failed(h, (int)id, "%s %s", attr ? "attribute" : "dataset", name)) {
+		int rc = attr ? H5Awrite(id, mtype, v) : H5Dwrite(id, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, v);
+		h5_failed(h, rc, "%s %s", attr ? "attribute" : "dataset", name);
+		if (attr)
+			H5Aclose(id);
+		else
+			H5Dclose(id);
 	}
 	H5Sclose(space);
 }
 
 void h5_attr_str(struct h5 *h, hid_t obj, const char *name, const char *value)
 {
-	attr_write(h, obj, name, h->str_t, h->str_t, H5Screate(H5S_SCALAR), &value);
+	put_obj(h, obj, name, true, h->str_t, h->str_t, H5Screate(H5S_SCALAR), &value);
 }
 
 void h5_attr_strs(struct h5 *h, hid_t obj, const char *name, size_t n, const char *const *values)
 {
 	hsize_t dim = n;
-	attr_write(h, obj, name, h->str_t, h->str_t, H5Screate_simple(1, &dim, NULL), values);
+	put_obj(h, obj, name, true, h->str_t, h->str_t, H5Screate_simple(1, &dim, NULL), values);
 }
 
 void h5_attr_f32(struct h5 *h, hid_t obj, const char *name, float v)
 {
-	attr_write(h, obj, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, H5Screate(H5S_SCALAR), &v);
+	put_obj(h, obj, name, true, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, H5Screate(H5S_SCALAR), &v);
 }
 
 void h5_attr_f64(struct h5 *h, hid_t obj, const char *name, double v)
 {
-	attr_write(h, obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, H5Screate(H5S_SCALAR), &v);
+	put_obj(h, obj, name, true, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, H5Screate(H5S_SCALAR), &v);
 }
 
 void h5_attr_i32(struct h5 *h, hid_t obj, const char *name, int32_t v)
 {
-	attr_write(h, obj, name, H5T_STD_I32LE, H5T_NATIVE_INT32, H5Screate(H5S_SCALAR), &v);
+	put_obj(h, obj, name, true, H5T_STD_I32LE, H5T_NATIVE_INT32, H5Screate(H5S_SCALAR), &v);
 }
 
 void h5_attr_ref(struct h5 *h, hid_t obj, const char *name, const char *path)
@@ -126,7 +131,7 @@ void h5_attr_ref(struct h5 *h, hid_t obj, const char *name, const char *path)
 		return;
 	if (h5_failed(h, H5Rcreate(&ref, h->file, path, H5R_OBJECT, -1), "reference to %s", path))
 		return;
-	attr_write(h, obj, name, H5T_STD_REF_OBJ, H5T_STD_REF_OBJ, H5Screate(H5S_SCALAR), &ref);
+	put_obj(h, obj, name, true, H5T_STD_REF_OBJ, H5T_STD_REF_OBJ, H5Screate(H5S_SCALAR), &ref);
 }
 
 void h5_uuid4(struct h5 *h, char out[37])
@@ -155,35 +160,15 @@ hid_t h5_typed_group(struct h5 *h, hid_t loc, const char *name, const char *type
 	return g;
 }
 
-static void dset_write(struct h5 *h, hid_t loc, const char *name, hid_t ftype, hid_t mtype, hid_t space,
-		       const void *v)
-{
-	if (h->err) {
-		H5Sclose(space);
-		return;
-	}
-	hid_t d = H5Dcreate2(loc, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-	if (!h5_failed(h, (int)d, "dataset %s", name)) {
-		h5_failed(h, H5Dwrite(d, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, v), "dataset %s", name);
-		H5Dclose(d);
-	}
-	H5Sclose(space);
-}
-
 void h5_dset_str(struct h5 *h, hid_t loc, const char *name, const char *value)
 {
-	dset_write(h, loc, name, h->str_t, h->str_t, H5Screate(H5S_SCALAR), &value);
+	put_obj(h, loc, name, false, h->str_t, h->str_t, H5Screate(H5S_SCALAR), &value);
 }
 
 void h5_dset_strs(struct h5 *h, hid_t loc, const char *name, size_t n, const char *const *values)
 {
 	hsize_t dim = n;
-	dset_write(h, loc, name, h->str_t, h->str_t, H5Screate_simple(1, &dim, NULL), values);
-}
-
-void h5_dset_f64(struct h5 *h, hid_t loc, const char *name, double v)
-{
-	dset_write(h, loc, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, H5Screate(H5S_SCALAR), &v);
+	put_obj(h, loc, name, false, h->str_t, h->str_t, H5Screate_simple(1, &dim, NULL), values);
 }
 
 hid_t h5_dset(struct h5 *h, hid_t loc, const char *name, hid_t ftype, hsize_t rows, hsize_t width)
@@ -345,6 +330,40 @@ void h5_col_open(struct h5 *h, struct h5table *t, struct h5col *c, const char *n
 	h5_attr_str(h, c->d, "description", description);
 	if (listed && t->ncols < sizeof(t->cols) / sizeof(t->cols[0]))
 		t->cols[t->ncols++] = name;
+}
+
+void h5_cols_open(struct h5 *h, struct h5table *t, struct h5col *cols, const struct h5colspec *spec, size_t n,
+		  const char *region_table)
+{
+	for (size_t i = 0; i < n; i++) {
+		hid_t m, f;
+		size_t size;
+		switch (spec[i].kind) {
+		case H5K_F64: m = H5T_NATIVE_DOUBLE; f = H5T_IEEE_F64LE; size = 8; break;
+		case H5K_F32: m = H5T_NATIVE_FLOAT; f = H5T_IEEE_F32LE; size = 4; break;
+		case H5K_I32: m = H5T_NATIVE_INT32; f = H5T_STD_I32LE; size = 4; break;
+		case H5K_U16: m = H5T_NATIVE_UINT16; f = H5T_STD_U16LE; size = 2; break;
+		case H5K_U32: m = H5T_NATIVE_UINT32; f = H5T_STD_U32LE; size = 4; break;
+		case H5K_U64: m = H5T_NATIVE_UINT64; f = H5T_STD_U64LE; size = 8; break;
+		case H5K_BOOL: m = f = h->bool_t; size = 1; break;
+		case H5K_STR: m = f = h->str_t; size = sizeof(char *); break;
+		case H5K_REF: m = f = H5T_STD_REF_OBJ; size = sizeof(hobj_ref_t); break;
+		case H5K_REGION: m = H5T_NATIVE_INT32; f = H5T_STD_I32LE; size = 4; break;
+		default: continue;
+		}
+		bool region = spec[i].kind == H5K_REGION;
+		h5_col_open(h, t, &cols[i], spec[i].name, region ? "DynamicTableRegion" : "VectorData", m, f, size,
+			    spec[i].description, true);
+		if (region)
+			h5_region_table(h, &cols[i], region_table);
+	}
+}
+
+void h5_cols_close(struct h5 *h, struct h5table *t, struct h5col *cols, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		h5_col_close(h, &cols[i]);
+	h5_table_close(h, t);
 }
 
 void h5_table_row(struct h5 *h, struct h5table *t, int64_t id)

@@ -52,7 +52,6 @@ hid_t h5_typed_group(struct h5 *h, hid_t loc, const char *name, const char *type
 
 void h5_dset_str(struct h5 *h, hid_t loc, const char *name, const char *value);
 void h5_dset_strs(struct h5 *h, hid_t loc, const char *name, size_t n, const char *const *values);
-void h5_dset_f64(struct h5 *h, hid_t loc, const char *name, double v);
 /* A fixed-size chunked dataset of rank 1 or 2 (dims[1] = 0: rank 1). */
 hid_t h5_dset(struct h5 *h, hid_t loc, const char *name, hid_t ftype, hsize_t rows, hsize_t width);
 /* Writes n rows at row `at` of a dataset made by h5_dset. */
@@ -92,6 +91,20 @@ void h5_put_f64(struct h5 *h, struct h5col *c, double v);
 void h5_put_bool(struct h5 *h, struct h5col *c, bool v);
 void h5_put_ref(struct h5 *h, struct h5col *c, const char *path);
 void h5_col_close(struct h5 *h, struct h5col *c);
+/* Columns described by a table of specs: the memory and file types of
+ * each kind, VectorData (DynamicTableRegion for REGION, whose rows are
+ * rows of region_table). */
+enum h5kind { H5K_F64, H5K_F32, H5K_I32, H5K_U16, H5K_U32, H5K_U64, H5K_BOOL, H5K_STR, H5K_REF, H5K_REGION };
+struct h5colspec {
+	const char *name;
+	enum h5kind kind;
+	const char *description;
+};
+void h5_cols_open(struct h5 *h, struct h5table *t, struct h5col *cols, const struct h5colspec *spec, size_t n,
+		  const char *region_table);
+/* Closes the columns, then the table. */
+void h5_cols_close(struct h5 *h, struct h5table *t, struct h5col *cols, size_t n);
+
 /* One row more in id (value: the row's id). */
 void h5_table_row(struct h5 *h, struct h5table *t, int64_t id);
 void h5_table_close(struct h5 *h, struct h5table *t);

@@ -68,6 +68,11 @@ struct units {
 	struct h5table t;
 };
 
+enum { S_START, S_STOP, S_EL, S_AMP, S_PHASE, S_IP, S_SAMPLE, S_REQ, S_LATE, S_FLAGS, S_N };
+enum { E_START, E_STOP, E_SAMPLE, E_SAMPLES, E_TYPE, E_NAME, E_VALUE, E_EL, E_DETAIL, E_N };
+enum { T_START, T_STOP, T_TRIAL, T_ITEM, T_LABEL, T_PHASE, T_S0, T_S1, T_ENDED, T_N };
+enum { I_START, I_STOP, I_REASON, I_S0, I_S1, I_N };
+
 struct nwb {
 	struct h5 h;
 	struct exp_rec *x;
@@ -80,11 +85,7 @@ struct nwb {
 	uint32_t raw_fill;
 	struct units u;
 	struct h5table stim, ev, trials, invalid;
-	struct h5col stim_start, stim_stop, stim_el, stim_amp, stim_phase, stim_ip, stim_sample, stim_req, stim_late,
-		stim_flags;
-	struct h5col ev_start, ev_stop, ev_sample, ev_samples, ev_type, ev_name, ev_value, ev_el, ev_detail;
-	struct h5col tr_start, tr_stop, tr_trial, tr_item, tr_label, tr_phase, tr_s0, tr_s1, tr_ended;
-	struct h5col inv_start, inv_stop, inv_reason, inv_s0, inv_s1;
+	struct h5col sc[S_N], ec[E_N], tc[T_N], ic[I_N];
 	bool with_trials, with_invalid;
 	/* the open trial, the phase in force, the device's absence */
 	bool trial_open;
@@ -398,86 +399,80 @@ static void raw_close(struct nwb *w)
 
 /* ---- Intervals ------------------------------------------------------- */
 
-static void times_cols(struct nwb *w, struct h5table *t, struct h5col *start, struct h5col *stop,
-		       const char *start_desc, const char *stop_desc)
-{
-	h5_col_open(&w->h, t, start, "start_time", "VectorData", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 8, start_desc, true);
-	h5_col_open(&w->h, t, stop, "stop_time", "VectorData", H5T_NATIVE_DOUBLE, H5T_IEEE_F64LE, 8, stop_desc, true);
-}
+static const struct h5colspec stim_cols[S_N] = {
+	[S_START] = { "start_time", H5K_F64, "the sample the pulse started on, in seconds" },
+	[S_STOP] = { "stop_time", H5K_F64, "the end of its second phase, in seconds" },
+	[S_EL] = { "electrode", H5K_REGION, "the electrode stimulated (a row of the electrodes table)" },
+	[S_AMP] = { "amplitude_ua", H5K_F32, "the first phase's current in microamperes (signed: negative = cathodic)" },
+	[S_PHASE] = { "phase_us", H5K_U32, "length of each phase, microseconds" },
+	[S_IP] = { "interphase_us", H5K_U32, "gap between the phases, microseconds" },
+	[S_SAMPLE] = { "sample", H5K_U64, "the sample the pulse started on" },
+	[S_REQ] = { "requested_sample", H5K_U64, "the sample it was asked for (earlier than sample only when late)" },
+	[S_LATE] = { "late", H5K_BOOL, "started later than asked (flag late)" },
+	[S_FLAGS] = { "flags", H5K_U16, "the record's flags (bit 0: late)" },
+};
 
-#define COL(t, c, name, mt, ft, size, desc) h5_col_open(&w->h, t, c, name, "VectorData", mt, ft, size, desc, true)
+static const struct h5colspec event_cols[E_N] = {
+	[E_START] = { "start_time", H5K_F64, "the event's first sample, in seconds" },
+	[E_STOP] = { "stop_time", H5K_F64, "the end of the sample range it covers, in seconds (= start_time for a point)" },
+	[E_SAMPLE] = { "sample", H5K_U64, "the event's first sample" },
+	[E_SAMPLES] = { "samples", H5K_U32, "the length of the sample range it covers (0: a point in time)" },
+	[E_TYPE] = { "type", H5K_U32, "the event type code (wire v1.1)" },
+	[E_NAME] = { "name", H5K_STR, "the event type's name" },
+	[E_VALUE] = { "value", H5K_I32, "the event's value (trial index, label, phase code, refusal reason, ...)" },
+	[E_EL] = { "electrode", H5K_U16, "stim_refused and blank: the electrode (65535: all electrodes); 0 for others" },
+	[E_DETAIL] = { "detail", H5K_STR, "the value's name where it has one (refusal reason, phase)" },
+};
+
+static const struct h5colspec trial_cols[T_N] = {
+	[T_START] = { "start_time", H5K_F64, "trial_start, in seconds" },
+	[T_STOP] = { "stop_time", H5K_F64, "trial_end, in seconds (the end of the recording when ended is false)" },
+	[T_TRIAL] = { "trial", H5K_I32, "the trial index (0-based over the run)" },
+	[T_ITEM] = { "item", H5K_I32, "the stimulus's index in its data set" },
+	[T_LABEL] = { "label", H5K_I32, "the class shown" },
+	[T_PHASE] = { "phase", H5K_STR, "train, test or rest" },
+	[T_S0] = { "start_sample", H5K_U64, "trial_start's sample" },
+	[T_S1] = { "stop_sample", H5K_U64, "trial_end's sample" },
+	[T_ENDED] = { "ended", H5K_BOOL, "its trial_end is in the recording (false: the recording stopped first)" },
+};
+
+static const struct h5colspec invalid_cols[I_N] = {
+	[I_START] = { "start_time", H5K_F64, "first sample lost, in seconds" },
+	[I_STOP] = { "stop_time", H5K_F64, "first sample after the loss, in seconds" },
+	[I_REASON] = { "reason", H5K_STR, "the event that reported it" },
+	[I_S0] = { "start_sample", H5K_U64, "first sample lost" },
+	[I_S1] = { "stop_sample", H5K_U64, "first sample after" },
+};
 
 static void intervals_open(struct nwb *w, hid_t root)
 {
 	hid_t iv = h5_group(&w->h, root, "intervals");
+	const struct exp_counts *c = w->pre;
 
 	h5_table_open(&w->h, &w->stim, iv, "/intervals", "stimulation", "TimeIntervals", "core",
 		      "every stimulation pulse the device delivered (wire stim records): a biphasic pulse from "
 		      "start_time, first phase amplitude_ua (negative: cathodic) for phase_us, interphase_us, then the "
 		      "opposite phase of equal charge; pulses refused are stim_refused rows of /intervals/events");
-	times_cols(w, &w->stim, &w->stim_start, &w->stim_stop, "the sample the pulse started on, in seconds",
-		   "the end of its second phase, in seconds");
-	h5_col_open(&w->h, &w->stim, &w->stim_el, "electrode", "DynamicTableRegion", H5T_NATIVE_INT32, H5T_STD_I32LE, 4,
-		    "the electrode stimulated (a row of the electrodes table)", true);
-	h5_region_table(&w->h, &w->stim_el, ELECTRODES_PATH);
-	COL(&w->stim, &w->stim_amp, "amplitude_ua", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 4,
-	    "the first phase's current in microamperes (signed: negative = cathodic)");
-	COL(&w->stim, &w->stim_phase, "phase_us", H5T_NATIVE_UINT32, H5T_STD_U32LE, 4, "length of each phase, microseconds");
-	COL(&w->stim, &w->stim_ip, "interphase_us", H5T_NATIVE_UINT32, H5T_STD_U32LE, 4,
-	    "gap between the phases, microseconds");
-	COL(&w->stim, &w->stim_sample, "sample", H5T_NATIVE_UINT64, H5T_STD_U64LE, 8, "the sample the pulse started on");
-	COL(&w->stim, &w->stim_req, "requested_sample", H5T_NATIVE_UINT64, H5T_STD_U64LE, 8,
-	    "the sample it was asked for (earlier than sample only when late)");
-	COL(&w->stim, &w->stim_late, "late", w->h.bool_t, w->h.bool_t, 1, "started later than asked (flag late)");
-	COL(&w->stim, &w->stim_flags, "flags", H5T_NATIVE_UINT16, H5T_STD_U16LE, 2, "the record's flags (bit 0: late)");
-
+	h5_cols_open(&w->h, &w->stim, w->sc, stim_cols, S_N, ELECTRODES_PATH);
 	h5_table_open(&w->h, &w->ev, iv, "/intervals", "events", "TimeIntervals", "core",
 		      "every event record of the recording (docs/wire-v1.md): protocol marks (run_start, trial_start, "
 		      "label, phase, item, ...), refusals (stim_refused), data losses with their sample ranges "
 		      "(overflow, gap, late, device_gone, device_back, stall, stim_lost) and blanking windows (blank)");
-	times_cols(w, &w->ev, &w->ev_start, &w->ev_stop, "the event's first sample, in seconds",
-		   "the end of the sample range it covers, in seconds (= start_time for a point in time)");
-	COL(&w->ev, &w->ev_sample, "sample", H5T_NATIVE_UINT64, H5T_STD_U64LE, 8, "the event's first sample");
-	COL(&w->ev, &w->ev_samples, "samples", H5T_NATIVE_UINT32, H5T_STD_U32LE, 4,
-	    "the length of the sample range it covers (0: a point in time)");
-	COL(&w->ev, &w->ev_type, "type", H5T_NATIVE_UINT32, H5T_STD_U32LE, 4, "the event type code (wire v1.1)");
-	COL(&w->ev, &w->ev_name, "name", w->h.str_t, w->h.str_t, sizeof(char *), "the event type's name");
-	COL(&w->ev, &w->ev_value, "value", H5T_NATIVE_INT32, H5T_STD_I32LE, 4,
-	    "the event's value (trial index, label, phase code, refusal reason, ...)");
-	COL(&w->ev, &w->ev_el, "electrode", H5T_NATIVE_UINT16, H5T_STD_U16LE, 2,
-	    "stim_refused and blank: the electrode (65535: all electrodes); 0 for the other types");
-	COL(&w->ev, &w->ev_detail, "detail", w->h.str_t, w->h.str_t, sizeof(char *),
-	    "the value's name where it has one (refusal reason, phase)");
-
-	w->with_trials = w->pre->event_types[MEAD_EVENT_TRIAL_START] > 0;
+	h5_cols_open(&w->h, &w->ev, w->ec, event_cols, E_N, NULL);
+	w->with_trials = c->event_types[MEAD_EVENT_TRIAL_START] > 0;
 	if (w->with_trials) {
 		h5_table_open(&w->h, &w->trials, iv, "/intervals", "trials", "TimeIntervals", "core",
 			      "the protocol's trials, from trial_start to trial_end; item, label and phase as the protocol "
 			      "announced them (-1 / \"\": not announced)");
-		times_cols(w, &w->trials, &w->tr_start, &w->tr_stop, "trial_start, in seconds",
-			   "trial_end, in seconds (the end of the recording when ended is false)");
-		COL(&w->trials, &w->tr_trial, "trial", H5T_NATIVE_INT32, H5T_STD_I32LE, 4, "the trial index (0-based over the run)");
-		COL(&w->trials, &w->tr_item, "item", H5T_NATIVE_INT32, H5T_STD_I32LE, 4, "the stimulus's index in its data set");
-		COL(&w->trials, &w->tr_label, "label", H5T_NATIVE_INT32, H5T_STD_I32LE, 4, "the class shown");
-		COL(&w->trials, &w->tr_phase, "phase", w->h.str_t, w->h.str_t, sizeof(char *), "train, test or rest");
-		COL(&w->trials, &w->tr_s0, "start_sample", H5T_NATIVE_UINT64, H5T_STD_U64LE, 8, "trial_start's sample");
-		COL(&w->trials, &w->tr_s1, "stop_sample", H5T_NATIVE_UINT64, H5T_STD_U64LE, 8, "trial_end's sample");
-		COL(&w->trials, &w->tr_ended, "ended", w->h.bool_t, w->h.bool_t, 1,
-		    "its trial_end is in the recording (false: the recording stopped first)");
+		h5_cols_open(&w->h, &w->trials, w->tc, trial_cols, T_N, NULL);
 	}
-	const struct exp_counts *c = w->pre;
 	w->with_invalid = c->event_types[MEAD_EVENT_OVERFLOW] || c->event_types[MEAD_EVENT_GAP] ||
 			  c->event_types[MEAD_EVENT_DEVICE_GONE];
 	if (w->with_invalid) {
 		h5_table_open(&w->h, &w->invalid, iv, "/intervals", "invalid_times", "TimeIntervals", "core",
 			      "samples the rig lost: overflow (a buffer overflowed), gap (never arrived; zeros in raw), "
 			      "device_gone (from device_gone to device_back, or the end of the recording)");
-		times_cols(w, &w->invalid, &w->inv_start, &w->inv_stop, "first sample lost, in seconds",
-			   "first sample after the loss, in seconds");
-		COL(&w->invalid, &w->inv_reason, "reason", w->h.str_t, w->h.str_t, sizeof(char *),
-		    "the event that reported it");
-		COL(&w->invalid, &w->inv_s0, "start_sample", H5T_NATIVE_UINT64, H5T_STD_U64LE, 8, "first sample lost");
-		COL(&w->invalid, &w->inv_s1, "stop_sample", H5T_NATIVE_UINT64, H5T_STD_U64LE, 8, "first sample after");
+		h5_cols_open(&w->h, &w->invalid, w->ic, invalid_cols, I_N, NULL);
 	}
 	h5_close_obj(iv);
 }
@@ -486,15 +481,15 @@ static void trial_row(struct nwb *w, uint64_t end, bool ended)
 {
 	const struct exp_rec *x = w->x;
 	h5_table_row(&w->h, &w->trials, (int64_t)w->trials_written++);
-	h5_put_f64(&w->h, &w->tr_start, exp_seconds(x, w->trial_sample));
-	h5_put_f64(&w->h, &w->tr_stop, exp_seconds(x, end));
-	h5_put(&w->h, &w->tr_trial, &w->trial_index);
-	h5_put(&w->h, &w->tr_item, &w->trial_item);
-	h5_put(&w->h, &w->tr_label, &w->trial_label);
-	h5_put_str(&w->h, &w->tr_phase, phase_name(w->trial_phase));
-	h5_put_u64(&w->h, &w->tr_s0, w->trial_sample);
-	h5_put_u64(&w->h, &w->tr_s1, end);
-	h5_put_bool(&w->h, &w->tr_ended, ended);
+	h5_put_f64(&w->h, &w->tc[T_START], exp_seconds(x, w->trial_sample));
+	h5_put_f64(&w->h, &w->tc[T_STOP], exp_seconds(x, end));
+	h5_put(&w->h, &w->tc[T_TRIAL], &w->trial_index);
+	h5_put(&w->h, &w->tc[T_ITEM], &w->trial_item);
+	h5_put(&w->h, &w->tc[T_LABEL], &w->trial_label);
+	h5_put_str(&w->h, &w->tc[T_PHASE], phase_name(w->trial_phase));
+	h5_put_u64(&w->h, &w->tc[T_S0], w->trial_sample);
+	h5_put_u64(&w->h, &w->tc[T_S1], end);
+	h5_put_bool(&w->h, &w->tc[T_ENDED], ended);
 	w->trial_open = false;
 }
 
@@ -502,11 +497,11 @@ static void invalid_row(struct nwb *w, const char *reason, uint64_t from, uint64
 {
 	const struct exp_rec *x = w->x;
 	h5_table_row(&w->h, &w->invalid, (int64_t)w->invalid_written++);
-	h5_put_f64(&w->h, &w->inv_start, exp_seconds(x, from));
-	h5_put_f64(&w->h, &w->inv_stop, exp_seconds(x, to));
-	h5_put_str(&w->h, &w->inv_reason, reason);
-	h5_put_u64(&w->h, &w->inv_s0, from);
-	h5_put_u64(&w->h, &w->inv_s1, to);
+	h5_put_f64(&w->h, &w->ic[I_START], exp_seconds(x, from));
+	h5_put_f64(&w->h, &w->ic[I_STOP], exp_seconds(x, to));
+	h5_put_str(&w->h, &w->ic[I_REASON], reason);
+	h5_put_u64(&w->h, &w->ic[I_S0], from);
+	h5_put_u64(&w->h, &w->ic[I_S1], to);
 }
 
 static void protocol_state(struct nwb *w, const struct mead_event *e)
@@ -577,15 +572,15 @@ static int on_events(void *ctx, const struct mead_event *e, uint32_t n)
 			detail = phase_name(e[i].value);
 		}
 		h5_table_row(&w->h, &w->ev, (int64_t)w->ev.rows);
-		h5_put_f64(&w->h, &w->ev_start, exp_seconds(x, e[i].sample));
-		h5_put_f64(&w->h, &w->ev_stop, exp_seconds(x, e[i].sample + e[i].samples));
-		h5_put_u64(&w->h, &w->ev_sample, e[i].sample);
-		h5_put(&w->h, &w->ev_samples, &e[i].samples);
-		h5_put(&w->h, &w->ev_type, &e[i].type);
-		h5_put_str(&w->h, &w->ev_name, name);
-		h5_put(&w->h, &w->ev_value, &e[i].value);
-		h5_put(&w->h, &w->ev_el, &e[i].electrode);
-		h5_put_str(&w->h, &w->ev_detail, detail);
+		h5_put_f64(&w->h, &w->ec[E_START], exp_seconds(x, e[i].sample));
+		h5_put_f64(&w->h, &w->ec[E_STOP], exp_seconds(x, e[i].sample + e[i].samples));
+		h5_put_u64(&w->h, &w->ec[E_SAMPLE], e[i].sample);
+		h5_put(&w->h, &w->ec[E_SAMPLES], &e[i].samples);
+		h5_put(&w->h, &w->ec[E_TYPE], &e[i].type);
+		h5_put_str(&w->h, &w->ec[E_NAME], name);
+		h5_put(&w->h, &w->ec[E_VALUE], &e[i].value);
+		h5_put(&w->h, &w->ec[E_EL], &e[i].electrode);
+		h5_put_str(&w->h, &w->ec[E_DETAIL], detail);
 		protocol_state(w, &e[i]);
 	}
 	return w->h.err;
@@ -601,16 +596,16 @@ static int on_stim(void *ctx, const struct mead_wire_stim *s, uint32_t n)
 		double t = exp_seconds(x, p->sample);
 		int32_t el = p->electrode;
 		h5_table_row(&w->h, &w->stim, (int64_t)w->stim.rows);
-		h5_put_f64(&w->h, &w->stim_start, t);
-		h5_put_f64(&w->h, &w->stim_stop, t + (2.0 * p->phase_us + p->interphase_us) * 1e-6);
-		h5_put(&w->h, &w->stim_el, &el);
-		h5_put(&w->h, &w->stim_amp, &p->amplitude_ua);
-		h5_put(&w->h, &w->stim_phase, &p->phase_us);
-		h5_put(&w->h, &w->stim_ip, &p->interphase_us);
-		h5_put_u64(&w->h, &w->stim_sample, p->sample);
-		h5_put_u64(&w->h, &w->stim_req, s[i].requested_sample);
-		h5_put_bool(&w->h, &w->stim_late, (p->flags & MEAD_STIM_LATE) != 0);
-		h5_put(&w->h, &w->stim_flags, &p->flags);
+		h5_put_f64(&w->h, &w->sc[S_START], t);
+		h5_put_f64(&w->h, &w->sc[S_STOP], t + (2.0 * p->phase_us + p->interphase_us) * 1e-6);
+		h5_put(&w->h, &w->sc[S_EL], &el);
+		h5_put(&w->h, &w->sc[S_AMP], &p->amplitude_ua);
+		h5_put(&w->h, &w->sc[S_PHASE], &p->phase_us);
+		h5_put(&w->h, &w->sc[S_IP], &p->interphase_us);
+		h5_put_u64(&w->h, &w->sc[S_SAMPLE], p->sample);
+		h5_put_u64(&w->h, &w->sc[S_REQ], s[i].requested_sample);
+		h5_put_bool(&w->h, &w->sc[S_LATE], (p->flags & MEAD_STIM_LATE) != 0);
+		h5_put(&w->h, &w->sc[S_FLAGS], &p->flags);
 	}
 	return w->h.err;
 }
@@ -621,38 +616,32 @@ static void intervals_close(struct nwb *w, uint64_t end)
 		trial_row(w, end > w->trial_sample ? end : w->trial_sample, false);
 	if (w->with_invalid && w->gone)
 		invalid_row(w, "device_gone", w->gone_sample, end > w->gone_sample ? end : w->gone_sample);
-	struct h5col *stim[] = { &w->stim_start, &w->stim_stop, &w->stim_el, &w->stim_amp, &w->stim_phase,
-				 &w->stim_ip, &w->stim_sample, &w->stim_req, &w->stim_late, &w->stim_flags };
-	struct h5col *ev[] = { &w->ev_start, &w->ev_stop, &w->ev_sample, &w->ev_samples, &w->ev_type,
-			       &w->ev_name, &w->ev_value, &w->ev_el, &w->ev_detail };
-	for (size_t i = 0; i < sizeof(stim) / sizeof(stim[0]); i++)
-		h5_col_close(&w->h, stim[i]);
-	h5_table_close(&w->h, &w->stim);
-	for (size_t i = 0; i < sizeof(ev) / sizeof(ev[0]); i++)
-		h5_col_close(&w->h, ev[i]);
-	h5_table_close(&w->h, &w->ev);
-	if (w->with_trials) {
-		struct h5col *tr[] = { &w->tr_start, &w->tr_stop, &w->tr_trial, &w->tr_item, &w->tr_label,
-				       &w->tr_phase, &w->tr_s0, &w->tr_s1, &w->tr_ended };
-		for (size_t i = 0; i < sizeof(tr) / sizeof(tr[0]); i++)
-			h5_col_close(&w->h, tr[i]);
-		h5_table_close(&w->h, &w->trials);
-	}
-	if (w->with_invalid) {
-		struct h5col *inv[] = { &w->inv_start, &w->inv_stop, &w->inv_reason, &w->inv_s0, &w->inv_s1 };
-		for (size_t i = 0; i < sizeof(inv) / sizeof(inv[0]); i++)
-			h5_col_close(&w->h, inv[i]);
-		h5_table_close(&w->h, &w->invalid);
-	}
+	h5_cols_close(&w->h, &w->stim, w->sc, S_N);
+	h5_cols_close(&w->h, &w->ev, w->ec, E_N);
+	if (w->with_trials)
+		h5_cols_close(&w->h, &w->trials, w->tc, T_N);
+	if (w->with_invalid)
+		h5_cols_close(&w->h, &w->invalid, w->ic, I_N);
 }
 
 /* ---- General ------------------------------------------------------- */
+
+enum { L_LOC, L_GROUP, L_GROUP_NAME, L_X, L_Y, L_LABEL, L_EXCLUDED, L_N };
+static const struct h5colspec electrode_cols[L_N] = {
+	[L_LOC] = { "location", H5K_STR, "the location of channel within the subject e.g. brain region" },
+	[L_GROUP] = { "group", H5K_REF, "a reference to the ElectrodeGroup this electrode is a part of" },
+	[L_GROUP_NAME] = { "group_name", H5K_STR, "the name of the ElectrodeGroup this electrode is a part of" },
+	[L_X] = { "rel_x", H5K_F32, "x position on the array, micrometres (columns)" },
+	[L_Y] = { "rel_y", H5K_F32, "y position on the array, micrometres (rows, downwards)" },
+	[L_LABEL] = { "label", H5K_STR, "the electrode's label in the layout" },
+	[L_EXCLUDED] = { "excluded", H5K_BOOL, "a reference or ground electrode: never stimulated" },
+};
 
 static void electrodes(struct nwb *w, hid_t ecephys)
 {
 	const struct exp_layout *l = &w->x->layout;
 	struct h5table t;
-	struct h5col loc, group, group_name, rel_x, rel_y, label, excluded;
+	struct h5col c[L_N];
 	char desc[600];
 
 	snprintf(desc, sizeof(desc),
@@ -662,34 +651,18 @@ static void electrodes(struct nwb *w, hid_t ecephys)
 		 l->positions_from);
 	h5_table_open(&w->h, &t, ecephys, "/general/extracellular_ephys", "electrodes", "DynamicTable", "hdmf-common",
 		      desc);
-	h5_col_open(&w->h, &t, &loc, "location", "VectorData", w->h.str_t, w->h.str_t, sizeof(char *),
-		    "the location of channel within the subject e.g. brain region", true);
-	h5_col_open(&w->h, &t, &group, "group", "VectorData", H5T_STD_REF_OBJ, H5T_STD_REF_OBJ, sizeof(hobj_ref_t),
-		    "a reference to the ElectrodeGroup this electrode is a part of", true);
-	h5_col_open(&w->h, &t, &group_name, "group_name", "VectorData", w->h.str_t, w->h.str_t, sizeof(char *),
-		    "the name of the ElectrodeGroup this electrode is a part of", true);
-	h5_col_open(&w->h, &t, &rel_x, "rel_x", "VectorData", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 4,
-		    "x position on the array, micrometres (columns)", true);
-	h5_col_open(&w->h, &t, &rel_y, "rel_y", "VectorData", H5T_NATIVE_FLOAT, H5T_IEEE_F32LE, 4,
-		    "y position on the array, micrometres (rows, downwards)", true);
-	h5_col_open(&w->h, &t, &label, "label", "VectorData", w->h.str_t, w->h.str_t, sizeof(char *),
-		    "the electrode's label in the layout", true);
-	h5_col_open(&w->h, &t, &excluded, "excluded", "VectorData", w->h.bool_t, w->h.bool_t, 1,
-		    "a reference or ground electrode: never stimulated", true);
+	h5_cols_open(&w->h, &t, c, electrode_cols, L_N, NULL);
 	for (uint32_t i = 0; i < l->count; i++) {
 		h5_table_row(&w->h, &t, i);
-		h5_put_str(&w->h, &loc, "unknown");
-		h5_put_ref(&w->h, &group, GROUP_PATH);
-		h5_put_str(&w->h, &group_name, "mea");
-		h5_put(&w->h, &rel_x, &l->x_um[i]);
-		h5_put(&w->h, &rel_y, &l->y_um[i]);
-		h5_put_str(&w->h, &label, l->labels[i]);
-		h5_put_bool(&w->h, &excluded, l->excluded[i]);
+		h5_put_str(&w->h, &c[L_LOC], "unknown");
+		h5_put_ref(&w->h, &c[L_GROUP], GROUP_PATH);
+		h5_put_str(&w->h, &c[L_GROUP_NAME], "mea");
+		h5_put(&w->h, &c[L_X], &l->x_um[i]);
+		h5_put(&w->h, &c[L_Y], &l->y_um[i]);
+		h5_put_str(&w->h, &c[L_LABEL], l->labels[i]);
+		h5_put_bool(&w->h, &c[L_EXCLUDED], l->excluded[i]);
 	}
-	struct h5col *cols[] = { &loc, &group, &group_name, &rel_x, &rel_y, &label, &excluded };
-	for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
-		h5_col_close(&w->h, cols[i]);
-	h5_table_close(&w->h, &t);
+	h5_cols_close(&w->h, &t, c, L_N);
 }
 
 static void general(struct nwb *w, hid_t root, const char *device)
@@ -785,9 +758,7 @@ int exp_nwb(struct exp_rec *x, const char *out, bool force)
 	}
 	if (asprintf(&part, "%s.part", out) < 0)
 		return 1;
-	if (exp_walk(x, "reading", NULL, &pre) < 0) {
-		fprintf(stderr, "mead-export: %s: cannot read it\n", x->path);
-		exp_counts_free(&pre);
+	if (exp_count(x, &pre) < 0) {
 		free(part);
 		return 1;
 	}

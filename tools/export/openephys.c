@@ -174,12 +174,9 @@ static int on_stim(void *ctx, const struct mead_wire_stim *s, uint32_t n)
 		/* the sample in which the second phase ends */
 		double us = 2.0 * p->phase_us + p->interphase_us;
 		uint64_t len = (uint64_t)ceil(us * o->x->sample_rate_hz / 1e6);
+		struct edge fall = { p->sample + (len ? len : 1), o->seq++, (int16_t)-line };
 		int rc = ttl_until(o, p->sample, false);
-		if (rc == 0)
-			rc = ttl_write(o, p->sample, line);
-		if (rc == 0)
-			rc = heap_push(o, (struct edge){ p->sample + (len ? len : 1), o->seq++, (int16_t)-line });
-		if (rc < 0)
+		if (rc < 0 || (rc = ttl_write(o, p->sample, line)) < 0 || (rc = heap_push(o, fall)) < 0)
 			return rc;
 	}
 	return 0;
@@ -392,6 +389,32 @@ static int spikes_close(struct oe *o)
 
 /* ---- structure.oebin ------------------------------------------------ */
 
+static void kv_str(struct mead_jw *w, const char *key, const char *v)
+{
+	mead_jw_key(w, key);
+	mead_jw_str(w, v);
+}
+
+static void event_stream(struct mead_jw *w, const struct exp_rec *x, const char *folder, const char *channel,
+			 const char *desc, const char *identifier, const char *type, const char *source, bool ttl)
+{
+	mead_jw_obj_begin(w);
+	kv_str(w, "folder_name", folder);
+	kv_str(w, "channel_name", channel);
+	kv_str(w, "description", desc);
+	kv_str(w, "identifier", identifier);
+	mead_jw_key(w, "sample_rate");
+	mead_jw_double(w, x->sample_rate_hz);
+	kv_str(w, "type", type);
+	kv_str(w, "source_processor", source);
+	kv_str(w, "stream_name", STREAM);
+	if (ttl) {
+		mead_jw_key(w, "initial_state");
+		mead_jw_u64(w, 0);
+	}
+	mead_jw_obj_end(w);
+}
+
 static char *oebin(const struct oe *o, bool raw)
 {
 	const struct exp_rec *x = o->x;
@@ -404,24 +427,19 @@ static char *oebin(const struct oe *o, bool raw)
 		return NULL;
 	mead_jw_init(&w, buf, cap);
 	mead_jw_obj_begin(&w);
-	mead_jw_key(&w, "GUI version");
-	mead_jw_str(&w, "0.6.7");
+	kv_str(&w, "GUI version", "0.6.7");
 	mead_jw_key(&w, "continuous");
 	mead_jw_arr_begin(&w);
 	if (raw) {
 		mead_jw_obj_begin(&w);
-		mead_jw_key(&w, "folder_name");
-		mead_jw_str(&w, PROC "/");
+		kv_str(&w, "folder_name", PROC "/");
 		mead_jw_key(&w, "sample_rate");
 		mead_jw_double(&w, x->sample_rate_hz);
-		mead_jw_key(&w, "source_processor_name");
-		mead_jw_str(&w, "mead");
+		kv_str(&w, "source_processor_name", "mead");
 		mead_jw_key(&w, "source_processor_id");
 		mead_jw_u64(&w, 100);
-		mead_jw_key(&w, "stream_name");
-		mead_jw_str(&w, STREAM);
-		mead_jw_key(&w, "recorded_processor");
-		mead_jw_str(&w, "Record Node");
+		kv_str(&w, "stream_name", STREAM);
+		kv_str(&w, "recorded_processor", "Record Node");
 		mead_jw_key(&w, "recorded_processor_id");
 		mead_jw_u64(&w, 101);
 		mead_jw_key(&w, "num_channels");
@@ -430,8 +448,7 @@ static char *oebin(const struct oe *o, bool raw)
 		mead_jw_arr_begin(&w);
 		for (uint32_t i = 0; i < o->channels; i++) {
 			mead_jw_obj_begin(&w);
-			mead_jw_key(&w, "channel_name");
-			mead_jw_str(&w, l->labels[i]);
+			kv_str(&w, "channel_name", l->labels[i]);
 			mead_jw_key(&w, "description");
 			if (isnan(l->x_um[i]))
 				snprintf(text, sizeof(text), "electrode %u (label %s)%s", i, l->labels[i],
@@ -440,16 +457,14 @@ static char *oebin(const struct oe *o, bool raw)
 				snprintf(text, sizeof(text), "electrode %u (label %s) at x=%g y=%g um%s", i, l->labels[i],
 					 l->x_um[i], l->y_um[i], l->excluded[i] ? ", excluded (reference/ground)" : "");
 			mead_jw_str(&w, text);
-			mead_jw_key(&w, "identifier");
-			mead_jw_str(&w, "mead.raw");
+			kv_str(&w, "identifier", "mead.raw");
 			mead_jw_key(&w, "history");
 			snprintf(text, sizeof(text), "mead %s driver -> mead-export " MEAD_VERSION,
 				 x->driver_name[0] ? x->driver_name : "?");
 			mead_jw_str(&w, text);
 			mead_jw_key(&w, "bit_volts");
 			mead_jw_double(&w, x->info->uv_per_count);
-			mead_jw_key(&w, "units");
-			mead_jw_str(&w, "uV");
+			kv_str(&w, "units", "uV");
 			mead_jw_obj_end(&w);
 		}
 		mead_jw_arr_end(&w);
@@ -458,48 +473,15 @@ static char *oebin(const struct oe *o, bool raw)
 	mead_jw_arr_end(&w);
 	mead_jw_key(&w, "events");
 	mead_jw_arr_begin(&w);
-	if (o->pre->stim) {
-		mead_jw_obj_begin(&w);
-		mead_jw_key(&w, "folder_name");
-		mead_jw_str(&w, PROC "/TTL/");
-		mead_jw_key(&w, "channel_name");
-		mead_jw_str(&w, "stimulation");
-		mead_jw_key(&w, "description");
-		mead_jw_str(&w, "stimulation pulses the device delivered: line e+1 is electrode e; on at the pulse's first "
-				"sample, off at the sample its second phase ends in");
-		mead_jw_key(&w, "identifier");
-		mead_jw_str(&w, "mead.stim");
-		mead_jw_key(&w, "sample_rate");
-		mead_jw_double(&w, x->sample_rate_hz);
-		mead_jw_key(&w, "type");
-		mead_jw_str(&w, "int16");
-		mead_jw_key(&w, "source_processor");
-		mead_jw_str(&w, "mead");
-		mead_jw_key(&w, "stream_name");
-		mead_jw_str(&w, STREAM);
-		mead_jw_key(&w, "initial_state");
-		mead_jw_u64(&w, 0);
-		mead_jw_obj_end(&w);
-	}
-	mead_jw_obj_begin(&w);
-	mead_jw_key(&w, "folder_name");
-	mead_jw_str(&w, "MessageCenter/");
-	mead_jw_key(&w, "channel_name");
-	mead_jw_str(&w, "Messages");
-	mead_jw_key(&w, "description");
-	mead_jw_str(&w, "every event record of the recording: \"name value=V [samples=N] [electrode=E|all] "
-			"[reason=R]\" (docs/wire-v1.md)");
-	mead_jw_key(&w, "identifier");
-	mead_jw_str(&w, "mead.events");
-	mead_jw_key(&w, "sample_rate");
-	mead_jw_double(&w, x->sample_rate_hz);
-	mead_jw_key(&w, "type");
-	mead_jw_str(&w, "string");
-	mead_jw_key(&w, "source_processor");
-	mead_jw_str(&w, "Message Center");
-	mead_jw_key(&w, "stream_name");
-	mead_jw_str(&w, STREAM);
-	mead_jw_obj_end(&w);
+	if (o->pre->stim)
+		event_stream(&w, x, PROC "/TTL/", "stimulation",
+			     "stimulation pulses the device delivered: line e+1 is electrode e; on at the pulse's first "
+			     "sample, off at the sample its second phase ends in",
+			     "mead.stim", "int16", "mead", true);
+	event_stream(&w, x, "MessageCenter/", "Messages",
+		     "every event record of the recording: \"name value=V [samples=N] [electrode=E|all] "
+		     "[reason=R]\" (docs/wire-v1.md)",
+		     "mead.events", "string", "Message Center", false);
 	mead_jw_arr_end(&w);
 	mead_jw_key(&w, "spikes");
 	mead_jw_arr_begin(&w);
@@ -507,18 +489,15 @@ static char *oebin(const struct oe *o, bool raw)
 		char name[32];
 		snprintf(name, sizeof(name), "electrode%u", e);
 		mead_jw_obj_begin(&w);
-		mead_jw_key(&w, "name");
-		mead_jw_str(&w, name);
+		kv_str(&w, "name", name);
 		mead_jw_key(&w, "description");
 		snprintf(text, sizeof(text), "threshold crossings of electrode %u (label %s), not sorted; no waveforms", e,
 			 l->labels[e]);
 		mead_jw_str(&w, text);
-		mead_jw_key(&w, "identifier");
-		mead_jw_str(&w, "mead.spikes");
+		kv_str(&w, "identifier", "mead.spikes");
 		mead_jw_key(&w, "source_processor_id");
 		mead_jw_u64(&w, 100);
-		mead_jw_key(&w, "stream_name");
-		mead_jw_str(&w, STREAM);
+		kv_str(&w, "stream_name", STREAM);
 		mead_jw_key(&w, "sample_rate");
 		mead_jw_double(&w, x->sample_rate_hz);
 		mead_jw_key(&w, "num_channels");
@@ -533,8 +512,7 @@ static char *oebin(const struct oe *o, bool raw)
 		mead_jw_key(&w, "source_channels");
 		mead_jw_arr_begin(&w);
 		mead_jw_obj_begin(&w);
-		mead_jw_key(&w, "name");
-		mead_jw_str(&w, l->labels[e]);
+		kv_str(&w, "name", l->labels[e]);
 		mead_jw_key(&w, "local_index");
 		mead_jw_u64(&w, e);
 		mead_jw_key(&w, "bit_volts");
@@ -545,31 +523,38 @@ static char *oebin(const struct oe *o, bool raw)
 	}
 	mead_jw_arr_end(&w);
 	mead_jw_obj_end(&w);
-	if (mead_jw_finish(&w) < 0) {
-		free(buf);
-		return NULL;
-	}
-	return buf;
+	return exp_jw_text(&w, buf);
 }
 
 static int sync_messages(const struct oe *o, const struct exp_counts *c)
 {
 	const char *from;
+	char text[512];
 	char *path = join(o->dir, "sync_messages.txt");
-	FILE *f = path ? fopen(path, "w") : NULL;
 	uint64_t ns = exp_start_ns(o->x, c, &from);
-	int rc = 0;
 
-	if (!f ||
-	    fprintf(f, "Software Time (milliseconds since midnight Jan 1st 1970 UTC): %" PRIu64 "\r\n", ns / 1000000u) < 0 ||
-	    fprintf(f, "Start Time for mead (100) - " STREAM " @ %g Hz: %" PRIu64 "\r\n", o->x->sample_rate_hz,
-		    c->raw_frames ? c->raw_first_sample : 0) < 0)
-		rc = -EIO;
-	if (f && fclose(f) != 0)
-		rc = -EIO;
-	if (rc < 0)
-		fprintf(stderr, "mead-export: %s: cannot write\n", path ? path : o->dir);
+	snprintf(text, sizeof(text),
+		 "Software Time (milliseconds since midnight Jan 1st 1970 UTC): %" PRIu64 "\r\n"
+		 "Start Time for mead (100) - " STREAM " @ %g Hz: %" PRIu64 "\r",
+		 ns / 1000000u, o->x->sample_rate_hz, c->raw_frames ? c->raw_first_sample : 0);
+	int rc = path ? exp_write_file(path, text) : -ENOMEM;
 	free(path);
+	return rc;
+}
+
+/* An event folder: its data file and its sample numbers and timestamps. */
+static int event_files(struct oe *o, const char *sub, struct npy *data, const char *name, const char *descr,
+		       size_t item, struct npy *samples, struct npy *times)
+{
+	char *d = join(o->dir, sub);
+	int rc = d ? mkdirs(d) : -ENOMEM;
+	if (rc == 0)
+		rc = npy_open(data, d, name, descr, "", item);
+	if (rc == 0)
+		rc = npy_open(samples, d, "sample_numbers.npy", "'<i8'", "", 8);
+	if (rc == 0)
+		rc = npy_open(times, d, "timestamps.npy", "'<f8'", "", 8);
+	free(d);
 	return rc;
 }
 
@@ -605,29 +590,13 @@ static int open_all(struct oe *o)
 		}
 	}
 	if (o->pre->stim) {
-		if (asprintf(&d, "%s/events/" PROC "/TTL", o->dir) < 0)
-			return -ENOMEM;
-		rc = mkdirs(d);
-		if (rc == 0)
-			rc = npy_open(&o->ttl_states, d, "states.npy", "'<i2'", "", 2);
-		if (rc == 0)
-			rc = npy_open(&o->ttl_samples, d, "sample_numbers.npy", "'<i8'", "", 8);
-		if (rc == 0)
-			rc = npy_open(&o->ttl_times, d, "timestamps.npy", "'<f8'", "", 8);
-		free(d);
+		rc = event_files(o, "events/" PROC "/TTL", &o->ttl_states, "states.npy", "'<i2'", 2, &o->ttl_samples,
+				 &o->ttl_times);
 		if (rc < 0)
 			return rc;
 	}
-	if (asprintf(&d, "%s/events/MessageCenter", o->dir) < 0)
-		return -ENOMEM;
-	rc = mkdirs(d);
-	if (rc == 0)
-		rc = npy_open(&o->msg_text, d, "text.npy", "'|S128'", "", TEXT_LEN);
-	if (rc == 0)
-		rc = npy_open(&o->msg_samples, d, "sample_numbers.npy", "'<i8'", "", 8);
-	if (rc == 0)
-		rc = npy_open(&o->msg_times, d, "timestamps.npy", "'<f8'", "", 8);
-	free(d);
+	rc = event_files(o, "events/MessageCenter", &o->msg_text, "text.npy", "'|S128'", TEXT_LEN, &o->msg_samples,
+			 &o->msg_times);
 	if (rc < 0)
 		return rc;
 	return spikes_open(o);
@@ -690,9 +659,7 @@ int exp_openephys(struct exp_rec *x, const char *out)
 		free(part);
 		return 1;
 	}
-	if (exp_walk(x, "reading", NULL, &pre) < 0) {
-		fprintf(stderr, "mead-export: %s: cannot read it\n", x->path);
-		exp_counts_free(&pre);
+	if (exp_count(x, &pre) < 0) {
 		free(part);
 		return 1;
 	}

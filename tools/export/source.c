@@ -256,6 +256,14 @@ static void progress(struct exp_rec *x, struct progress *p, const char *what, ui
 	p->last = now;
 }
 
+/* Per kind: the row the sinks get, and the shortest record (wire 1.0). */
+static const size_t row_size[] = { [MEAD_KIND_SPIKES] = sizeof(struct mead_spike),
+				   [MEAD_KIND_STIM] = sizeof(struct mead_wire_stim),
+				   [MEAD_KIND_EVENTS] = sizeof(struct mead_event) };
+static const size_t min_size[] = { [MEAD_KIND_SPIKES] = sizeof(struct mead_spike),
+				   [MEAD_KIND_STIM] = sizeof(struct mead_stim_pulse),
+				   [MEAD_KIND_EVENTS] = 16 };
+
 int exp_walk(struct exp_rec *x, const char *what, const struct exp_sink *sink, struct exp_counts *c)
 {
 	static unsigned walks;
@@ -299,15 +307,20 @@ int exp_walk(struct exp_rec *x, const char *what, const struct exp_sink *sink, s
 		c->last_seq[k] = rec.header.seq;
 		c->last_sample[k] = rec.header.sample;
 		uint32_t n = rec.header.count;
-		switch (k) {
-		case MEAD_KIND_SPIKES: {
-			if (rec.header.record_size < sizeof(struct mead_spike))
-				break;
-			struct mead_spike *s = records(&sc, &rec, sizeof(*s));
-			if (!s) {
+		void *recs = NULL;
+		if (k <= MEAD_KIND_EVENTS) {
+			/* shorter than the first minor version knew: not a record of this kind */
+			if (rec.header.record_size < min_size[k])
+				continue;
+			recs = records(&sc, &rec, row_size[k]);
+			if (!recs) {
 				rc = -ENOMEM;
 				goto out;
 			}
+		}
+		switch (k) {
+		case MEAD_KIND_SPIKES: {
+			struct mead_spike *s = recs;
 			for (uint32_t i = 0; i < n; i++) {
 				if (s[i].electrode < x->layout.count)
 					c->spikes_per_electrode[s[i].electrode]++;
@@ -321,13 +334,7 @@ int exp_walk(struct exp_rec *x, const char *what, const struct exp_sink *sink, s
 			break;
 		}
 		case MEAD_KIND_STIM: {
-			if (rec.header.record_size < sizeof(struct mead_stim_pulse))
-				break;
-			struct mead_wire_stim *s = records(&sc, &rec, sizeof(*s));
-			if (!s) {
-				rc = -ENOMEM;
-				goto out;
-			}
+			struct mead_wire_stim *s = recs;
 			/* v1.0 stim records were delivered when asked */
 			if (rec.header.record_size < sizeof(*s))
 				for (uint32_t i = 0; i < n; i++)
@@ -340,13 +347,7 @@ int exp_walk(struct exp_rec *x, const char *what, const struct exp_sink *sink, s
 			break;
 		}
 		case MEAD_KIND_EVENTS: {
-			if (rec.header.record_size < 16)
-				break;
-			struct mead_event *e = records(&sc, &rec, sizeof(*e));
-			if (!e) {
-				rc = -ENOMEM;
-				goto out;
-			}
+			struct mead_event *e = recs;
 			for (uint32_t i = 0; i < n; i++) {
 				if (e[i].type < 32) {
 					c->event_types[e[i].type]++;
@@ -414,6 +415,16 @@ out:
 	return rc;
 }
 
+int exp_count(struct exp_rec *x, struct exp_counts *c)
+{
+	int rc = exp_walk(x, "reading", NULL, c);
+	if (rc < 0) {
+		fprintf(stderr, "mead-export: %s: cannot read it: %s\n", x->path, strerror(-rc));
+		exp_counts_free(c);
+	}
+	return rc;
+}
+
 void exp_damage(const struct exp_counts *c, char *buf, size_t len)
 {
 	uint64_t gaps = 0;
@@ -435,6 +446,12 @@ void exp_damage(const struct exp_counts *c, char *buf, size_t len)
 				       "%s%" PRIu64 " messages missing by sequence number", at ? "; " : " (", gaps);
 	if (at && at + 1 < len)
 		snprintf(buf + at, len - at, ")");
+}
+
+static void kv_u64(struct mead_jw *w, const char *key, uint64_t v)
+{
+	mead_jw_key(w, key);
+	mead_jw_u64(w, v);
 }
 
 static void per_kind(struct mead_jw *w, const char *key, const uint64_t *v)
@@ -466,12 +483,9 @@ char *exp_summary_json(const struct exp_rec *x, const struct exp_counts *c, cons
 	mead_jw_str(&w, x->path);
 	mead_jw_key(&w, "exported_by");
 	mead_jw_str(&w, "mead-export " MEAD_VERSION);
-	mead_jw_key(&w, "format_version");
-	mead_jw_u64(&w, info->version);
-	mead_jw_key(&w, "sample_rate_hz");
-	mead_jw_u64(&w, info->sample_rate_hz);
-	mead_jw_key(&w, "electrode_count");
-	mead_jw_u64(&w, x->layout.count);
+	kv_u64(&w, "format_version", info->version);
+	kv_u64(&w, "sample_rate_hz", info->sample_rate_hz);
+	kv_u64(&w, "electrode_count", x->layout.count);
 	mead_jw_key(&w, "uv_per_count");
 	mead_jw_double(&w, info->uv_per_count);
 	mead_jw_key(&w, "header");
@@ -488,16 +502,11 @@ char *exp_summary_json(const struct exp_rec *x, const struct exp_counts *c, cons
 	mead_jw_obj_end(&w);
 	mead_jw_key(&w, "counts");
 	mead_jw_obj_begin(&w);
-	mead_jw_key(&w, "spikes");
-	mead_jw_u64(&w, c->spikes);
-	mead_jw_key(&w, "stim");
-	mead_jw_u64(&w, c->stim);
-	mead_jw_key(&w, "events");
-	mead_jw_u64(&w, c->events);
-	mead_jw_key(&w, "raw_frames");
-	mead_jw_u64(&w, c->raw_frames);
-	mead_jw_key(&w, "end_sample");
-	mead_jw_u64(&w, c->end_sample);
+	kv_u64(&w, "spikes", c->spikes);
+	kv_u64(&w, "stim", c->stim);
+	kv_u64(&w, "events", c->events);
+	kv_u64(&w, "raw_frames", c->raw_frames);
+	kv_u64(&w, "end_sample", c->end_sample);
 	per_kind(&w, "messages", c->messages);
 	mead_jw_obj_end(&w);
 	mead_jw_key(&w, "losses");
@@ -509,20 +518,14 @@ char *exp_summary_json(const struct exp_rec *x, const struct exp_counts *c, cons
 	for (int k = 1; k <= MEAD_KIND_COUNT; k++)
 		back += c->sample_back[k];
 	mead_jw_u64(&w, back);
-	mead_jw_key(&w, "corrupt_records");
-	mead_jw_u64(&w, c->corrupt);
-	mead_jw_key(&w, "skipped_bytes");
-	mead_jw_u64(&w, c->skipped_bytes);
+	kv_u64(&w, "corrupt_records", c->corrupt);
+	kv_u64(&w, "skipped_bytes", c->skipped_bytes);
 	mead_jw_key(&w, "torn_tail");
 	mead_jw_bool(&w, c->torn);
-	mead_jw_key(&w, "torn_offset");
-	mead_jw_u64(&w, c->torn ? c->torn_offset : 0);
-	mead_jw_key(&w, "torn_bytes");
-	mead_jw_u64(&w, c->torn_bytes);
-	mead_jw_key(&w, "spikes_outside_layout");
-	mead_jw_u64(&w, c->spikes_outside);
-	mead_jw_key(&w, "raw_messages_skipped");
-	mead_jw_u64(&w, c->raw_skipped);
+	kv_u64(&w, "torn_offset", c->torn ? c->torn_offset : 0);
+	kv_u64(&w, "torn_bytes", c->torn_bytes);
+	kv_u64(&w, "spikes_outside_layout", c->spikes_outside);
+	kv_u64(&w, "raw_messages_skipped", c->raw_skipped);
 	/* what the rig itself lost, from the events (wire 1.1) */
 	static const uint32_t loss_types[] = { MEAD_EVENT_OVERFLOW, MEAD_EVENT_GAP, MEAD_EVENT_LATE, MEAD_EVENT_DEVICE_GONE,
 					       MEAD_EVENT_DEVICE_BACK, MEAD_EVENT_STALL, MEAD_EVENT_STIM_LOST };
@@ -560,7 +563,12 @@ char *exp_summary_json(const struct exp_rec *x, const struct exp_counts *c, cons
 		mead_jw_null(&w);
 	}
 	mead_jw_obj_end(&w);
-	if (mead_jw_finish(&w) < 0) {
+	return exp_jw_text(&w, buf);
+}
+
+char *exp_jw_text(struct mead_jw *w, char *buf)
+{
+	if (mead_jw_finish(w) < 0) {
 		free(buf);
 		return NULL;
 	}
