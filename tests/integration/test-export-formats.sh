@@ -10,10 +10,6 @@ if ! $PY -c 'import numpy, h5py, hdmf, neo, yaml' 2>/dev/null; then
   echo "skip: python3-numpy, python3-h5py, python3-hdmf, python3-neo and python3-yaml are needed (tools/install-deps.sh)"
   exit 77
 fi
-if "$export_tool" --help | grep -q nwb && "$export_tool" /dev/null --to nwb 2>&1 | grep -q 'without HDF5'; then
-  echo "skip: this mead-export was built without HDF5 (libhdf5-dev)"
-  exit 77
-fi
 tmp=$(mktemp -d /tmp/mead-export-formats.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 

@@ -124,6 +124,9 @@ void exp_iso8601(uint64_t realtime_ns, char *buf, size_t len);
  * digits, '-' and '_' kept, anything else '_'. */
 void exp_safe_name(const char *in, char *out, size_t len);
 
+/* Whether this build writes NWB (it needs HDF5). */
+extern const bool exp_nwb_built;
+
 /* The formats. out: a file (nwb) or a folder (npy, openephys). */
 int exp_npy(struct exp_rec *x, const char *out);
 int exp_nwb(struct exp_rec *x, const char *out, bool force);

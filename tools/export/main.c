@@ -71,6 +71,10 @@ int main(int argc, char **argv)
 		fprintf(stderr, "mead-export: format \"%s\" is not supported (npy, nwb and openephys are)\n", to);
 		return 2;
 	}
+	if (suffix[0] == 'n' && !exp_nwb_built) {
+		fprintf(stderr, "mead-export: this build has no NWB export: it was built without HDF5 (libhdf5-dev)\n");
+		return 2;
+	}
 	const char *path = argv[optind];
 	if (!out) {
 		if (asprintf(&out_alloc, "%s.%s", path, suffix) < 0)

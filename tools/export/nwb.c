@@ -739,6 +739,8 @@ static uint64_t uuid_seed(const struct exp_rec *x)
 	return (a << 32 | b) ^ x->info->file_size ^ 0x6d6561642d6e7762ull;
 }
 
+const bool exp_nwb_built = true;
+
 int exp_nwb(struct exp_rec *x, const char *out, bool force)
 {
 	static struct nwb w;
