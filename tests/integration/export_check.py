@@ -187,6 +187,52 @@ def trials(r):
     return out
 
 
+def invalid_times(r):
+    """The samples the rig lost: overflow and gap ranges, device_gone to
+    device_back (or the end of the recording)."""
+    out, gone = [], None
+    for e in r.events:
+        t, s, n = int(e['type']), int(e['sample']), int(e['samples'])
+        if t in (9, 10) and n:
+            out.append((EVENT_NAMES[t], s, s + n))
+        elif t == 12 and gone is None:
+            gone = s
+        elif t == 13 and gone is not None:
+            out.append(('device_gone', gone, max(s, gone)))
+            gone = None
+    if gone is not None:
+        out.append(('device_gone', gone, max(end_sample(r), gone)))
+    return out
+
+
+def with_losses(rec, path):
+    """The recording with one more events message, as a rig that loses data
+    would send it: every loss and refusal type, sample ranges included."""
+    b = open(rec, 'rb').read()
+    r = decode(rec)
+    last = int(r.events['sample'].max()) if len(r.events) else 0
+    evs = [(100, 9, 0, 250, 0), (400, 10, 0, 25, 0), (500, 11, 0, 30, 0), (600, 12, 0, 0, 0),
+           (900, 13, 0, 300, 0), (950, 8, 1, 0, 12), (960, 8, 34, 0, 3), (970, 8, 120, 0, 7),
+           (980, 14, 0, 75, 65535), (990, 14, 0, 75, 4), (1000, 15, 2, 0, 0), (1010, 16, 3, 0, 0),
+           (1020, 99, -5, 0, 0), (last + 10, 12, 0, 0, 0)]
+    payload = b''.join(struct.pack('<QIiIHH', s, t, v, n, el, 0) for s, t, v, n, el in evs)
+    seq = sum(1 for _ in iter_kind(b, r.header_len, 3))
+    wire = struct.pack('<4sHHQQII', b'MEAD', 1, 3, seq, last, len(evs), 24)
+    body = bytes([6]) + b'events' + wire + payload
+    rec_bytes = struct.pack('<II', 0x4352454D, len(body)) + body + struct.pack('<I', zlib.crc32(struct.pack('<I', len(body)) + body))
+    with open(path, 'wb') as f:
+        f.write(b + rec_bytes)
+
+
+def iter_kind(b, pos, kind):
+    while pos + 8 <= len(b):
+        _, blen = struct.unpack('<II', b[pos:pos + 8])
+        body = b[pos + 8:pos + 8 + blen]
+        if struct.unpack('<H', body[1 + body[0] + 6:1 + body[0] + 8])[0] == kind:
+            yield pos
+        pos += 12 + blen
+
+
 # ---- NWB ------------------------------------------------------------
 
 UUID4 = re.compile(r'^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$')
@@ -463,6 +509,17 @@ def check_nwb(r, path, cat, core, tmp, tag):
                   tag + ': trial times')
     else:
         check('trials' not in f['intervals'], tag + ': no trials table without trials')
+    lost = invalid_times(r)
+    if lost:
+        iv = f['intervals/invalid_times']
+        check([text(x) for x in column(iv, 'reason')] == [l[0] for l in lost] and
+              list(column(iv, 'start_sample')) == [l[1] for l in lost] and
+              list(column(iv, 'stop_sample')) == [l[2] for l in lost] and
+              np.array_equal(column(iv, 'start_time'), seconds(r, [l[1] for l in lost])) and
+              np.array_equal(column(iv, 'stop_time'), seconds(r, [l[2] for l in lost])),
+              tag + ': invalid_times %s' % lost)
+    else:
+        check('invalid_times' not in f['intervals'], tag + ': no invalid_times without losses')
     f.close()
     return '%d typed objects; hdmf: %s' % (n_typed, what)
 
@@ -610,6 +667,9 @@ def main():
         cases = [(rec, os.path.basename(rec))]
         size = os.path.getsize(rec)
         r0 = decode(rec)
+        lossy = os.path.join(work, 'losses-' + os.path.basename(rec))
+        with_losses(rec, lossy)
+        cases.append((lossy, os.path.basename(rec) + ' with every loss and refusal event'))
         for k in range(5):
             cut = rng.randrange(r0.header_len + 1, size)
             path = os.path.join(work, 'cut%d-%s' % (k, os.path.basename(rec)))
