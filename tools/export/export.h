@@ -75,7 +75,9 @@ struct exp_counts {
 /* Records as the walk hands them: host order, aligned, completed to the
  * current wire minor (a v1.0 stim record gets requested_sample = sample, a
  * v1.0 event samples = 0), longer records cut to what this build knows.
- * A callback returning < 0 ends the walk with that error. */
+ * A callback returning < 0 ends the walk with that error.  Topics this
+ * build does not know are passed over; a new one (spike waveforms) gets a
+ * callback of its own here. */
 struct exp_sink {
 	void *ctx;
 	int (*spikes)(void *ctx, const struct mead_spike *s, uint32_t n);

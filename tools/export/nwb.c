@@ -26,7 +26,10 @@
  * (float32 volts, [spikes, samples], electrode order like spike_times),
  * waveforms_index (1, 2, ..., N: one waveform per spike) and
  * waveforms_index_index (= spike_times_index): one more struct ragged in
- * units_open() with width = samples per waveform.
+ * units_open() with width = samples per waveform.  New event types
+ * (threshold changes, digital input edges) need nothing here: every event
+ * record becomes a row of /intervals/events, named by
+ * mead_event_type_name().
  */
 #include <errno.h>
 #include <inttypes.h>

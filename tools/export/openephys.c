@@ -18,6 +18,11 @@
  *                                              timestamps, electrode_indices, clusters (0), waveforms
  *                                              (spikes x 1 x 0: the recording has none)
  *
+ * Digital inputs, when recordings have them, are a second TTL folder of
+ * the stream (the GUI names it TTL_1), one line per input: Neo 0.11 tells
+ * event folders apart by their last path component, so it must not be
+ * another "TTL".
+ *
  * Sample numbers are the recording's (sample 0 = the run's first sample);
  * timestamps are sample / rate.  Two passes: the first counts spikes per
  * electrode so each electrode's files get their final headers at once.
