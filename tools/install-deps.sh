@@ -8,6 +8,7 @@ apt-get install -y --no-install-recommends \
   libzmq3-dev libyaml-dev libusb-1.0-0-dev libcomedi-dev zlib1g-dev libsystemd-dev \
   libcmocka-dev umockdev libumockdev-dev \
   python3 python3-zmq python3-numpy \
+  libhdf5-dev python3-h5py python3-hdmf python3-neo python3-yaml \
   rt-tests valgrind clang libclang-rt-14-dev \
   qemu-system-x86 busybox-static kmod libcomedi0
 

@@ -16,7 +16,7 @@ size=$(stat -c %s "$dir/r.meadrec")
 head -c $((size - 7)) "$dir/r.meadrec" >"$dir/torn.meadrec"
 "$EXPORT" "$dir/torn.meadrec" --to npy -o "$dir/torn"
 # Unknown formats and missing files are errors.
-if "$EXPORT" "$dir/r.meadrec" --to nwb -o "$dir/x" 2>/dev/null; then echo "accepted --to nwb"; exit 1; fi
+if "$EXPORT" "$dir/r.meadrec" --to mat -o "$dir/x" 2>/dev/null; then echo "accepted --to mat"; exit 1; fi
 if "$EXPORT" "$dir/missing" --to npy -o "$dir/x" 2>/dev/null; then echo "accepted a missing file"; exit 1; fi
 
 $PY - "$dir" <<'PYEOF'
