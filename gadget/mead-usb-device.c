@@ -300,7 +300,7 @@ struct dev {
 	uint32_t report_seq;
 	uint16_t flags_pending;
 	uint32_t starts;
-	uint64_t sent, dropped, overrun_packets, reports_sent, records_lost;
+	uint64_t sent, dropped, overrun_packets, reports_sent, records_lost, in_failed;
 	uint64_t deadline, late_max, late_1ms, late_5ms;   /* sample clock wake-ups */
 
 	/* IN */
@@ -468,6 +468,12 @@ static int submit_in(struct dev *d, struct in_slot *s, size_t len, bool report)
 		return -errno;
 	if (r == 0)
 		return -EAGAIN;
+	/* a packet must not go without its ZLP: the host would read the
+	 * next packet into the same transfer */
+	if (r == 1 && n == 2 && sys_io_submit(d->aio, 1, &v[1]) == 1)
+		r = 2;
+	if (r < n)
+		logf_(d, "in-error ZLP not queued after %zu bytes", len);
 	s->pending = (int)r;
 	s->cb_busy = true;
 	s->zlp_busy = r > 1;
@@ -597,10 +603,11 @@ static void end_stream(struct dev *d, const char *why)
 	if (d->rec_n)
 		logf_(d, "reports-unsent n=%u by=%s", d->rec_n, why);
 	d->rec_n = 0;
-	logf_(d, "stream end by=%s packets=%" PRIu64 " sent=%" PRIu64 " dropped=%" PRIu64 " overrun=%" PRIu64
-	      " reports=%" PRIu64 " at=%" PRIu64 " us=%" PRIu64 " wake_late_max_us=%" PRIu64 " wake_late_1ms=%" PRIu64
-	      " wake_late_5ms=%" PRIu64, why, d->produced, d->sent, d->dropped, d->overrun_packets, d->reports_sent,
-	      d->frozen_sample, d->frozen_us, d->late_max / 1000u, d->late_1ms, d->late_5ms);
+	logf_(d, "stream end by=%s packets=%" PRIu64 " sent=%" PRIu64 " failed=%" PRIu64 " dropped=%" PRIu64
+	      " overrun=%" PRIu64 " reports=%" PRIu64 " at=%" PRIu64 " us=%" PRIu64 " wake_late_max_us=%" PRIu64
+	      " wake_late_1ms=%" PRIu64 " wake_late_5ms=%" PRIu64, why, d->produced, d->sent, d->in_failed, d->dropped,
+	      d->overrun_packets, d->reports_sent, d->frozen_sample, d->frozen_us, d->late_max / 1000u, d->late_1ms,
+	      d->late_5ms);
 	say("stream %u ended (%s): %" PRIu64 " packets, %" PRIu64 " sent, %" PRIu64 " dropped, %" PRIu64 " reports",
 	    d->starts, why, d->produced, d->sent, d->dropped, d->reports_sent);
 	flush_files(d);
@@ -626,7 +633,7 @@ static void start_stream(struct dev *d)
 		end_stream(d, "restart");
 	mg_stim_reset(&d->stim);
 	d->rec_n = 0;
-	d->produced = d->sent = d->dropped = d->overrun_packets = d->reports_sent = 0;
+	d->produced = d->sent = d->dropped = d->overrun_packets = d->reports_sent = d->in_failed = 0;
 	d->late_max = d->late_1ms = d->late_5ms = 0;
 	d->report_seq = 0;
 	d->flags_pending = 0;
@@ -914,6 +921,8 @@ static void reap(struct dev *d)
 				d->last_in_progress = now;
 			else if (res != -ECONNRESET && res != -ESHUTDOWN && res != -EAGAIN)
 				logf_(d, "in-error %s: %s", s->report ? "report" : "packet", strerror((int)-res));
+			if (res < 0 && !s->cancelled && cb == &s->cb)
+				d->in_failed++;
 			if (--s->pending == 0)
 				d->in_free++;
 		}
