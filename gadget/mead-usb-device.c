@@ -173,30 +173,94 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		.ffs_name = "mead", .serial = "MEAD0001",
 	};
 	bool spp_given = false;
-	int c;
-	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
+	int c, li = -1;
+	while ((c = getopt_long(argc, argv, "h", lo, &li)) != -1) {
 		uint64_t u = 0;
 		int e = 0;
+		const char *want = NULL;
 		switch (c) {
-		case O_CHANNELS: e = parse_u64(optarg, 1, 4096, &u); o->channels = (uint32_t)u; break;
-		case O_RATE: e = parse_u64(optarg, 1, 1000000, &u); o->rate = (uint32_t)u; break;
-		case O_SPP: e = parse_u64(optarg, 1, 65535, &u); o->spp = (uint32_t)u; spp_given = true; break;
-		case O_SEED: e = parse_u64(optarg, 0, UINT64_MAX, &o->seed); break;
-		case O_NV: e = parse_u64(optarg, 1, 1000000, &u); o->nv_per_count = (uint32_t)u; break;
-		case O_NOISE: e = parse_double(optarg, 0, 100000, &o->noise_uv); break;
-		case O_SPIKE_UV: e = parse_double(optarg, 0, 1000000, &o->spike_uv); break;
-		case O_SPIKE_EVERY: e = parse_double(optarg, 0, 3600000, &o->spike_every_ms); break;
+		case O_CHANNELS:
+			e = parse_u64(optarg, 1, 4096, &u);
+			o->channels = (uint32_t)u;
+			want = "an integer 1 .. 4096";
+			break;
+		case O_RATE:
+			e = parse_u64(optarg, 1, 1000000, &u);
+			o->rate = (uint32_t)u;
+			want = "an integer 1 .. 1000000";
+			break;
+		case O_SPP:
+			e = parse_u64(optarg, 1, 65535, &u);
+			o->spp = (uint32_t)u;
+			spp_given = true;
+			want = "an integer 1 .. 65535";
+			break;
+		case O_SEED:
+			e = parse_u64(optarg, 0, UINT64_MAX, &o->seed);
+			want = "an integer 0 .. 2^64-1";
+			break;
+		case O_NV:
+			e = parse_u64(optarg, 1, 1000000, &u);
+			o->nv_per_count = (uint32_t)u;
+			want = "an integer 1 .. 1000000";
+			break;
+		case O_NOISE:
+			e = parse_double(optarg, 0, 100000, &o->noise_uv);
+			want = "a number 0 .. 100000";
+			break;
+		case O_SPIKE_UV:
+			e = parse_double(optarg, 0, 1000000, &o->spike_uv);
+			want = "a number 0 .. 1000000";
+			break;
+		case O_SPIKE_EVERY:
+			e = parse_double(optarg, 0, 3600000, &o->spike_every_ms);
+			want = "a number 0 .. 3600000";
+			break;
 		case O_SPIKE_EL: e = parse_list(optarg, o); break;
-		case O_PPM: e = parse_double(optarg, -100000, 100000, &o->clock_ppm); break;
+		case O_PPM:
+			e = parse_double(optarg, -100000, 100000, &o->clock_ppm);
+			want = "a number -100000 .. 100000";
+			break;
 		case O_TRUTH: o->truth = optarg; break;
-		case O_MAX_PULSES: e = parse_u64(optarg, 1, 65535, &u); o->max_pulses = (uint32_t)u; break;
-		case O_MAX_UA: e = parse_double(optarg, 0.001, 4000000, &o->max_ua); break;
-		case O_MAX_PHASE: e = parse_u64(optarg, 1, 10000000, &u); o->max_phase_us = (uint32_t)u; break;
-		case O_MAX_IP: e = parse_u64(optarg, 0, 10000000, &u); o->max_interphase_us = (uint32_t)u; break;
-		case O_QUEUE: e = parse_u64(optarg, 1, 65536, &u); o->queue = (uint32_t)u; break;
-		case O_IN_QUEUE: e = parse_u64(optarg, SR_RESERVE + 2, 256, &u); o->in_queue = (uint32_t)u; break;
-		case O_FIFO: e = parse_u64(optarg, 1, 1000000, &u); o->fifo_packets = (uint32_t)u; break;
-		case O_STALL: e = parse_u64(optarg, 0, UINT32_MAX, &u); o->stall_after = (long long)u; break;
+		case O_MAX_PULSES:
+			e = parse_u64(optarg, 1, 65535, &u);
+			o->max_pulses = (uint32_t)u;
+			want = "an integer 1 .. 65535";
+			break;
+		case O_MAX_UA:
+			e = parse_double(optarg, 0.001, 4000000, &o->max_ua);
+			want = "a number 0.001 .. 4000000";
+			break;
+		case O_MAX_PHASE:
+			e = parse_u64(optarg, 1, 10000000, &u);
+			o->max_phase_us = (uint32_t)u;
+			want = "an integer 1 .. 10000000";
+			break;
+		case O_MAX_IP:
+			e = parse_u64(optarg, 0, 10000000, &u);
+			o->max_interphase_us = (uint32_t)u;
+			want = "an integer 0 .. 10000000";
+			break;
+		case O_QUEUE:
+			e = parse_u64(optarg, 1, 65536, &u);
+			o->queue = (uint32_t)u;
+			want = "an integer 1 .. 65536";
+			break;
+		case O_IN_QUEUE:
+			e = parse_u64(optarg, SR_RESERVE + 2, 256, &u);
+			o->in_queue = (uint32_t)u;
+			want = "an integer 4 .. 256";
+			break;
+		case O_FIFO:
+			e = parse_u64(optarg, 1, 1000000, &u);
+			o->fifo_packets = (uint32_t)u;
+			want = "an integer 1 .. 1000000";
+			break;
+		case O_STALL:
+			e = parse_u64(optarg, 0, UINT32_MAX, &u);
+			o->stall_after = (long long)u;
+			want = "an integer 0 .. 2^32-1";
+			break;
 		case O_LOG: o->log = optarg; break;
 		case O_UDC: o->udc = optarg; break;
 		case O_GADGET: o->gadget = optarg; break;
@@ -204,18 +268,19 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		case O_FFS_DIR: o->ffs_dir = optarg; break;
 		case O_SERIAL: o->serial = optarg; break;
 		case O_NO_BIND: o->no_bind = true; break;
-		case O_RT: e = parse_u64(optarg, 0, 99, &u); o->rt_priority = (int)u; break;
+		case O_RT:
+			e = parse_u64(optarg, 0, 99, &u);
+			o->rt_priority = (int)u;
+			want = "an integer 0 .. 99";
+			break;
 		case 'h': usage(stdout); exit(0);
 		default: usage(stderr); return -EINVAL;
 		}
 		if (e) {
-			fprintf(stderr, PROG ": %s: bad value '%s'", argv[optind - 1], optarg);
-			switch (c) {
-			case O_SPIKE_EL: fprintf(stderr, " (a comma-separated list of channel numbers)\n"); break;
-			case O_PPM: fprintf(stderr, " (-100000 .. 100000)\n"); break;
-			case O_IN_QUEUE: fprintf(stderr, " (%d .. 256)\n", SR_RESERVE + 2); break;
-			default: fprintf(stderr, "\n"); break;
-			}
+			fprintf(stderr, PROG ": --%s: bad value '%s'", li >= 0 ? lo[li].name : "?", optarg);
+			if (c == O_SPIKE_EL)
+				want = "a comma-separated list of channel numbers";
+			fprintf(stderr, want ? " (%s)\n" : "\n", want);
 			return -EINVAL;
 		}
 	}
@@ -1260,8 +1325,12 @@ static int alloc_all(struct dev *d, char *err, size_t err_len)
 		.electrodes = o->spike_el,
 		.n_electrodes = o->n_spike_el,
 	};
-	if ((e = mg_synth_init(&d->synth, &sc, err, err_len)) < 0)
+	if ((e = mg_synth_init(&d->synth, &sc, err, err_len)) < 0) {
+		char why[300];
+		snprintf(why, sizeof(why), "%s", err);
+		snprintf(err, err_len, "the signal options (--spike-*, --noise-uv, --nv-per-count): %s", why);
 		return e;
+	}
 	d->info = (struct mg_info){
 		.version = MG_PROTO_VERSION,
 		.channels = (uint16_t)o->channels,
@@ -1275,7 +1344,8 @@ static int alloc_all(struct dev *d, char *err, size_t err_len)
 	};
 	snprintf(d->info.serial, sizeof(d->info.serial), "%s", o->serial);
 	snprintf(d->info.model, sizeof(d->info.model), "%s", MODEL);
-	d->clk = (struct mg_clock){ .rate = o->rate, .ppb = (int64_t)(o->clock_ppm * 1000.0 + (o->clock_ppm < 0 ? -0.5 : 0.5)) };
+	double ppb = o->clock_ppm * 1000.0;
+	d->clk = (struct mg_clock){ .rate = o->rate, .ppb = (int64_t)(ppb < 0 ? ppb - 0.5 : ppb + 0.5) };
 	return 0;
 }
 

@@ -62,7 +62,8 @@ int mg_synth_init(struct mg_synth *s, const struct mg_synth_config *cfg, char *e
 			 cfg->noise_nv, cfg->spike_nv, cfg->nv_per_count);
 		return -ERANGE;
 	}
-	s->noise_mul = (int64_t)mg_muldiv((uint64_t)cfg->noise_nv << 24, 1000, (uint64_t)cfg->nv_per_count * MG_NOISE_RAW_SD_MILLI);
+	s->noise_mul = (int64_t)mg_muldiv((uint64_t)cfg->noise_nv << 24, 1000,
+					  (uint64_t)cfg->nv_per_count * MG_NOISE_RAW_SD_MILLI);
 
 	s->pre = (uint32_t)(300ull * cfg->rate / 1000000u);
 	s->post = (uint32_t)(1000ull * cfg->rate / 1000000u);
