@@ -298,6 +298,11 @@ static void LIBUSB_CALL in_cb(struct libusb_transfer *x)
 		cl.endings[x->status]++;
 	switch (x->status) {
 	case LIBUSB_TRANSFER_COMPLETED:
+		/* once the reads are being cancelled, one whose data came is
+		 * as likely reported cancelled as the next is completed: what
+		 * arrives then would count as a gap */
+		if (!cl.reading)
+			break;
 		if (x->actual_length == 0)
 			cl.zlp++;
 		else if (x->actual_length >= 2 && mg_get16(x->buffer) == MG_SP_MAGIC)
