@@ -10,7 +10,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
-#include "configfs.h"
+#include "gadget/configfs.h"
 
 #define CONFIGFS "/sys/kernel/config"
 #define GADGETS CONFIGFS "/usb_gadget"

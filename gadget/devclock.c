@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-#include "devclock.h"
+#include "gadget/devclock.h"
 
 #if defined(__SIZEOF_INT128__) && !defined(MG_NO_INT128)
 static void mul_div(uint64_t a, uint64_t b, uint64_t c, uint64_t *q, uint64_t *r)

@@ -37,11 +37,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "configfs.h"
-#include "devclock.h"
-#include "proto.h"
-#include "stim.h"
-#include "synth.h"
+#include "gadget/configfs.h"
+#include "gadget/devclock.h"
+#include "gadget/proto.h"
+#include "gadget/stim.h"
+#include "gadget/synth.h"
 
 #define PROG "mead-usb-device"
 #define MODEL "mead-usb-device"

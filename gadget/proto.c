@@ -2,7 +2,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "proto.h"
+#include "gadget/proto.h"
 
 void mg_info_encode(uint8_t b[MG_INFO_BYTES], const struct mg_info *in)
 {

@@ -3,8 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "devclock.h"
-#include "stim.h"
+#include "gadget/devclock.h"
+#include "gadget/stim.h"
 
 int mg_stim_init(struct mg_stim *s, const struct mg_stim_limits *lim, uint32_t cap)
 {

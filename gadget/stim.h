@@ -12,7 +12,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "proto.h"
+#include "gadget/proto.h"
 
 struct mg_stim_limits {
 	uint16_t channels;

@@ -4,17 +4,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "devclock.h"
-#include "synth.h"
-
-#define GOLDEN 0x9E3779B97F4A7C15ull
+#include "gadget/devclock.h"
+#include "lib/core/rng.h"
+#include "gadget/synth.h"
 
 uint64_t mg_splitmix64_at(uint64_t seed, uint64_t n)
 {
-	uint64_t z = seed + (n + 1) * GOLDEN;
-	z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-	z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-	return z ^ (z >> 31);
+	/* the stream's n-th step, from any n: its state then is seed + n x golden */
+	uint64_t x = seed + n * 0x9E3779B97F4A7C15ull;
+	return mead_splitmix64(&x);
 }
 
 int32_t mg_noise_raw(uint64_t x)

@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "proto.h"
+#include "gadget/proto.h"
 
 #define NX_MAX 128
 #define CTRL_MS 1000

@@ -16,10 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "devclock.h"
-#include "proto.h"
-#include "stim.h"
-#include "synth.h"
+#include "gadget/devclock.h"
+#include "gadget/proto.h"
+#include "gadget/stim.h"
+#include "gadget/synth.h"
 
 /* --- clock ---------------------------------------------------------------- */
 
