@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "mead-build-config.h"
+#include "lib/core/time.h"
 
 #include "daemon/auth.h"
 #include "daemon/control.h"
@@ -364,6 +365,8 @@ int mead_status_json(const struct mead_daemon *d, char *buf, size_t len)
 	mead_jw_key(&w, "time_ns");
 	mead_jw_u64(&w, now_ns);
 	if (d->started_realtime_ns) {
+		mead_jw_key(&w, "started_realtime_ns");
+		mead_jw_u64(&w, d->started_realtime_ns);
 		mead_jw_key(&w, "uptime_s");
 		mead_jw_double(&w, now_ns > d->started_realtime_ns ? (double)(now_ns - d->started_realtime_ns) / 1e9 : 0.0);
 	}
@@ -460,8 +463,11 @@ int mead_status_recording_meta(const struct mead_daemon *d, char *buf, size_t le
 	mead_jw_str(&w, MEAD_WIRE_VERSION_TEXT);
 	mead_jw_key(&w, "config_path");
 	mead_jw_str(&w, d->config_path);
-	mead_jw_key(&w, "started_realtime_ns");
-	mead_jw_u64(&w, d->started_realtime_ns);
+	/* The header is written before the run starts: it can only say when
+	 * the file was made.  The run's start (the wall clock at tick 0's
+	 * driver start) is in every status message (started_realtime_ns). */
+	mead_jw_key(&w, "created_realtime_ns");
+	mead_jw_u64(&w, mead_clock_ns(CLOCK_REALTIME));
 	rig(&w, d);
 	mead_jw_key(&w, "driver");
 	driver_describe(&w, d);

@@ -151,6 +151,8 @@ int exp_open(struct exp_rec *x, const char *path, bool progress)
 	copy_str(x->meta, root, "wire", x->wire, sizeof(x->wire));
 	copy_str(x->meta, root, "driver_name", x->driver_name, sizeof(x->driver_name));
 	if (root) {
+		/* a recording's header was written before its run started: only
+		 * files of other writers carry the start there */
 		const struct mead_json_value *v = mead_json_get(x->meta, root, "started_realtime_ns");
 		if (v && v->type == MEAD_JSON_NUMBER && v->num > 0)
 			x->started_realtime_ns = v->is_int ? (uint64_t)v->i : (uint64_t)v->num;
@@ -606,6 +608,13 @@ uint64_t exp_start_ns(const struct exp_rec *x, const struct exp_counts *c, const
 	if (c->last_status &&
 	    mead_json_parse(c->last_status, strlen(c->last_status), &MEAD_JSON_DOCUMENT_LIMITS, &doc, NULL, 0) == 0) {
 		const struct mead_json_value *root = mead_json_root(doc);
+		const struct mead_json_value *st0 = mead_json_get(doc, root, "started_realtime_ns");
+		if (st0 && st0->type == MEAD_JSON_NUMBER && st0->num > 0) {
+			uint64_t v = st0->is_int ? (uint64_t)st0->i : (uint64_t)st0->num;
+			mead_json_free(doc);
+			*from = "the daemon's status (started_realtime_ns: the wall clock when the run started)";
+			return v;
+		}
 		const struct mead_json_value *t = mead_json_get(doc, root, "time_ns");
 		double up = mead_json_number_at(doc, root, "uptime_s", -1);
 		uint64_t ns = t && t->type == MEAD_JSON_NUMBER ? (t->is_int ? (uint64_t)t->i : (uint64_t)t->num) : 0;
