@@ -335,6 +335,21 @@ static void print_status(const struct mead_json *d, const struct mead_json_value
 		}
 		printf("\n");
 	}
+	/* one line per subscriber: whose queue is losing messages, how many */
+	const struct mead_json_value *cl = mead_json_get(d, streams, "clients");
+	for (const struct mead_json_value *c = mead_json_first(d, cl); c; c = mead_json_next(d, c)) {
+		int64_t sent = 0, lost = 0;
+		for (size_t t = 0; t < 5; t++) {
+			const struct mead_json_value *a = path(d, c, "sent", topics[t]), *b = path(d, c, "dropped", topics[t]);
+			sent += a && a->is_int ? a->i : 0;
+			lost += b && b->is_int ? b->i : 0;
+		}
+		const struct mead_json_value *id = mead_json_get(d, c, "id"), *peer = mead_json_get(d, c, "peer");
+		const struct mead_json_value *losing = mead_json_get(d, c, "losing");
+		printf("subscriber %-11" PRId64 " %-22s sent %" PRId64 ", lost %" PRId64 "%s\n", id && id->is_int ? id->i : 0,
+		       peer && peer->type == MEAD_JSON_STRING ? peer->s : "?", sent, lost,
+		       losing && losing->type == MEAD_JSON_BOOL && losing->b ? " (losing now: its queue is full)" : "");
+	}
 	if (rec && rec->type == MEAD_JSON_OBJECT) {
 		print_kv("recording", mead_json_get(d, rec, "path"), NULL);
 		print_kv("recording state", mead_json_get(d, rec, "state"), NULL);
