@@ -206,10 +206,14 @@ class Subscriber(threading.Thread):
 
 class Run:
     """The processes of one scenario; everything is ended by pid at the end."""
+    runs = 0
 
     def __init__(self, args, tmp):
         self.a, self.tmp, self.procs = args, tmp, []
-        base = 30000 + os.getpid() % 15000
+        self.keys = []        # meactl's CURVE keys, when the daemon needs them
+        # below the ephemeral range (32768...), so no client's own port is in the way; a pair per run
+        Run.runs += 1
+        base = 20000 + (os.getpid() * 16 + 2 * Run.runs) % 12000
         self.pub = "tcp://127.0.0.1:%d" % base
         self.ctl = "tcp://127.0.0.1:%d" % (base + 1)
 
@@ -231,7 +235,7 @@ class Run:
 
     def wait_control(self):
         for _ in range(100):
-            if subprocess.run([self.a.meactl, "-e", self.ctl, "-t", "500", "ping"], stdout=subprocess.DEVNULL,
+            if subprocess.run([self.a.meactl, "-e", self.ctl, "-t", "500"] + self.keys + ["ping"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL).returncode == 0:
                 return
             time.sleep(0.1)
@@ -239,7 +243,7 @@ class Run:
              if os.path.exists(os.path.join(self.tmp, "mead.log")) else "")
 
     def status(self):
-        out = subprocess.run([self.a.meactl, "-e", self.ctl, "--json", "status"], capture_output=True, text=True)
+        out = subprocess.run([self.a.meactl, "-e", self.ctl] + self.keys + ["--json", "status"], capture_output=True, text=True)
         return json.loads(out.stdout)
 
     def view(self, extra=()):
@@ -251,7 +255,7 @@ class Run:
         return line
 
     def end(self):
-        subprocess.run([self.a.meactl, "-e", self.ctl, "-t", "1000", "shutdown"], stdout=subprocess.DEVNULL,
+        subprocess.run([self.a.meactl, "-e", self.ctl, "-t", "1000"] + self.keys + ["shutdown"], stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
         for p in reversed(self.procs):
             try:
@@ -363,6 +367,50 @@ def scenario_bridge(a, tmp):
         sub.stop.set()
         print("bridge: %d spikes in %d spikes messages, the same as the stream; files served, refusals refused"
               % (total, msgs))
+    finally:
+        r.end()
+
+
+def frames_with_spikes(hostport, seconds):
+    """Frames a WebSocket client of the view receives in seconds; spikes counted in them."""
+    ws = WebSocket("ws://%s/ws" % hostport)
+    t_end, spikes, frames = time.time() + seconds, 0, 0
+    ws.sock.settimeout(seconds + 5)
+    while time.time() < t_end:
+        op, data = ws.recv()
+        m = json.loads(data) if op == 1 else {}
+        if m.get("type") == "frame":
+            frames += 1
+            spikes = sum(m["counts"])
+    ws.close()
+    return frames, spikes
+
+
+def scenario_curve(a, tmp):
+    """A daemon whose streams need CURVE: the view gets in with the client's keys, not without."""
+    for who in ("server", "viewer", "stranger"):
+        subprocess.run([a.meactl, "keygen", "--out", os.path.join(tmp, who)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shutil.copy(os.path.join(tmp, "viewer.pub"), os.path.join(tmp, "authorized"))
+    r = Run(a, tmp)
+    r.keys = ["--server-key", os.path.join(tmp, "server.pub"), "--client-key", os.path.join(tmp, "viewer.key")]
+    try:
+        r.daemon(["-o", "streams.curve.enabled=true", "-o", "streams.curve.streams=true",
+                  "-o", "streams.curve.server_secret_key_file=" + os.path.join(tmp, "server.key"),
+                  "-o", "streams.curve.authorized_keys_file=" + os.path.join(tmp, "authorized")])
+        keys = ["--server-key", os.path.join(tmp, "server.pub")]
+        url = r.view(keys + ["--client-key", os.path.join(tmp, "viewer.key")])
+        ok_frames, ok_spikes = frames_with_spikes(url[7:].split("/")[0], 3)
+        if ok_frames < 20 or ok_spikes == 0:
+            fail("with the client's keys: %d frames, %d spikes" % (ok_frames, ok_spikes))
+        r.procs[-1].terminate()
+        r.procs[-1].wait()
+        url = r.view(keys + ["--client-key", os.path.join(tmp, "stranger.key")])
+        frames, spikes = frames_with_spikes(url[7:].split("/")[0], 2)
+        if spikes:
+            fail("an unauthorised key read %d spikes" % spikes)
+        print("curve: with the authorised key the view read %d spikes in %d frames; with another, nothing" %
+              (ok_spikes, ok_frames))
     finally:
         r.end()
 
@@ -560,6 +608,7 @@ def main():
     try:
         if a.scenario == "bridge":
             scenario_bridge(a, tmp)
+            scenario_curve(a, tmp)
         for s in ("twin", "replay", "rig"):
             if a.scenario in (s, "browser"):
                 globals()["scenario_" + s](a, tmp)

@@ -335,8 +335,8 @@
       x.globalAlpha = 0.55; x.beginPath(); x.moveTo(X(t.s) + 0.5, top); x.lineTo(X(t.s) + 0.5, top + ph); x.stroke(); x.globalAlpha = 1;
       if (t.label !== null) x.fillText(String(t.label), X(t.s) + 2, top + 9);
     }
-    x.fillStyle = '#ffd24a';
-    for (const p of S.stim) if (p.s >= t0 && p.e < S.n) x.fillRect(X(p.s) - 1, Y(p.e), 2.5, Math.max(rh, 2));
+    x.fillStyle = 'rgba(255,210,74,0.75)';
+    for (const p of S.stim) if (p.s >= t0 && p.e < S.n) x.fillRect(X(p.s) - 0.75, Y(p.e), 1.5, Math.max(rh, 2));
     x.fillStyle = '#e8edf2';
     const R = S.ring, dot = Math.max(1.2, Math.min(2.5, rh * 0.6));
     let drawn = 0;
@@ -374,6 +374,7 @@
     x.fillStyle = '#0b0d10'; x.fillRect(0, 0, w, h);
     const note = $('traces-note');
     S.tracesDrawn = 0;
+    $('traces').classList.toggle('idle', !S.raw);
     if (!S.raw) {
       note.textContent = S.status ? (S.status.raw_channels ? 'waiting for raw…' : 'raw is off (streams.raw, or a driver without raw)') : '';
       x.fillStyle = '#8a93a0'; x.fillText(note.textContent, 12, 20); return;
