@@ -200,16 +200,12 @@ static int keygen(int argc, char **argv)
 /* CURVE client: the daemon's public key, this client's key pair. */
 static int setup_curve(void *sock, const char *server_key, const char *client_key)
 {
-	uint8_t server[MEAD_KEY_BYTES], *secret = NULL;
-	char secret_z85[MEAD_KEY_Z85_LEN + 1], public_z85[MEAD_KEY_Z85_LEN + 1], err[512];
+	uint8_t server[MEAD_KEY_BYTES], secret[MEAD_KEY_BYTES];
+	char secret_z85[MEAD_KEY_Z85_LEN + 1], public_z85[MEAD_KEY_Z85_LEN + 1], err[600];
 	int rc = -1;
 
-	if (mead_keys_from_arg(server_key, server, err, sizeof(err)) < 0) {
-		fprintf(stderr, "meactl: --server-key: %s\n", err);
-		return -1;
-	}
-	if (mead_keys_read_file(client_key, true, 1, &secret, err, sizeof(err)) < 0) {
-		fprintf(stderr, "meactl: --client-key: %s\n", err);
+	if (mead_keys_client(server_key, client_key, server, secret, err, sizeof(err)) < 0) {
+		fprintf(stderr, "meactl: %s\n", err);
 		return -1;
 	}
 	zmq_z85_encode(secret_z85, secret, MEAD_KEY_BYTES);
@@ -224,8 +220,7 @@ static int setup_curve(void *sock, const char *server_key, const char *client_ke
 		rc = 0;
 	}
 	explicit_bzero(secret_z85, sizeof(secret_z85));
-	explicit_bzero(secret, MEAD_KEY_BYTES);
-	free(secret);
+	explicit_bzero(secret, sizeof(secret));
 	return rc;
 }
 

@@ -126,35 +126,30 @@ static void vlog(const struct view *v, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* CURVE client: the daemon's public key and this client's key pair. */
+/* CURVE client: the daemon's public key and this client's key pair
+ * (lib/core/keys.h reads them; the public half is derived by libzmq). */
 static int curve_client(void *sock, const char *server_key, const char *client_key)
 {
-	uint8_t server[MEAD_KEY_BYTES], *secret = NULL;
-	char sec_z85[MEAD_KEY_Z85_LEN + 1], pub_z85[MEAD_KEY_Z85_LEN + 1], err[512];
-	int rc = -1;
+	uint8_t server[MEAD_KEY_BYTES], secret[MEAD_KEY_BYTES];
+	char sec_z85[MEAD_KEY_Z85_LEN + 1], pub_z85[MEAD_KEY_Z85_LEN + 1], err[600];
+	const char *why = NULL;
 
-	if (mead_keys_from_arg(server_key, server, err, sizeof(err)) < 0) {
-		fprintf(stderr, "mead-view: --server-key: %s\n", err);
-		return -1;
-	}
-	if (mead_keys_read_file(client_key, true, 1, &secret, err, sizeof(err)) < 0) {
-		fprintf(stderr, "mead-view: --client-key: %s\n", err);
+	if (mead_keys_client(server_key, client_key, server, secret, err, sizeof(err)) < 0) {
+		fprintf(stderr, "mead-view: %s\n", err);
 		return -1;
 	}
 	zmq_z85_encode(sec_z85, secret, MEAD_KEY_BYTES);
 	if (zmq_curve_public(pub_z85, sec_z85) < 0)
-		fprintf(stderr, "mead-view: --client-key: %s\n",
-			errno == ENOTSUP ? "this libzmq was built without CURVE" : zmq_strerror(errno));
-	else if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server, sizeof(server)) == 0 &&
-		 zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, pub_z85, MEAD_KEY_Z85_LEN) == 0 &&
-		 zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, MEAD_KEY_BYTES) == 0)
-		rc = 0;
-	else
-		fprintf(stderr, "mead-view: CURVE: %s\n", zmq_strerror(errno));
+		why = errno == ENOTSUP ? "this libzmq was built without CURVE" : zmq_strerror(errno);
+	else if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server, sizeof(server)) < 0 ||
+		 zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, pub_z85, MEAD_KEY_Z85_LEN) < 0 ||
+		 zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, MEAD_KEY_BYTES) < 0)
+		why = zmq_strerror(errno);
 	explicit_bzero(sec_z85, sizeof(sec_z85));
-	explicit_bzero(secret, MEAD_KEY_BYTES);
-	free(secret);
-	return rc;
+	explicit_bzero(secret, sizeof(secret));
+	if (why)
+		fprintf(stderr, "mead-view: CURVE: %s\n", why);
+	return why ? -1 : 0;
 }
 
 /* The page's files: --page, $MEAD_VIEW_PAGE, the source tree for a
@@ -286,20 +281,33 @@ static int out_append(struct conn *c, const void *a, size_t al, const void *b, s
 	return 0;
 }
 
+/* What a non-blocking send or recv came to. */
+enum io { IO_DONE, IO_AGAIN, IO_LATER, IO_DEAD };
+
+static enum io io_result(ssize_t n)
+{
+	if (n > 0)
+		return IO_DONE;
+	if (n < 0 && errno == EINTR)
+		return IO_AGAIN;
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return IO_LATER;
+	return IO_DEAD;   /* an error, or the end of the connection */
+}
+
 static void conn_flush(struct conn *c)
 {
 	while (c->out_off < c->out_len) {
 		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-		if (n > 0) {
+		enum io r = io_result(n);
+		if (r == IO_DONE)
 			c->out_off += (size_t)n;
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		else if (r == IO_LATER)
 			return;
-		c->dead = true;
-		return;
+		else if (r == IO_DEAD) {
+			c->dead = true;
+			return;
+		}
 	}
 	c->out_off = c->out_len = 0;
 	if (c->close_after_write)
@@ -485,20 +493,20 @@ static void conn_read(struct view *v, struct conn *c)
 			return;
 		}
 		ssize_t n = recv(c->fd, c->in + c->in_len, IN_CAP - c->in_len, 0);
-		if (n > 0) {
+		enum io r = io_result(n);
+		if (r == IO_LATER)
+			return;
+		if (r == IO_DEAD) {
+			c->dead = true;
+			return;
+		}
+		if (r == IO_DONE) {
 			c->in_len += (size_t)n;
 			if (c->state == C_HTTP)
 				http_request(v, c);
 			if (c->state == C_WS)
 				ws_input(v, c);
-			continue;
 		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return;
-		c->dead = true;
-		return;
 	}
 }
 

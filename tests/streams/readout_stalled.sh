@@ -34,16 +34,7 @@ run() {
 	t0=$(date +%s.%N)
 	if [ "$mode" = stalled ]; then
 		subs=2
-		$PY - "$pub" >"$d/stalled.out" 2>&1 <<'PYEOF' &
-import sys, time, zmq
-s = zmq.Context().socket(zmq.SUB)
-s.setsockopt(zmq.RCVHWM, 10)
-s.setsockopt(zmq.RCVBUF, 4096)
-s.setsockopt(zmq.SUBSCRIBE, b"")
-s.connect(sys.argv[1])
-s.recv_multipart()
-time.sleep(3600)
-PYEOF
+		$PY "$(dirname "$0")/stalled_subscriber.py" "$pub" >"$d/stalled.out" 2>&1 &
 		pids="$pids $!"
 	fi
 	"$READOUT" -c "$pub" -p none --json --seed 1 --classes 2 --idle-timeout 10 \

@@ -13,6 +13,7 @@ set -eu
 MEAD=$1 MEACTL=$2 CONFIG=$3 SUB=$4
 PY=/usr/bin/python3
 $PY -c 'import zmq, numpy' 2>/dev/null || { echo "python3-zmq/numpy missing: skip"; exit 77; }
+. "$(dirname "$0")/daemon.sh"
 
 dir=$(mktemp -d /tmp/mead-stalled-live.XXXXXX)
 mpid= stpid=
@@ -26,32 +27,11 @@ base=$((20000 + ($$ + 7919) % 20000))
 PUB=tcp://127.0.0.1:$base
 CTL=tcp://127.0.0.1:$((base + 1))
 
-# The stalled one: takes its first message, then reads nothing.  A small
-# receive buffer and queue make its share of the buffering small, so its
-# daemon-side queue (streams.sndhwm) fills within seconds.
-$PY - "$PUB" >"$dir/stalled.out" 2>&1 <<'PYEOF' &
-import sys, time, zmq
-s = zmq.Context().socket(zmq.SUB)
-s.setsockopt(zmq.RCVHWM, 10)
-s.setsockopt(zmq.RCVBUF, 4096)
-s.setsockopt(zmq.SUBSCRIBE, b"")
-s.connect(sys.argv[1])
-s.recv_multipart()
-print("stalled: got one message, reading no more", flush=True)
-time.sleep(120)
-PYEOF
+$PY "$(dirname "$0")/stalled_subscriber.py" "$PUB" 120 >"$dir/stalled.out" 2>&1 &
 stpid=$!
 
-"$MEAD" -c "$CONFIG" -o "streams.pub=$PUB" -o "streams.control=$CTL" -o streams.wait_subscribers=1 \
-	-o streams.sndhwm=1000 -o "recording.path=$dir/live.mrec" 2>"$dir/mead.log" &
-mpid=$!
-i=0
-until "$MEACTL" -e "$CTL" -t 500 ping >/dev/null 2>&1; do
-	i=$((i + 1))
-	if [ $i -gt 30 ] || ! kill -0 "$mpid" 2>/dev/null; then
-		echo "mead did not answer on $CTL"; cat "$dir/mead.log"; exit 1
-	fi
-done
+mead_start -c "$CONFIG" -o "streams.pub=$PUB" -o "streams.control=$CTL" -o streams.wait_subscribers=1 \
+	-o streams.sndhwm=1000 -o "recording.path=$dir/live.mrec"
 
 # Until the stalled one's queue refuses messages.
 i=0
@@ -67,18 +47,7 @@ done
 $PY "$SUB" --endpoint "$PUB" --seconds 5 --json >"$dir/healthy.json"
 "$MEACTL" -e "$CTL" --json status >"$dir/status.json"
 "$MEACTL" -e "$CTL" status >"$dir/status.txt"
-"$MEACTL" -e "$CTL" shutdown >/dev/null
-i=0
-while kill -0 "$mpid" 2>/dev/null; do
-	i=$((i + 1)); [ $i -gt 150 ] && { echo "mead did not stop after shutdown"; exit 1; }
-	sleep 0.1
-done
-set +e
-wait "$mpid"
-rc=$?
-set -e
-mpid=
-[ $rc -eq 0 ] || { echo "mead exited with $rc"; cat "$dir/mead.log"; exit 1; }
+mead_shutdown
 grep -q "lost" "$dir/status.txt" || { echo "meactl status does not name the losing subscriber:"; cat "$dir/status.txt"; exit 1; }
 
 $PY - "$dir" <<'PYEOF'
