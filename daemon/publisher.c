@@ -243,11 +243,16 @@ static int grow_tables(struct mead_publisher *p)
 {
 	if (p->n_clients == p->clients_cap) {
 		size_t cap = p->clients_cap ? 2 * p->clients_cap : 8;
+		/* other threads read the table (status) */
+		pthread_mutex_lock(&p->clients_lock);
 		struct client **n = realloc(p->clients, cap * sizeof(*n));
+		if (n) {
+			p->clients = n;
+			p->clients_cap = cap;
+		}
+		pthread_mutex_unlock(&p->clients_lock);
 		if (!n)
 			return -ENOMEM;
-		p->clients = n;
-		p->clients_cap = cap;
 	}
 	if (p->items_cap < 1 + 2 * (p->n_clients + 1)) {
 		size_t cap = 1 + 2 * p->clients_cap;

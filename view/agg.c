@@ -393,6 +393,14 @@ static void seq_json(struct mead_jw *w, const struct mv_agg *a, const char *key,
 	mead_jw_obj_end(w);
 }
 
+/* A frame's lists start again; its raw bins wait for mv_agg_raw_done(). */
+static void lists_reset(struct mv_agg *a)
+{
+	a->frame_no++;
+	a->fs_n = a->st_n = a->ev_n = 0;
+	a->fs_unlisted = a->list_unlisted = 0;
+}
+
 int mv_agg_frame_json(struct mv_agg *a, char *buf, size_t len)
 {
 	struct mead_jw w;
@@ -501,10 +509,14 @@ int mv_agg_frame_json(struct mv_agg *a, char *buf, size_t len)
 	int n = mead_jw_finish(&w);
 	if (n < 0)
 		return n;
-	a->frame_no++;
-	a->fs_n = a->st_n = a->ev_n = 0;
-	a->fs_unlisted = a->list_unlisted = 0;
+	lists_reset(a);
 	return n;
+}
+
+void mv_agg_frame_drop(struct mv_agg *a)
+{
+	lists_reset(a);
+	a->ob_n = 0;
 }
 
 size_t mv_agg_raw_binary_size(const struct mv_agg *a, uint32_t n)

@@ -58,6 +58,8 @@ void mv_agg_bad_message(struct mv_agg *a);
  * mv_agg_frame_size() says what is needed). */
 int mv_agg_frame_json(struct mv_agg *a, char *buf, size_t len);
 size_t mv_agg_frame_size(const struct mv_agg *a);
+/* A frame that could not be written: its lists are dropped (counts stay). */
+void mv_agg_frame_drop(struct mv_agg *a);
 /* The raw bins of the frame just written, for the channels chosen, as the
  * page's binary message (docs/live-view.md); 0 when there are none. */
 size_t mv_agg_raw_binary(const struct mv_agg *a, const uint16_t *channels, uint32_t n, uint8_t *out, size_t len);

@@ -561,11 +561,15 @@ static int ensure(char **buf, size_t *cap, size_t need)
 static void broadcast_frame(struct view *v)
 {
 	size_t need = mv_agg_frame_size(v->agg);
-	if (ensure(&v->frame, &v->frame_cap, need) < 0)
+	int n = -ENOSPC;
+	/* the size is an estimate: a frame that does not fit gets twice the room */
+	for (int tries = 0; n == -ENOSPC && tries < 4; tries++, need *= 2)
+		if (ensure(&v->frame, &v->frame_cap, need) == 0)
+			n = mv_agg_frame_json(v->agg, v->frame, v->frame_cap);
+	if (n < 0) {
+		mv_agg_frame_drop(v->agg);
 		return;
-	int n = mv_agg_frame_json(v->agg, v->frame, v->frame_cap);
-	if (n < 0)
-		return;
+	}
 	for (size_t i = 0; i < v->n_conns; i++) {
 		struct conn *c = v->conns[i];
 		if (c->state != C_WS || c->dead)

@@ -576,9 +576,10 @@ static void test_virtual_clock_never_drops(void **state)
 {
 	char dir[] = "/tmp/mead-test-pub-XXXXXX", path[300], err[256];
 	struct mead_ring *ring;
-	struct mead_publisher_params pp = { .sndhwm = 20, .wait_subscribers = 1, .virtual_clock = true,
+	struct mead_publisher_params pp = { .sndhwm = 20, .wait_subscribers = 2, .virtual_clock = true,
 					    .status_interval_ms = 20 };
-	struct collector c = { .rcvhwm = 20, .start_delay_ms = 800 };
+	/* a slow subscriber and a quick one: the slow one sets the pace, both get everything */
+	struct collector c = { .rcvhwm = 20, .start_delay_ms = 800 }, quick = { 0 };
 	struct mead_recorder *rec;
 	unsigned n = 5000;
 
@@ -591,11 +592,13 @@ static void test_virtual_clock_never_drops(void **state)
 	assert_int_equal(mead_ring_new(64 << 10, &ring), 0);
 	struct mead_publisher *p = new_pub(ring, &pp, rec);
 	collector_start(&c, mead_publisher_endpoint(p));
+	collector_start(&quick, mead_publisher_endpoint(p));
 	assert_int_equal(mead_publisher_start(p), 0);
 	push_big(ring, n);
 	mead_publisher_stop(p);
 	mead_recorder_stop(rec);
 	collector_finish(&c);
+	collector_finish(&quick);
 
 	struct mead_publisher_counters pc;
 	struct mead_recorder_counters rc;
@@ -606,6 +609,9 @@ static void test_virtual_clock_never_drops(void **state)
 	assert_int_equal(gaps, 0);
 	assert_int_equal(got, n);
 	assert_int_equal(last, n - 1);
+	check_seq(&quick, &gaps, &got, &last);
+	assert_int_equal(gaps, 0);
+	assert_int_equal(got, n);
 	assert_int_equal(pc.hwm_dropped[MEAD_KIND_SPIKES], 0);
 	/* Clean stop: recorded counts equal published counts, per topic. */
 	for (int k = 1; k <= MEAD_KIND_COUNT; k++) {
@@ -628,6 +634,7 @@ static void test_virtual_clock_never_drops(void **state)
 	unlink(path);
 	rmdir(dir);
 	collector_free(&c);
+	collector_free(&quick);
 	mead_publisher_free(p);
 	mead_recorder_free(rec);
 	mead_ring_free(ring);
