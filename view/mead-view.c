@@ -40,6 +40,7 @@
 #define FRAME_NS (50ull * 1000000ull)          /* 20 frames a second */
 #define BEHIND_NS (1000ull * 1000000ull)       /* busy this long without catching up: behind */
 #define DRAIN_BATCH 4096
+#define DRAIN_NS (20ull * 1000000ull)          /* then the browsers get their turn */
 #define OUT_CAP (8u << 20)                     /* a browser further behind than this loses frames */
 #define MAX_CONNS 64
 #define MAX_TRACES 64
@@ -624,14 +625,19 @@ static void broadcast_status(struct view *v)
 			ws_send(v, v->conns[i], MV_WS_TEXT, v->frame, (size_t)n);
 }
 
-/* Takes what the SUB socket holds, at most a batch.  A view that finds
- * more waiting after each batch for a second is behind: it keeps counting
- * but stops listing spikes and binning raw until it has caught up. */
+/* Takes what the SUB socket holds, at most a batch or 20 ms of work.  A
+ * view that finds more waiting after each batch for a second is behind: it
+ * keeps counting but stops listing spikes and binning raw until it has
+ * caught up. */
 static void drain(struct view *v)
 {
 	unsigned taken = 0;
+	uint64_t t0 = mead_now_ns();
+	bool waiting = true;   /* false once the socket had nothing more */
 
 	for (; taken < DRAIN_BATCH; taken++) {
+		if (taken % 64 == 63 && mead_now_ns() - t0 > DRAIN_NS)
+			break;
 		zmq_msg_t f[3];
 		int nf = 0, more = 1;
 		for (int i = 0; i < 3; i++)
@@ -639,6 +645,7 @@ static void drain(struct view *v)
 		if (zmq_msg_recv(&f[0], v->sub, ZMQ_DONTWAIT) < 0) {
 			for (int i = 0; i < 3; i++)
 				zmq_msg_close(&f[i]);
+			waiting = false;
 			break;
 		}
 		nf = 1;
@@ -668,7 +675,7 @@ static void drain(struct view *v)
 			zmq_msg_close(&f[i]);
 	}
 	uint64_t now = mead_now_ns();
-	if (taken < DRAIN_BATCH) {
+	if (!waiting) {
 		v->busy_since_ns = 0;
 		mv_agg_set_behind(v->agg, false);
 	} else {
