@@ -415,6 +415,50 @@ def scenario_curve(a, tmp):
         r.end()
 
 
+def scenario_virtual(a, tmp):
+    """A virtual-clock run as fast as it goes, raw on: the view counts every spike of it."""
+    r = Run(a, tmp)
+    try:
+        sub = Subscriber(r.pub)
+        sub.start()
+        url = r.view()
+        ws = WebSocket("ws://%s/ws" % url[7:].split("/")[0])
+        t0 = time.time()
+        r.spawn([a.mead, "-c", os.path.join(a.source, "config", "null-virtual.yaml"), "-o", "streams.pub=" + r.pub,
+                 "-o", "streams.control=" + r.ctl, "-o", "streams.wait_subscribers=2", "-o", "streams.raw=true",
+                 "-o", "driver.options.raw=true", "-o", "driver.options.sample_rate_hz=25000",
+                 "-o", "driver.options.spike_rate_hz=20", "-o", "loop.duration_s=10"], "mead")
+        mead = r.procs[-1]
+        last, behind, frames = None, False, 0
+        ws.sock.settimeout(60)
+        while True:
+            op, data = ws.recv()
+            m = json.loads(data) if op == 1 else {}
+            if m.get("type") != "frame":
+                continue
+            frames += 1
+            behind = behind or m["behind"]
+            if m["spikes_seq"] is not None:
+                last = m
+            # the run ended and the view has passed its last spikes message
+            if mead.poll() is not None and last and last["spikes_seq"] == sub.max_seq() and frames > 5:
+                break
+            if time.time() - t0 > 120:
+                fail("the virtual-clock run did not end")
+        wall = time.time() - t0
+        ws.close()
+        n = len(last["counts"])
+        snap = {"fromSeq": 0, "toSeq": last["spikes_seq"], "counts": last["counts"]}
+        total, msgs = page_counts_match(sub, snap, n, "virtual")
+        if sum(last["gaps"].values()):
+            fail("the view missed messages", gaps=last["gaps"])
+        sub.stop.set()
+        print("virtual: 10 s of culture (raw on, 25 kHz x 60) in %.1f s with the view and a subscriber; the view "
+              "counted all %d spikes of %d messages%s" % (wall, total, msgs, ", catching up for a while" if behind else ""))
+    finally:
+        r.end()
+
+
 # ---------------------------------------------------------------- browser
 def find_chromium():
     for name in (os.environ.get("CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
@@ -609,6 +653,7 @@ def main():
         if a.scenario == "bridge":
             scenario_bridge(a, tmp)
             scenario_curve(a, tmp)
+            scenario_virtual(a, tmp)
         for s in ("twin", "replay", "rig"):
             if a.scenario in (s, "browser"):
                 globals()["scenario_" + s](a, tmp)
