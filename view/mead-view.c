@@ -204,6 +204,25 @@ static bool host_is_loopback(const char *h)
 	return strcmp(h, "localhost") == 0 || strncmp(h, "127.", 4) == 0 || strcmp(h, "::1") == 0;
 }
 
+/* The host part of a Host header ("127.0.0.1:8080", "[::1]:8080", "localhost"). */
+static bool host_is_loopback_header(const char *h)
+{
+	char host[256];
+	size_t n = strlen(h);
+	const char *end = h + n;
+
+	if (h[0] == '[') {
+		const char *b = strchr(h, ']');
+		if (!b)
+			return false;
+		snprintf(host, sizeof(host), "%.*s", (int)(b - h - 1), h + 1);
+	} else {
+		const char *c = strrchr(h, ':');
+		snprintf(host, sizeof(host), "%.*s", (int)((c ? c : end) - h), h);
+	}
+	return host_is_loopback(host);
+}
+
 static int listen_on(struct view *v, const char *spec)
 {
 	char host[256];
@@ -375,6 +394,10 @@ static const char *ws_refusal(const struct view *v, const struct mv_http_request
 	char tok[64];
 
 	if (v->token[0] && (!mv_query_get(r->query, "token", tok, sizeof(tok)) || strcmp(tok, v->token) != 0))
+		return "403 Forbidden";
+	/* Without a token on loopback, only a loopback name may be asked for: a
+	 * name of another site made to point here (DNS rebinding) is refused. */
+	if (!v->token[0] && host_is_loopback(v->listen_host) && !host_is_loopback_header(r->host))
 		return "403 Forbidden";
 	if (r->origin[0]) {
 		const char *o = r->origin;

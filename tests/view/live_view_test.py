@@ -326,6 +326,24 @@ def scenario_bridge(a, tmp):
             except ConnectionRefusedError as e:
                 if "403" not in str(e):
                     fail("%s: %s" % (why, e))
+        # without a token on loopback: a name that is not loopback's (DNS rebinding) is refused
+        r2 = r.view()
+        hp2 = r2[7:].split("/")[0]
+        try:
+            host, port = hp2.rsplit(":", 1)
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            key = base64.b64encode(os.urandom(16)).decode()
+            sock.sendall(("GET /ws HTTP/1.1\r\nHost: evil.example:%s\r\nOrigin: http://evil.example:%s\r\n"
+                          "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                          "Sec-WebSocket-Version: 13\r\n\r\n" % (port, port, key)).encode())
+            line = sock.recv(4096).split(b"\r\n")[0].decode()
+            sock.close()
+            if " 403 " not in line:
+                fail("a rebound name reached the data: " + line)
+            WebSocket("ws://%s/ws" % hp2).close()   # loopback's own name: fine
+        finally:
+            r.procs[-1].terminate()
+            r.procs[-1].wait()
         ws = WebSocket("ws://%s/ws?token=t0ken-for-tests" % hostport, origin="http://" + hostport)
         op, hello = ws.recv()
         hello = json.loads(hello)
