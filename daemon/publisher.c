@@ -550,6 +550,15 @@ static uint64_t ready_subscribers(const struct mead_publisher *p)
 	return n;
 }
 
+/* How long a queue may still deliver once the run has ended: in real time
+ * two seconds; on the virtual clock, lossless to the end, as long as a
+ * blocked send may wait after stop (a run can end far ahead of its slowest
+ * subscriber: a whole queue of streams.sndhwm messages). */
+static int close_linger_ms(const struct mead_publisher *p)
+{
+	return p->p.virtual_clock ? (int)p->p.stop_timeout_ms : 2000;
+}
+
 static void *publisher_thread(void *arg)
 {
 	struct mead_publisher *p = arg;
@@ -596,7 +605,7 @@ static void *publisher_thread(void *arg)
 	p->n_clients = 0;
 	pthread_mutex_unlock(&p->clients_lock);
 	for (size_t i = 0; i < n; i++)
-		client_close(p->clients[i], 2000);
+		client_close(p->clients[i], close_linger_ms(p));
 	return NULL;
 }
 
@@ -759,8 +768,8 @@ int mead_publisher_stop(struct mead_publisher *p)
 	if (p->started && !p->joined) {
 		pthread_join(p->thread, NULL);
 		p->joined = true;
-		/* the queues' linger (2 s) and a little for the last bytes */
-		mead_relay_drain(p->relay, 2500);
+		/* the queues' linger and a little for the last bytes */
+		mead_relay_drain(p->relay, close_linger_ms(p) + 500);
 	}
 	return 0;
 }

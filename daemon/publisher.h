@@ -21,6 +21,8 @@
  * Virtual-clock mode: nothing is dropped.  A send to a full queue is
  * retried until it is taken and the recorder ring is waited for, so the
  * output ring fills and the loop waits: the slowest subscriber sets the pace.
+ * At stop the queues have stop_timeout_ms to deliver what they hold (real
+ * time: 2 s).
  *
  * Subscribers: a subscriber is a client whose ZMTP handshake completed (the
  * socket monitor of its queue) and that has not disconnected.  Each

@@ -461,8 +461,9 @@ def scenario_virtual(a, tmp):
             # the run ended and the view has passed its last spikes message
             if mead.poll() is not None and last and last["spikes_seq"] == sub.max_seq() and frames > 5:
                 break
-            if time.time() - t0 > 120:
-                fail("the virtual-clock run did not end")
+            if time.time() - t0 > 60:
+                fail("the virtual-clock run did not end in 60 s", daemon_exit=mead.poll(),
+                     view_spikes_seq=last and last["spikes_seq"], subscriber_seq=sub.max_seq(), frames=frames)
         wall = time.time() - t0
         ws.close()
         n = len(last["counts"])
