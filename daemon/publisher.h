@@ -2,24 +2,33 @@
 /*
  * Publisher: a normal (non real-time) thread that drains the loop's output
  * ring (struct mead_msg + records) and publishes each message as a wire v1
- * three-frame message on one ZMQ_XPUB socket, hands the same bytes to the
+ * three-frame message to every subscriber, hands the same bytes to the
  * recorder, and publishes a status message at least once a second.
  *
- * Real-time mode: the loop never waits for anything here.  A subscriber
- * that cannot keep up makes the socket refuse the message (ZMQ_XPUB_NODROP
- * with ZMQ_DONTWAIT); the refusal is counted per topic as an HWM drop and
- * shows up downstream as a seq gap.  Messages the loop could not even put
- * into its ring are counted by the loop (and are seq gaps too).
+ * One queue per subscriber: clients connect to the relay (daemon/relay.h),
+ * which pipes each connection to an XPUB socket of its own (ZMQ_XPUB_NODROP,
+ * streams.sndhwm messages, verbose subscriptions).  The publisher sends
+ * each message to every subscriber whose subscriptions match its topic, and
+ * a full queue refuses it for that subscriber only.
  *
- * Virtual-clock mode: nothing is dropped.  Sends are retried until the
- * socket takes them and the recorder ring is waited for, so the output ring
- * fills and the loop waits: the slowest consumer sets the pace.
+ * Real-time mode: the loop never waits for anything here.  A message a
+ * subscriber's queue refused is counted for that subscriber (and in
+ * hwm_dropped, per topic) and shows up downstream as a seq gap for it
+ * alone; every other subscriber and the recording get it.  Messages the
+ * loop could not even put into its ring are counted by the loop (and are
+ * seq gaps for everyone).
  *
- * Subscribers: the socket is an XPUB with verbose (un)subscription
- * reporting, so every subscription message a client sends is seen.  A
- * subscriber counts as connected once its subscription has arrived; one
- * client subscribing to three topics counts three.  wait_subscribers N
- * holds the first message back until N subscriptions are active.
+ * Virtual-clock mode: nothing is dropped.  A send to a full queue is
+ * retried until it is taken and the recorder ring is waited for, so the
+ * output ring fills and the loop waits: the slowest subscriber sets the pace.
+ * At stop the queues have stop_timeout_ms to deliver what they hold (real
+ * time: 2 s).
+ *
+ * Subscribers: a subscriber is a client whose ZMTP handshake completed (the
+ * socket monitor of its queue) and that has not disconnected.  Each
+ * client's SUBSCRIBE messages reach its own queue, so subscriptions are
+ * known per client.  wait_subscribers N holds the first message back until
+ * N subscribers each have at least one subscription.
  */
 #pragma once
 
@@ -44,6 +53,7 @@ struct mead_publisher_params {
 	bool raw;                      /* publish the raw topic (streams.raw); off: raw messages are discarded */
 	uint32_t wait_subscribers;     /* hold the first message until this many subscriptions */
 	int sndhwm;                    /* messages queued per subscriber; 0: 10000 */
+	const char *queue_dir;         /* where the per-subscriber sockets live (a private directory is made in it); NULL: $TMPDIR or /tmp */
 	uint32_t status_interval_ms;   /* 0 or > 1000: 1000 */
 	uint32_t idle_sleep_us;        /* sleep when the ring is empty; 0: 200 */
 	uint32_t stop_timeout_ms;      /* virtual clock: give up a blocked send this long after stop; 0: 5000 */
@@ -60,8 +70,8 @@ struct mead_publisher_params {
 
 struct mead_publisher_counters {
 	uint64_t received[MEAD_KIND_COUNT + 1];    /* taken from the ring */
-	uint64_t published[MEAD_KIND_COUNT + 1];   /* accepted by the socket */
-	uint64_t hwm_dropped[MEAD_KIND_COUNT + 1]; /* refused by the socket (slow subscriber) */
+	uint64_t published[MEAD_KIND_COUNT + 1];   /* sent out (to every subscriber whose queue had room) */
+	uint64_t hwm_dropped[MEAD_KIND_COUNT + 1]; /* refused by a subscriber's full queue, once per subscriber */
 	uint64_t discarded[MEAD_KIND_COUNT + 1];   /* topics not enabled (raw off), malformed */
 	uint64_t bytes;                            /* payload + header bytes published */
 	uint64_t subscriptions;                    /* active subscriptions now */
@@ -70,6 +80,20 @@ struct mead_publisher_counters {
 	uint64_t status_errors;                    /* status callback failed */
 	uint64_t last_seq[MEAD_KIND_COUNT + 1];    /* seq of the last message seen per kind */
 	uint64_t handshakes_failed;                /* connections refused before any subscription (CURVE, protocol) */
+	uint64_t clients_accepted;                 /* connections accepted since the start */
+};
+
+/* One connected client, as status shows it. */
+struct mead_publisher_client {
+	uint32_t id;                               /* 1, 2, ... in order of connection */
+	char peer[64];                             /* "127.0.0.1:40312", "[::1]:40312" or "pid 1234" (ipc) */
+	double connected_s;                        /* since its connection was accepted */
+	bool ready;                                /* handshake completed */
+	uint32_t subscriptions;                    /* active SUBSCRIBEs */
+	uint32_t topics;                           /* bit k set: it receives topic kind k */
+	uint64_t sent[MEAD_KIND_COUNT + 1];        /* taken by its queue */
+	uint64_t dropped[MEAD_KIND_COUNT + 1];     /* refused by its full queue: its seq gaps */
+	double last_drop_s;                        /* seconds since its queue last refused one; <0 never */
 };
 
 int mead_publisher_new(const struct mead_publisher_params *params, struct mead_ring *in,
@@ -84,6 +108,9 @@ int mead_publisher_stop(struct mead_publisher *p);
 void mead_publisher_free(struct mead_publisher *p);
 
 void mead_publisher_get_counters(const struct mead_publisher *p, struct mead_publisher_counters *ret);
+/* Any thread: the connected clients, oldest first, at most max; returns how
+ * many there are (may exceed max). */
+size_t mead_publisher_clients(const struct mead_publisher *p, struct mead_publisher_client *out, size_t max);
 /* The endpoint actually bound (resolves a "*" port). */
 const char *mead_publisher_endpoint(const struct mead_publisher *p);
 /* Whether the socket is a CURVE server (subscribers need an authorised key). */

@@ -152,6 +152,56 @@ static void kv_i64(struct mead_jw *w, const char *key, const _Atomic int64_t *v)
 	mead_jw_i64(w, atomic_load_explicit(v, memory_order_relaxed));
 }
 
+/* Each subscriber with its own queue's counters: who is losing, and how
+ * much (docs/streams.md). */
+#define STATUS_CLIENTS_MAX 64
+#define STATUS_LOSING_S 2.0
+
+static void stream_clients(struct mead_jw *w, const struct mead_publisher *pub)
+{
+	static _Thread_local struct mead_publisher_client cl[STATUS_CLIENTS_MAX];
+	size_t n = mead_publisher_clients(pub, cl, STATUS_CLIENTS_MAX);
+	size_t shown = n < STATUS_CLIENTS_MAX ? n : STATUS_CLIENTS_MAX;
+
+	mead_jw_key(w, "clients");
+	mead_jw_arr_begin(w);
+	for (size_t i = 0; i < shown; i++) {
+		const struct mead_publisher_client *c = &cl[i];
+		mead_jw_obj_begin(w);
+		mead_jw_key(w, "id");
+		mead_jw_u64(w, c->id);
+		mead_jw_key(w, "peer");
+		mead_jw_str(w, c->peer);
+		mead_jw_key(w, "connected_s");
+		mead_jw_double(w, c->connected_s);
+		mead_jw_key(w, "ready");
+		mead_jw_bool(w, c->ready);
+		mead_jw_key(w, "subscriptions");
+		mead_jw_u64(w, c->subscriptions);
+		mead_jw_key(w, "topics");
+		mead_jw_arr_begin(w);
+		for (int k = 1; k <= MEAD_KIND_COUNT; k++)
+			if (c->topics & (1u << k))
+				mead_jw_str(w, mead_wire_topic((enum mead_wire_kind)k));
+		mead_jw_arr_end(w);
+		per_kind(w, "sent", c->sent, true);
+		per_kind(w, "dropped", c->dropped, true);
+		mead_jw_key(w, "losing");
+		mead_jw_bool(w, c->last_drop_s >= 0 && c->last_drop_s < STATUS_LOSING_S);
+		mead_jw_key(w, "last_drop_s");
+		if (c->last_drop_s >= 0)
+			mead_jw_double(w, c->last_drop_s);
+		else
+			mead_jw_null(w);
+		mead_jw_obj_end(w);
+	}
+	mead_jw_arr_end(w);
+	if (n > shown) {
+		mead_jw_key(w, "clients_not_listed");
+		mead_jw_u64(w, n - shown);
+	}
+}
+
 static void loop_stats(struct mead_jw *w, const struct mead_daemon *d, uint64_t produced[], uint64_t ring_dropped[])
 {
 	const struct mead_loop_stats *s = d->loop ? mead_loop_stats(d->loop) : NULL;
@@ -410,6 +460,10 @@ int mead_status_json(const struct mead_daemon *d, char *buf, size_t len)
 	per_kind(&w, "discarded", pc.discarded, true);
 	mead_jw_key(&w, "bytes");
 	mead_jw_u64(&w, pc.bytes);
+	mead_jw_key(&w, "clients_accepted");
+	mead_jw_u64(&w, pc.clients_accepted);
+	if (d->publisher)
+		stream_clients(&w, d->publisher);
 	mead_jw_obj_end(&w);
 	access_control(&w, d, &pc);
 

@@ -1,5 +1,7 @@
 #!/bin/sh
 # Installs what mead needs to build, test and run on Debian 12, as root.
+# chromium: the live view's browser test loads the page in it, headless;
+# python3-pil: the resize is checked against Pillow itself.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
@@ -7,10 +9,11 @@ apt-get install -y --no-install-recommends \
   build-essential meson ninja-build pkg-config \
   libzmq3-dev libyaml-dev libusb-1.0-0-dev libcomedi-dev zlib1g-dev libsystemd-dev \
   libcmocka-dev umockdev libumockdev-dev \
-  python3 python3-zmq python3-numpy \
+  python3 python3-zmq python3-numpy python3-pil \
   libhdf5-dev python3-h5py python3-hdmf python3-neo python3-yaml \
   rt-tests valgrind clang libclang-rt-14-dev \
-  qemu-system-x86 busybox-static kmod libcomedi0
+  qemu-system-x86 busybox-static kmod libcomedi0 \
+  chromium
 
 # The kernel suite (tests/kernel/) boots Debian's own kernel under QEMU.  The
 # image is unpacked into a cache rather than installed: installing

@@ -200,16 +200,12 @@ static int keygen(int argc, char **argv)
 /* CURVE client: the daemon's public key, this client's key pair. */
 static int setup_curve(void *sock, const char *server_key, const char *client_key)
 {
-	uint8_t server[MEAD_KEY_BYTES], *secret = NULL;
-	char secret_z85[MEAD_KEY_Z85_LEN + 1], public_z85[MEAD_KEY_Z85_LEN + 1], err[512];
+	uint8_t server[MEAD_KEY_BYTES], secret[MEAD_KEY_BYTES];
+	char secret_z85[MEAD_KEY_Z85_LEN + 1], public_z85[MEAD_KEY_Z85_LEN + 1], err[600];
 	int rc = -1;
 
-	if (mead_keys_from_arg(server_key, server, err, sizeof(err)) < 0) {
-		fprintf(stderr, "meactl: --server-key: %s\n", err);
-		return -1;
-	}
-	if (mead_keys_read_file(client_key, true, 1, &secret, err, sizeof(err)) < 0) {
-		fprintf(stderr, "meactl: --client-key: %s\n", err);
+	if (mead_keys_client(server_key, client_key, server, secret, err, sizeof(err)) < 0) {
+		fprintf(stderr, "meactl: %s\n", err);
 		return -1;
 	}
 	zmq_z85_encode(secret_z85, secret, MEAD_KEY_BYTES);
@@ -224,8 +220,7 @@ static int setup_curve(void *sock, const char *server_key, const char *client_ke
 		rc = 0;
 	}
 	explicit_bzero(secret_z85, sizeof(secret_z85));
-	explicit_bzero(secret, MEAD_KEY_BYTES);
-	free(secret);
+	explicit_bzero(secret, sizeof(secret));
 	return rc;
 }
 
@@ -334,6 +329,21 @@ static void print_status(const struct mead_json *d, const struct mead_json_value
 			printf(" %14" PRId64 " %14" PRId64, a && a->is_int ? a->i : 0, b && b->is_int ? b->i : 0);
 		}
 		printf("\n");
+	}
+	/* one line per subscriber: whose queue is losing messages, how many */
+	const struct mead_json_value *cl = mead_json_get(d, streams, "clients");
+	for (const struct mead_json_value *c = mead_json_first(d, cl); c; c = mead_json_next(d, c)) {
+		int64_t sent = 0, lost = 0;
+		for (size_t t = 0; t < 5; t++) {
+			const struct mead_json_value *a = path(d, c, "sent", topics[t]), *b = path(d, c, "dropped", topics[t]);
+			sent += a && a->is_int ? a->i : 0;
+			lost += b && b->is_int ? b->i : 0;
+		}
+		const struct mead_json_value *id = mead_json_get(d, c, "id"), *peer = mead_json_get(d, c, "peer");
+		const struct mead_json_value *losing = mead_json_get(d, c, "losing");
+		printf("subscriber %-11" PRId64 " %-22s sent %" PRId64 ", lost %" PRId64 "%s\n", id && id->is_int ? id->i : 0,
+		       peer && peer->type == MEAD_JSON_STRING ? peer->s : "?", sent, lost,
+		       losing && losing->type == MEAD_JSON_BOOL && losing->b ? " (losing now: its queue is full)" : "");
 	}
 	if (rec && rec->type == MEAD_JSON_OBJECT) {
 		print_kv("recording", mead_json_get(d, rec, "path"), NULL);

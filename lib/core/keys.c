@@ -242,3 +242,26 @@ int mead_keys_from_arg(const char *arg, uint8_t key[MEAD_KEY_BYTES], char *err, 
 	return 0;
 }
 
+
+int mead_keys_client(const char *server_arg, const char *client_key_file, uint8_t server[MEAD_KEY_BYTES],
+		     uint8_t secret[MEAD_KEY_BYTES], char *err, size_t err_len)
+{
+	uint8_t *sec = NULL;
+	char why[512];
+	int rc;
+
+	rc = mead_keys_from_arg(server_arg, server, why, sizeof(why));
+	if (rc < 0) {
+		snprintf(err, err_len, "--server-key: %s", why);
+		return rc;
+	}
+	rc = mead_keys_read_file(client_key_file, true, 1, &sec, why, sizeof(why));
+	if (rc < 0) {
+		snprintf(err, err_len, "--client-key: %s", why);
+		return rc;
+	}
+	memcpy(secret, sec, MEAD_KEY_BYTES);
+	explicit_bzero(sec, MEAD_KEY_BYTES);
+	free(sec);
+	return 0;
+}

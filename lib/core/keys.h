@@ -32,3 +32,8 @@ int mead_keys_read_file(const char *path, bool secret, size_t max_keys, uint8_t 
  * itself as 40 Z85 characters (when no such file exists). */
 int mead_keys_from_arg(const char *arg, uint8_t key[MEAD_KEY_BYTES], char *err, size_t err_len);
 
+/* A CURVE client's keys from its command line: the server's public key (a
+ * file or 40 Z85 characters) and this client's secret key file.  Errors
+ * name the option ("--server-key: ...", "--client-key: ..."). */
+int mead_keys_client(const char *server_arg, const char *client_key_file, uint8_t server[MEAD_KEY_BYTES],
+		     uint8_t secret[MEAD_KEY_BYTES], char *err, size_t err_len);

@@ -38,6 +38,7 @@ MAY_KNOW = {
     'drivers/comedi': {'include/mead', 'lib/core', 'lib/signal'},
     'drivers/usb': {'include/mead', 'lib/core', 'lib/signal'},
     'readout': {'include/mead', 'lib/core', 'build-config'},
+    'view': {'include/mead', 'lib/core', 'lib/signal', 'build-config'},
     'gadget': {'lib/core'},
     'tools': {'include/mead', 'lib/core', 'lib/cfg', 'config', 'protocol/protocol_config.h', 'sim', 'build-config'},
     'bench': {'include/mead', 'lib/core', 'lib/cfg', 'lib/signal', 'config', 'protocol', 'daemon', 'sim',

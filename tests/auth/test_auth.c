@@ -202,6 +202,30 @@ static void test_read_files(void **state)
 	assert_null(keys);
 }
 
+/* A client's pair from its options: the server key as text, the secret
+ * key from a private file; each failure names its option. */
+static void test_client_keys(void **state)
+{
+	char text[256], err[256] = "";
+	uint8_t server[32], secret[32], want[32];
+	const char *p;
+	(void)state;
+
+	snprintf(text, sizeof(text), "%s\n", sec_a);
+	p = write_file("client.key", 0600, text);
+	assert_int_equal(mead_keys_client(pub_b, p, server, secret, err, sizeof(err)), 0);
+	assert_non_null(zmq_z85_decode(want, pub_b));
+	assert_memory_equal(server, want, 32);
+	assert_non_null(zmq_z85_decode(want, sec_a));
+	assert_memory_equal(secret, want, 32);
+	assert_int_equal(mead_keys_client("not-a-key", p, server, secret, err, sizeof(err)), -ENOENT);
+	assert_non_null(strstr(err, "--server-key: not-a-key: no such file"));
+	p = write_file("client-open.key", 0644, text);
+	assert_int_equal(mead_keys_client(pub_b, p, server, secret, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "--client-key: "));
+	assert_non_null(strstr(err, "must not be accessible to others"));
+}
+
 static void test_key_arg(void **state)
 {
 	char text[128], err[256] = "";
@@ -388,6 +412,7 @@ int main(void)
 		cmocka_unit_test(test_parse_trailing_text_and_duplicates),
 		cmocka_unit_test(test_read_files),
 		cmocka_unit_test(test_key_arg),
+		cmocka_unit_test(test_client_keys),
 		cmocka_unit_test(test_endpoint_is_local),
 		cmocka_unit_test(test_auth_new),
 		cmocka_unit_test(test_zap_handler),

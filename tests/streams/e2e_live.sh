@@ -15,6 +15,7 @@ MEAD=$1 MEACTL=$2 CONFIG=$3
 SUB=${4:-$(dirname "$0")/../../tools/mead_subscriber.py}
 PY=/usr/bin/python3
 $PY -c 'import zmq, numpy' 2>/dev/null || { echo "python3-zmq/numpy missing: skip"; exit 77; }
+. "$(dirname "$0")/daemon.sh"
 
 dir=$(mktemp -d /tmp/mead-e2e-live.XXXXXX)
 mpid=
@@ -28,31 +29,12 @@ CTL=tcp://127.0.0.1:$((base + 1))
 # it has subscribed, so the subscriber sees every topic from seq 0.
 $PY "$SUB" --endpoint "$PUB" --seconds 5 --json >"$dir/sub.json" &
 spid=$!
-"$MEAD" -c "$CONFIG" -o "streams.pub=$PUB" -o "streams.control=$CTL" -o streams.wait_subscribers=1 \
-	-o "recording.path=$dir/live.mrec" ${E2E_MEAD_ARGS:-} 2>"$dir/mead.log" &
-mpid=$!
-i=0
-until "$MEACTL" -e "$CTL" -t 500 ping >/dev/null 2>&1; do
-	i=$((i + 1))
-	if [ $i -gt 30 ] || ! kill -0 "$mpid" 2>/dev/null; then
-		echo "mead did not answer on $CTL"; cat "$dir/mead.log"; exit 1
-	fi
-done
+mead_start -c "$CONFIG" -o "streams.pub=$PUB" -o "streams.control=$CTL" -o streams.wait_subscribers=1 \
+	-o "recording.path=$dir/live.mrec" ${E2E_MEAD_ARGS:-}
 wait "$spid"
 "$MEACTL" -e "$CTL" --json status >"$dir/status.json"
 "$MEACTL" -e "$CTL" status >"$dir/status.txt"
-"$MEACTL" -e "$CTL" shutdown >/dev/null
-i=0
-while kill -0 "$mpid" 2>/dev/null; do
-	i=$((i + 1)); [ $i -gt 150 ] && { echo "mead did not stop after shutdown"; exit 1; }
-	sleep 0.1
-done
-set +e
-wait "$mpid"
-rc=$?
-set -e
-mpid=
-[ $rc -eq 0 ] || { echo "mead exited with $rc"; cat "$dir/mead.log"; exit 1; }
+mead_shutdown
 
 $PY - "$dir" "${E2E_ALLOW_NO_SPIKES:-0}" <<'PYEOF'
 import json, sys

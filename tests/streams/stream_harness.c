@@ -6,7 +6,10 @@
  * meactl and mead-export be tested end to end without a driver.
  *
  *   stream-harness --pub EP --ctl EP [--seconds S] [--record PATH] [--virtual]
- *                  [--raw] [--wait-subscribers N] [--ticks N]
+ *                  [--raw] [--rig] [--wait-subscribers N] [--ticks N]
+ * --rig makes raw look like a rig's (noise, each spike's waveform on its
+ * electrode, an artifact at each pulse) and follows every pulse with the
+ * BLANK event a rig driver's detector reports (2 ms, every electrode).
  * Ends after S seconds (or N ticks), or on the control request "shutdown";
  * prints one JSON line with the final counters.
  */
@@ -84,13 +87,14 @@ int main(int argc, char **argv)
 		{ "record", required_argument, NULL, 'r' },
 		{ "virtual", no_argument, NULL, 'v' },
 		{ "raw", no_argument, NULL, 'R' },
+		{ "rig", no_argument, NULL, 'G' },
 		{ "wait-subscribers", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *pub_ep = "tcp://127.0.0.1:*", *ctl_ep = "tcp://127.0.0.1:*", *record = NULL;
 	double seconds = 5;
 	uint64_t max_ticks = 0;
-	bool virt = false, raw = false;
+	bool virt = false, raw = false, rig = false;
 	uint32_t wait_subs = 0;
 	int c;
 
@@ -103,6 +107,7 @@ int main(int argc, char **argv)
 		case 'r': record = optarg; break;
 		case 'v': virt = true; break;
 		case 'R': raw = true; break;
+		case 'G': rig = raw = true; break;
 		case 'w': wait_subs = (uint32_t)atoi(optarg); break;
 		default: return 2;
 		}
@@ -209,6 +214,11 @@ int main(int argc, char **argv)
 			struct mead_stim_pulse s = { .sample = first, .electrode = (uint16_t)(t / 50 % 13), .amplitude_ua = -1.0f,
 						     .phase_us = 200, .interphase_us = 50 };
 			push(ring, virt, MEAD_KIND_STIM, first, &s, 1, 24);
+			if (rig) {
+				struct mead_event b = { .sample = first, .type = MEAD_EVENT_BLANK, .samples = RATE / 500,
+							.electrode = MEAD_EVENT_ALL_ELECTRODES };
+				push(ring, virt, MEAD_KIND_EVENTS, first, &b, 1, sizeof(b));
+			}
 		}
 		if (t % 100 == 0) {
 			struct mead_event e[2] = { { first, t == 0 ? MEAD_EVENT_RUN_START : MEAD_EVENT_TRIAL_END,
@@ -216,7 +226,28 @@ int main(int argc, char **argv)
 						   { first, MEAD_EVENT_TRIAL_START, (int32_t)(t / 100) } };
 			push(ring, virt, MEAD_KIND_EVENTS, first, e, 2, sizeof(e[0]));
 		}
-		if (raw) {
+		if (rig) {
+			/* noise of about 3.5 uV rms, a biphasic spike of its amplitude
+			 * on each spike's electrode, a saturating artifact at a pulse */
+			for (int i = 0; i < PER_TICK * CH; i++) {
+				int u = 0;
+				for (int k = 0; k < 4; k++)
+					u += (int)(rand_r(&seed) % 61) - 30;
+				rawbuf[i] = (int16_t)(u / 2);
+			}
+			for (uint32_t i = 0; i < n; i++) {
+				int at = (int)(sp[i].sample - first);
+				float a = sp[i].amplitude_uv / 0.195f;
+				for (int k = 0; k < 12 && at + k < PER_TICK; k++)
+					rawbuf[(at + k) * CH + sp[i].electrode] += (int16_t)(k < 4 ? a * (float)k / 4.0f :
+											      k < 8 ? a * (float)(7 - k) / 4.0f : -a * 0.3f);
+			}
+			if (t % 50 == 0)
+				for (int k = 0; k < 10; k++)
+					for (int ch = 0; ch < CH; ch++)
+						rawbuf[k * CH + ch] = (int16_t)(k < 5 ? 9000 - 1500 * k : -3000 + 600 * (k - 5));
+			push(ring, virt, MEAD_KIND_RAW, first, rawbuf, PER_TICK, CH * 2);
+		} else if (raw) {
 			for (int i = 0; i < PER_TICK * CH; i++)
 				rawbuf[i] = (int16_t)((int)(first % 1000) - 500 + i % CH);
 			push(ring, virt, MEAD_KIND_RAW, first, rawbuf, PER_TICK, CH * 2);

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
+#include <time.h>
+#include <zmq.h>
 
 #include "daemon/daemon.h"
 #include "lib/core/json.h"
@@ -159,6 +161,70 @@ static void test_status_fields(void **state)
 	free(buf);
 }
 
+/* streams.clients: one entry per subscriber, with its own counters. */
+static void test_status_lists_subscribers(void **state)
+{
+	struct mead_daemon d;
+	char *buf = malloc(1 << 16), err[256];
+	static const struct mead_json_limits lim = { 1 << 16, 16, 1 << 14, 1 << 14 };
+	struct mead_json *doc = NULL;
+	struct mead_ring *ring;
+	struct mead_publisher *pub;
+	int n, zero = 0;
+
+	fake_loop_reset();
+	memset(&d, 0, sizeof(d));
+	d.layout = &layout;
+	d.loop = fake_loop_get();
+	d.driver.ops = &ops;
+	assert_int_equal(mead_ring_new(4096, &ring), 0);
+	struct mead_publisher_params pp = { .endpoint = "tcp://127.0.0.1:*", .wait_subscribers = 1 };
+	assert_int_equal(mead_publisher_new(&pp, ring, NULL, mead_status_json_cb, &d, &pub, err, sizeof(err)), 0);
+	d.publisher = pub;
+	void *ctx = zmq_ctx_new(), *sub = zmq_socket(ctx, ZMQ_SUB);
+	zmq_setsockopt(sub, ZMQ_LINGER, &zero, sizeof(zero));
+	zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "spikes", 6);
+	zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "status", 6);
+	assert_int_equal(zmq_connect(sub, mead_publisher_endpoint(pub)), 0);
+	assert_int_equal(mead_publisher_start(pub), 0);
+	assert_int_equal(mead_publisher_wait_subscribers(pub, 5000), 0);
+	/* both subscriptions in */
+	for (int i = 0; i < 500; i++) {
+		struct mead_publisher_counters c;
+		mead_publisher_get_counters(pub, &c);
+		if (c.subscriptions == 2)
+			break;
+		struct timespec ts = { 0, 10000000 };
+		nanosleep(&ts, NULL);
+	}
+	n = mead_status_json(&d, buf, 1 << 16);
+	assert_true(n > 0);
+	if (mead_json_parse(buf, (size_t)n, &lim, &doc, err, sizeof(err)) < 0)
+		fail_msg("%s: %s", err, buf);
+	const struct mead_json_value *cl = at(doc, "streams", "clients", NULL);
+	assert_int_equal(cl->n, 1);
+	const struct mead_json_value *c = mead_json_at(doc, cl, 0);
+	assert_int_equal(mead_json_get(doc, c, "id")->i, 1);
+	assert_true(strncmp(mead_json_get(doc, c, "peer")->s, "127.0.0.1:", 10) == 0);
+	assert_true(mead_json_get(doc, c, "ready")->b);
+	assert_int_equal(mead_json_get(doc, c, "subscriptions")->i, 2);
+	const struct mead_json_value *t = mead_json_get(doc, c, "topics");
+	assert_int_equal(t->n, 2);
+	assert_string_equal(mead_json_at(doc, t, 0)->s, "spikes");
+	assert_string_equal(mead_json_at(doc, t, 1)->s, "status");
+	assert_int_equal(mead_json_get(doc, mead_json_get(doc, c, "dropped"), "spikes")->i, 0);
+	assert_true(mead_json_get(doc, mead_json_get(doc, c, "sent"), "status")->i >= 0);
+	assert_false(mead_json_get(doc, c, "losing")->b);
+	assert_int_equal(mead_json_get(doc, c, "last_drop_s")->type, MEAD_JSON_NULL);
+	assert_int_equal(at(doc, "streams", "clients_accepted", NULL)->i, 1);
+	mead_json_free(doc);
+	zmq_close(sub);
+	zmq_ctx_term(ctx);
+	mead_publisher_free(pub);
+	mead_ring_free(ring);
+	free(buf);
+}
+
 /* The reader takes no copy while the loop is writing (odd count), and
  * says there is nothing before a protocol has run (count 0). */
 static void test_progress_reader(void **state)
@@ -183,6 +249,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_status_fields),
+		cmocka_unit_test(test_status_lists_subscribers),
 		cmocka_unit_test(test_progress_reader),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
