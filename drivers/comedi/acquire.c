@@ -261,6 +261,29 @@ static int setup_ai_cmd(struct comedi_state *st, char *err, size_t err_len)
 	return 0;
 }
 
+/* The kernel refuses a buffer above the subdevice's maximum (EPERM; the
+ * comedi module's default maximum is 20480 KiB) and lets only
+ * CAP_SYS_ADMIN raise that maximum: a larger buffer raises it first. */
+static int set_buffer(struct comedi_state *st, unsigned bytes, char *err, size_t err_len)
+{
+	unsigned sub = (unsigned)st->ai_sub;
+	int max = comedi_get_max_buffer_size(st->dev, sub);
+	if (max >= 0 && (unsigned)max < bytes && comedi_set_max_buffer_size(st->dev, sub, bytes) < 0) {
+		int e = comedi_errno_();
+		snprintf(err, err_len,
+			 "comedi: buffer_kib %u is above the kernel's limit for the analog inputs (%d KiB): raising it needs "
+			 "CAP_SYS_ADMIN (or the comedi module's comedi_default_buf_maxsize_kb): %s",
+			 bytes / 1024u, max / 1024, strerror(e));
+		return -e;
+	}
+	if (comedi_set_buffer_size(st->dev, sub, bytes) < 0) {
+		int e = comedi_errno_();
+		snprintf(err, err_len, "comedi: cannot set the acquisition buffer to %u KiB: %s", bytes / 1024u, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
 int acq_setup(struct comedi_state *st, const struct mead_driver_config *cfg, char *err, size_t err_len)
 {
 	const char *path = mead_driver_param_string(cfg, "device", "/dev/comedi0");
@@ -316,10 +339,8 @@ int acq_setup(struct comedi_state *st, const struct mead_driver_config *cfg, cha
 	if ((r = setup_ai_cmd(st, err, err_len)) < 0)
 		return r;
 	long kib = mead_driver_param_int(cfg, "buffer_kib", 0);
-	if (kib > 0 && comedi_set_buffer_size(st->dev, (unsigned)st->ai_sub, (unsigned)kib * 1024u) < 0) {
-		snprintf(err, err_len, "comedi: cannot set the acquisition buffer to %ld KiB", kib);
-		return -comedi_errno_();
-	}
+	if (kib > 0 && (r = set_buffer(st, (unsigned)kib * 1024u, err, err_len)) < 0)
+		return r;
 	int bsz = comedi_get_buffer_size(st->dev, (unsigned)st->ai_sub);
 	st->ai_buf_bytes = bsz > 0 ? (unsigned)bsz : 1u << 20;
 

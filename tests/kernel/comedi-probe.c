@@ -4,13 +4,18 @@
  * tests take as their oracle, and prints it as JSON on one line.
  *
  *   comedi-probe [-d DEV] info
- *   comedi-probe [-d DEV] cmdtest SUBDEV NCHAN RATE_HZ   (the rig driver's command shape)
+ *   comedi-probe [-d DEV] cmdtest SUBDEV NCHAN RATE_HZ [packed|spread]
  *   comedi-probe [-d DEV] fastest SUBDEV NCHAN
  *   comedi-probe [-d DEV] read SUBDEV CHAN [RANGE]
  *   comedi-probe [-d DEV] write SUBDEV CHAN CODE [RANGE]
  *   comedi-probe [-d DEV] watch SUBDEV CHAN SECONDS INTERVAL_US
  *   comedi-probe [-d DEV] stream NCHAN RATE_HZ SECONDS RANGE [FILE]
  *
+ * The shape of a scan: packed (the default) is the rig driver's command,
+ * conversions back to back (convert_arg 0, which the board raises to its
+ * fastest); spread puts them evenly over the scan (scan / NCHAN), as the
+ * driver once did, which comedi_test's microsecond rounding breaks for most
+ * rates.  stream runs the packed shape.
  * watch reads one channel by instruction over and over and counts the codes
  * and refusals, until SECONDS are over or SIGTERM comes; stream runs a continuous command of its own and reads it as
  * fast as it can, so the board's own pace is known apart from the daemon's
@@ -21,6 +26,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,8 +157,21 @@ static int settle(comedi_cmd *c, int *stages)
 	return r;
 }
 
-/* The command the rig driver builds: conversions spread evenly over the scan. */
-static int cmdtest(unsigned sub, unsigned n, unsigned rate)
+/* The driver's command: timed conversions back to back (convert_arg 0);
+ * TRIG_NOW where the board has no convert timer. */
+static int packed_settle(comedi_cmd *c, unsigned sub, unsigned *chans, unsigned n, unsigned range, unsigned period,
+			 int *st)
+{
+	fill_ai_cmd(c, sub, chans, n, range, period, TRIG_TIMER, 0);
+	int r = settle(c, st);
+	if (r == 1 || r == 2) {
+		fill_ai_cmd(c, sub, chans, n, range, period, TRIG_NOW, 0);
+		r = settle(c, st);
+	}
+	return r;
+}
+
+static int cmdtest(unsigned sub, unsigned n, unsigned rate, bool spread)
 {
 	unsigned chans[64];
 	comedi_cmd c;
@@ -162,10 +181,17 @@ static int cmdtest(unsigned sub, unsigned n, unsigned rate)
 		return 2;
 	}
 	unsigned period = (unsigned)(1000000000ull / rate);
-	fill_ai_cmd(&c, sub, chans, n, 0, period, TRIG_TIMER, period / n);
-	printf("{\"rate_hz\":%u,\"period_ns\":%u,", rate, period);
-	print_cmd("asked", &c);
-	int r = settle(&c, st);
+	int r;
+	printf("{\"rate_hz\":%u,\"period_ns\":%u,\"shape\":\"%s\",", rate, period, spread ? "spread" : "packed");
+	if (spread) {
+		fill_ai_cmd(&c, sub, chans, n, 0, period, TRIG_TIMER, period / n);
+		print_cmd("asked", &c);
+		r = settle(&c, st);
+	} else {
+		fill_ai_cmd(&c, sub, chans, n, 0, period, TRIG_TIMER, 0);
+		print_cmd("asked", &c);
+		r = packed_settle(&c, sub, chans, n, 0, period, st);
+	}
 	printf(",\"stages\":[%d,%d,%d],\"result\":%d,", st[0], st[1], st[2], r);
 	print_cmd("settled", &c);
 	printf(",\"scan_kept\":%s,\"offered_hz\":%.6f}\n", c.scan_begin_arg == period ? "true" : "false",
@@ -305,8 +331,7 @@ static int stream(unsigned n, unsigned rate, double seconds, unsigned range, con
 		return 2;
 	}
 	unsigned period = (unsigned)(1000000000ull / rate);
-	fill_ai_cmd(&c, 0, chans, n, range, period, TRIG_TIMER, period / n);
-	int r = settle(&c, st);
+	int r = packed_settle(&c, 0, chans, n, range, period, st);
 	if (r != 0 || comedi_command(dev, &c) < 0) {
 		if (r != 0)
 			printf("{\"error\":\"command test stage %d\"}\n", r);
@@ -376,8 +401,9 @@ int main(int argc, char **argv)
 	int r;
 	if (strcmp(cmd, "info") == 0 && n == 0)
 		r = info();
-	else if (strcmp(cmd, "cmdtest") == 0 && n == 3)
-		r = cmdtest((unsigned)arg_l(v[0], "SUBDEV"), (unsigned)arg_l(v[1], "NCHAN"), (unsigned)arg_l(v[2], "RATE_HZ"));
+	else if (strcmp(cmd, "cmdtest") == 0 && (n == 3 || (n == 4 && (!strcmp(v[3], "packed") || !strcmp(v[3], "spread")))))
+		r = cmdtest((unsigned)arg_l(v[0], "SUBDEV"), (unsigned)arg_l(v[1], "NCHAN"), (unsigned)arg_l(v[2], "RATE_HZ"),
+			    n == 4 && strcmp(v[3], "spread") == 0);
 	else if (strcmp(cmd, "fastest") == 0 && n == 2)
 		r = fastest((unsigned)arg_l(v[0], "SUBDEV"), (unsigned)arg_l(v[1], "NCHAN"));
 	else if (strcmp(cmd, "read") == 0 && (n == 2 || n == 3))

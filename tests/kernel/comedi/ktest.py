@@ -17,20 +17,28 @@ SRC = os.environ.get('MEAD_SOURCE_ROOT', '')
 BUILD = os.environ.get('MEAD_BUILD_ROOT', '')
 MEAD = os.path.join(BUILD, 'daemon', 'mead')
 MEACTL = os.path.join(BUILD, 'tools', 'meactl')
-EXPORT = os.path.join(BUILD, 'tools', 'mead-export')
+EXPORT = os.path.join(BUILD, 'tools', 'export', 'mead-export')
 PROBE = os.path.join(BUILD, 'tests', 'kernel', 'comedi-probe')
 SUBSCRIBER = os.path.join(SRC, 'tools', 'mead_subscriber.py')
 CONFIG = os.path.join(SRC, 'config', 'comedi-test.yaml')
+# stimulating: one stimulator on analog output 0, no routing lines (comedi_test
+# has no digital I/O), 100 ms of stream written ahead
+STIM_CONFIG = os.path.join(SRC, 'config', 'comedi-test-stim.yaml')
 DEVICE = '/dev/comedi0'
 CHANNELS = 8
 MAXDATA = 65535
 # comedi_test's auto-configuration defaults (no module parameters)
 DEFAULT_AMPLITUDE_UV = 1000000
 DEFAULT_PERIOD_US = 100000
-# Stimulation on comedi_test: no digital lines to route or blank with, one
-# stimulator on analog output 0.
-STIM_OVERRIDES = ['driver.options.stimulate=true', 'driver.options.route_lines=""',
-                  'driver.options.route_enable_line=-1', 'driver.options.blank_line=-1']
+AI_SUB, AO_SUB = 0, 1
+# the driver's code for 0 V on the analog output (comedilib's converter gives
+# 32767.5; the kernel keeps 32767 until the first write)
+ZERO_CODES = (32767, 32768)
+# wire v1.1 event types and refusal reasons (docs/wire-v1.md)
+EV_RUN_START, EV_RUN_END, EV_STIM_REFUSED, EV_OVERFLOW, EV_GAP, EV_LATE = 1, 2, 8, 9, 10, 11
+EV_DEVICE_GONE, EV_DEVICE_BACK, EV_BLANK, EV_STALL, EV_STIM_LOST = 12, 13, 14, 15, 16
+REASONS = {1: 'busy', 2: 'range', 3: 'queue_full', 4: 'device_gone', 5: 'io', 6: 'cancelled', 7: 'unknown',
+           8: 'too_late', 9: 'unsupported', 64: 'tick_limit', 65: 'overlap', 66: 'no_device'}
 # the daemon's ports inside the guest; nothing else listens there
 PUB = 'tcp://127.0.0.1:5555'
 CTL = 'tcp://127.0.0.1:5556'
@@ -127,10 +135,15 @@ class ComediTest:
         return False
 
 
+def command_shape(rate, channels=CHANNELS, shape='packed'):
+    """What comedi_test makes of an 8-channel scan at rate: packed is the rig
+    driver's command (conversions back to back), spread the old one."""
+    return probe('cmdtest', AI_SUB, channels, rate, shape)
+
+
 def rate_accepted(rate, channels=CHANNELS):
-    """Whether comedi_test keeps the scan period the driver asks for (its
-    command shape: conversions spread evenly over the scan)."""
-    return probe('cmdtest', 0, channels, rate)['scan_kept']
+    """Whether comedi_test keeps the scan period of the driver's command."""
+    return command_shape(rate, channels)['scan_kept']
 
 
 def daemon_accepts(option, value):
@@ -138,16 +151,43 @@ def daemon_accepts(option, value):
     return p.returncode == 0
 
 
+def driver_rate_limit():
+    """The driver's highest sample_rate_hz, as the daemon's check names it."""
+    import re
+    p = run([MEAD, '--check', '-c', CONFIG, '-o', 'driver.options.sample_rate_hz=1000000000'], timeout=60)
+    m = re.search(r'out of range \d+\.\.(\d+)', p.stdout)
+    if not m:
+        raise RuntimeError('mead --check did not name the range of sample_rate_hz: %s' % p.stdout.strip())
+    return int(m.group(1))
+
+
 def fastest_rate(channels=CHANNELS):
     """The fastest whole-hertz scan rate comedi_test accepts for the channels
     that the driver accepts too (its sample_rate_hz range)."""
+    top = driver_rate_limit()
     for k in range(1, 1001):
-        if 1000000 % k:
+        if 1000000 % k or 1000000 // k > top:
             continue
         rate = 1000000 // k
-        if rate_accepted(rate, channels) and daemon_accepts('sample_rate_hz', rate):
+        if rate_accepted(rate, channels):
             return rate
     raise RuntimeError('no rate both comedi_test and the driver accept')
+
+
+def zero_code(code):
+    return code in ZERO_CODES
+
+
+def ao_code(volts, span=(-10.0, 10.0)):
+    """The code the driver writes for volts on the analog output (its widest
+    range, +-10 V on comedi_test)."""
+    return round((volts - span[0]) / (span[1] - span[0]) * MAXDATA)
+
+
+def loopback(chan=0, sub=AO_SUB):
+    """What analog output chan holds, read back by instruction (comedi_test's
+    loopback); the JSON of comedi-probe read ('code', or 'error')."""
+    return probe('read', sub, chan)
 
 
 # ---------------------------------------------------------------- the oracle
@@ -211,10 +251,10 @@ def fit_phase(ch0, scan_us, amplitude_uv, period_us, rng, tol):
 class Daemon:
     """mead started with the comedi_test configuration and overrides."""
 
-    def __init__(self, workdir, overrides=(), config=CONFIG):
+    def __init__(self, workdir, overrides=(), config=CONFIG, name='mead'):
         self.workdir = workdir
-        self.log_path = os.path.join(workdir, 'mead.log')
-        self.rec = os.path.join(workdir, 'run.mrec')
+        self.log_path = os.path.join(workdir, name + '.log')
+        self.rec = os.path.join(workdir, name + '.mrec')
         argv = [MEAD, '-c', config, '-o', 'recording.path=' + self.rec]
         for o in overrides:
             argv += ['-o', o]
@@ -280,6 +320,13 @@ class Daemon:
         with open(self.log_path, errors='replace') as f:
             return f.read()
 
+    def run_line(self):
+        """The run summary ('mead: run: ticks=... ') or ''."""
+        for line in self.output().splitlines():
+            if line.startswith('mead: run:') or line.startswith('mead: clock:'):
+                return line
+        return ''
+
     def summary(self):
         """The run summary's driver object (the 'mead: driver: {...}' line)."""
         for line in self.output().splitlines():
@@ -328,3 +375,31 @@ def export(rec):
     with open(os.path.join(out, 'recording.json')) as f:
         meta = json.load(f)
     return out, meta
+
+
+class Recording:
+    """A recording exported to NumPy: events, stim records, raw (when there)
+    and the export's account (recording.json)."""
+
+    def __init__(self, rec):
+        import numpy as np
+        self.dir, self.meta = export(rec)
+        self.events = np.load(os.path.join(self.dir, 'events.npy'))
+        self.stim = np.load(os.path.join(self.dir, 'stim.npy'))
+        raw = os.path.join(self.dir, 'raw_sample.npy')
+        self.raw_sample = np.load(raw).astype(np.int64) if os.path.exists(raw) else np.zeros(0, np.int64)
+        self.last_status = self.meta.get('last_status') or {}
+
+    def raw(self):
+        import numpy as np
+        return np.load(os.path.join(self.dir, 'raw.npy'), mmap_mode='r')
+
+    def of_type(self, t):
+        return self.events[self.events['type'] == t]
+
+    def loop(self):
+        return self.last_status.get('loop') or {}
+
+    def loss(self, name):
+        """loop.data_loss.NAME of the recording's last status: events, samples."""
+        return (self.loop().get('data_loss') or {}).get(name) or {}
