@@ -170,8 +170,9 @@ static void LIBUSB_CALL out_cb(struct libusb_transfer *x)
 		failed = true;
 		break;
 	default:
+		/* it may have arrived (an unplug ends transfers so too): its
+		 * pulses wait for their reports, or settle as unknown */
 		atomic_fetch_add(&st->xfer_errors, 1);
-		failed = true;
 		break;
 	}
 	if (failed && o->magic == SC_MAGIC) {
@@ -197,6 +198,9 @@ static int alloc_out(struct usb_state *st, struct out_xfer *o, size_t bytes)
 		return -ENOMEM;
 	}
 	o->x->buffer = b;
+	/* a command of whole USB packets would otherwise wait in a device
+	 * that reads larger buffers until the next one came */
+	o->x->flags = LIBUSB_TRANSFER_ADD_ZERO_PACKET;
 	return 0;
 }
 
@@ -355,7 +359,7 @@ int usb_write_stim(void *state, uint64_t tick, const struct mead_stim_pulse *p, 
 		return -EOPNOTSUPP;
 	}
 	bool in = enter(st);
-	if (!in || st->seen_gen != atomic_load(&st->gen)) {
+	if (!in || !usb_streaming(st)) {
 		/* away, or back but not streaming yet: no sample to time it by */
 		if (in)
 			leave(st);

@@ -57,15 +57,33 @@ static void store_sp(struct usb_state *st, const uint8_t *b, uint32_t n)
 	const uint32_t gen = atomic_load(&st->gen);
 
 	if (st->seen_gen != gen) {
-		/* A restarted device counts from 0 again; its first packet
-		 * goes where the loop stands. */
-		st->offset = (int64_t)st->head - (int64_t)dev_first;
 		st->seen_gen = gen;
-		st->resynced = true;
+		st->resync_pending = true;
+		st->stream_seen = false;
+		st->stale = 0;
 		st->have_seq = false;
 		st->have_rseq = false;
 		st->failed = 0;
 		st->failed_babble = false;
+	}
+	if (!st->stream_seen) {
+		/* A device may still hold packets of a stream before this
+		 * START; this one's begin with seq 0.  Should seq 0 itself be
+		 * lost, a transfer queue's worth later the stream is taken as
+		 * it comes. */
+		if (seq != 0 && st->stale < st->n_in) {
+			st->stale++;
+			atomic_fetch_add(&st->stale_packets, 1);
+			return;
+		}
+		st->stream_seen = true;
+		if (st->resync_pending) {
+			/* a restarted device counts from 0 again; its first
+			 * packet goes where the loop stands */
+			st->offset = (int64_t)st->head - (int64_t)dev_first;
+			st->resync_pending = false;
+			st->resynced = true;
+		}
 	}
 	int64_t lfs = (int64_t)dev_first + st->offset;
 	if (lfs < 0) {
@@ -207,6 +225,13 @@ static void LIBUSB_CALL in_cb(struct libusb_transfer *x)
 	atomic_fetch_sub(&st->inflight, 1);
 }
 
+/* Samples flow, mapped to the loop's: not away, nor back but waiting for
+ * the restarted stream's first packet. */
+bool usb_streaming(struct usb_state *st)
+{
+	return atomic_load(&st->link) == LINK_LIVE && st->seen_gen == atomic_load(&st->gen) && !st->resync_pending;
+}
+
 int usb_stream_alloc(struct usb_state *st)
 {
 	st->in = calloc(st->n_in, sizeof(*st->in));
@@ -217,7 +242,7 @@ int usb_stream_alloc(struct usb_state *st)
 		ix->st = st;
 		atomic_init(&ix->state, IN_IDLE);
 		ix->x = libusb_alloc_transfer(0);
-		uint8_t *b = calloc(1, st->pkt_bytes);
+		uint8_t *b = calloc(1, st->in_bytes);
 		if (!ix->x || !b) {
 			free(b);
 			return -ENOMEM;
@@ -248,7 +273,9 @@ void usb_stream_reset(struct usb_state *st)
 	st->head = st->acq = st->late_upto = st->cur_end = 0;
 	st->offset = 0;
 	st->seen_gen = atomic_load(&st->gen);
-	st->resynced = false;
+	st->resync_pending = st->resynced = false;
+	st->stream_seen = false;
+	st->stale = 0;
 	st->have_seq = false;
 	st->failed = st->fail_run = 0;
 	st->failed_babble = false;
@@ -263,7 +290,7 @@ int usb_submit_in(struct usb_state *st)
 {
 	for (uint32_t i = 0; i < st->n_in; i++) {
 		struct in_xfer *ix = &st->in[i];
-		libusb_fill_bulk_transfer(ix->x, st->h, st->ep_in, ix->x->buffer, (int)st->pkt_bytes, in_cb, ix, 0);
+		libusb_fill_bulk_transfer(ix->x, st->h, st->ep_in, ix->x->buffer, (int)st->in_bytes, in_cb, ix, 0);
 		atomic_store(&ix->state, IN_FLIGHT);
 		atomic_fetch_add(&st->inflight, 1);
 		int r = libusb_submit_transfer(ix->x);
@@ -366,6 +393,11 @@ int usb_read_frame(void *state, uint64_t tick, struct mead_frame *f)
 	f->n_stim_results = 0;
 	f->n_events = 0;
 	st->cur_end = end;
+	libusb_context *next = atomic_exchange(&st->ctx_next, NULL);
+	if (next) {
+		atomic_store(&st->ctx_retired, st->ctx);
+		st->ctx = next;
+	}
 	/* libusb reaps at most 26 URBs of a device per call: after a stall
 	 * the kernel holds up to queue_ms of them, all due now */
 	struct timeval zero_tv = { 0, 0 };
@@ -378,15 +410,13 @@ int usb_read_frame(void *state, uint64_t tick, struct mead_frame *f)
 
 	if (st->resynced)
 		realign(st);
-	if (atomic_load(&st->link) != LINK_LIVE || st->seen_gen != atomic_load(&st->gen)) {
+	if (!usb_streaming(st)) {
 		/* Away, or back but not streaming yet: what came before the
 		 * loss still goes out; the loop's clock goes on, so the
-		 * stream resumes where the loop stands. */
+		 * stream resumes where the loop stands.  Transfers that
+		 * failed on the way out are the loss itself. */
 		if (!st->gone_handled) {
 			usb_stim_settle_all(st, MEAD_STIM_REASON_UNKNOWN);
-			if (st->failed)
-				lose(st, st->failed_babble ? MEAD_EVENT_OVERFLOW : MEAD_EVENT_GAP, st->head, st->head,
-				     st->failed_babble ? OVF_BABBLE : GAP_TRANSFER);
 			st->failed = 0;
 			st->failed_babble = false;
 			st->stall_open = false;

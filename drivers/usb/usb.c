@@ -177,10 +177,10 @@ struct found {
 
 /* Opens the first matching device that this driver can use.  On failure
  * why says what was wrong with the last candidate. */
-static int find_device(struct usb_state *st, struct found *f, char *why, size_t len)
+static int find_device(struct usb_state *st, libusb_context *ctx, struct found *f, char *why, size_t len)
 {
 	libusb_device **list;
-	ssize_t n = libusb_get_device_list(st->ctx, &list);
+	ssize_t n = libusb_get_device_list(ctx, &list);
 	why[0] = '\0';
 	if (n < 0) {
 		snprintf(why, len, "cannot list USB devices: %s", libusb_strerror((int)n));
@@ -316,6 +316,15 @@ static void repair(struct usb_state *st, uint64_t *parked_since)
 	}
 }
 
+static libusb_context *new_context(void)
+{
+	libusb_context *c;
+	if (libusb_init(&c) < 0)
+		return NULL;
+	libusb_set_option(c, LIBUSB_OPTION_LOG_LEVEL, LIBUSB_LOG_LEVEL_NONE);
+	return c;
+}
+
 /* Watcher, link REOPEN: once nothing is in flight on the old handle, look
  * for the device and start it again. */
 static void reopen(struct usb_state *st)
@@ -326,20 +335,29 @@ static void reopen(struct usb_state *st)
 	for (int i = 0; i < N_OUT; i++)
 		if (atomic_load(&st->out[i].busy))
 			libusb_cancel_transfer(st->out[i].x);
-	if (atomic_load(&st->inflight) > 0 || !usb_outputs_idle(st) || atomic_load(&st->users) > 0)
+	if (atomic_load(&st->inflight) > 0 || !usb_outputs_idle(st) || atomic_load(&st->users) > 0 ||
+	    atomic_load(&st->ctx_next))
 		return; /* the loop thread's event handling brings them back */
 	for (uint32_t i = 0; i < st->n_in; i++)
 		atomic_store(&st->in[i].state, IN_IDLE);
 	atomic_store(&st->parked, 0);
 	drop_handle(st, st->h);
 	st->h = NULL;
+	/* Without udev's events libusb never sees a device come back on a
+	 * context it already has: every look is on a fresh one. */
+	libusb_context *ctx = new_context();
+	if (!ctx)
+		return;
 	struct found f;
 	char why[256];
-	if (find_device(st, &f, why, sizeof(why)) < 0)
+	if (find_device(st, ctx, &f, why, sizeof(why)) < 0) {
+		libusb_exit(ctx);
 		return;
+	}
 	if (!same_format(&f.info, &st->info) || arm(st, f.h) < 0) {
 		/* another device, or one that will not stream: not ours */
 		drop_handle(st, f.h);
+		libusb_exit(ctx);
 		return;
 	}
 	st->h = f.h;
@@ -347,11 +365,20 @@ static void reopen(struct usb_state *st)
 	st->ep_out = f.ep_out;
 	atomic_store(&st->out_halted, false);
 	atomic_store(&st->last_out_ns, mead_now_ns());
+	atomic_store(&st->ctx_next, ctx);
 	atomic_fetch_add(&st->gen, 1);
 	atomic_fetch_add(&st->reattaches, 1);
 	atomic_store(&st->link, LINK_LIVE);
 	if (usb_submit_in(st) < 0)
 		usb_mark_gone(st);
+}
+
+/* A context the loop thread has left. */
+static void free_retired(struct usb_state *st)
+{
+	libusb_context *old = atomic_exchange(&st->ctx_retired, NULL);
+	if (old)
+		libusb_exit(old);
 }
 
 static void *watch(void *arg)
@@ -360,6 +387,7 @@ static void *watch(void *arg)
 	uint64_t parked_since = 0;
 	while (!atomic_load(&st->quit)) {
 		sleep_ms(st->reattach_ms);
+		free_retired(st);
 		int l = atomic_load(&st->link);
 		if (l == LINK_LIVE) {
 			repair(st, &parked_since);
@@ -441,7 +469,7 @@ static int usb_open_(const struct mead_driver_config *cfg, void **ret_state, cha
 	libusb_set_option(st->ctx, LIBUSB_OPTION_LOG_LEVEL, LIBUSB_LOG_LEVEL_NONE);
 	struct found f;
 	char why[256];
-	r = find_device(st, &f, why, sizeof(why));
+	r = find_device(st, st->ctx, &f, why, sizeof(why));
 	if (r < 0) {
 		if (!why[0])
 			snprintf(err, err_len, "usb: no device %04x:%04x%s%s found", st->vid, st->pid,
@@ -476,6 +504,10 @@ static int usb_open_(const struct mead_driver_config *cfg, void **ret_state, cha
 
 	st->uv_per_count = (float)(di->nv_per_count / 1000.0);
 	st->pkt_bytes = SP_HEADER + (size_t)di->spp * di->channels * 2;
+	/* Whole high-speed USB packets, and more than a sample packet: its
+	 * short last USB packet, or the zero-length one after a packet of
+	 * whole ones, ends each transfer (full speed divides 512 too). */
+	st->in_bytes = (st->pkt_bytes / 512 + 1) * 512;
 	/* a packet's duration is spp / rate; enough of them for queue_ms */
 	uint64_t n_in = ((uint64_t)st->queue_ms * di->rate + 1000ull * di->spp - 1) / (1000ull * di->spp);
 	if (n_in < 2)
@@ -608,6 +640,12 @@ static int usb_stop_(void *state)
 		pthread_join(st->watcher, NULL);
 		st->watcher_on = false;
 	}
+	libusb_context *next = atomic_exchange(&st->ctx_next, NULL);
+	if (next) {
+		atomic_store(&st->ctx_retired, st->ctx);
+		st->ctx = next;
+	}
+	free_retired(st);
 	bool live = atomic_load(&st->link) == LINK_LIVE;
 	atomic_store(&st->link, LINK_STOPPING);
 	for (uint32_t i = 0; i < st->n_in; i++) {
@@ -649,7 +687,7 @@ static int usb_describe_(void *state, char *buf, size_t len)
 			 "\"gaps\":%llu,\"gap_samples\":%llu,\"overflows\":%llu,\"overflow_samples\":%llu,"
 			 "\"ring_overruns\":%llu,\"late_ticks\":%llu,\"late_samples\":%llu,"
 			 "\"stalls\":%llu,\"stalls_cleared\":%llu,\"out_stalls\":%llu,\"babbles\":%llu,\"transfer_errors\":%llu,"
-			 "\"malformed\":%llu,\"unplugs\":%llu,\"reattaches\":%llu,"
+			 "\"malformed\":%llu,\"stale_packets\":%llu,\"unplugs\":%llu,\"reattaches\":%llu,"
 			 "\"pulses_sent\":%llu,\"pulses_delivered\":%llu,\"pulses_late\":%llu,\"pulses_refused_device\":%llu,"
 			 "\"pulses_refused_here\":%llu,\"pulses_unknown\":%llu,\"reports\":%llu,\"reports_lost\":%llu,"
 			 "\"reports_unmatched\":%llu,\"keepalives\":%llu,\"watchdog_fired\":%llu}",
@@ -658,7 +696,7 @@ static int usb_describe_(void *state, char *buf, size_t len)
 			 st->info.rate, st->n_in, st->queue_ms, st->ring_scans, st->watchdog_ms,
 			 stim ? st->info.stimulators : 0, C(gaps), C(gap_samples), C(overflows), C(overflow_samples),
 			 C(ring_overruns), C(late_ticks), C(late_samples), C(stalls), C(stalls_cleared), C(out_stalls),
-			 C(babbles), C(xfer_errors), C(malformed), C(unplugs), C(reattaches), C(pulses_sent),
+			 C(babbles), C(xfer_errors), C(malformed), C(stale_packets), C(unplugs), C(reattaches), C(pulses_sent),
 			 C(pulses_delivered), C(pulses_late), C(pulses_refused_device), C(pulses_refused_here),
 			 C(pulses_unknown), C(reports), C(reports_lost), C(reports_unmatched), C(keepalives),
 			 C(watchdog_fired));

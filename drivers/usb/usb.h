@@ -81,7 +81,13 @@ struct out_xfer {
 
 struct usb_state {
 	/* set in open() */
-	libusb_context *ctx;
+	libusb_context *ctx;       /* rt's: the one whose events it handles */
+	/* A reattach opens the device on a fresh context (libusb's device
+	 * list only changes with udev's events): the watcher puts it in
+	 * ctx_next, rt takes it and leaves the old one in ctx_retired for
+	 * the watcher to free. */
+	_Atomic(libusb_context *) ctx_next;
+	_Atomic(libusb_context *) ctx_retired;
 	libusb_device_handle *h;
 	uint16_t vid, pid;
 	int iface;
@@ -102,7 +108,8 @@ struct usb_state {
 	/* IN transfers */
 	uint32_t n_in;
 	struct in_xfer *in;
-	size_t pkt_bytes;
+	size_t pkt_bytes;          /* a sample packet */
+	size_t in_bytes;           /* an IN transfer: whole USB packets, more than pkt_bytes */
 	atomic_int inflight;       /* IN transfers submitted and not back for good */
 	atomic_int parked;         /* back with STALL, waiting for the watcher */
 
@@ -123,7 +130,10 @@ struct usb_state {
 	uint64_t cur_end;          /* end of the frame being read */
 	int64_t offset;            /* loop sample = device sample + offset */
 	uint32_t seen_gen;         /* the stream generation packets are mapped for */
+	bool resync_pending;       /* restarted: the first packet sets the offset */
 	bool resynced;             /* a restarted stream's first packets came in this frame */
+	bool stream_seen;          /* a packet of this stream (seq 0) has come */
+	uint32_t stale;            /* packets of an older stream ignored since START */
 	bool have_seq;
 	uint32_t last_seq;
 	uint32_t failed;           /* IN transfers lost since the last sample packet */
@@ -163,7 +173,8 @@ struct usb_state {
 
 	/* counters for describe() */
 	_Atomic uint64_t gaps, gap_samples, overflows, overflow_samples, late_ticks, late_samples, ring_overruns;
-	_Atomic uint64_t stalls, stalls_cleared, out_stalls, babbles, xfer_errors, malformed, unplugs, reattaches;
+	_Atomic uint64_t stalls, stalls_cleared, out_stalls, babbles, xfer_errors, malformed, stale_packets, unplugs;
+	_Atomic uint64_t reattaches;
 	_Atomic uint64_t pulses_sent, pulses_delivered, pulses_late, pulses_refused_device, pulses_refused_here;
 	_Atomic uint64_t pulses_unknown, reports, reports_lost, reports_unmatched, keepalives, watchdog_fired;
 };
@@ -173,6 +184,7 @@ int usb_errno(int libusb_error);
 void usb_mark_gone(struct usb_state *st);
 
 /* stream.c */
+bool usb_streaming(struct usb_state *st);
 int usb_stream_alloc(struct usb_state *st);
 void usb_stream_free(struct usb_state *st);
 void usb_stream_reset(struct usb_state *st);

@@ -878,6 +878,28 @@ static void test_device_started_before_the_loop(void **unused)
 	rig_free(r);
 }
 
+static void test_stale_packets_ignored(void **unused)
+{
+	struct rig *r = rig_new(D_MAIN, 0);
+	harness_set(&r->h, "watchdog_ms", "0");
+	/* streaming for a host that went away, five of its packets still
+	 * queued when the next host sends START */
+	umodel_start(r->dev);
+	rig_clock(r, umodel_world(r->dev) + 20 * RATE / 1000);
+	umodel_keep_stale(r->dev, 5);
+	assert_int_equal(rig_open(r), 0);
+	rig_start(r);
+	run(r, 200);
+	print_raw(r, "stale packets first");
+	char desc[4096];
+	describe(r, desc, sizeof(desc));
+	assert_int_equal(desc_num(desc, "stale_packets"), 5);
+	assert_int_equal(r->n_ev, 0);
+	assert_raw_exact(r);
+	assert_int_equal(r->raw_checked, first_of(r, r->t));
+	rig_free(r);
+}
+
 static void test_late_samples_come_later(void **unused)
 {
 	struct rig *r = rig_new(D_MAIN, 0);
@@ -1267,6 +1289,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_watchdog_fires_on_silence, teardown),
 		cmocka_unit_test_teardown(test_queue_covers_a_stall, teardown),
 		cmocka_unit_test_teardown(test_device_started_before_the_loop, teardown),
+		cmocka_unit_test_teardown(test_stale_packets_ignored, teardown),
 		cmocka_unit_test_teardown(test_late_samples_come_later, teardown),
 		cmocka_unit_test_teardown(test_losses_have_ranges, teardown),
 		cmocka_unit_test_teardown(test_stall_cleared, teardown),

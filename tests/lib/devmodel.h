@@ -127,6 +127,9 @@ void umodel_set_realtime(struct umodel *m, bool on);
 uint64_t umodel_clock(struct umodel *m);
 /* The device streams as if a host had sent START and gone away. */
 void umodel_start(struct umodel *m);
+/* At the next START the device keeps the newest n packets it still has
+ * queued from the stream before, and sends them first. */
+void umodel_keep_stale(struct umodel *m, uint32_t n);
 void umodel_unplug(struct umodel *m);
 void umodel_replug(struct umodel *m);
 /* Drop the next n packets on the device side (their counter still advances). */

@@ -73,7 +73,7 @@ struct umodel {
 	uint64_t produced;         /* packets made since START, sent or not */
 	uint32_t report_seq;
 	uint16_t flags_pending;
-	uint32_t drop, fail_in, refuse_out;
+	uint32_t drop, fail_in, refuse_out, keep_stale;
 	int fail_err;
 	uint32_t wd_ms;
 	uint64_t wd_last_out;      /* device sample of the last command */
@@ -363,6 +363,20 @@ static void advance(struct umodel *m)
 	pump(m);
 }
 
+/* Packets of an earlier stream never reach the host after START, unless
+ * the device is told to keep its newest few (one that does not cancel what
+ * it had queued). */
+static void flush_queue(struct umodel *m)
+{
+	if (m->keep_stale >= m->q_n)
+		return;
+	m->q_head = (m->q_head + m->q_n - m->keep_stale) % MAX_QUEUE;
+	m->q_n = m->keep_stale;
+	m->q_sp = 0;
+	for (uint32_t i = 0; i < m->q_n; i++)
+		m->q_sp += m->q[(m->q_head + i) % MAX_QUEUE].sp;
+}
+
 static void start_stream(struct umodel *m)
 {
 	m->streaming = true;
@@ -373,8 +387,8 @@ static void start_stream(struct umodel *m)
 	m->produced = 0;
 	m->report_seq = 0;
 	m->flags_pending = 0;
-	/* packets of an earlier stream never reach the host after START */
-	m->q_head = m->q_n = m->q_sp = 0;
+	flush_queue(m);
+	m->keep_stale = 0;
 	m->n_recs = 0;
 	m->n_pulses = 0;
 	m->wd_last_out = 0;
@@ -393,7 +407,7 @@ static void end_stream(struct umodel *m)
 	m->frozen_us = dev_us(m);
 	cancel(m, m->frozen_sample, false);
 	m->streaming = false;
-	m->q_head = m->q_n = m->q_sp = 0;
+	flush_queue(m);
 }
 
 static uint16_t stimulator_of(const struct umodel *m, uint16_t electrode)
@@ -908,6 +922,13 @@ void umodel_start(struct umodel *m)
 	g_mutex_lock(&m->lock);
 	end_stream(m);
 	start_stream(m);
+	g_mutex_unlock(&m->lock);
+}
+
+void umodel_keep_stale(struct umodel *m, uint32_t n)
+{
+	g_mutex_lock(&m->lock);
+	m->keep_stale = n;
 	g_mutex_unlock(&m->lock);
 }
 
