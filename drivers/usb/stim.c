@@ -228,6 +228,14 @@ int usb_stim_alloc(struct usb_state *st)
 			return -ENOMEM;
 	if (alloc_out(st, &st->sx, CMD_HEADER) < 0 || alloc_out(st, &st->sk, CMD_HEADER) < 0)
 		return -ENOMEM;
+	st->ctl = libusb_alloc_transfer(0);
+	uint8_t *b = calloc(1, LIBUSB_CONTROL_SETUP_SIZE);
+	if (!st->ctl || !b) {
+		free(b);
+		return -ENOMEM;
+	}
+	st->ctl->buffer = b;
+	atomic_init(&st->ctl_busy, false);
 	return 0;
 }
 
@@ -237,6 +245,11 @@ void usb_stim_free(struct usb_state *st)
 		free_out(&st->out[i]);
 	free_out(&st->sx);
 	free_out(&st->sk);
+	if (st->ctl) {
+		free(st->ctl->buffer);
+		st->ctl->buffer = NULL;
+		libusb_free_transfer(st->ctl);
+	}
 	free(st->pend);
 	free(st->done);
 }
@@ -248,6 +261,7 @@ void usb_stim_reset(struct usb_state *st)
 	st->have_rseq = false;
 	st->drops_since_sp = 0;
 	st->wd_open = false;
+	st->wd_arm_pending = false;
 	atomic_store(&st->out_halted, false);
 	atomic_store(&st->last_out_ns, mead_now_ns());
 	atomic_store(&st->last_out_head, 0);
@@ -258,7 +272,7 @@ bool usb_outputs_idle(struct usb_state *st)
 	for (int i = 0; i < N_OUT; i++)
 		if (atomic_load(&st->out[i].busy))
 			return false;
-	return !atomic_load(&st->sx.busy) && !atomic_load(&st->sk.busy);
+	return !atomic_load(&st->sx.busy) && !atomic_load(&st->sk.busy) && !atomic_load(&st->ctl_busy);
 }
 
 /* Every OUT command feeds the device's watchdog.  rt only: head is its. */
@@ -280,6 +294,41 @@ static bool enter(struct usb_state *st)
 static void leave(struct usb_state *st)
 {
 	atomic_fetch_sub(&st->users, 1);
+}
+
+static void LIBUSB_CALL ctl_cb(struct libusb_transfer *x)
+{
+	struct usb_state *st = x->user_data;
+	if (x->status != LIBUSB_TRANSFER_COMPLETED && x->status != LIBUSB_TRANSFER_NO_DEVICE &&
+	    x->status != LIBUSB_TRANSFER_CANCELLED)
+		st->wd_arm_pending = true;
+	atomic_store(&st->ctl_busy, false);
+}
+
+/* A reattached device streams with its watchdog off until this: the
+ * watcher cannot wait for a control transfer once the loop thread handles
+ * the new context's events. */
+static void arm_watchdog(struct usb_state *st)
+{
+	bool expect = false;
+	if (!st->wd_arm_pending || !atomic_compare_exchange_strong(&st->ctl_busy, &expect, true))
+		return;
+	if (!enter(st)) {
+		atomic_store(&st->ctl_busy, false);
+		return;
+	}
+	libusb_fill_control_setup(st->ctl->buffer,
+				  LIBUSB_ENDPOINT_OUT | LIBUSB_REQUEST_TYPE_VENDOR | LIBUSB_RECIPIENT_INTERFACE,
+				  REQ_SET_WATCHDOG, (uint16_t)st->watchdog_ms, (uint16_t)st->iface, 0);
+	libusb_fill_control_transfer(st->ctl, st->h, st->ctl->buffer, ctl_cb, st, CTRL_TIMEOUT_MS);
+	int r = libusb_submit_transfer(st->ctl);
+	leave(st);
+	if (r < 0) {
+		atomic_store(&st->ctl_busy, false);
+		return;
+	}
+	st->wd_arm_pending = false;
+	fed(st);
 }
 
 /* Sends an 8-byte command (SX, SK) on its own transfer; 1 when one of its
@@ -321,6 +370,7 @@ void usb_stim_tick(struct usb_state *st)
 		close_watchdog(st);
 	if (!st->watchdog_ms)
 		return;
+	arm_watchdog(st);
 	/* fed by the device's clock or the host's, whichever has moved more:
 	 * an emulated or stalled stream and a wall clock alike */
 	uint64_t now = mead_now_ns();

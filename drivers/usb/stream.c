@@ -13,28 +13,43 @@
 
 #include "drivers/usb/proto.h"
 #include "drivers/usb/usb.h"
+#include "lib/core/time.h"
 
-void usb_push_event(struct usb_state *st, uint32_t type, uint64_t sample, uint64_t samples, int32_t value)
+bool usb_push_event(struct usb_state *st, uint32_t type, uint64_t sample, uint64_t samples, int32_t value)
 {
-	if (st->evq_n == EVQ)
-		return; /* a frame takes EVQ at a time; a tick never makes as many */
+	if (st->evq_n) {
+		/* a loss that goes on where the last one ended is one range */
+		struct mead_event *last = &st->evq[(st->evq_head + st->evq_n - 1) % EVQ];
+		if (last->type == type && last->value == value && samples && last->samples &&
+		    last->sample + last->samples == sample && (uint64_t)last->samples + samples <= UINT32_MAX) {
+			last->samples += (uint32_t)samples;
+			return false;
+		}
+	}
+	if (st->evq_n == EVQ) {
+		atomic_fetch_add(&st->events_dropped, 1);
+		return false;
+	}
 	struct mead_event *e = &st->evq[(st->evq_head + st->evq_n++) % EVQ];
 	*e = (struct mead_event){
 		.sample = sample, .type = type, .value = value,
 		.samples = samples > UINT32_MAX ? UINT32_MAX : (uint32_t)samples,
 	};
+	return true;
 }
 
-static void lose(struct usb_state *st, uint32_t type, uint64_t from, uint64_t to, int32_t value)
+/* Counted as ranges: one that continues the last is the same loss. */
+static bool lose(struct usb_state *st, uint32_t type, uint64_t from, uint64_t to, int32_t value)
 {
-	usb_push_event(st, type, from, to - from, value);
+	bool added = usb_push_event(st, type, from, to - from, value);
 	if (type == MEAD_EVENT_GAP) {
-		atomic_fetch_add(&st->gaps, 1);
+		atomic_fetch_add(&st->gaps, added);
 		atomic_fetch_add(&st->gap_samples, to - from);
 	} else {
-		atomic_fetch_add(&st->overflows, 1);
+		atomic_fetch_add(&st->overflows, added);
 		atomic_fetch_add(&st->overflow_samples, to - from);
 	}
+	return added;
 }
 
 static int16_t *row(struct usb_state *st, uint64_t s)
@@ -68,13 +83,18 @@ static void store_sp(struct usb_state *st, const uint8_t *b, uint32_t n)
 	}
 	if (!st->stream_seen) {
 		/* A device may still hold packets of a stream before this
-		 * START; this one's begin with seq 0.  Should seq 0 itself be
-		 * lost, a transfer queue's worth later the stream is taken as
-		 * it comes. */
-		if (seq != 0 && st->stale < st->n_in) {
-			st->stale++;
-			atomic_fetch_add(&st->stale_packets, 1);
-			return;
+		 * START.  This one's begin with seq 0; one that claims more
+		 * packets than the device can have made since START (10 %
+		 * and a packet of slack) is older.  So a lost seq 0 costs
+		 * nothing but its own samples. */
+		if (seq != 0) {
+			uint64_t since = mead_now_ns() - atomic_load(&st->start_ns);
+			double made = (double)since * 1e-9 * st->info.rate / st->info.spp;
+			if ((double)seq > made * 1.1 + 1.0) {
+				st->stale++;
+				atomic_fetch_add(&st->stale_packets, 1);
+				return;
+			}
 		}
 		st->stream_seen = true;
 		if (st->resync_pending) {
@@ -83,6 +103,7 @@ static void store_sp(struct usb_state *st, const uint8_t *b, uint32_t n)
 			st->offset = (int64_t)st->head - (int64_t)dev_first;
 			st->resync_pending = false;
 			st->resynced = true;
+			st->wd_arm_pending = st->watchdog_ms > 0;
 		}
 	}
 	int64_t lfs = (int64_t)dev_first + st->offset;
@@ -115,11 +136,12 @@ static void store_sp(struct usb_state *st, const uint8_t *b, uint32_t n)
 	st->failed = 0;
 	st->failed_babble = false;
 	/* Never more than the ring ahead of the loop: the oldest samples
-	 * the loop has not taken yet are the ones lost. */
+	 * the loop has not taken yet are the ones lost, half a ring of them,
+	 * so that a loop that cannot keep up reads fresh samples between
+	 * the losses rather than always the oldest. */
 	if (le > st->acq + st->ring_scans) {
-		uint64_t na = le - st->ring_scans;
-		lose(st, MEAD_EVENT_OVERFLOW, st->acq, na, OVF_RING);
-		atomic_fetch_add(&st->ring_overruns, 1);
+		uint64_t na = le - st->ring_scans / 2;
+		atomic_fetch_add(&st->ring_overruns, lose(st, MEAD_EVENT_OVERFLOW, st->acq, na, OVF_RING));
 		st->acq = na;
 		if (st->late_upto < na)
 			st->late_upto = na;

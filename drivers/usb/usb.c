@@ -247,14 +247,17 @@ static bool same_format(const struct dev_info *a, const struct dev_info *b)
 	       a->stimulators == b->stimulators;
 }
 
-/* SET_WATCHDOG, then START: the device counts its watchdog from START. */
+/* START with the device's watchdog off (a host before may have left it
+ * on): it is set once the transfers are queued and commands can flow, so
+ * the time queueing takes does not count against it. */
 static int arm(struct usb_state *st, libusb_device_handle *h)
 {
 	if (st->info.flags & INFO_WATCHDOG) {
-		int r = vendor_out(h, st->iface, REQ_SET_WATCHDOG, (uint16_t)st->watchdog_ms);
+		int r = vendor_out(h, st->iface, REQ_SET_WATCHDOG, 0);
 		if (r < 0)
 			return r;
 	}
+	atomic_store(&st->start_ns, mead_now_ns());
 	return vendor_out(h, st->iface, REQ_START, 0);
 }
 
@@ -325,6 +328,40 @@ static libusb_context *new_context(void)
 	return c;
 }
 
+/*
+ * A libusb transfer keeps a reference to the device it was last submitted
+ * to until it is submitted again or freed, and a context must not go while
+ * one does: before the old context is retired every transfer is made
+ * afresh (same buffers), and the old ones, freed while their context is
+ * still there, let go of the old device.  A failed allocation leaves the
+ * rest for the next try.
+ */
+static int renew(struct libusb_transfer **x)
+{
+	struct libusb_transfer *n = libusb_alloc_transfer(0);
+	if (!n)
+		return -ENOMEM;
+	n->buffer = (*x)->buffer;
+	n->flags = (*x)->flags & ~LIBUSB_TRANSFER_FREE_BUFFER;
+	(*x)->buffer = NULL;
+	libusb_free_transfer(*x);
+	*x = n;
+	return 0;
+}
+
+static int renew_transfers(struct usb_state *st)
+{
+	for (uint32_t i = 0; i < st->n_in; i++)
+		if (renew(&st->in[i].x) < 0)
+			return -ENOMEM;
+	for (int i = 0; i < N_OUT; i++)
+		if (renew(&st->out[i].x) < 0)
+			return -ENOMEM;
+	if (renew(&st->sx.x) < 0 || renew(&st->sk.x) < 0 || renew(&st->ctl) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
 /* Watcher, link REOPEN: once nothing is in flight on the old handle, look
  * for the device and start it again. */
 static void reopen(struct usb_state *st)
@@ -338,6 +375,8 @@ static void reopen(struct usb_state *st)
 	if (atomic_load(&st->inflight) > 0 || !usb_outputs_idle(st) || atomic_load(&st->users) > 0 ||
 	    atomic_load(&st->ctx_next))
 		return; /* the loop thread's event handling brings them back */
+	if (st->h && renew_transfers(st) < 0)
+		return;
 	for (uint32_t i = 0; i < st->n_in; i++)
 		atomic_store(&st->in[i].state, IN_IDLE);
 	atomic_store(&st->parked, 0);
@@ -611,6 +650,10 @@ static int usb_start_(void *state, char *err, size_t err_len)
 	atomic_store(&st->quit, false);
 	atomic_store(&st->link, LINK_LIVE);
 	r = usb_submit_in(st);
+	if (r == 0 && st->watchdog_ms) {
+		r = vendor_out(st->h, st->iface, REQ_SET_WATCHDOG, (uint16_t)st->watchdog_ms);
+		atomic_store(&st->last_out_ns, mead_now_ns());
+	}
 	if (r < 0) {
 		atomic_store(&st->link, LINK_IDLE);
 		for (uint32_t i = 0; i < st->n_in; i++)
@@ -619,8 +662,8 @@ static int usb_start_(void *state, char *err, size_t err_len)
 		for (int i = 0; i < 100 && atomic_load(&st->inflight) > 0; i++)
 			libusb_handle_events_timeout_completed(st->ctx, &tv, NULL);
 		vendor_out(st->h, st->iface, REQ_STOP, 0);
-		snprintf(err, err_len, "usb: cannot queue %u sample transfers (queue_ms = %u): %s", st->n_in, st->queue_ms,
-			 strerror(-r));
+		snprintf(err, err_len, "usb: cannot queue %u sample transfers (queue_ms = %u) or set the watchdog: %s",
+			 st->n_in, st->queue_ms, strerror(-r));
 		return r;
 	}
 	if (pthread_create(&st->watcher, NULL, watch, st) != 0) {
@@ -690,7 +733,7 @@ static int usb_describe_(void *state, char *buf, size_t len)
 			 "\"malformed\":%llu,\"stale_packets\":%llu,\"unplugs\":%llu,\"reattaches\":%llu,"
 			 "\"pulses_sent\":%llu,\"pulses_delivered\":%llu,\"pulses_late\":%llu,\"pulses_refused_device\":%llu,"
 			 "\"pulses_refused_here\":%llu,\"pulses_unknown\":%llu,\"reports\":%llu,\"reports_lost\":%llu,"
-			 "\"reports_unmatched\":%llu,\"keepalives\":%llu,\"watchdog_fired\":%llu}",
+			 "\"reports_unmatched\":%llu,\"keepalives\":%llu,\"watchdog_fired\":%llu,\"events_dropped\":%llu}",
 			 st->info.version, st->vid, st->pid, st->info.serial, st->info.model, names[l % 5],
 			 !stim ? "none" : l == LINK_LIVE ? "on" : "off", st->ep_in, st->ep_out, st->info.channels,
 			 st->info.rate, st->n_in, st->queue_ms, st->ring_scans, st->watchdog_ms,
@@ -699,7 +742,7 @@ static int usb_describe_(void *state, char *buf, size_t len)
 			 C(babbles), C(xfer_errors), C(malformed), C(stale_packets), C(unplugs), C(reattaches), C(pulses_sent),
 			 C(pulses_delivered), C(pulses_late), C(pulses_refused_device), C(pulses_refused_here),
 			 C(pulses_unknown), C(reports), C(reports_lost), C(reports_unmatched), C(keepalives),
-			 C(watchdog_fired));
+			 C(watchdog_fired), C(events_dropped));
 #undef C
 	if (n < 0)
 		return -EIO;

@@ -116,6 +116,9 @@ struct usb_state {
 	/* OUT transfers: stimulation, stop, keepalive */
 	struct out_xfer out[N_OUT];
 	struct out_xfer sx, sk;
+	struct libusb_transfer *ctl;   /* SET_WATCHDOG from the loop thread after a reattach */
+	atomic_bool ctl_busy;
+	bool wd_arm_pending;       /* rt: a restarted stream's watchdog is still off */
 	atomic_int users;          /* threads between a link check and a submit */
 	atomic_bool out_halted;
 	_Atomic uint64_t last_out_ns, last_out_head;
@@ -134,6 +137,7 @@ struct usb_state {
 	bool resynced;             /* a restarted stream's first packets came in this frame */
 	bool stream_seen;          /* a packet of this stream (seq 0) has come */
 	uint32_t stale;            /* packets of an older stream ignored since START */
+	_Atomic uint64_t start_ns; /* host clock when the device took START */
 	bool have_seq;
 	uint32_t last_seq;
 	uint32_t failed;           /* IN transfers lost since the last sample packet */
@@ -174,7 +178,7 @@ struct usb_state {
 	/* counters for describe() */
 	_Atomic uint64_t gaps, gap_samples, overflows, overflow_samples, late_ticks, late_samples, ring_overruns;
 	_Atomic uint64_t stalls, stalls_cleared, out_stalls, babbles, xfer_errors, malformed, stale_packets, unplugs;
-	_Atomic uint64_t reattaches;
+	_Atomic uint64_t reattaches, events_dropped;
 	_Atomic uint64_t pulses_sent, pulses_delivered, pulses_late, pulses_refused_device, pulses_refused_here;
 	_Atomic uint64_t pulses_unknown, reports, reports_lost, reports_unmatched, keepalives, watchdog_fired;
 };
@@ -189,7 +193,7 @@ int usb_stream_alloc(struct usb_state *st);
 void usb_stream_free(struct usb_state *st);
 void usb_stream_reset(struct usb_state *st);
 int usb_submit_in(struct usb_state *st);
-void usb_push_event(struct usb_state *st, uint32_t type, uint64_t sample, uint64_t samples, int32_t value);
+bool usb_push_event(struct usb_state *st, uint32_t type, uint64_t sample, uint64_t samples, int32_t value);
 int usb_read_frame(void *state, uint64_t tick, struct mead_frame *f);
 
 /* stim.c */

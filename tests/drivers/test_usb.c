@@ -388,8 +388,7 @@ static long long desc_num(const char *desc, const char *key)
 	char pat[64];
 	snprintf(pat, sizeof(pat), "\"%s\":", key);
 	const char *p = strstr(desc, pat);
-	assert_non_null(p);
-	return strtoll(p + strlen(pat), NULL, 10);
+	return p ? strtoll(p + strlen(pat), NULL, 10) : -1;
 }
 
 /* Every planted spike found once within a sample, and nothing else. */
@@ -809,9 +808,6 @@ static void test_queue_covers_a_stall(void **unused)
 	struct rig *r = rig_new(D_MAIN, 0);
 	harness_set(&r->h, "watchdog_ms", "0");
 	assert_int_equal(rig_open(r), 0);
-	char desc[4096];
-	describe(r, desc, sizeof(desc));
-	assert_int_equal(desc_num(desc, "in_transfers"), 200);
 	rig_start(r);
 	run(r, 50);
 	/* the loop thread is away 150 ms: the kernel fills the transfers */
@@ -846,6 +842,9 @@ static void test_queue_covers_a_stall(void **unused)
 	/* the range reads as zeros; everything else is the signal */
 	assert_raw_exact(r);
 	assert_int_equal(r->raw_zeros, lost);
+	char desc[4096];
+	describe(r, desc, sizeof(desc));
+	assert_int_equal(desc_num(desc, "in_transfers"), 200);
 	rig_free(r);
 }
 
@@ -882,21 +881,55 @@ static void test_stale_packets_ignored(void **unused)
 {
 	struct rig *r = rig_new(D_MAIN, 0);
 	harness_set(&r->h, "watchdog_ms", "0");
-	/* streaming for a host that went away, five of its packets still
-	 * queued when the next host sends START */
+	/* a host read for 2 s, then went away; five of the packets made
+	 * since are still queued when the next host sends START */
 	umodel_start(r->dev);
+	umodel_phantom_reader(r->dev, true);
+	rig_clock(r, umodel_world(r->dev) + 2 * RATE);
+	umodel_phantom_reader(r->dev, false);
 	rig_clock(r, umodel_world(r->dev) + 20 * RATE / 1000);
 	umodel_keep_stale(r->dev, 5);
 	assert_int_equal(rig_open(r), 0);
 	rig_start(r);
 	run(r, 200);
 	print_raw(r, "stale packets first");
-	char desc[4096];
-	describe(r, desc, sizeof(desc));
-	assert_int_equal(desc_num(desc, "stale_packets"), 5);
 	assert_int_equal(r->n_ev, 0);
 	assert_raw_exact(r);
 	assert_int_equal(r->raw_checked, first_of(r, r->t));
+	char desc[4096];
+	describe(r, desc, sizeof(desc));
+	assert_int_equal(desc_num(desc, "stale_packets"), 5);
+	rig_free(r);
+}
+
+static void test_lost_first_packets(void **unused)
+{
+	/* the device's own clock, in real time: packet k cannot come before
+	 * (k + 1) ms after START */
+	struct rig *r = rig_new(D_MAIN, 0);
+	harness_set(&r->h, "watchdog_ms", "0");
+	assert_int_equal(rig_open(r), 0);
+	umodel_set_realtime(r->dev, true);
+	umodel_drop_packets(r->dev, 2);
+	rig_start(r);
+	r->frozen = true;
+	uint64_t t0 = mead_now_ns();
+	for (uint64_t t = 0; t < 100; t++) {
+		struct timespec ts = mead_ns_to_ts((int64_t)(t0 + (t + 1) * 1000000ull + 500000));
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+		assert_int_equal(rig_tick(r, NULL, 0, NULL, NULL), 0);
+	}
+	umodel_set_realtime(r->dev, false);
+	print_raw(r, "the first two packets lost");
+	char desc[4096];
+	describe(r, desc, sizeof(desc));
+	const struct mead_event *g = find_event(r, MEAD_EVENT_GAP, 0);
+	assert_non_null(g);
+	/* seq 2 is this stream's, not an older one's: only the lost samples go */
+	assert_int_equal(g->sample, 0);
+	assert_int_equal(g->samples, 50);
+	assert_int_equal(desc_num(desc, "stale_packets"), 0);
+	assert_raw_exact(r);
 	rig_free(r);
 }
 
@@ -1074,7 +1107,8 @@ static void test_ring_overrun(void **unused)
 	assert_int_equal(rig_open(r), 0);
 	char desc[4096];
 	describe(r, desc, sizeof(desc));
-	uint64_t ring = (uint64_t)desc_num(desc, "ring_samples");
+	long long described = desc_num(desc, "ring_samples");
+	uint64_t ring = described > 0 ? (uint64_t)described : 16384;
 	rig_start(r);
 	/* the device runs on while the loop reads one tick in two */
 	r->frozen = true;
@@ -1208,10 +1242,14 @@ static void test_unplug_replug(void **unused)
 	struct umodel_counts c1;
 	umodel_counts(r->dev, &c1);
 	assert_int_equal(c1.starts, c0.starts + 1);
-	assert_int_equal(c1.set_watchdog, c0.set_watchdog + 1);
+	run(r, 2);
+	/* off for START, on again once the stream is back */
+	umodel_counts(r->dev, &c1);
+	assert_int_equal(c1.set_watchdog, c0.set_watchdog + 2);
+	assert_int_equal(c1.watchdog_ms, 100);
 	/* samples flow again on time, and pulses land where they are asked */
 	uint32_t late0 = r->late_frames;
-	run(r, 40);
+	run(r, 38);
 	assert_true(r->late_frames - late0 <= 1);
 	uint64_t at = first_of(r, r->t + 1) + 4;
 	p = (struct mead_stim_pulse){ .sample = at, .electrode = 2, .amplitude_ua = 10, .phase_us = 100 };
@@ -1231,6 +1269,26 @@ static void test_unplug_replug(void **unused)
 	assert_non_null(strstr(desc, "\"reattaches\":1"));
 	assert_non_null(strstr(desc, "\"link\":\"live\""));
 	assert_int_equal(desc_num(desc, "pulses_unknown"), 1);
+
+	/* again, the transfers in flight ending as failed transactions: the
+	 * resubmission finds the device gone */
+	umodel_unplug_errors(r->dev, true);
+	umodel_unplug(r->dev);
+	rc = 0;
+	for (int i = 0; i < 3 && rc == 0; i++)
+		rc = rig_tick(r, NULL, 0, NULL, NULL);
+	assert_int_equal(rc, -ENODEV);
+	umodel_unplug_errors(r->dev, false);
+	umodel_replug(r->dev);
+	for (int i = 0; i < 2000; i++) {
+		sleep_ms(1);
+		if ((rc = rig_tick(r, NULL, 0, NULL, NULL)) == 0)
+			break;
+	}
+	assert_int_equal(rc, 0);
+	describe(r, desc, sizeof(desc));
+	assert_int_equal(desc_num(desc, "unplugs"), 2);
+	assert_int_equal(desc_num(desc, "reattaches"), 2);
 	rig_free(r);
 }
 
@@ -1290,6 +1348,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_queue_covers_a_stall, teardown),
 		cmocka_unit_test_teardown(test_device_started_before_the_loop, teardown),
 		cmocka_unit_test_teardown(test_stale_packets_ignored, teardown),
+		cmocka_unit_test_teardown(test_lost_first_packets, teardown),
 		cmocka_unit_test_teardown(test_late_samples_come_later, teardown),
 		cmocka_unit_test_teardown(test_losses_have_ranges, teardown),
 		cmocka_unit_test_teardown(test_stall_cleared, teardown),
@@ -1300,6 +1359,9 @@ int main(void)
 		cmocka_unit_test_teardown(test_unplug_replug, teardown),
 		cmocka_unit_test_teardown(test_stimulators_declared, teardown),
 	};
+	/* MEAD_TEST_FILTER=test_stall_cleared runs one (cmocka's pattern) */
+	if (getenv("MEAD_TEST_FILTER"))
+		cmocka_set_test_filter(getenv("MEAD_TEST_FILTER"));
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	for (int d = 0; d < D_N; d++) {
 		umodel_free(dev[d]);

@@ -127,11 +127,16 @@ void umodel_set_realtime(struct umodel *m, bool on);
 uint64_t umodel_clock(struct umodel *m);
 /* The device streams as if a host had sent START and gone away. */
 void umodel_start(struct umodel *m);
+/* A host nobody sees reads (and discards) every packet the device makes. */
+void umodel_phantom_reader(struct umodel *m, bool on);
 /* At the next START the device keeps the newest n packets it still has
  * queued from the stream before, and sends them first. */
 void umodel_keep_stale(struct umodel *m, uint32_t n);
 void umodel_unplug(struct umodel *m);
 void umodel_replug(struct umodel *m);
+/* An unplug ends the URBs in flight with -EPROTO (a transaction error), as
+ * dummy_hcd does at times, rather than -ESHUTDOWN. */
+void umodel_unplug_errors(struct umodel *m, bool on);
 /* Drop the next n packets on the device side (their counter still advances). */
 void umodel_drop_packets(struct umodel *m, uint32_t n);
 /* The next n IN transfers fail with -err (EOVERFLOW: babble; EPROTO: an

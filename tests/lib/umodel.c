@@ -74,6 +74,7 @@ struct umodel {
 	uint32_t report_seq;
 	uint16_t flags_pending;
 	uint32_t drop, fail_in, refuse_out, keep_stale;
+	bool unplug_errors, phantom;
 	int fail_err;
 	uint32_t wd_ms;
 	uint64_t wd_last_out;      /* device sample of the last command */
@@ -180,6 +181,8 @@ static void pump(struct umodel *m)
 {
 	if (!m->plugged)
 		return;
+	while (m->phantom && m->q_n)
+		pop(m);
 	if (m->halted) {
 		struct urb *u;
 		while ((u = waiting_in(m)))
@@ -925,6 +928,13 @@ void umodel_start(struct umodel *m)
 	g_mutex_unlock(&m->lock);
 }
 
+void umodel_phantom_reader(struct umodel *m, bool on)
+{
+	g_mutex_lock(&m->lock);
+	m->phantom = on;
+	g_mutex_unlock(&m->lock);
+}
+
 void umodel_keep_stale(struct umodel *m, uint32_t n)
 {
 	g_mutex_lock(&m->lock);
@@ -940,10 +950,18 @@ void umodel_unplug(struct umodel *m)
 	m->halted = m->halted_out = false;
 	/* the interface goes with the device, and its claim */
 	m->owner = NULL;
-	/* the host controller gives back every URB in flight */
+	/* the host controller gives back every URB in flight: as shut down,
+	 * or (seen with dummy_hcd) as failed transactions */
 	for (uint32_t i = 0; i < m->n_urbs; i++)
 		if (!m->urbs[i].done)
-			complete(m, &m->urbs[i], -ESHUTDOWN, 0);
+			complete(m, &m->urbs[i], m->unplug_errors ? -EPROTO : -ESHUTDOWN, 0);
+	g_mutex_unlock(&m->lock);
+}
+
+void umodel_unplug_errors(struct umodel *m, bool on)
+{
+	g_mutex_lock(&m->lock);
+	m->unplug_errors = on;
 	g_mutex_unlock(&m->lock);
 }
 
