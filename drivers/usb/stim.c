@@ -38,6 +38,15 @@ static void refuse(struct usb_state *st, uint32_t i, uint16_t reason)
 	settle(st, i, MEAD_STIM_REFUSED, reason, 0);
 }
 
+/* Spike detection off around a pulse's artifact. */
+static void blank(struct usb_state *st, uint16_t electrode, uint64_t sample)
+{
+	if (st->blank_all)
+		mead_sig_blank_pulse(st->sig, UINT32_MAX, sample);
+	else if (electrode < st->electrodes)
+		mead_sig_blank_pulse(st->sig, electrode, sample);
+}
+
 static void close_watchdog(struct usb_state *st)
 {
 	if (!st->wd_open)
@@ -75,6 +84,14 @@ void usb_stim_watchdog(struct usb_state *st, uint64_t sample)
 	if (st->wd_left == 0)
 		close_watchdog(st);
 }
+
+/* The device's refusals, by SR status. */
+static const uint16_t refusal[] = {
+	[SR_OVERLAP] = MEAD_STIM_REASON_BUSY,
+	[SR_RANGE] = MEAD_STIM_REASON_RANGE,
+	[SR_DROPPED] = MEAD_STIM_REASON_CANCELLED,
+	[SR_QUEUE_FULL] = MEAD_STIM_REASON_QUEUE_FULL,
+};
 
 void usb_stim_report(struct usb_state *st, const uint8_t *b, int len)
 {
@@ -119,29 +136,14 @@ void usb_stim_report(struct usb_state *st, const uint8_t *b, int len)
 				atomic_fetch_add(&st->pulses_late, 1);
 			/* write_stim blanked the asked-for sample; a late start
 			 * moves the artifact, blanked too if not read yet */
-			if (at != p->sample && at >= st->acq) {
-				if (st->blank_all)
-					mead_sig_blank_pulse(st->sig, UINT32_MAX, at);
-				else if (p->electrode < st->electrodes)
-					mead_sig_blank_pulse(st->sig, p->electrode, at);
-			}
+			if (at != p->sample && at >= st->acq)
+				blank(st, p->electrode, at);
 			settle(st, i, MEAD_STIM_DELIVERED, MEAD_STIM_REASON_NONE, at);
 			break;
 		}
-		case SR_OVERLAP:
-			refuse(st, i, MEAD_STIM_REASON_BUSY);
-			break;
-		case SR_RANGE:
-			refuse(st, i, MEAD_STIM_REASON_RANGE);
-			break;
-		case SR_DROPPED:
-			refuse(st, i, MEAD_STIM_REASON_CANCELLED);
-			break;
-		case SR_QUEUE_FULL:
-			refuse(st, i, MEAD_STIM_REASON_QUEUE_FULL);
-			break;
 		default:
-			refuse(st, i, MEAD_STIM_REASON_UNKNOWN);
+			refuse(st, i, status < sizeof(refusal) / sizeof(refusal[0]) && refusal[status] ?
+				   refusal[status] : MEAD_STIM_REASON_UNKNOWN);
 			break;
 		}
 	}
@@ -191,27 +193,13 @@ static int alloc_out(struct usb_state *st, struct out_xfer *o, size_t bytes)
 {
 	o->st = st;
 	atomic_init(&o->busy, false);
-	o->x = libusb_alloc_transfer(0);
-	uint8_t *b = calloc(1, bytes);
-	if (!o->x || !b) {
-		free(b);
+	o->x = usb_transfer_new(bytes);
+	if (!o->x)
 		return -ENOMEM;
-	}
-	o->x->buffer = b;
 	/* a command of whole USB packets would otherwise wait in a device
 	 * that reads larger buffers until the next one came */
 	o->x->flags = LIBUSB_TRANSFER_ADD_ZERO_PACKET;
 	return 0;
-}
-
-static void free_out(struct out_xfer *o)
-{
-	if (!o->x)
-		return;
-	free(o->x->buffer);
-	o->x->buffer = NULL;
-	libusb_free_transfer(o->x);
-	o->x = NULL;
 }
 
 int usb_stim_alloc(struct usb_state *st)
@@ -228,28 +216,18 @@ int usb_stim_alloc(struct usb_state *st)
 			return -ENOMEM;
 	if (alloc_out(st, &st->sx, CMD_HEADER) < 0 || alloc_out(st, &st->sk, CMD_HEADER) < 0)
 		return -ENOMEM;
-	st->ctl = libusb_alloc_transfer(0);
-	uint8_t *b = calloc(1, LIBUSB_CONTROL_SETUP_SIZE);
-	if (!st->ctl || !b) {
-		free(b);
-		return -ENOMEM;
-	}
-	st->ctl->buffer = b;
+	st->ctl = usb_transfer_new(LIBUSB_CONTROL_SETUP_SIZE);
 	atomic_init(&st->ctl_busy, false);
-	return 0;
+	return st->ctl ? 0 : -ENOMEM;
 }
 
 void usb_stim_free(struct usb_state *st)
 {
 	for (int i = 0; i < N_OUT; i++)
-		free_out(&st->out[i]);
-	free_out(&st->sx);
-	free_out(&st->sk);
-	if (st->ctl) {
-		free(st->ctl->buffer);
-		st->ctl->buffer = NULL;
-		libusb_free_transfer(st->ctl);
-	}
+		usb_transfer_free(st->out[i].x);
+	usb_transfer_free(st->sx.x);
+	usb_transfer_free(st->sk.x);
+	usb_transfer_free(st->ctl);
 	free(st->pend);
 	free(st->done);
 }
@@ -474,10 +452,7 @@ int usb_write_stim(void *state, uint64_t tick, const struct mead_stim_pulse *p, 
 		};
 		results[i].status = MEAD_STIM_PENDING;
 		results[i].reason = MEAD_STIM_REASON_NONE;
-		if (st->blank_all)
-			mead_sig_blank_pulse(st->sig, UINT32_MAX, p[i].sample);
-		else if (p[i].electrode < st->electrodes)
-			mead_sig_blank_pulse(st->sig, p[i].electrode, p[i].sample);
+		blank(st, p[i].electrode, p[i].sample);
 	}
 	for (uint32_t i = m; i < n; i++)
 		results[i].reason = MEAD_STIM_REASON_QUEUE_FULL;

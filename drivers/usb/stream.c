@@ -263,13 +263,9 @@ int usb_stream_alloc(struct usb_state *st)
 		struct in_xfer *ix = &st->in[i];
 		ix->st = st;
 		atomic_init(&ix->state, IN_IDLE);
-		ix->x = libusb_alloc_transfer(0);
-		uint8_t *b = calloc(1, st->in_bytes);
-		if (!ix->x || !b) {
-			free(b);
+		ix->x = usb_transfer_new(st->in_bytes);
+		if (!ix->x)
 			return -ENOMEM;
-		}
-		ix->x->buffer = b;
 	}
 	st->ring = calloc((size_t)st->ring_scans * st->info.channels, sizeof(int16_t));
 	st->uv = calloc((size_t)UV_CHUNK * st->electrodes, sizeof(float));
@@ -278,13 +274,8 @@ int usb_stream_alloc(struct usb_state *st)
 
 void usb_stream_free(struct usb_state *st)
 {
-	for (uint32_t i = 0; st->in && i < st->n_in; i++) {
-		if (st->in[i].x) {
-			free(st->in[i].x->buffer);
-			st->in[i].x->buffer = NULL;
-			libusb_free_transfer(st->in[i].x);
-		}
-	}
+	for (uint32_t i = 0; st->in && i < st->n_in; i++)
+		usb_transfer_free(st->in[i].x);
 	free(st->in);
 	free(st->ring);
 	free(st->uv);

@@ -55,6 +55,28 @@ int usb_errno(int r)
 	}
 }
 
+struct libusb_transfer *usb_transfer_new(size_t bytes)
+{
+	struct libusb_transfer *x = libusb_alloc_transfer(0);
+	uint8_t *b = calloc(1, bytes);
+	if (!x || !b) {
+		free(b);
+		libusb_free_transfer(x);
+		return NULL;
+	}
+	x->buffer = b;
+	return x;
+}
+
+void usb_transfer_free(struct libusb_transfer *x)
+{
+	if (!x)
+		return;
+	free(x->buffer);
+	x->buffer = NULL;
+	libusb_free_transfer(x);
+}
+
 void usb_mark_gone(struct usb_state *st)
 {
 	int expect = LINK_LIVE;

@@ -185,6 +185,9 @@ struct usb_state {
 
 /* usb.c */
 int usb_errno(int libusb_error);
+/* A transfer with a buffer of its own, or NULL; and freeing both. */
+struct libusb_transfer *usb_transfer_new(size_t bytes);
+void usb_transfer_free(struct libusb_transfer *x);
 void usb_mark_gone(struct usb_state *st);
 
 /* stream.c */

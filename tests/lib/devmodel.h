@@ -153,6 +153,4 @@ void umodel_refuse_out(struct umodel *m, uint32_t n);
 /* The last pulses received (at most cap, oldest first); returns how many. */
 uint32_t umodel_stims(struct umodel *m, struct umodel_stim *out, uint32_t cap);
 void umodel_counts(struct umodel *m, struct umodel_counts *out);
-uint32_t umodel_stops(struct umodel *m);
-uint32_t umodel_opens(struct umodel *m);
 uint64_t umodel_stream_start_ns(struct umodel *m);

@@ -1049,22 +1049,6 @@ void umodel_counts(struct umodel *m, struct umodel_counts *out)
 	g_mutex_unlock(&m->lock);
 }
 
-uint32_t umodel_stops(struct umodel *m)
-{
-	g_mutex_lock(&m->lock);
-	uint32_t n = m->counts.stops;
-	g_mutex_unlock(&m->lock);
-	return n;
-}
-
-uint32_t umodel_opens(struct umodel *m)
-{
-	g_mutex_lock(&m->lock);
-	uint32_t n = m->counts.opens;
-	g_mutex_unlock(&m->lock);
-	return n;
-}
-
 uint64_t umodel_stream_start_ns(struct umodel *m)
 {
 	g_mutex_lock(&m->lock);

@@ -190,18 +190,21 @@ static void run_until_settled(struct run *r, const struct mead_stim_pulse *p, ui
 	}
 }
 
-static uint32_t count(const struct run *r, uint32_t type, uint64_t *samples)
+/* Events of each type, and the samples their ranges cover. */
+struct tally {
+	uint32_t n[32];
+	uint64_t samples[32];
+};
+
+static struct tally tally(const struct run *r)
 {
-	uint32_t n = 0;
-	uint64_t s = 0;
-	for (uint32_t i = 0; i < r->n_ev; i++)
-		if (r->ev[i].type == type) {
-			n++;
-			s += r->ev[i].samples;
-		}
-	if (samples)
-		*samples = s;
-	return n;
+	struct tally t = { { 0 }, { 0 } };
+	for (uint32_t i = 0; i < r->n_ev; i++) {
+		uint32_t k = r->ev[i].type < 32 ? r->ev[i].type : 0;
+		t.n[k]++;
+		t.samples[k] += r->ev[i].samples;
+	}
+	return t;
 }
 
 static bool in_loss(const struct run *r, uint64_t s, uint64_t margin)
@@ -248,15 +251,15 @@ static bool desc_has(struct run *r, const char *text)
 
 static void print_summary(struct run *r)
 {
-	uint64_t gap_s, ovf_s, late_s;
-	uint32_t gaps = count(r, MEAD_EVENT_GAP, &gap_s), ovfs = count(r, MEAD_EVENT_OVERFLOW, &ovf_s),
-		 lates = count(r, MEAD_EVENT_LATE, &late_s);
+	struct tally t = tally(r);
 	printf("stream ticks=%llu raw_samples=%llu raw_jumps=%llu raw_repeats=%llu gaps=%u gap_samples=%llu "
 	       "overflows=%u overflow_samples=%llu late_events=%u late_samples=%llu late_frames=%u stalls=%u "
 	       "stim_lost=%u\n", (unsigned long long)r->t, (unsigned long long)r->raw_total,
-	       (unsigned long long)r->raw_jumps, (unsigned long long)r->raw_dups, gaps, (unsigned long long)gap_s,
-	       ovfs, (unsigned long long)ovf_s, lates, (unsigned long long)late_s, r->late_frames,
-	       count(r, MEAD_EVENT_STALL, NULL), count(r, MEAD_EVENT_STIM_LOST, NULL));
+	       (unsigned long long)r->raw_jumps, (unsigned long long)r->raw_dups, t.n[MEAD_EVENT_GAP],
+	       (unsigned long long)t.samples[MEAD_EVENT_GAP], t.n[MEAD_EVENT_OVERFLOW],
+	       (unsigned long long)t.samples[MEAD_EVENT_OVERFLOW], t.n[MEAD_EVENT_LATE],
+	       (unsigned long long)t.samples[MEAD_EVENT_LATE], r->late_frames, t.n[MEAD_EVENT_STALL],
+	       t.n[MEAD_EVENT_STIM_LOST]);
 	for (uint32_t i = 0, k = 0; i < r->n_ev && k < 20; i++) {
 		const struct mead_event *e = &r->ev[i];
 		if (e->type == MEAD_EVENT_GAP || e->type == MEAD_EVENT_OVERFLOW || e->type == MEAD_EVENT_STALL ||
