@@ -45,9 +45,9 @@ static const struct umodel_config dev_cfg[D_N] = {
 	[D_EPS] = { VID, PID + 3, 63, 8000, 195, 8, 5, .ep_in = 0x83, .ep_out = 0x05 },
 	[D_NOWD] = { VID, PID + 4, 60, RATE, 195, 25, 6, .flags_clear = 4 },
 	[D_MULTI] = { VID, PID + 5, 60, RATE, 195, 25, 7, .stimulators = 4 },
-	/* 10 ms packets for 10 ms ticks: a minute of device time in few ticks */
-	[D_FAST] = { VID, PID + 6, 8, RATE, 195, 250, 8, .clock_ppm = 200 },
-	[D_SLOW] = { VID, PID + 7, 8, RATE, 195, 250, 9, .clock_ppm = -200 },
+	/* 25 ms packets for 25 ms ticks: a minute of device time in few ticks */
+	[D_FAST] = { VID, PID + 6, 8, RATE, 195, 625, 8, .clock_ppm = 200 },
+	[D_SLOW] = { VID, PID + 7, 8, RATE, 195, 625, 9, .clock_ppm = -200 },
 };
 
 static UMockdevTestbed *tb;
@@ -1145,7 +1145,7 @@ static void drift(int d)
 	const uint32_t spp = dev_cfg[d].samples_per_packet;
 	harness_set(&r->h, "threshold_k", "6");
 	harness_set(&r->h, "watchdog_ms", "0");
-	const uint64_t ticks = 6000, total = first_of(r, ticks);
+	const uint64_t ticks = 2400, total = first_of(r, ticks);
 	rig_signal(r, 20 + (uint64_t)d, 20.0, RATE / 2, total);
 	assert_int_equal(rig_open(r), 0);
 	rig_start(r);
