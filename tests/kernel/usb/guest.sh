@@ -4,23 +4,23 @@
 # on FunctionFS) through the real kernel: dummy_hcd joins the gadget and the
 # host side in one guest, and the driver reaches the device through usbfs
 # and libusb as it would on a rig.  Run as root inside the kernel test guest
-# (tests/kernel/usb/run.sh starts it); prints "ok NAME" or "not ok NAME # why"
+# (meson test -C build kernel-usb boots it: tests/kernel/usb.list); prints "ok NAME" or "not ok NAME # why"
 # per check and exits 0 when all passed, 1 when one failed, 77 when a piece
 # is missing.  Logs (the device's log and truth files, every usb-check
 # output) go to $MEAD_TEST_OUT, or a folder under /tmp.
 #
 #   guest.sh [BUILD_DIR] [DEVICE]
 #
-# BUILD_DIR: this tree's build (the driver module and usb-check);
-# DEVICE: the mead-usb-device binary (MEAD_USB_DEVICE, default
-# /work/wt-gadget/build/gadget/mead-usb-device).
+# BUILD_DIR: this tree's build (MEAD_BUILD_ROOT: the driver module,
+# usb-check and the device); DEVICE: another mead-usb-device binary
+# (MEAD_USB_DEVICE).
 set -u
 
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../../.." && pwd)
 build=${1:-${MEAD_BUILD_ROOT:-$src/build}}
-dev_bin=${2:-${MEAD_USB_DEVICE:-/work/wt-gadget/build/gadget/mead-usb-device}}
-check=$build/tests-kernel-usb/usb-check
+dev_bin=${2:-${MEAD_USB_DEVICE:-$build/gadget/mead-usb-device}}
+check=$build/tests/kernel/usb-check
 out=${MEAD_TEST_OUT:-$(mktemp -d /tmp/mead-usb-guest.XXXXXX)}
 mkdir -p "$out"
 export MEAD_DRIVER_PATH=$build/drivers
@@ -28,7 +28,7 @@ export MEAD_DRIVER_PATH=$build/drivers
 skip() { echo "usb guest: skipped: $*"; exit 77; }
 [ "$(id -u)" = 0 ] || skip "needs root"
 [ -x "$dev_bin" ] || skip "no device program $dev_bin"
-[ -x "$check" ] || skip "no $check (tests/kernel/usb/run.sh builds it)"
+[ -x "$check" ] || skip "no $check (ninja -C $build)"
 [ -f "$build/drivers/usb/mead-driver-usb.so" ] || skip "no driver module in $build"
 
 for m in libcomposite usb_f_fs dummy_hcd; do
@@ -50,9 +50,10 @@ esac
 gadget=meadusbv2
 udc_file=/sys/kernel/config/usb_gadget/$gadget/UDC
 fails=0
+passes=0
 devpid=
 
-ok() { echo "ok $1${2:+ # $2}"; }
+ok() { echo "ok $1${2:+ # $2}"; passes=$((passes + 1)); }
 notok() { echo "not ok $1${2:+ # $2}"; fails=$((fails + 1)); }
 
 present() {
@@ -174,5 +175,5 @@ if device stall --spp 125 --stall-after-packets 300; then
 	stop
 fi
 
-echo "usb guest: $fails failed; logs in $out"
+echo "note: usb guest: $passes checks passed, $fails failed; logs in $out"
 [ $fails = 0 ]
