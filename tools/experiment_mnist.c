@@ -107,19 +107,61 @@ static void usage(FILE *f)
 		"  pixel_baseline=<readout on pixels> n=<test trials> seeds=<K>  (means over seeds)\n");
 }
 
-/* Follow the run's events on a SUB socket for the progress line; returns
- * when both children have ended. */
-static int follow(void *sub, pid_t daemon, pid_t readout, int *daemon_status, int *readout_status, int seed,
-		  int seeds, double timeout_s, bool show)
+/* What the readout writes to its pipe, kept whole however long. */
+struct outbuf {
+	char *p;
+	size_t n, cap;
+	bool closed;
+};
+
+/* Takes what the pipe holds now.  Read while the children run: a readout
+ * whose result is longer than a pipe holds would otherwise block writing
+ * it, and never end. */
+static void drain(int fd, struct outbuf *o)
+{
+	for (;;) {
+		if (o->cap - o->n < 4096) {
+			size_t cap = o->cap ? 2 * o->cap : 65536;
+			char *q = realloc(o->p, cap);
+			if (!q) {
+				o->closed = true;   /* out of memory: stop reading, the result is short */
+				return;
+			}
+			o->p = q;
+			o->cap = cap;
+		}
+		ssize_t k = read(fd, o->p + o->n, o->cap - o->n - 1);
+		if (k > 0) {
+			o->n += (size_t)k;
+			continue;
+		}
+		if (k == 0)
+			o->closed = true;
+		if (k == 0 || errno != EINTR)
+			break;
+	}
+	if (o->p)
+		o->p[o->n] = '\0';
+}
+
+/* Follow the run's events on a SUB socket for the progress line, and the
+ * readout's output on its pipe; returns when both children have ended and
+ * the pipe is closed. */
+static int follow(void *sub, int out_fd, struct outbuf *out, pid_t daemon, pid_t readout, int *daemon_status,
+		  int *readout_status, int seed, int seeds, double timeout_s, bool show)
 {
 	uint64_t trials[3] = { 0 }, spikes = 0;
 	int phase = -1;
 	double t0 = mead_now_s(), last_draw = 0;
 	bool daemon_done = false, readout_done = false;
 
-	while (!daemon_done || !readout_done) {
-		zmq_pollitem_t it = { sub, 0, ZMQ_POLLIN, 0 };
-		if (zmq_poll(&it, 1, 100) > 0) {
+	fcntl(out_fd, F_SETFL, fcntl(out_fd, F_GETFL) | O_NONBLOCK);
+	while (!daemon_done || !readout_done || !out->closed) {
+		zmq_pollitem_t it[2] = { { sub, 0, ZMQ_POLLIN, 0 }, { NULL, out_fd, ZMQ_POLLIN, 0 } };
+		int np = zmq_poll(it, out->closed ? 1 : 2, 100);
+		if (np > 0 && !out->closed && (it[1].revents & (ZMQ_POLLIN | ZMQ_POLLERR)))
+			drain(out_fd, out);
+		if (np > 0 && (it[0].revents & ZMQ_POLLIN)) {
 			zmq_msg_t fr[3];
 			int nf = 0, more = 1;
 			while (more && nf < 3) {
@@ -181,8 +223,7 @@ static int run_seed(const char *config, char **overrides, int n_overrides, char 
 	char *dargv[MAX_ARGS], *rargv[MAX_ARGS];
 	int dn = 0, rn = 0, pipefd[2], ds = 0, rs = 0, rc = -1;
 	void *ctx = NULL, *sub = NULL;
-	char out[65536];
-	size_t got = 0;
+	struct outbuf out = { 0 };
 	double t0 = mead_now_s();
 
 	if (!mkdtemp(dir))
@@ -234,12 +275,11 @@ static int run_seed(const char *config, char **overrides, int n_overrides, char 
 	pid_t readout = spawn(rargv, pipefd[1]);
 	close(pipefd[1]);
 	pid_t daemon = spawn(dargv, -1);
-	if (readout < 0 || daemon < 0)
+	if (readout < 0 || daemon < 0) {
+		close(pipefd[0]);
 		goto out;
-	follow(sub, daemon, readout, &ds, &rs, seed, seeds, timeout_s, show);
-	for (ssize_t k; got < sizeof(out) - 1 && (k = read(pipefd[0], out + got, sizeof(out) - 1 - got)) > 0;)
-		got += (size_t)k;
-	out[got] = '\0';
+	}
+	follow(sub, pipefd[0], &out, daemon, readout, &ds, &rs, seed, seeds, timeout_s, show);
 	close(pipefd[0]);
 	if (!WIFEXITED(ds) || WEXITSTATUS(ds) != 0) {
 		fprintf(stderr, "mead-experiment: seed %d: the daemon ended with %s %d\n", seed,
@@ -251,11 +291,12 @@ static int run_seed(const char *config, char **overrides, int n_overrides, char 
 			WIFEXITED(rs) ? "status" : "signal", WIFEXITED(rs) ? WEXITSTATUS(rs) : WTERMSIG(rs));
 		goto out;
 	}
-	if (read_results(out, got, res, seed) < 0)
+	if (!out.p || read_results(out.p, out.n, res, seed) < 0)
 		goto out;
 	res->wall_s = mead_now_s() - t0;
 	rc = 0;
 out:
+	free(out.p);
 	if (sub)
 		zmq_close(sub);
 	if (ctx)

@@ -96,10 +96,12 @@ uint64_t cmodel_ai_overflow_at(struct cmodel *m);
 uint64_t cmodel_ai_rate(struct cmodel *m);
 uint64_t cmodel_stream_start_ns(struct cmodel *m);
 
-/* ---- USB front-end (see docs/usb-protocol.md) ---- */
+/* ---- USB front-end (see docs/usb-protocol.md, protocol v2) ---- */
 
 struct umodel;
 
+/* Zero fields take the defaults in the comments; the first seven keep
+ * their order so that older positional initialisers still read right. */
 struct umodel_config {
 	uint16_t vid, pid;
 	uint16_t channels;
@@ -107,30 +109,92 @@ struct umodel_config {
 	uint32_t nv_per_count;
 	uint16_t samples_per_packet;
 	uint8_t devnum;              /* 2..9: /dev/bus/usb/001/00N, port 1-(N-1) */
+	uint8_t ep_in, ep_out;       /* endpoint addresses in the descriptor (0x81, 0x02) */
+	uint16_t version;            /* protocol version in the info block (2) */
+	uint16_t flags_clear;        /* info flag bits taken away from 7 (stimulate, report, watchdog) */
+	uint16_t max_pulses;         /* pulses per command (16) */
+	uint16_t stimulators;        /* 0 or 1: one stimulator; more: channel c on c % n, GET_STIM_MAP */
+	uint32_t stim_queue;         /* pulses the stimulator queue holds (64) */
+	uint32_t fifo_packets;       /* sample packets the device buffers for the host (64) */
+	uint16_t max_packet;         /* bulk wMaxPacketSize (512) */
+	double clock_ppm;            /* the sample clock runs this fast (+) or slow (-) */
+};
+
+/* What became of one pulse the device received (SR status). */
+enum umodel_status {
+	UMODEL_DELIVERED = 0,
+	UMODEL_LATE = 1,
+	UMODEL_OVERLAP = 2,
+	UMODEL_RANGE = 3,
+	UMODEL_DROPPED = 4,
+	UMODEL_QUEUE_FULL = 5,
+	UMODEL_QUEUED = 255,         /* accepted, not started yet */
 };
 
 struct umodel_stim {
-	uint64_t start_sample;       /* when the device plays it */
+	uint64_t start_sample;       /* when the device played it (0: never) */
 	uint64_t requested_sample;
 	uint64_t received_at;        /* device clock when the command arrived */
 	uint16_t electrode;
+	uint16_t status;             /* enum umodel_status */
 	int32_t amplitude_na;
 	uint32_t phase_us, interphase_us;
+	uint32_t cmd_seq;
+	uint16_t index;
 	uint64_t t_ns;
+};
+
+/* Counts of what the device saw. */
+struct umodel_counts {
+	uint32_t starts, stops, opens;
+	uint32_t sc, sx, sk, malformed;
+	uint32_t set_watchdog, watchdog_ms;   /* SET_WATCHDOG requests, the last value */
+	uint32_t watchdog_fired;
+	uint64_t watchdog_sample;             /* device sample of the last firing */
+	uint64_t out_gap_max;                 /* longest silence between commands since START, samples */
+	uint32_t clear_halts, stalls;
+	uint64_t packets, packets_overrun, packets_dropped, reports, records;
+	uint32_t sk_last;                     /* counter of the last SK */
+	uint64_t gen_at_start;                /* siggen position at the last START */
 };
 
 struct umodel *umodel_new(void *tb, const struct umodel_config *cfg, struct siggen *gen, char *err, size_t err_len);
 void umodel_free(struct umodel *m);
+/* The signal the device streams from its next START on. */
+void umodel_set_gen(struct umodel *m, struct siggen *gen);
+/* Emulated time, in nominal samples since the model was made; the device
+ * clock runs clock_ppm off it.  Everything due by then happens now. */
 void umodel_set_clock(struct umodel *m, uint64_t samples);
+uint64_t umodel_world(struct umodel *m);
 void umodel_set_realtime(struct umodel *m, bool on);
+/* The device's sample counter now (since its last START). */
 uint64_t umodel_clock(struct umodel *m);
+/* The device streams as if a host had sent START and gone away. */
+void umodel_start(struct umodel *m);
+/* A host nobody sees reads (and discards) every packet the device makes. */
+void umodel_phantom_reader(struct umodel *m, bool on);
+/* At the next START the device keeps the newest n packets it still has
+ * queued from the stream before, and sends them first. */
+void umodel_keep_stale(struct umodel *m, uint32_t n);
 void umodel_unplug(struct umodel *m);
 void umodel_replug(struct umodel *m);
+/* An unplug ends the URBs in flight with -EPROTO (a transaction error), as
+ * dummy_hcd does at times, rather than -ESHUTDOWN. */
+void umodel_unplug_errors(struct umodel *m, bool on);
 /* Drop the next n packets on the device side (their counter still advances). */
 void umodel_drop_packets(struct umodel *m, uint32_t n);
-/* Flag the next packet: the device's own FIFO overran. */
-void umodel_overrun(struct umodel *m);
+/* The next n IN transfers fail with -err (EOVERFLOW: babble; EPROTO: an
+ * error) and the packet each would have carried is lost. */
+void umodel_fail_in(struct umodel *m, uint32_t n, int err);
+/* Halt the IN endpoint: every IN transfer stalls until the host clears it. */
+void umodel_stall_in(struct umodel *m);
+/* Halt the OUT endpoint: commands stall until the host clears it. */
+void umodel_stall_out(struct umodel *m);
+/* Hold OUT transfers (the device NAKs them) until released. */
+void umodel_hold_out(struct umodel *m, bool hold);
+/* The next n SUBMITURB of OUT transfers fail with ENOMEM. */
+void umodel_refuse_out(struct umodel *m, uint32_t n);
+/* The last pulses received (at most cap, oldest first); returns how many. */
 uint32_t umodel_stims(struct umodel *m, struct umodel_stim *out, uint32_t cap);
-uint32_t umodel_stops(struct umodel *m);
-uint32_t umodel_opens(struct umodel *m);
+void umodel_counts(struct umodel *m, struct umodel_counts *out);
 uint64_t umodel_stream_start_ns(struct umodel *m);
