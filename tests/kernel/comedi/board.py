@@ -4,7 +4,8 @@
 their oracle (tests/kernel/README.md), checked on the running kernel.
 
 Subdevices, ranges and converters through comedilib; which scan rates the
-analog input accepts for 8 channels with the rig driver's command shape and
+analog input accepts for 8 channels with the rig driver's command shape
+(conversions back to back) and with conversions spread over the scan, and
 the fastest it accepts at all; the analog outputs looped back to
 instruction reads."""
 import os
@@ -57,15 +58,27 @@ with ktest.ComediTest():
     check(fast['convert_timer_1ns']['convert_ns'] == 0, 'a conversion period under 0.5 us is rounded to 0',
           fast['convert_timer_1ns'])
 
-    # The driver asks for scan = 1e9/rate ns and convert = scan/8; comedi_test
-    # rounds both to whole microseconds and lengthens the scan to 8 x convert.
-    table = {1000: 1000, 5000: 5000, 10000: 1e9 / 104000, 20000: 20000, 25000: 25000, 40000: 40000,
-             50000: 1e9 / 24000, 62500: 62500, 100000: 100000, 125000: 125000, 200000: 125000,
-             1000000: 1000000}
-    for rate, offered in table.items():
-        r = ktest.probe('cmdtest', 0, 8, rate)
+    # The rig driver's command: scan = 1e9/rate ns, conversions back to back
+    # (convert_arg 0, kept at 0); comedi_test rounds the scan to the nearest
+    # whole microsecond, so every rate of a whole-microsecond period is kept.
+    packed = {1000: 1000, 2000: 2000, 3000: 1e9 / 333000, 8000: 8000, 10000: 10000, 30000: 1e9 / 33000,
+              50000: 50000, 100000: 100000, 200000: 200000, 1000000: 1000000}
+    for rate, offered in packed.items():
+        r = ktest.command_shape(rate)
+        check(abs(r['offered_hz'] - offered) < 0.01 and r['scan_kept'] == (offered == rate) and
+              r['settled']['convert_arg'] == 0,
+              '%d Hz x 8 channels, conversions back to back: comedi_test offers %.1f Hz' % (rate, offered),
+              r['settled'])
+    # Conversions spread over the scan (convert = scan/8, the driver's
+    # earlier command): both are rounded and the scan lengthened to 8 x
+    # convert, which refuses most rates.
+    spread = {1000: 1000, 5000: 5000, 10000: 1e9 / 104000, 20000: 20000, 25000: 25000, 40000: 40000,
+              50000: 1e9 / 24000, 62500: 62500, 100000: 100000, 125000: 125000, 200000: 125000,
+              1000000: 1000000}
+    for rate, offered in spread.items():
+        r = ktest.command_shape(rate, shape='spread')
         check(abs(r['offered_hz'] - offered) < 0.01 and r['scan_kept'] == (offered == rate),
-              '%d Hz x 8 channels: comedi_test offers %.1f Hz' % (rate, offered), r['settled'])
+              '%d Hz x 8 channels, conversions spread: comedi_test offers %.1f Hz' % (rate, offered), r['settled'])
     fastest = ktest.fastest_rate()
     check(fastest == 100000, 'fastest rate both comedi_test and the driver accept for 8 channels: 100000 Hz', fastest)
     check(not ktest.daemon_accepts('sample_rate_hz', 125000), 'the driver itself stops at 100000 Hz')
