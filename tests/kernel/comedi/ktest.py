@@ -31,14 +31,17 @@ MAXDATA = 65535
 DEFAULT_AMPLITUDE_UV = 1000000
 DEFAULT_PERIOD_US = 100000
 AI_SUB, AO_SUB = 0, 1
-# the driver's code for 0 V on the analog output (comedilib's converter gives
-# 32767.5; the kernel keeps 32767 until the first write)
+# 0 V on the analog output's +-10 V: 32767.5, so either neighbour is within
+# half an LSB; the kernel holds 32767 until the first write, the driver
+# writes lround(32767.5)
 ZERO_CODES = (32767, 32768)
+DRIVER_ZERO = 32768
 # wire v1.1 event types and refusal reasons (docs/wire-v1.md)
 EV_RUN_START, EV_RUN_END, EV_STIM_REFUSED, EV_OVERFLOW, EV_GAP, EV_LATE = 1, 2, 8, 9, 10, 11
 EV_DEVICE_GONE, EV_DEVICE_BACK, EV_BLANK, EV_STALL, EV_STIM_LOST = 12, 13, 14, 15, 16
 REASONS = {1: 'busy', 2: 'range', 3: 'queue_full', 4: 'device_gone', 5: 'io', 6: 'cancelled', 7: 'unknown',
            8: 'too_late', 9: 'unsupported', 64: 'tick_limit', 65: 'overlap', 66: 'no_device'}
+REASON_CANCELLED, REASON_TICK_LIMIT = 6, 64
 # the daemon's ports inside the guest; nothing else listens there
 PUB = 'tcp://127.0.0.1:5555'
 CTL = 'tcp://127.0.0.1:5556'
