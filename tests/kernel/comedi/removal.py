@@ -11,8 +11,11 @@ CONFIG_MODULE_FORCE_UNLOAD) detaches the board through comedi_auto_unconfig,
 the path a USB board's unplug takes.  The daemon must report the device
 gone (status loop.device_gone, loop.device_losses) and keep its loop.
 
-With --stimulate a train of pulses is playing when the board goes: the
-pulses must stop there: none reaches the driver afterwards."""
+With --stimulate (config/comedi-test-stim.yaml) a train of pulses is
+playing when the board goes: the pulses must stop there: none is delivered
+afterwards, every pulse already written to the stream settles (delivered if
+it had started, refused otherwise: none stays pending), and the recording
+says where the device went."""
 import argparse
 import os
 import sys
@@ -29,13 +32,11 @@ check = ktest.Checks()
 work = ktest.scratch('removal')
 
 RATE = 5000
-DURATION = 25
+DURATION = 20
 over = ['driver.options.sample_rate_hz=%d' % RATE, 'loop.duration_s=%d' % DURATION]
-if args.stimulate:
-    over += ktest.STIM_OVERRIDES
 board = ktest.ComediTest()
 board.__enter__()
-d = ktest.Daemon(work, over)
+d = ktest.Daemon(work, over, config=ktest.STIM_CONFIG if args.stimulate else ktest.CONFIG)
 d.start()
 if not check(d.wait_ready(), 'mead started'):
     d.wait(30)
@@ -73,16 +74,22 @@ check(lp.get('device_gone') is True and lp.get('device_losses') == 1,
 check((later.get('loop') or {}).get('ticks', 0) > lp.get('ticks', 0), 'the loop keeps ticking without the board',
       ((later.get('loop') or {}).get('ticks'), lp.get('ticks')))
 check(rc == 0, 'the run reached its configured end, exit 0', rc)
-if os.path.exists(d.rec):
-    exp, meta = ktest.export(d.rec)
-    ll = (meta.get('last_status') or {}).get('loop') or {}
+rec = ktest.Recording(d.rec) if check(os.path.exists(d.rec), 'the run was recorded') else None
+if rec:
+    ll = rec.loop()
     check(ll.get('device_gone') is True and ll.get('device_losses') == 1,
           "the recording's last status says the device is gone", {k: ll.get(k) for k in ('device_gone', 'device_losses')})
+    gone = rec.of_type(ktest.EV_DEVICE_GONE)
+    check(len(gone) == 1, 'the recording has one DEVICE_GONE event', gone.tolist())
 if args.stimulate:
     b, a2, l2 = (x.get('loop') or {} for x in (before, after, later))
     check(b.get('stim_pulses', 0) > 0, 'pulses reached the board before the removal', b.get('stim_pulses'))
     check(l2.get('stim_pulses') == a2.get('stim_pulses'), 'no pulse after the removal (the train was still playing)',
           (a2.get('stim_pulses'), l2.get('stim_pulses')))
+    check(l2.get('stim_pending') == 0, 'every pulse written before the removal has settled, none pending',
+          {k: l2.get(k) for k in ('stim_pulses', 'stim_pending', 'stim_rejected', 'stim_refused')})
+    check(l2.get('stim_pulses', 100) < 100, 'the train was cut by the removal (fewer than its 100 pulses delivered)',
+          l2.get('stim_pulses'))
 check.note('run summary, driver: %s' % d.summary())
 if check.failed:
     d.show()
