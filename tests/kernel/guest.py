@@ -11,7 +11,7 @@ as they would on a rig.
   guest.py check
   guest.py run [--module 'NAME [PARAM=VALUE ...]'] [--modules A,B] [--timeout S]
                [--out DIR] [--quiet] -- CMD [ARG ...]
-  guest.py suite [--pending] LIST
+  guest.py suite [--only A,B] [--out DIR] LIST
 
 `run` prints the command's output as it comes and exits with its status; a
 missing piece (QEMU, a kernel image, a static busybox) is exit 77 naming it,
@@ -560,10 +560,6 @@ def cmd_suite(args):
     if args.only:
         want = set(args.only.split(','))
         tests = [t for t in tests if t.name in want]
-    if args.pending and os.environ.get('MEAD_KERNEL_PENDING') != '1':
-        print('1..0 # SKIP tests that fail on today\'s code; MEAD_KERNEL_PENDING=1 runs them (%s)'
-              % os.path.relpath(args.list, SOURCE_ROOT))
-        return 0
     build_root = os.path.realpath(os.environ.get('MEAD_BUILD_ROOT') or os.path.join(SOURCE_ROOT, 'build'))
     out = args.out or os.path.join(build_root, 'tests', 'kernel', os.path.splitext(os.path.basename(args.list))[0])
     try:
@@ -626,7 +622,6 @@ def main():
     r.add_argument('argv', nargs=argparse.REMAINDER)
     s = sub.add_parser('suite', help='run a list file in one boot, TAP on stdout')
     s.add_argument('list')
-    s.add_argument('--pending', action='store_true', help="the list holds tests that fail on today's code")
     s.add_argument('--only', metavar='A,B', help='only these tests of the list')
     s.add_argument('--out', metavar='DIR')
     args = ap.parse_args()
