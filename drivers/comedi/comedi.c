@@ -199,8 +199,11 @@ static int comedi_start_(void *state, char *err, size_t err_len)
 			stim_outputs_off(st);
 		return r;
 	}
+	/* the command starts the clock somewhere inside the call: its middle */
+	uint64_t t1 = mead_now_ns();
 	st->obs_sample = 0;
-	st->obs_ns = t0;
+	st->obs_ns = t0 + (t1 - t0) / 2;
+	st->obs_half_ns = (t1 - t0) / 2;
 	st->have_obs = true;
 	if (st->stim && (r = stim_start_fire(st, err, err_len)) < 0) {
 		comedi_cancel(st->dev, (unsigned)st->ai_sub);
