@@ -35,18 +35,21 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: umockdev-wrapper mead-bench closed-loop [--driver comedi|usb|both] [options]\n"
 		"       mead-bench closed-loop --gadget-log LOG --gadget-truth CSV [options]\n"
+		"       mead-bench closed-loop --driver null [options]\n"
 		"Runs the daemon with the respond protocol against a device and measures, in\n"
 		"the device's own samples, the time from a spike to the stimulation it triggers;\n"
 		"checks that the daemon's recording holds every pulse the device played, at the\n"
 		"sample it played it, and nothing else.\n"
-		"  --driver D        emulated comedi, usb, or both (default both; needs umockdev-wrapper)\n"
+		"  --driver D        emulated comedi, usb, or both (default both; needs umockdev-wrapper);\n"
+		"                    null: no device, the loop alone (random spikes, pulses delivered as asked)\n"
 		"  --gadget-log F    a USB device running mead-usb-device --log F --truth CSV instead\n"
 		"  --gadget-truth F  its truth file\n"
+
 		"  --seconds S       run length (default 5)\n"
 		"  --period-us P     loop period (default 1000)\n"
 		"  --rate HZ         sample rate (default 25000)\n"
 		"  --channels N      electrodes (default 60; the gadget's --channels)\n"
-		"  --spike-hz H      emulated devices: planted spikes per second (default 20)\n"
+		"  --spike-hz H      planted (emulated devices) or random (null) spikes per second (default 20)\n"
 		"  --target E        electrode stimulated (default: the last)\n"
 		"  --priority N      the daemon's loop.priority (default 50)\n"
 		"  --keep DIR        keep the configuration, log and recording in DIR\n"
@@ -188,6 +191,7 @@ struct rec_stim {
 struct record {
 	struct rec_stim *stims;
 	uint32_t n_stims, cap;
+	struct cl_truth seen;        /* the spikes the loop saw, the pulses it asked for and had refused */
 	uint64_t spikes;
 	uint64_t refused[256];
 	uint64_t events[32];
@@ -210,8 +214,11 @@ static int read_record(const char *path, struct record *r)
 		const struct mead_wire_header *h = &rr.header;
 		for (uint32_t i = 0; i < h->count; i++) {
 			const uint8_t *b = rr.payload + (size_t)i * h->record_size;
-			if (h->kind == MEAD_KIND_SPIKES) {
+			if (h->kind == MEAD_KIND_SPIKES && h->record_size >= sizeof(struct mead_spike)) {
+				struct mead_spike sp;
+				memcpy(&sp, b, sizeof(sp));
 				r->spikes++;
+				cl_truth_spike(&r->seen, le64toh(sp.sample), le16toh(sp.electrode));
 			} else if (h->kind == MEAD_KIND_STIM && h->record_size >= sizeof(struct mead_wire_stim)) {
 				struct mead_wire_stim s;
 				memcpy(&s, b, sizeof(s));
@@ -223,14 +230,24 @@ static int read_record(const char *path, struct record *r)
 				}
 				r->stims[r->n_stims++] = (struct rec_stim){ le64toh(s.pulse.sample), le64toh(s.requested_sample),
 									   le16toh(s.pulse.electrode), le16toh(s.pulse.flags) };
+				struct cl_pulse *p = cl_truth_pulse(&r->seen);
+				p->requested = le64toh(s.requested_sample);
+				p->started = le64toh(s.pulse.sample);
+				p->electrode = le16toh(s.pulse.electrode);
+				p->has_requested = p->played = true;
 			} else if (h->kind == MEAD_KIND_EVENTS && h->record_size >= sizeof(struct mead_event)) {
 				struct mead_event e;
 				memcpy(&e, b, sizeof(e));
 				uint32_t type = le32toh(e.type);
 				if (type < 32)
 					r->events[type]++;
-				if (type == MEAD_EVENT_STIM_REFUSED)
+				if (type == MEAD_EVENT_STIM_REFUSED) {
 					r->refused[(uint32_t)le32toh((uint32_t)e.value) & 255u]++;
+					struct cl_pulse *p = cl_truth_pulse(&r->seen);
+					p->requested = le64toh(e.sample);
+					p->electrode = le16toh(e.electrode);
+					p->has_requested = true;
+				}
 				if (type == MEAD_EVENT_LATE)
 					r->late_samples += le32toh(e.samples);
 			}
@@ -287,6 +304,11 @@ int cl_report(const struct cl_opts *o, const char *name, const char *dir, const 
 	if (read_record(path, &r) < 0)
 		return -1;
 	int rc = 0;
+	if (!t) {
+		/* no device: what the loop saw and asked for is all there is */
+		t = &r.seen;
+		printf("%s: no device truth: the spikes the loop detected, the pulses it asked for\n", name);
+	}
 
 	/* The record against the device: each recorded pulse with the played
 	 * one nearest to it on its electrode, within a tick.  Where the driver
@@ -344,9 +366,10 @@ int cl_report(const struct cl_opts *o, const char *name, const char *dir, const 
 	uint64_t refused = 0;
 	for (int i = 0; i < 256; i++)
 		refused += r.refused[i];
-	printf("%s: record vs device: %u pulses played by the device, %u recorded (%u late), %u at the very sample the "
-	       "device played them, %u recorded but not played, %u played but not recorded; %" PRIu64 " refused\n",
-	       name, played, r.n_stims, late, exact, phantom, unrecorded, refused);
+	if (t != &r.seen)
+		printf("%s: record vs device: %u pulses played by the device, %u recorded (%u late), %u at the very sample the "
+		       "device played them, %u recorded but not played, %u played but not recorded; %" PRIu64 " refused\n",
+		       name, played, r.n_stims, late, exact, phantom, unrecorded, refused);
 	if (n_off > exact)
 		dist(name, "recorded sample - played sample, |samples|:", off, n_off, 1, "%.0f");
 	free(off);
@@ -380,9 +403,9 @@ int cl_report(const struct cl_opts *o, const char *name, const char *dir, const 
 		window = 6 * tol;
 	for (uint32_t k = 0; k < t->n_pulses; k++) {
 		const struct cl_pulse *p = &t->pulses[k];
-		if (!p->has_arrival && !p->played)
+		if (!p->has_arrival && !p->played && !p->has_requested)
 			continue;
-		uint64_t at = p->has_arrival ? p->arrival : p->started;
+		uint64_t at = p->has_arrival ? p->arrival : p->played ? p->started : p->requested + 1;
 		uint64_t before = p->has_requested && p->requested < at ? p->requested : at;
 		uint32_t lo = 0, hi = t->n_spikes;   /* first spike at or after `before` */
 		while (lo < hi) {
@@ -437,12 +460,12 @@ int cl_report(const struct cl_opts *o, const char *name, const char *dir, const 
 		     wall, n_wall, 1000.0, "%.1f");
 	/* the headline figure: what the issue's goal counts, the command at the
 	 * device where the device tells (USB), else the pulse's start */
-	int64_t *head = n_arr ? tk_arr : tk_start;
-	uint32_t n_head = n_arr ? n_arr : n;
+	int64_t *head = n_arr ? tk_arr : n ? tk_start : tk_req;
+	uint32_t n_head = n_arr ? n_arr : n ? n : n_req;
 	uint32_t p99 = n_head ? (uint32_t)pct(head, n_head, 0.99) : 0;
 	printf("%s: latency_ticks_p50=%u latency_ticks_p99=%u latency_ticks_max=%u (%s)\n", name,
 	       n_head ? (uint32_t)pct(head, n_head, 0.5) : 0, p99, n_head ? (uint32_t)head[n_head - 1] : 0,
-	       n_arr ? "to the command at the device" : "to the pulse's start");
+	       n_arr ? "to the command at the device" : n ? "to the pulse's start" : "to the tick the pulse was asked for");
 	if (ret_ticks_p99)
 		*ret_ticks_p99 = p99;
 	if (n_head == 0)
@@ -454,6 +477,7 @@ int cl_report(const struct cl_opts *o, const char *name, const char *dir, const 
 	free(us_arr);
 	free(wall);
 	free(r.stims);
+	cl_truth_clear(&r.seen);
 	return rc;
 }
 
@@ -559,6 +583,20 @@ static int run_gadget(const struct cl_opts *o, const char *dir, uint32_t *ret_ti
 	return r;
 }
 
+/* The null driver makes spikes at random and delivers every pulse at the
+ * sample asked for: the loop alone, from the spike it reads to the pulse
+ * it asks for, at any period. */
+static int run_null(const struct cl_opts *o, const char *dir, uint32_t *ret_ticks_p99)
+{
+	char yaml[256];
+	snprintf(yaml, sizeof(yaml),
+		 "  name: null\n  options:\n    sample_rate_hz: %u\n    spike_rate_hz: %g\n", o->rate,
+		 o->spike_hz / o->channels);
+	if (cl_run_daemon(o, dir, yaml) < 0)
+		return -1;
+	return cl_report(o, "null", dir, NULL, ret_ticks_p99);
+}
+
 int mead_bench_closed_loop(int argc, char **argv)
 {
 	struct cl_opts o = { .driver = "both", .seconds = 5.0, .period_us = 1000, .rate = 25000, .spike_hz = 20.0,
@@ -607,7 +645,7 @@ int mead_bench_closed_loop(int argc, char **argv)
 	if (!(o.seconds > 0) || o.period_us == 0 || !(o.spike_hz > 0) || o.rate < 1000 || o.channels < 2 ||
 	    o.channels > 128 || (o.target != UINT16_MAX && o.target >= o.channels) ||
 	    (!o.gadget_log) != (!o.gadget_truth) ||
-	    (strcmp(o.driver, "comedi") && strcmp(o.driver, "usb") && strcmp(o.driver, "both"))) {
+	    (strcmp(o.driver, "comedi") && strcmp(o.driver, "usb") && strcmp(o.driver, "both") && strcmp(o.driver, "null"))) {
 		fprintf(stderr, "closed-loop: bad options\n");
 		usage(stderr);
 		return 2;
@@ -628,9 +666,10 @@ int mead_bench_closed_loop(int argc, char **argv)
 	       o.period_us, o.rate, o.channels, o.seconds, o.target, o.priority);
 	int rc = 0;
 	uint32_t worst = 0, p99 = 0;
-	if (o.gadget_log) {
+	bool null = strcmp(o.driver, "null") == 0;
+	if (o.gadget_log || null) {
 		snprintf(dir, sizeof(dir), "%s", base);
-		int r = run_gadget(&o, dir, &p99);
+		int r = null ? run_null(&o, dir, &p99) : run_gadget(&o, dir, &p99);
 		rc = r < 0 ? 1 : r;
 		worst = p99;
 	} else {

@@ -42,7 +42,7 @@ struct cl_pulse *cl_truth_pulse(struct cl_truth *t);
 void cl_truth_clear(struct cl_truth *t);
 
 struct cl_opts {
-	const char *driver;          /* comedi, usb, both */
+	const char *driver;          /* comedi, usb, both; null: no device */
 	double seconds;
 	uint32_t period_us;
 	uint32_t rate;
@@ -61,8 +61,9 @@ struct cl_opts {
  * its end (its output in dir/mead.log).  0, or -1 with the reason printed. */
 int cl_run_daemon(const struct cl_opts *o, const char *dir, const char *driver_yaml);
 
-/* Compares the daemon's recording in dir with the device's truth and prints
- * the figures under `name`.  Returns 0 when the record agrees with the
+/* Compares the daemon's recording in dir with the device's truth (NULL: no
+ * device; the record's own spikes and asked-for pulses) and prints the
+ * figures under `name`.  Returns 0 when the record agrees with the
  * device (every pulse played is recorded at its sample, nothing else is),
  * 1 when it does not, -1 when there was nothing to measure. */
 int cl_report(const struct cl_opts *o, const char *name, const char *dir, const struct cl_truth *t,
