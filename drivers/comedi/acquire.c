@@ -168,6 +168,7 @@ static int setup_calibration(struct comedi_state *st, const struct mead_driver_c
 	}
 	free(def);
 	lsampl_t maxdata = comedi_get_maxdata(st->dev, (unsigned)st->ai_sub, 0);
+	st->ai_maxdata = maxdata;
 	comedi_range *rng = comedi_get_range(st->dev, (unsigned)st->ai_sub, 0, st->ai_range);
 	for (uint32_t i = 0; i < st->nchan; i++) {
 		comedi_polynomial_t p;

@@ -122,6 +122,12 @@ static int comedi_open_(const struct mead_driver_config *cfg, void **ret_state, 
 		snprintf(err, err_len, "comedi: spike detector: %s", strerror(errno));
 		goto fail;
 	}
+	/* a sample at the converter's ends is pegged (SALPA does not fit it) */
+	for (uint32_t i = 0; i < st->nchan; i++) {
+		float lo = (0.0f - st->cal_offset[i]) * st->cal_scale[i];
+		float hi = ((float)st->ai_maxdata - st->cal_offset[i]) * st->cal_scale[i];
+		mead_sig_set_rail(st->sig, i, lo < hi ? lo : hi, lo < hi ? hi : lo);
+	}
 	if (st->stim)
 		stim_outputs_off(st);
 	*ret_state = st;

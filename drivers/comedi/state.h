@@ -97,6 +97,7 @@ struct comedi_state {
 	bool ao_poly_ok[MAX_STIMULATORS];
 	bool ao_ready;                 /* zero codes known: the outputs may be written */
 	lsampl_t ao_maxdata;
+	lsampl_t ai_maxdata;
 	double ao_min_v, ao_max_v;
 	comedi_cmd ao_cmd;
 	uint32_t lead_samples;         /* AI samples of stream kept written ahead of the device */

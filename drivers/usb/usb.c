@@ -606,6 +606,8 @@ static int usb_open_(const struct mead_driver_config *cfg, void **ret_state, cha
 		snprintf(err, err_len, "usb: spike detector: %s", strerror(errno));
 		goto fail;
 	}
+	/* the device sends 16-bit counts: their ends are the converter's rails */
+	mead_sig_set_rail(st->sig, UINT32_MAX, -32768.0f * st->uv_per_count, 32767.0f * st->uv_per_count);
 	atomic_store(&st->link, LINK_IDLE);
 	*ret_state = st;
 	return 0;
