@@ -15,9 +15,7 @@ static const struct bench benches[] = {
 	{ "loop", mead_bench_loop, "real-time loop wake-up latency and overruns, beside cyclictest" },
 	{ "twin", mead_bench_twin, "digital twin speed: realtime factor of a preset" },
 	{ "stream", mead_bench_stream, "spikes/s and raw samples/s through ring and publisher" },
-#ifdef MEAD_BENCH_CLOSED_LOOP
-	{ "closed-loop", mead_bench_closed_loop, "spike-in to stimulation-out latency of the rig drivers" },
-#endif
+	{ "closed-loop", mead_bench_closed_loop, "spike to stimulation through the daemon and a rig driver" },
 	{ "soak", mead_bench_soak, "long run with subscribers and control traffic" },
 };
 

@@ -306,7 +306,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	}
 	if (mg_sr_capacity(sp) == 0) {
 		fprintf(stderr, PROG ": a sample packet of %zu bytes cannot carry a stimulation report (%d bytes): "
-			"raise --spp or --channels\n", sp, MG_SR_HEADER + MG_SR_RECORD);
+			"raise --spp or --channels\n", sp, MEAD_USB_SR_HEADER + MEAD_USB_SR_RECORD);
 		return -EINVAL;
 	}
 	if (!o->spike_el_given) {
@@ -729,7 +729,7 @@ static void watchdog_check(struct dev *d, uint64_t now)
 		return;
 	uint64_t s = dev_sample(d, now);
 	d->wd_tripped = true;
-	d->flags_pending |= MG_SP_WATCHDOG;
+	d->flags_pending |= MEAD_USB_SP_WATCHDOG;
 	logf_(d, "watchdog fired reason=%s at=%" PRIu64 " ms_since_out=%.1f ms_since_in=%.1f", why, s,
 	      (now - d->wd_last_out) / 1e6, (now - d->last_in_progress) / 1e6);
 	say("watchdog fired (%s) at sample %" PRIu64, why, s);
@@ -772,7 +772,7 @@ static void produce(struct dev *d, uint64_t k)
 		s = free_in_slot(d);
 	if (s) {
 		mg_sp_header(s->buf, d->flags_pending, (uint32_t)k, first);
-		mg_synth_fill(&d->synth, first, d->o.spp, s->buf + MG_SP_HEADER);
+		mg_synth_fill(&d->synth, first, d->o.spp, s->buf + MEAD_USB_SP_HEADER);
 		int e = submit_in(d, s, d->sp_bytes, false);
 		if (e == 0) {
 			d->flags_pending = 0;
@@ -815,7 +815,7 @@ static void tick(struct dev *d)
 		logf_(d, "overrun packets=%" PRIu64 " from=%" PRIu64, skip, from);
 		d->overrun_packets += skip;
 		d->produced += skip;
-		d->flags_pending |= MG_SP_OVERRUN;
+		d->flags_pending |= MEAD_USB_SP_OVERRUN;
 	}
 	while (d->produced < avail)
 		produce(d, d->produced++);
@@ -857,17 +857,17 @@ static void handle_sc(struct dev *d, const uint8_t *b, const struct mg_cmd *h, u
 	      d->streaming ? "" : " refused=not-streaming");
 	for (uint16_t i = 0; i < h->n; i++) {
 		struct mg_pulse p;
-		mg_pulse_decode(b + MG_CMD_HEADER + (size_t)i * MG_PULSE_BYTES, h->seq, i, &p);
+		mg_pulse_decode(b + MEAD_USB_CMD_HEADER + (size_t)i * MEAD_USB_PULSE_BYTES, h->seq, i, &p);
 		char what[96];
 		if (!d->streaming) {
 			snprintf(what, sizeof(what), "refused not-streaming");
 		} else {
 			uint64_t start = 0;
 			unsigned st = mg_stim_offer(&d->stim, &p, arrival, &start);
-			if (st == MG_ST_DELIVERED || st == MG_ST_LATE) {
+			if (st == MEAD_USB_ST_DELIVERED || st == MEAD_USB_ST_LATE) {
 				snprintf(what, sizeof(what), "queued start=%" PRIu64 " busy=%" PRIu64 "%s", start,
 					 mg_stim_busy(&d->stim.lim, p.phase_us, p.interphase_us),
-					 st == MG_ST_LATE ? " late" : "");
+					 st == MEAD_USB_ST_LATE ? " late" : "");
 			} else {
 				snprintf(what, sizeof(what), "refused status=%u(%s)", st, mg_status_name(st));
 				push_record(d, &(struct mg_record){ .started = 0, .cmd_seq = p.cmd_seq, .index = i,
@@ -894,15 +894,15 @@ static void handle_cmd(struct dev *d, const uint8_t *b, const struct mg_cmd *h)
 		logf_(d, "watchdog re-armed");
 	}
 	switch (h->magic) {
-	case MG_SC_MAGIC:
+	case MEAD_USB_SC_MAGIC:
 		handle_sc(d, b, h, arrival);
 		break;
-	case MG_SX_MAGIC:
+	case MEAD_USB_SX_MAGIC:
 		logf_(d, "cmd SX value=%" PRIu32 " arrival=%" PRIu64, h->seq, arrival);
 		if (d->streaming)
 			stop_outputs(d, arrival, "SX", true);
 		break;
-	case MG_SK_MAGIC:
+	case MEAD_USB_SK_MAGIC:
 		logf_(d, "cmd SK counter=%" PRIu32 " arrival=%" PRIu64, h->seq, arrival);
 		break;
 	}
@@ -1054,24 +1054,24 @@ static void handle_setup(struct dev *d, const struct usb_ctrlrequest *c)
 	const bool vendor_intf =
 		(c->bRequestType & (USB_TYPE_MASK | USB_RECIP_MASK)) == (USB_TYPE_VENDOR | USB_RECIP_INTERFACE);
 	static const char *const names[] = { "?", "GET_INFO", "START", "STOP", "GET_CLOCK", "SET_WATCHDOG" };
-	const bool known = vendor_intf && c->bRequest >= MG_REQ_GET_INFO && c->bRequest <= MG_REQ_SET_WATCHDOG;
-	const bool wants_in = c->bRequest == MG_REQ_GET_INFO || c->bRequest == MG_REQ_GET_CLOCK;
+	const bool known = vendor_intf && c->bRequest >= MEAD_USB_REQ_GET_INFO && c->bRequest <= MEAD_USB_REQ_SET_WATCHDOG;
+	const bool wants_in = c->bRequest == MEAD_USB_REQ_GET_INFO || c->bRequest == MEAD_USB_REQ_GET_CLOCK;
 	const char *name = known ? names[c->bRequest] : "unknown";
 	uint64_t now = mono_ns(), sample = 0, us = 0;
-	uint8_t b[MG_INFO_BYTES];
+	uint8_t b[MEAD_USB_INFO_BYTES];
 	const char *result = "ok";
 
 	if (!known || in != wants_in) {
 		ep0_stall(d, in);
 		result = "stall";
 	} else if (in) {
-		size_t len = MG_INFO_BYTES;
-		if (c->bRequest == MG_REQ_GET_INFO) {
+		size_t len = MEAD_USB_INFO_BYTES;
+		if (c->bRequest == MEAD_USB_REQ_GET_INFO) {
 			mg_info_encode(b, &d->info);
 		} else {
 			dev_now(d, now, &sample, &us);
 			mg_clock_encode(b, sample, us);
-			len = MG_CLOCK_BYTES;
+			len = MEAD_USB_CLOCK_BYTES;
 		}
 		if (write(d->ep0, b, length < len ? length : len) < 0)
 			result = strerror(errno);
@@ -1081,7 +1081,7 @@ static void handle_setup(struct dev *d, const struct usb_ctrlrequest *c)
 			result = strerror(errno);
 		/* the host learns of START at the status stage, so sample 0 is
 		 * taken after it */
-		if (c->bRequest == MG_REQ_START) {
+		if (c->bRequest == MEAD_USB_REQ_START) {
 			if (d->streaming)
 				end_stream(d, "restart");
 			flush_in(d);
@@ -1089,13 +1089,13 @@ static void handle_setup(struct dev *d, const struct usb_ctrlrequest *c)
 		if (!length)
 			ep0_ack(d);
 		switch (c->bRequest) {
-		case MG_REQ_START:
+		case MEAD_USB_REQ_START:
 			start_stream(d);
 			break;
-		case MG_REQ_STOP:
+		case MEAD_USB_REQ_STOP:
 			end_stream(d, "STOP");
 			break;
-		case MG_REQ_SET_WATCHDOG:
+		case MEAD_USB_REQ_SET_WATCHDOG:
 			d->wd_ms = value;
 			d->wd_last_out = now;
 			d->last_in_progress = now;
@@ -1106,7 +1106,7 @@ static void handle_setup(struct dev *d, const struct usb_ctrlrequest *c)
 	}
 	logf_(d, "ctrl %s bmRequestType=0x%02x bRequest=0x%02x wValue=%u wIndex=%u wLength=%u -> %s", name,
 	      c->bRequestType, c->bRequest, value, index, length, result);
-	if (known && c->bRequest == MG_REQ_GET_CLOCK && in)
+	if (known && c->bRequest == MEAD_USB_REQ_GET_CLOCK && in)
 		logf_(d, "clock sample=%" PRIu64 " us=%" PRIu64, sample, us);
 }
 
@@ -1293,7 +1293,7 @@ static int alloc_all(struct dev *d, char *err, size_t err_len)
 			return -ENOMEM;
 		memset(d->in[i].buf, 0, d->sp_bytes);
 	}
-	d->cmd_cap = MG_CMD_HEADER + (size_t)o->max_pulses * MG_PULSE_BYTES;
+	d->cmd_cap = MEAD_USB_CMD_HEADER + (size_t)o->max_pulses * MEAD_USB_PULSE_BYTES;
 	d->cmd = calloc(1, d->cmd_cap);
 	d->rec_cap = 4 * o->queue + 4 * o->max_pulses + 64;
 	d->rec = calloc(d->rec_cap, sizeof(*d->rec));
@@ -1332,12 +1332,12 @@ static int alloc_all(struct dev *d, char *err, size_t err_len)
 		return e;
 	}
 	d->info = (struct mg_info){
-		.version = MG_PROTO_VERSION,
+		.version = MEAD_USB_VERSION,
 		.channels = (uint16_t)o->channels,
 		.rate = o->rate,
 		.nv_per_count = o->nv_per_count,
 		.spp = (uint16_t)o->spp,
-		.flags = MG_INFO_CAN_STIMULATE | MG_INFO_REPORTS | MG_INFO_WATCHDOG,
+		.flags = MEAD_USB_INFO_CAN_STIMULATE | MEAD_USB_INFO_REPORTS | MEAD_USB_INFO_WATCHDOG,
 		.max_na = lim.max_na,
 		.max_phase_us = o->max_phase_us,
 		.max_pulses = (uint16_t)o->max_pulses,

@@ -68,16 +68,16 @@ unsigned mg_stim_offer(struct mg_stim *s, const struct mg_pulse *p, uint64_t now
 	if (now < s->done_upto)
 		now = s->done_upto;
 	if (!mg_stim_in_range(&s->lim, p, now))
-		return MG_ST_RANGE;
-	unsigned status = p->start < now ? MG_ST_LATE : MG_ST_DELIVERED;
+		return MEAD_USB_ST_RANGE;
+	unsigned status = p->start < now ? MEAD_USB_ST_LATE : MEAD_USB_ST_DELIVERED;
 	uint64_t b = p->start < now ? now : p->start;
 	uint64_t e = b + mg_stim_busy(&s->lim, p->phase_us, p->interphase_us);
 	for (uint32_t i = 0; i < s->n; i++)
 		if (b < s->q[i].end && s->q[i].start < e)
-			return MG_ST_OVERLAP;
+			return MEAD_USB_ST_OVERLAP;
 	purge(s, now);
 	if (s->n >= s->cap)
-		return MG_ST_QUEUE_FULL;
+		return MEAD_USB_ST_QUEUE_FULL;
 	uint32_t at = s->n;
 	for (uint32_t i = 0; i < s->n; i++) {
 		if (s->q[i].start > b) {
@@ -142,7 +142,7 @@ uint32_t mg_stim_cancel(struct mg_stim *s, uint64_t now, struct mg_record *out, 
 				.started = 0,
 				.cmd_seq = e->p.cmd_seq,
 				.index = e->p.index,
-				.status = MG_ST_DROPPED,
+				.status = MEAD_USB_ST_DROPPED,
 				.requested = e->p.start,
 			};
 		}

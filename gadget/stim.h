@@ -24,7 +24,7 @@ struct mg_stim_limits {
 struct mg_stim_entry {
 	struct mg_pulse p;
 	uint64_t start, end;      /* planned: the stimulator is busy in [start, end) */
-	uint8_t status;           /* MG_ST_DELIVERED or MG_ST_LATE */
+	uint8_t status;           /* MEAD_USB_ST_DELIVERED or MEAD_USB_ST_LATE */
 	bool reported;            /* it has started and its record went out */
 };
 
@@ -45,10 +45,10 @@ uint64_t mg_stim_busy(const struct mg_stim_limits *lim, uint32_t phase_us, uint3
 bool mg_stim_in_range(const struct mg_stim_limits *lim, const struct mg_pulse *p, uint64_t now);
 
 /*
- * A pulse arriving at device sample `now`.  Accepted: returns MG_ST_DELIVERED
- * (it will start at its sample) or MG_ST_LATE (its sample had passed; it
- * starts at `now`), and *start says when.  Refused: returns MG_ST_RANGE,
- * MG_ST_OVERLAP or MG_ST_QUEUE_FULL, checked in that order; the caller
+ * A pulse arriving at device sample `now`.  Accepted: returns MEAD_USB_ST_DELIVERED
+ * (it will start at its sample) or MEAD_USB_ST_LATE (its sample had passed; it
+ * starts at `now`), and *start says when.  Refused: returns MEAD_USB_ST_RANGE,
+ * MEAD_USB_ST_OVERLAP or MEAD_USB_ST_QUEUE_FULL, checked in that order; the caller
  * reports it at once.
  */
 unsigned mg_stim_offer(struct mg_stim *s, const struct mg_pulse *p, uint64_t now, uint64_t *start);

@@ -168,6 +168,7 @@ static int setup_calibration(struct comedi_state *st, const struct mead_driver_c
 	}
 	free(def);
 	lsampl_t maxdata = comedi_get_maxdata(st->dev, (unsigned)st->ai_sub, 0);
+	st->ai_maxdata = maxdata;
 	comedi_range *rng = comedi_get_range(st->dev, (unsigned)st->ai_sub, 0, st->ai_range);
 	for (uint32_t i = 0; i < st->nchan; i++) {
 		comedi_polynomial_t p;
@@ -399,12 +400,18 @@ static uint64_t device_position(const struct comedi_state *st, uint64_t floor, u
 		if (end > pos)
 			pos = end;
 	} else if (st->have_obs) {
-		uint64_t now = mead_now_ns();
-		uint64_t est = st->obs_sample + (now > st->obs_ns ? (now - st->obs_ns) * st->rate / 1000000000u : 0);
+		uint64_t est = acq_sample_at(st, mead_now_ns(), pos);
 		if (est > pos)
 			pos = est;
 	}
 	return pos;
+}
+
+uint64_t acq_sample_at(const struct comedi_state *st, uint64_t t_ns, uint64_t floor)
+{
+	if (!st->have_obs || t_ns <= st->obs_ns)
+		return floor;
+	return st->obs_sample + (t_ns - st->obs_ns) * st->rate / 1000000000u;
 }
 
 /* The command ended on a full buffer and everything it kept has been read:
@@ -424,6 +431,7 @@ static int overflow_rearm(struct comedi_state *st, struct mead_frame *f, uint64_
 	st->acquired = pos;
 	st->obs_sample = pos;
 	st->obs_ns = mead_now_ns();
+	st->obs_half_ns = 0;
 	st->have_obs = true;
 	return 0;
 }
@@ -483,7 +491,12 @@ static int read_samples(struct comedi_state *st, struct mead_frame *f, uint64_t 
 	 * (EPIPE), which must not pass for late samples. */
 	for (int tries = 0; !st->ai_ended && st->stage_bytes < room && tries < 3; tries++) {
 		size_t asked = room - st->stage_bytes;
+		uint64_t t0 = mead_now_ns();
 		ssize_t r = read(st->fd, st->stage + st->stage_bytes, asked);
+		/* a short read saw the whole buffer: when, is the device's clock */
+		uint64_t t1 = mead_now_ns();
+		st->read_ns = t0 + (t1 - t0) / 2;
+		st->read_half_ns = (t1 - t0) / 2;
 		if (r > 0) {
 			st->stage_bytes += (size_t)r;
 			*drained = (size_t)r < asked;
@@ -568,12 +581,17 @@ int comedi_read_frame_(void *state, uint64_t tick, struct mead_frame *f)
 	if (r == 0) {
 		/* a short read took all the kernel had: the clock is what is staged */
 		int buffered = 0;
+		uint64_t obs_ns = st->read_ns, obs_half_ns = st->read_half_ns;
 		if (!drained) {
+			uint64_t t0 = mead_now_ns();
 			buffered = comedi_get_buffer_contents(st->dev, (unsigned)st->ai_sub);
 			if (buffered < 0) {
 				r = errno == EPIPE ? 1 : errno == ENODEV ? -ENODEV : 0;
 				buffered = 0;
 			}
+			uint64_t t1 = mead_now_ns();
+			obs_ns = t0 + (t1 - t0) / 2;
+			obs_half_ns = (t1 - t0) / 2;
 		}
 		uint64_t before = st->acquired;
 		st->acquired = st->acq + ((uint64_t)buffered + st->stage_bytes) / scan_bytes;
@@ -583,7 +601,8 @@ int comedi_read_frame_(void *state, uint64_t tick, struct mead_frame *f)
 		if (r == 0 && !st->ai_ended && (unsigned)buffered + st->stage_bytes < st->ai_buf_bytes / 2 &&
 		    st->acquired > before) {
 			st->obs_sample = st->acquired;
-			st->obs_ns = mead_now_ns();
+			st->obs_ns = obs_ns;
+			st->obs_half_ns = obs_half_ns;
 			st->have_obs = true;
 		}
 	}

@@ -122,6 +122,12 @@ static int comedi_open_(const struct mead_driver_config *cfg, void **ret_state, 
 		snprintf(err, err_len, "comedi: spike detector: %s", strerror(errno));
 		goto fail;
 	}
+	/* a sample at the converter's ends is pegged (SALPA does not fit it) */
+	for (uint32_t i = 0; i < st->nchan; i++) {
+		float lo = (0.0f - st->cal_offset[i]) * st->cal_scale[i];
+		float hi = ((float)st->ai_maxdata - st->cal_offset[i]) * st->cal_scale[i];
+		mead_sig_set_rail(st->sig, i, lo < hi ? lo : hi, lo < hi ? hi : lo);
+	}
 	if (st->stim)
 		stim_outputs_off(st);
 	*ret_state = st;
@@ -199,8 +205,11 @@ static int comedi_start_(void *state, char *err, size_t err_len)
 			stim_outputs_off(st);
 		return r;
 	}
+	/* the command starts the clock somewhere inside the call: its middle */
+	uint64_t t1 = mead_now_ns();
 	st->obs_sample = 0;
-	st->obs_ns = t0;
+	st->obs_ns = t0 + (t1 - t0) / 2;
+	st->obs_half_ns = (t1 - t0) / 2;
 	st->have_obs = true;
 	if (st->stim && (r = stim_start_fire(st, err, err_len)) < 0) {
 		comedi_cancel(st->dev, (unsigned)st->ai_sub);

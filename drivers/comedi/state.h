@@ -97,6 +97,7 @@ struct comedi_state {
 	bool ao_poly_ok[MAX_STIMULATORS];
 	bool ao_ready;                 /* zero codes known: the outputs may be written */
 	lsampl_t ao_maxdata;
+	lsampl_t ai_maxdata;
 	double ao_min_v, ao_max_v;
 	comedi_cmd ao_cmd;
 	uint32_t lead_samples;         /* AI samples of stream kept written ahead of the device */
@@ -115,7 +116,9 @@ struct comedi_state {
 	uint32_t plan_scans;
 	uint64_t stim_free[MAX_STIMULATORS];  /* first AO scan a next pulse may use */
 	int last_el[MAX_STIMULATORS];
-	int64_t ao_skew_ns;            /* host time from the AI command to the AO trigger */
+	int64_t ao_skew_ns;            /* uncertainty of the AO stream's start on the AI clock (half the two calls' durations) */
+	uint64_t obs_half_ns;
+	uint64_t read_ns, read_half_ns;  /* middle and half length of the last read() of the samples */          /* half the duration of the call the observation was made in */
 	bool lost_pending;             /* a stream ran dry or was cut: STIM_LOST once a new one runs */
 	uint64_t lost_at;
 	uint32_t lost_dropped;
@@ -165,6 +168,9 @@ int acq_setup(struct comedi_state *st, const struct mead_driver_config *cfg, cha
 int acq_arm(struct comedi_state *st);
 int comedi_read_frame_(void *state, uint64_t tick, struct mead_frame *f);
 uint64_t tick_first_sample(const struct comedi_state *st, uint64_t tick);
+/* The device's sample at host time t_ns, from the last observation of its
+ * clock (not before it: `floor` otherwise). */
+uint64_t acq_sample_at(const struct comedi_state *st, uint64_t t_ns, uint64_t floor);
 
 /* stim.c */
 int stim_setup(struct comedi_state *st, const struct mead_driver_config *cfg, char *err, size_t err_len);

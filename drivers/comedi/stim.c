@@ -286,13 +286,33 @@ static int arm_commands(struct comedi_state *st)
 }
 
 /* The DIO stream waits for the AO updates that clock it. */
-static int fire(struct comedi_state *st)
+/* The routing stream is clocked by the AO's updates, so the AO trigger is
+ * what starts both: the host time it took is *ret_ns (its middle) and
+ * *ret_half_ns (half its length). */
+static int fire(struct comedi_state *st, uint64_t *ret_ns, uint64_t *ret_half_ns)
 {
 	if (st->route == ROUTE_STREAM && comedi_internal_trigger(st->dev_do, (unsigned)st->dio_sub, 0) < 0)
 		return -comedi_errno_();
+	uint64_t t0 = mead_now_ns();
 	if (comedi_internal_trigger(st->dev, (unsigned)st->ao_sub, 0) < 0)
 		return -comedi_errno_();
+	uint64_t t1 = mead_now_ns();
+	*ret_ns = t0 + (t1 - t0) / 2;
+	*ret_half_ns = (t1 - t0) / 2;
 	return 0;
+}
+
+/* AO scan 0 plays at the AI sample the device was at when the trigger
+ * went in: the AI clock extrapolated from its last observation, which is
+ * the AI command itself at start() and the last read at a re-arm.  Boards
+ * whose AO can start on the AI's start edge would need no estimate; the
+ * software trigger is what every board with TRIG_INT has. */
+static void place_stream(struct comedi_state *st, uint64_t fired_ns, uint64_t half_ns)
+{
+	if (st->virtual_clock)
+		return;
+	st->ao_s0 = acq_sample_at(st, fired_ns, st->ao_s0);
+	st->ao_skew_ns = (int64_t)(half_ns + st->obs_half_ns);
 }
 
 /* write_stim (every tick) writes the stream lead_samples ahead of the
@@ -321,8 +341,9 @@ static int rearm(struct comedi_state *st, struct mead_frame *f)
 	int r = arm_commands(st);
 	if (r == 0)
 		r = flush(st, lead_target(st));
-	if (r == 0)
-		r = fire(st);
+	uint64_t fired_ns = 0, half_ns = 0;
+	if (r == 0 && (r = fire(st, &fired_ns, &half_ns)) == 0)
+		place_stream(st, fired_ns, half_ns);
 	if (r == 0 && atomic_load(&st->stop_req) != req)
 		r = -ECANCELED;    /* stop_outputs ran meanwhile: it wins */
 	if (r < 0) {
@@ -344,10 +365,7 @@ static int rearm(struct comedi_state *st, struct mead_frame *f)
 /* Where the device was when stop_outputs ran. */
 static uint64_t stop_sample(const struct comedi_state *st)
 {
-	uint64_t t = atomic_load(&st->stop_ns);
-	if (st->virtual_clock || !st->have_obs || t <= st->obs_ns)
-		return st->acquired;
-	return st->obs_sample + (t - st->obs_ns) * st->rate / 1000000000u;
+	return st->virtual_clock ? st->acquired : acq_sample_at(st, atomic_load(&st->stop_ns), st->acquired);
 }
 
 /* The stream ended: what each of its pulses became.  Returns how many
@@ -726,13 +744,15 @@ int stim_start_prepare(struct comedi_state *st, char *err, size_t err_len)
 	return 0;
 }
 
-/* Right after the AI command: the AO's scan 0 plays at AI sample 0, to
- * within the time between the two calls (ao_skew_us in describe). */
+/* Right after the AI command: the AO's scan 0 plays at the AI sample of
+ * the trigger, to within half of each of the two calls (ao_skew_us in
+ * describe). */
 int stim_start_fire(struct comedi_state *st, char *err, size_t err_len)
 {
-	uint64_t t0 = st->obs_ns;
-	int r = fire(st);
-	st->ao_skew_ns = (int64_t)(mead_now_ns() - t0);
+	uint64_t fired_ns = 0, half_ns = 0;
+	int r = fire(st, &fired_ns, &half_ns);
+	if (r == 0)
+		place_stream(st, fired_ns, half_ns);
 	if (r < 0) {
 		cancel_streams(st);
 		snprintf(err, err_len, "comedi: cannot trigger the stimulator stream: %s", strerror(-r));

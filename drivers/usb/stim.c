@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "drivers/usb/proto.h"
+#include "lib/core/usbproto.h"
 #include "drivers/usb/usb.h"
 #include "lib/core/time.h"
 
@@ -87,22 +87,22 @@ void usb_stim_watchdog(struct usb_state *st, uint64_t sample)
 
 /* The device's refusals, by SR status. */
 static const uint16_t refusal[] = {
-	[SR_OVERLAP] = MEAD_STIM_REASON_BUSY,
-	[SR_RANGE] = MEAD_STIM_REASON_RANGE,
-	[SR_DROPPED] = MEAD_STIM_REASON_CANCELLED,
-	[SR_QUEUE_FULL] = MEAD_STIM_REASON_QUEUE_FULL,
+	[MEAD_USB_ST_OVERLAP] = MEAD_STIM_REASON_BUSY,
+	[MEAD_USB_ST_RANGE] = MEAD_STIM_REASON_RANGE,
+	[MEAD_USB_ST_DROPPED] = MEAD_STIM_REASON_CANCELLED,
+	[MEAD_USB_ST_QUEUE_FULL] = MEAD_STIM_REASON_QUEUE_FULL,
 };
 
 void usb_stim_report(struct usb_state *st, const uint8_t *b, int len)
 {
-	if (len < SR_HEADER) {
+	if (len < MEAD_USB_SR_HEADER) {
 		atomic_fetch_add(&st->malformed, 1);
 		return;
 	}
-	uint32_t n = get16(b + 2), rseq = get32(b + 4);
-	if ((size_t)len < SR_HEADER + (size_t)n * SR_RECORD) {
+	uint32_t n = mead_usb_get16(b + 2), rseq = mead_usb_get32(b + 4);
+	if ((size_t)len < MEAD_USB_SR_HEADER + (size_t)n * MEAD_USB_SR_RECORD) {
 		atomic_fetch_add(&st->malformed, 1);
-		n = (uint32_t)(len - SR_HEADER) / SR_RECORD;
+		n = (uint32_t)(len - MEAD_USB_SR_HEADER) / MEAD_USB_SR_RECORD;
 	}
 	if (st->have_rseq && rseq != st->last_rseq + 1)
 		atomic_fetch_add(&st->reports_lost, rseq - st->last_rseq - 1);
@@ -110,11 +110,11 @@ void usb_stim_report(struct usb_state *st, const uint8_t *b, int len)
 	st->last_rseq = rseq;
 	atomic_fetch_add(&st->reports, 1);
 	for (uint32_t k = 0; k < n; k++) {
-		const uint8_t *r = b + SR_HEADER + (size_t)k * SR_RECORD;
-		uint64_t started = get64(r);
-		uint32_t seq = get32(r + 8);
-		uint16_t index = get16(r + 12), status = get16(r + 14);
-		if (status == SR_DROPPED)
+		const uint8_t *r = b + MEAD_USB_SR_HEADER + (size_t)k * MEAD_USB_SR_RECORD;
+		uint64_t started = mead_usb_get64(r);
+		uint32_t seq = mead_usb_get32(r + 8);
+		uint16_t index = mead_usb_get16(r + 12), status = mead_usb_get16(r + 14);
+		if (status == MEAD_USB_ST_DROPPED)
 			st->drops_since_sp++;
 		uint32_t i = 0;
 		while (i < st->n_pend && (st->pend[i].cmd_seq != seq || st->pend[i].index != index))
@@ -123,11 +123,11 @@ void usb_stim_report(struct usb_state *st, const uint8_t *b, int len)
 			atomic_fetch_add(&st->reports_unmatched, 1);
 			continue;
 		}
-		if (st->pend[i].wd_watch && st->wd_open && status == SR_DROPPED)
+		if (st->pend[i].wd_watch && st->wd_open && status == MEAD_USB_ST_DROPPED)
 			st->wd_dropped++;
 		switch (status) {
-		case SR_DELIVERED:
-		case SR_LATE: {
+		case MEAD_USB_ST_DELIVERED:
+		case MEAD_USB_ST_LATE: {
 			int64_t s = (int64_t)started + st->offset;
 			uint64_t at = s > 0 ? (uint64_t)s : 0;
 			const struct mead_stim_pulse *p = &st->pend[i].pulse;
@@ -177,7 +177,7 @@ static void LIBUSB_CALL out_cb(struct libusb_transfer *x)
 		atomic_fetch_add(&st->xfer_errors, 1);
 		break;
 	}
-	if (failed && o->magic == SC_MAGIC) {
+	if (failed && o->magic == MEAD_USB_SC_MAGIC) {
 		/* the device never took the command */
 		for (uint32_t i = 0; i < st->n_pend;) {
 			if (st->pend[i].cmd_seq == o->cmd_seq)
@@ -212,9 +212,9 @@ int usb_stim_alloc(struct usb_state *st)
 	if (!st->pend || !st->done)
 		return -ENOMEM;
 	for (int i = 0; i < N_OUT; i++)
-		if (alloc_out(st, &st->out[i], CMD_HEADER + (size_t)PULSE_BYTES * maxp) < 0)
+		if (alloc_out(st, &st->out[i], MEAD_USB_CMD_HEADER + (size_t)MEAD_USB_PULSE_BYTES * maxp) < 0)
 			return -ENOMEM;
-	if (alloc_out(st, &st->sx, CMD_HEADER) < 0 || alloc_out(st, &st->sk, CMD_HEADER) < 0)
+	if (alloc_out(st, &st->sx, MEAD_USB_CMD_HEADER) < 0 || alloc_out(st, &st->sk, MEAD_USB_CMD_HEADER) < 0)
 		return -ENOMEM;
 	st->ctl = usb_transfer_new(LIBUSB_CONTROL_SETUP_SIZE);
 	atomic_init(&st->ctl_busy, false);
@@ -297,7 +297,7 @@ static void arm_watchdog(struct usb_state *st)
 	}
 	libusb_fill_control_setup(st->ctl->buffer,
 				  LIBUSB_ENDPOINT_OUT | LIBUSB_REQUEST_TYPE_VENDOR | LIBUSB_RECIPIENT_INTERFACE,
-				  REQ_SET_WATCHDOG, (uint16_t)st->watchdog_ms, (uint16_t)st->iface, 0);
+				  MEAD_USB_REQ_SET_WATCHDOG, (uint16_t)st->watchdog_ms, (uint16_t)st->iface, 0);
 	libusb_fill_control_transfer(st->ctl, st->h, st->ctl->buffer, ctl_cb, st, CTRL_TIMEOUT_MS);
 	int r = libusb_submit_transfer(st->ctl);
 	leave(st);
@@ -321,10 +321,10 @@ static int short_cmd(struct usb_state *st, struct out_xfer *o, uint16_t magic, u
 		return -ENODEV;
 	}
 	o->magic = magic;
-	put16(o->x->buffer, magic);
-	put16(o->x->buffer + 2, 0);
-	put32(o->x->buffer + 4, value);
-	libusb_fill_bulk_transfer(o->x, st->h, st->ep_out, o->x->buffer, CMD_HEADER, out_cb, o, 0);
+	mead_usb_put16(o->x->buffer, magic);
+	mead_usb_put16(o->x->buffer + 2, 0);
+	mead_usb_put32(o->x->buffer + 4, value);
+	libusb_fill_bulk_transfer(o->x, st->h, st->ep_out, o->x->buffer, MEAD_USB_CMD_HEADER, out_cb, o, 0);
 	int r = libusb_submit_transfer(o->x);
 	leave(st);
 	if (r < 0) {
@@ -354,7 +354,7 @@ void usb_stim_tick(struct usb_state *st)
 	uint64_t now = mead_now_ns();
 	if (now - atomic_load(&st->last_out_ns) >= st->keepalive_ns ||
 	    st->head - atomic_load(&st->last_out_head) >= st->keepalive_samples) {
-		if (short_cmd(st, &st->sk, SK_MAGIC, st->sk_counter) == 0) {
+		if (short_cmd(st, &st->sk, MEAD_USB_SK_MAGIC, st->sk_counter) == 0) {
 			st->sk_counter++;
 			atomic_fetch_add(&st->keepalives, 1);
 			fed(st);
@@ -381,7 +381,7 @@ int usb_write_stim(void *state, uint64_t tick, const struct mead_stim_pulse *p, 
 							.reason = MEAD_STIM_REASON_IO };
 	if (n == 0)
 		return 0;
-	if (!(st->info.flags & INFO_CAN_STIMULATE)) {
+	if (!(st->info.flags & MEAD_USB_INFO_CAN_STIMULATE)) {
 		for (uint32_t i = 0; i < n; i++)
 			results[i].reason = MEAD_STIM_REASON_UNSUPPORTED;
 		return -EOPNOTSUPP;
@@ -412,23 +412,23 @@ int usb_write_stim(void *state, uint64_t tick, const struct mead_stim_pulse *p, 
 		return -EBUSY;
 	}
 	uint8_t *b = o->x->buffer;
-	o->magic = SC_MAGIC;
+	o->magic = MEAD_USB_SC_MAGIC;
 	o->cmd_seq = st->cmd_seq++;
 	o->n = (uint16_t)m;
-	put16(b, SC_MAGIC);
-	put16(b + 2, (uint16_t)m);
-	put32(b + 4, o->cmd_seq);
+	mead_usb_put16(b, MEAD_USB_SC_MAGIC);
+	mead_usb_put16(b + 2, (uint16_t)m);
+	mead_usb_put32(b + 4, o->cmd_seq);
 	for (uint32_t i = 0; i < m; i++) {
-		uint8_t *q = b + CMD_HEADER + (size_t)i * PULSE_BYTES;
+		uint8_t *q = b + MEAD_USB_CMD_HEADER + (size_t)i * MEAD_USB_PULSE_BYTES;
 		int64_t dev = (int64_t)p[i].sample - st->offset;
-		put64(q, dev > 0 ? (uint64_t)dev : 0);
-		put16(q + 8, p[i].electrode);
-		put16(q + 10, 0);
-		put32(q + 12, (uint32_t)(int32_t)lroundf(p[i].amplitude_ua * 1000.0f));
-		put32(q + 16, p[i].phase_us);
-		put32(q + 20, p[i].interphase_us);
+		mead_usb_put64(q, dev > 0 ? (uint64_t)dev : 0);
+		mead_usb_put16(q + 8, p[i].electrode);
+		mead_usb_put16(q + 10, 0);
+		mead_usb_put32(q + 12, (uint32_t)(int32_t)lroundf(p[i].amplitude_ua * 1000.0f));
+		mead_usb_put32(q + 16, p[i].phase_us);
+		mead_usb_put32(q + 20, p[i].interphase_us);
 	}
-	libusb_fill_bulk_transfer(o->x, st->h, st->ep_out, b, (int)(CMD_HEADER + m * PULSE_BYTES), out_cb, o, 0);
+	libusb_fill_bulk_transfer(o->x, st->h, st->ep_out, b, (int)(MEAD_USB_CMD_HEADER + m * MEAD_USB_PULSE_BYTES), out_cb, o, 0);
 	int r = libusb_submit_transfer(o->x);
 	leave(st);
 	if (r < 0) {
@@ -466,7 +466,7 @@ int usb_write_stim(void *state, uint64_t tick, const struct mead_stim_pulse *p, 
 int usb_stop_outputs(void *state)
 {
 	struct usb_state *st = state;
-	int r = short_cmd(st, &st->sx, SX_MAGIC, 0);
+	int r = short_cmd(st, &st->sx, MEAD_USB_SX_MAGIC, 0);
 	if (r == 0)
 		atomic_store(&st->last_out_ns, mead_now_ns());
 	/* a device that is gone drives nothing; one already on its way will do */

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "drivers/usb/proto.h"
+#include "lib/core/usbproto.h"
 #include "drivers/usb/usb.h"
 #include "lib/core/time.h"
 
@@ -66,9 +66,9 @@ static void zero(struct usb_state *st, uint64_t from, uint64_t to)
 static void store_sp(struct usb_state *st, const uint8_t *b, uint32_t n)
 {
 	const uint32_t C = st->info.channels;
-	const uint16_t flags = get16(b + 2);
-	const uint32_t seq = get32(b + 4);
-	const uint64_t dev_first = get64(b + 8);
+	const uint16_t flags = mead_usb_get16(b + 2);
+	const uint32_t seq = mead_usb_get32(b + 4);
+	const uint64_t dev_first = mead_usb_get64(b + 8);
 	const uint32_t gen = atomic_load(&st->gen);
 
 	if (st->seen_gen != gen) {
@@ -114,7 +114,7 @@ static void store_sp(struct usb_state *st, const uint8_t *b, uint32_t n)
 	st->have_seq = true;
 	st->last_seq = seq;
 	const uint64_t lf = (uint64_t)lfs, le = lf + n;
-	if (flags & SP_WATCHDOG_FIRED)
+	if (flags & MEAD_USB_SP_WATCHDOG)
 		usb_stim_watchdog(st, lf);
 	st->drops_since_sp = 0;
 	if (le <= st->head) {
@@ -125,14 +125,14 @@ static void store_sp(struct usb_state *st, const uint8_t *b, uint32_t n)
 
 	uint32_t type = MEAD_EVENT_GAP;
 	int32_t value = GAP_DEVICE;
-	if (flags & SP_FIFO_OVERRAN) {
+	if (flags & MEAD_USB_SP_OVERRUN) {
 		type = MEAD_EVENT_OVERFLOW;
 		value = OVF_DEVICE;
 	} else if (st->failed) {
 		type = st->failed_babble ? MEAD_EVENT_OVERFLOW : MEAD_EVENT_GAP;
 		value = st->failed_babble ? OVF_BABBLE : GAP_TRANSFER;
 	}
-	bool flagged = st->failed || (flags & SP_FIFO_OVERRAN);
+	bool flagged = st->failed || (flags & MEAD_USB_SP_OVERRUN);
 	st->failed = 0;
 	st->failed_babble = false;
 	/* Never more than the ring ahead of the loop: the oldest samples
@@ -157,13 +157,13 @@ static void store_sp(struct usb_state *st, const uint8_t *b, uint32_t n)
 		 * still said */
 		lose(st, type, lf, lf, value);
 	}
-	const uint8_t *src = b + SP_HEADER;
+	const uint8_t *src = b + MEAD_USB_SP_HEADER;
 	for (uint64_t s = lf; s < le; s++, src += 2 * C) {
 		if (s < st->head)
 			continue;
 		int16_t *r = row(st, s);
 		for (uint32_t c = 0; c < C; c++)
-			r[c] = (int16_t)get16(src + 2 * c);
+			r[c] = (int16_t)mead_usb_get16(src + 2 * c);
 	}
 	st->head = le;
 }
@@ -173,14 +173,14 @@ static void handle_packet(struct usb_state *st, const uint8_t *b, int len)
 	if (len == 0)
 		return; /* the zero-length packet ending a packet of whole USB packets */
 	const uint32_t C = st->info.channels;
-	uint16_t magic = len >= 2 ? get16(b) : 0;
-	if (magic == SP_MAGIC && len >= SP_HEADER && (len - SP_HEADER) % (2 * C) == 0) {
-		uint32_t n = (uint32_t)(len - SP_HEADER) / (2 * C);
+	uint16_t magic = len >= 2 ? mead_usb_get16(b) : 0;
+	if (magic == MEAD_USB_SP_MAGIC && len >= MEAD_USB_SP_HEADER && (len - MEAD_USB_SP_HEADER) % (2 * C) == 0) {
+		uint32_t n = (uint32_t)(len - MEAD_USB_SP_HEADER) / (2 * C);
 		if (n > 0 && n <= st->info.spp) {
 			store_sp(st, b, n);
 			return;
 		}
-	} else if (magic == SR_MAGIC) {
+	} else if (magic == MEAD_USB_SR_MAGIC) {
 		usb_stim_report(st, b, len);
 		return;
 	}

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "drivers/usb/proto.h"
+#include "lib/core/usbproto.h"
 #include "drivers/usb/usb.h"
 #include "lib/core/time.h"
 
@@ -100,25 +100,25 @@ static int vendor_out(libusb_device_handle *h, int iface, uint8_t req, uint16_t 
 
 static int get_info(libusb_device_handle *h, int iface, struct dev_info *di)
 {
-	uint8_t b[INFO_BYTES] = { 0 };
-	int r = vendor_in(h, iface, REQ_GET_INFO, b, sizeof(b));
+	uint8_t b[MEAD_USB_INFO_BYTES] = { 0 };
+	int r = vendor_in(h, iface, MEAD_USB_REQ_GET_INFO, b, sizeof(b));
 	if (r < 0)
 		return r;
-	if (r < 32 || get32(b) != INFO_MAGIC)
+	if (r < 32 || mead_usb_get32(b) != MEAD_USB_INFO_MAGIC)
 		return -EPROTO;
 	memset(di, 0, sizeof(*di));
-	di->version = get16(b + 4);
-	di->channels = get16(b + 6);
-	di->rate = get32(b + 8);
-	di->nv_per_count = get32(b + 12);
-	di->spp = get16(b + 16);
-	di->flags = get16(b + 18);
-	di->max_na = get32(b + 20);
-	di->max_phase_us = get32(b + 24);
-	di->max_pulses = get16(b + 28);
+	di->version = mead_usb_get16(b + 4);
+	di->channels = mead_usb_get16(b + 6);
+	di->rate = mead_usb_get32(b + 8);
+	di->nv_per_count = mead_usb_get32(b + 12);
+	di->spp = mead_usb_get16(b + 16);
+	di->flags = mead_usb_get16(b + 18);
+	di->max_na = mead_usb_get32(b + 20);
+	di->max_phase_us = mead_usb_get32(b + 24);
+	di->max_pulses = mead_usb_get16(b + 28);
 	/* v1 kept offset 30 reserved (0): one stimulator, if any */
-	di->stimulators = get16(b + 30);
-	if ((di->flags & INFO_CAN_STIMULATE) && di->stimulators == 0)
+	di->stimulators = mead_usb_get16(b + 30);
+	if ((di->flags & MEAD_USB_INFO_CAN_STIMULATE) && di->stimulators == 0)
 		di->stimulators = 1;
 	if (r >= 48)
 		memcpy(di->serial, b + 32, 16);
@@ -134,16 +134,16 @@ static void info_problem(const struct dev_info *di, char *why, size_t len)
 	if (di->version == 1)
 		snprintf(why, len, "speaks the mead USB protocol v1; this driver needs v2 "
 				   "(docs/usb-protocol.md says what changed)");
-	else if (di->version != PROTO_VERSION)
+	else if (di->version != MEAD_USB_VERSION)
 		snprintf(why, len, "speaks the mead USB protocol v%u; this driver knows v2", di->version);
 	else if (di->channels == 0 || di->rate == 0 || di->spp == 0 || di->nv_per_count == 0)
 		snprintf(why, len, "reports 0 %s in its info block",
 			 di->channels == 0 ? "channels" : di->rate == 0 ? "sample rate" :
 			 di->spp == 0 ? "samples per packet" : "nanovolts per count");
-	else if ((di->flags & INFO_CAN_STIMULATE) && !(di->flags & INFO_REPORTS))
+	else if ((di->flags & MEAD_USB_INFO_CAN_STIMULATE) && !(di->flags & MEAD_USB_INFO_REPORTS))
 		snprintf(why, len, "says it can stimulate but not that it reports what it did "
 				   "(info flags bit 1), which protocol v2 requires");
-	else if ((di->flags & INFO_CAN_STIMULATE) && di->max_pulses == 0)
+	else if ((di->flags & MEAD_USB_INFO_CAN_STIMULATE) && di->max_pulses == 0)
 		snprintf(why, len, "says it can stimulate but takes 0 pulses per command");
 }
 
@@ -274,13 +274,13 @@ static bool same_format(const struct dev_info *a, const struct dev_info *b)
  * the time queueing takes does not count against it. */
 static int arm(struct usb_state *st, libusb_device_handle *h)
 {
-	if (st->info.flags & INFO_WATCHDOG) {
-		int r = vendor_out(h, st->iface, REQ_SET_WATCHDOG, 0);
+	if (st->info.flags & MEAD_USB_INFO_WATCHDOG) {
+		int r = vendor_out(h, st->iface, MEAD_USB_REQ_SET_WATCHDOG, 0);
 		if (r < 0)
 			return r;
 	}
 	atomic_store(&st->start_ns, mead_now_ns());
-	return vendor_out(h, st->iface, REQ_START, 0);
+	return vendor_out(h, st->iface, MEAD_USB_REQ_START, 0);
 }
 
 static void sleep_ms(uint32_t ms)
@@ -476,11 +476,11 @@ static int read_stim_map(struct usb_state *st, char *err, size_t err_len)
 		free(b);
 		return -ENOMEM;
 	}
-	int r = vendor_in(st->h, st->iface, REQ_GET_STIM_MAP, b, (uint16_t)(2 * C));
+	int r = vendor_in(st->h, st->iface, MEAD_USB_REQ_GET_STIM_MAP, b, (uint16_t)(2 * C));
 	if (r >= 0 && r < (int)(2 * C))
 		r = -EPROTO;
 	for (uint32_t c = 0; r >= 0 && c < C; c++) {
-		st->stim_map[c] = get16(b + 2 * c);
+		st->stim_map[c] = mead_usb_get16(b + 2 * c);
 		if (st->stim_map[c] >= st->info.stimulators) {
 			snprintf(err, err_len, "usb: GET_STIM_MAP wires channel %u to stimulator %u of %u", c,
 				 st->stim_map[c], st->info.stimulators);
@@ -551,20 +551,20 @@ static int usb_open_(const struct mead_driver_config *cfg, void **ret_state, cha
 		r = -EINVAL;
 		goto fail;
 	}
-	bool stim = di->flags & INFO_CAN_STIMULATE;
-	if (stim && st->watchdog_ms && !(di->flags & INFO_WATCHDOG)) {
+	bool stim = di->flags & MEAD_USB_INFO_CAN_STIMULATE;
+	if (stim && st->watchdog_ms && !(di->flags & MEAD_USB_INFO_WATCHDOG)) {
 		snprintf(err, err_len, "usb: device %04x:%04x can stimulate but has no host watchdog (info flags bit 2): "
 			 "set watchdog_ms = 0 to run it without one", st->vid, st->pid);
 		r = -EOPNOTSUPP;
 		goto fail;
 	}
-	if (!(di->flags & INFO_WATCHDOG))
+	if (!(di->flags & MEAD_USB_INFO_WATCHDOG))
 		st->watchdog_ms = 0;
 	if (stim && st->info.stimulators > 1 && (r = read_stim_map(st, err, err_len)) < 0)
 		goto fail;
 
 	st->uv_per_count = (float)(di->nv_per_count / 1000.0);
-	st->pkt_bytes = SP_HEADER + (size_t)di->spp * di->channels * 2;
+	st->pkt_bytes = MEAD_USB_SP_HEADER + (size_t)di->spp * di->channels * 2;
 	/* Whole high-speed USB packets, and more than a sample packet: its
 	 * short last USB packet, or the zero-length one after a packet of
 	 * whole ones, ends each transfer (full speed divides 512 too). */
@@ -606,6 +606,8 @@ static int usb_open_(const struct mead_driver_config *cfg, void **ret_state, cha
 		snprintf(err, err_len, "usb: spike detector: %s", strerror(errno));
 		goto fail;
 	}
+	/* the device sends 16-bit counts: their ends are the converter's rails */
+	mead_sig_set_rail(st->sig, UINT32_MAX, -32768.0f * st->uv_per_count, 32767.0f * st->uv_per_count);
 	atomic_store(&st->link, LINK_IDLE);
 	*ret_state = st;
 	return 0;
@@ -636,7 +638,7 @@ static void usb_close_(void *state)
 static int usb_get_caps_(void *state, struct mead_driver_caps *c)
 {
 	struct usb_state *st = state;
-	bool stim = st->info.flags & INFO_CAN_STIMULATE;
+	bool stim = st->info.flags & MEAD_USB_INFO_CAN_STIMULATE;
 	*c = (struct mead_driver_caps){
 		.electrode_count = st->electrodes,
 		.sample_rate_hz = st->info.rate,
@@ -673,7 +675,7 @@ static int usb_start_(void *state, char *err, size_t err_len)
 	atomic_store(&st->link, LINK_LIVE);
 	r = usb_submit_in(st);
 	if (r == 0 && st->watchdog_ms) {
-		r = vendor_out(st->h, st->iface, REQ_SET_WATCHDOG, (uint16_t)st->watchdog_ms);
+		r = vendor_out(st->h, st->iface, MEAD_USB_REQ_SET_WATCHDOG, (uint16_t)st->watchdog_ms);
 		atomic_store(&st->last_out_ns, mead_now_ns());
 	}
 	if (r < 0) {
@@ -683,7 +685,7 @@ static int usb_start_(void *state, char *err, size_t err_len)
 		struct timeval tv = { 0, 20000 };
 		for (int i = 0; i < 100 && atomic_load(&st->inflight) > 0; i++)
 			libusb_handle_events_timeout_completed(st->ctx, &tv, NULL);
-		vendor_out(st->h, st->iface, REQ_STOP, 0);
+		vendor_out(st->h, st->iface, MEAD_USB_REQ_STOP, 0);
 		snprintf(err, err_len, "usb: cannot queue %u sample transfers (queue_ms = %u) or set the watchdog: %s",
 			 st->n_in, st->queue_ms, strerror(-r));
 		return r;
@@ -730,7 +732,7 @@ static int usb_stop_(void *state)
 	}
 	int r = 0;
 	if (live && st->h)
-		r = vendor_out(st->h, st->iface, REQ_STOP, 0);
+		r = vendor_out(st->h, st->iface, MEAD_USB_REQ_STOP, 0);
 	st->n_pend = 0;
 	atomic_store(&st->link, LINK_IDLE);
 	return r == -ENODEV ? 0 : r;
@@ -742,7 +744,7 @@ static int usb_describe_(void *state, char *buf, size_t len)
 	/* the watcher looking for the device is still "gone" to a reader */
 	static const char *names[] = { "idle", "live", "gone", "gone", "stopping" };
 	int l = atomic_load(&st->link);
-	bool stim = st->info.flags & INFO_CAN_STIMULATE;
+	bool stim = st->info.flags & MEAD_USB_INFO_CAN_STIMULATE;
 #define C(x) (unsigned long long)atomic_load(&st->x)
 	int n = snprintf(buf, len,
 			 "{\"driver\":\"usb\",\"protocol\":%u,\"device\":\"%04x:%04x\",\"serial\":\"%.16s\",\"model\":\"%.16s\","

@@ -168,7 +168,7 @@ static int open_device(bool quiet)
 		return r;
 	}
 	uint8_t b[64];
-	r = ctrl_in(MG_REQ_GET_INFO, 0, b, sizeof(b));
+	r = ctrl_in(MEAD_USB_REQ_GET_INFO, 0, b, sizeof(b));
 	if (r < 0 || mg_info_decode(b, (size_t)r, &cl.info) < 0) {
 		fprintf(stderr, "mead-usb-client: GET_INFO: %s\n", r < 0 ? libusb_error_name(r) : "not a mead device");
 		return r < 0 ? r : LIBUSB_ERROR_OTHER;
@@ -208,7 +208,7 @@ static void detect_row(uint64_t s, const uint8_t *row)
 {
 	const uint64_t win = cl.info.rate * 6u / 10000u + 1, rest = cl.info.rate / 1000u + 1;
 	for (uint32_t c = 0; c < cl.info.channels; c++) {
-		int16_t v = (int16_t)mg_get16(row + 2 * c);
+		int16_t v = (int16_t)mead_usb_get16(row + 2 * c);
 		if (cl.below_since[c]) {
 			if (v < cl.below_min[c]) {
 				cl.below_min[c] = v;
@@ -233,9 +233,9 @@ static void detect_row(uint64_t s, const uint8_t *row)
 
 static void on_sp(const uint8_t *b, size_t len)
 {
-	uint16_t flags = mg_get16(b + 2);
-	uint32_t seq = mg_get32(b + 4);
-	uint64_t first = mg_get64(b + 8);
+	uint16_t flags = mead_usb_get16(b + 2);
+	uint32_t seq = mead_usb_get32(b + 4);
+	uint64_t first = mead_usb_get64(b + 8);
 	if (len != cl.sp_bytes) {
 		if (cl.bad_len++ < 5)
 			printf("odd sample packet len=%zu seq=%" PRIu32 " after seq %" PRIu32 "\n", len, seq, cl.last_seq);
@@ -258,7 +258,7 @@ static void on_sp(const uint8_t *b, size_t len)
 	cl.last_seq = seq;
 	cl.last_end = first + cl.info.spp;
 	cl.flags_seen |= flags;
-	if ((flags & MG_SP_WATCHDOG) && !cl.wd_flag_at_ns) {
+	if ((flags & MEAD_USB_SP_WATCHDOG) && !cl.wd_flag_at_ns) {
 		cl.wd_flag_at_ns = now_ns();
 		cl.wd_flag_packets = cl.sp;
 	}
@@ -267,7 +267,7 @@ static void on_sp(const uint8_t *b, size_t len)
 		cl.got[seq / 8] |= (uint8_t)(1u << (seq % 8));
 	if (cl.detect)
 		for (uint32_t k = 0; k < cl.info.spp; k++)
-			detect_row(first + k, b + MG_SP_HEADER + (size_t)k * cl.info.channels * 2);
+			detect_row(first + k, b + MEAD_USB_SP_HEADER + (size_t)k * cl.info.channels * 2);
 }
 
 static void on_sr(const uint8_t *b, size_t len)
@@ -305,9 +305,9 @@ static void LIBUSB_CALL in_cb(struct libusb_transfer *x)
 			break;
 		if (x->actual_length == 0)
 			cl.zlp++;
-		else if (x->actual_length >= 2 && mg_get16(x->buffer) == MG_SP_MAGIC)
+		else if (x->actual_length >= 2 && mead_usb_get16(x->buffer) == MEAD_USB_SP_MAGIC)
 			on_sp(x->buffer, (size_t)x->actual_length);
-		else if (x->actual_length >= 2 && mg_get16(x->buffer) == MG_SR_MAGIC)
+		else if (x->actual_length >= 2 && mead_usb_get16(x->buffer) == MEAD_USB_SR_MAGIC)
 			on_sr(x->buffer, (size_t)x->actual_length);
 		else {
 			if (cl.other++ < 5)
@@ -397,7 +397,7 @@ static void reset_stream(void)
 static int start_stream(void)
 {
 	reset_stream();
-	int r = ctrl_out(MG_REQ_START, 0);
+	int r = ctrl_out(MEAD_USB_REQ_START, 0);
 	if (r < 0) {
 		fail("START: %s", libusb_error_name(r));
 		return r;
@@ -408,7 +408,7 @@ static int start_stream(void)
 static void end_stream(void)
 {
 	stop_reads();
-	ctrl_out(MG_REQ_STOP, 0);
+	ctrl_out(MEAD_USB_REQ_STOP, 0);
 }
 
 /* Waits until the stream passed `packets` sample packets. */
@@ -435,7 +435,7 @@ static int send_cmd(const uint8_t *b, size_t len)
 
 static int send_short(uint16_t magic, uint32_t value)
 {
-	uint8_t b[MG_CMD_HEADER];
+	uint8_t b[MEAD_USB_CMD_HEADER];
 	mg_short_cmd(b, magic, value);
 	return send_cmd(b, sizeof(b));
 }
@@ -485,7 +485,7 @@ static int cmd_info(void)
 	int bad = 0;
 	if (i->version != 2)
 		fail("protocol version %u, not 2", i->version), bad = 1;
-	if (i->flags != (MG_INFO_CAN_STIMULATE | MG_INFO_REPORTS | MG_INFO_WATCHDOG))
+	if (i->flags != (MEAD_USB_INFO_CAN_STIMULATE | MEAD_USB_INFO_REPORTS | MEAD_USB_INFO_WATCHDOG))
 		fail("flags 0x%x, want 0x7", i->flags), bad = 1;
 	/* an unknown request must stall */
 	uint8_t b[8];
@@ -498,7 +498,7 @@ static int cmd_info(void)
 	if (r != LIBUSB_ERROR_PIPE)
 		fail("OUT request 0x7e answered %d, want a stall", r), bad = 1;
 	/* the device still answers after the stalls */
-	r = ctrl_in(MG_REQ_GET_CLOCK, 0, b, 8);
+	r = ctrl_in(MEAD_USB_REQ_GET_CLOCK, 0, b, 8);
 	if (r != 8)
 		fail("GET_CLOCK after a stall: %d", r), bad = 1;
 	return bad;
@@ -622,7 +622,7 @@ static int cmd_stream(uint64_t packets, const char *truth, double noise_uv, bool
 		     cl.bad_len, cl.other), bad = 1;
 	if (cl.first_sample0 != 0)
 		fail("the first packet after START holds sample %" PRIu64 ", not 0", cl.first_sample0), bad = 1;
-	if (expect_clean && (cl.gaps || (cl.flags_seen & MG_SP_OVERRUN)))
+	if (expect_clean && (cl.gaps || (cl.flags_seen & MEAD_USB_SP_OVERRUN)))
 		fail("%" PRIu64 " gaps, %" PRIu64 " packets lost, flags 0x%x", cl.gaps, cl.lost, cl.flags_seen), bad = 1;
 	if (truth) {
 		/* the device writes its truth file at STOP */
@@ -702,7 +702,7 @@ static int cmd_stim(uint32_t queue)
 		return 1;
 	}
 	const uint64_t S = dev_sample_now(), rate = cl.info.rate;
-	uint8_t b[MG_CMD_HEADER + 16 * MG_PULSE_BYTES];
+	uint8_t b[MEAD_USB_CMD_HEADER + 16 * MEAD_USB_PULSE_BYTES];
 	struct mg_pulse p[16];
 	/* in time, late, overlapping the first, bad electrode, too strong;
 	 * "in time" is half a second ahead, which a busy emulated host
@@ -720,11 +720,11 @@ static int cmd_stim(uint32_t queue)
 	int bad = !ok;
 	if (!ok)
 		fail("%u of 5 reports", cl.n_recs);
-	bad |= expect(100, 0, MG_ST_DELIVERED, "in-time");
-	bad |= expect(100, 1, MG_ST_LATE, "late");
-	bad |= expect(100, 2, MG_ST_OVERLAP, "overlapping");
-	bad |= expect(100, 3, MG_ST_RANGE, "bad-electrode");
-	bad |= expect(100, 4, MG_ST_RANGE, "too-strong");
+	bad |= expect(100, 0, MEAD_USB_ST_DELIVERED, "in-time");
+	bad |= expect(100, 1, MEAD_USB_ST_LATE, "late");
+	bad |= expect(100, 2, MEAD_USB_ST_OVERLAP, "overlapping");
+	bad |= expect(100, 3, MEAD_USB_ST_RANGE, "bad-electrode");
+	bad |= expect(100, 4, MEAD_USB_ST_RANGE, "too-strong");
 	const struct mg_record *r0 = find_rec(100, 0), *r1 = find_rec(100, 1);
 	if (r0 && r0->started != p[0].start)
 		fail("in-time pulse started at %" PRIu64 ", asked %" PRIu64, r0->started, p[0].start), bad = 1;
@@ -736,13 +736,13 @@ static int cmd_stim(uint32_t queue)
 	uint64_t F = dev_sample_now() + 5 * rate;
 	p[0] = mkpulse(F, 5, 10000);
 	p[1] = mkpulse(F + 100, 6, 10000);
-	if (send_cmd(b, mg_sc_encode(b, 101, p, 2)) < 0 || send_short(MG_SX_MAGIC, 0) < 0)
+	if (send_cmd(b, mg_sc_encode(b, 101, p, 2)) < 0 || send_short(MEAD_USB_SX_MAGIC, 0) < 0)
 		return 1;
 	uint32_t before = cl.n_recs;
 	if (!wait_recs(before + 2, 2000))
 		fail("no reports after SX"), bad = 1;
-	bad |= expect(101, 0, MG_ST_DROPPED, "dropped-by-SX");
-	bad |= expect(101, 1, MG_ST_DROPPED, "dropped-by-SX");
+	bad |= expect(101, 0, MEAD_USB_ST_DROPPED, "dropped-by-SX");
+	bad |= expect(101, 1, MEAD_USB_ST_DROPPED, "dropped-by-SX");
 
 	/* more pulses than the queue holds */
 	uint16_t n = (uint16_t)(queue + 2 <= 16 ? queue + 2 : 16);
@@ -754,12 +754,12 @@ static int cmd_stim(uint32_t queue)
 	uint32_t full = n > queue ? n - queue : 0;
 	wait_recs(before + full, 2000);
 	for (uint16_t i = (uint16_t)queue; i < n; i++)
-		bad |= expect(102, i, MG_ST_QUEUE_FULL, "queue-full");
-	if (send_short(MG_SX_MAGIC, 1) < 0)
+		bad |= expect(102, i, MEAD_USB_ST_QUEUE_FULL, "queue-full");
+	if (send_short(MEAD_USB_SX_MAGIC, 1) < 0)
 		return 1;
 	wait_recs(before + n, 2000);
 	for (uint16_t i = 0; i < queue && i < n; i++)
-		bad |= expect(102, i, MG_ST_DROPPED, "queued-then-SX");
+		bad |= expect(102, i, MEAD_USB_ST_DROPPED, "queued-then-SX");
 
 	/* a malformed command changes nothing and the next one still works */
 	uint8_t junk[8] = { 0x53, 0x43, 0xff, 0xff, 0, 0, 0, 0 };
@@ -769,7 +769,7 @@ static int cmd_stim(uint32_t queue)
 		return 1;
 	before = cl.n_recs;
 	wait_recs(before + 1, 3000);
-	bad |= expect(103, 0, MG_ST_DELIVERED, "after-malformed");
+	bad |= expect(103, 0, MEAD_USB_ST_DELIVERED, "after-malformed");
 	pump_ms(50);
 	end_stream();
 	print_stream("stim", 0);
@@ -787,7 +787,7 @@ static double keep_fed(uint32_t *k, unsigned feed, unsigned dur_ms)
 	uint64_t end = now_ns() + (uint64_t)dur_ms * 1000000u, last = now_ns();
 	double worst = 0;
 	while (now_ns() < end) {
-		send_short(MG_SK_MAGIC, (*k)++);
+		send_short(MEAD_USB_SK_MAGIC, (*k)++);
 		uint64_t t = now_ns();
 		if ((t - last) / 1e6 > worst)
 			worst = (t - last) / 1e6;
@@ -799,7 +799,7 @@ static double keep_fed(uint32_t *k, unsigned feed, unsigned dur_ms)
 
 static int cmd_watchdog(unsigned ms)
 {
-	int bad = 0, r = ctrl_out(MG_REQ_SET_WATCHDOG, (uint16_t)ms);
+	int bad = 0, r = ctrl_out(MEAD_USB_REQ_SET_WATCHDOG, (uint16_t)ms);
 	if (r < 0) {
 		fail("SET_WATCHDOG: %s", libusb_error_name(r));
 		return 1;
@@ -812,7 +812,7 @@ static int cmd_watchdog(unsigned ms)
 	double gap = keep_fed(&k, feed, 1000);
 	/* a keepalive's way into the device (usbfs, dummy_hcd, AIO) adds to
 	 * the gaps this host sees, so only a clearly fed watchdog counts */
-	if (cl.flags_seen & MG_SP_WATCHDOG) {
+	if (cl.flags_seen & MEAD_USB_SP_WATCHDOG) {
 		if (gap < ms / 2)
 			fail("the watchdog fired while fed (longest gap %.1f ms)", gap), bad = 1;
 		else
@@ -820,7 +820,7 @@ static int cmd_watchdog(unsigned ms)
 	}
 	const uint64_t rate = cl.info.rate, S = dev_sample_now();
 	struct mg_pulse p[2] = { mkpulse(S + 10 * rate, 9, -10000), mkpulse(S + 11 * rate, 10, -10000) };
-	uint8_t b[MG_CMD_HEADER + 2 * MG_PULSE_BYTES];
+	uint8_t b[MEAD_USB_CMD_HEADER + 2 * MEAD_USB_PULSE_BYTES];
 	cl.wd_flag_at_ns = 0;
 	if (send_cmd(b, mg_sc_encode(b, 200, p, 2)) < 0)
 		return 1;
@@ -843,22 +843,22 @@ static int cmd_watchdog(unsigned ms)
 	if (fired_ms < ms || fired_ms > ms + 250)
 		fail("the watchdog flag came %.1f ms after the last command, set to %u ms", fired_ms, ms), bad = 1;
 	wait_recs(2, 1000);
-	bad |= expect(200, 0, MG_ST_DROPPED, "dropped-by-watchdog");
-	bad |= expect(200, 1, MG_ST_DROPPED, "dropped-by-watchdog");
+	bad |= expect(200, 0, MEAD_USB_ST_DROPPED, "dropped-by-watchdog");
+	bad |= expect(200, 1, MEAD_USB_ST_DROPPED, "dropped-by-watchdog");
 	/* fed again, it keeps quiet while fed */
 	uint16_t seen = cl.flags_seen;
-	send_short(MG_SK_MAGIC, k++);
+	send_short(MEAD_USB_SK_MAGIC, k++);
 	/* the packets still in the queues may carry the flag */
 	pump_ms(100);
 	cl.flags_seen = 0;
 	gap = keep_fed(&k, feed, 500);
-	if ((cl.flags_seen & MG_SP_WATCHDOG) && gap < ms / 2)
+	if ((cl.flags_seen & MEAD_USB_SP_WATCHDOG) && gap < ms / 2)
 		fail("the watchdog fired again while fed (longest gap %.1f ms)", gap), bad = 1;
-	else if (cl.flags_seen & MG_SP_WATCHDOG)
+	else if (cl.flags_seen & MEAD_USB_SP_WATCHDOG)
 		printf("note: this host left %.1f ms between two keepalives; the watchdog rightly fired\n", gap);
 	cl.flags_seen |= seen;
 	end_stream();
-	ctrl_out(MG_REQ_SET_WATCHDOG, 0);
+	ctrl_out(MEAD_USB_REQ_SET_WATCHDOG, 0);
 	print_stream("watchdog", 0);
 	return bad;
 }
@@ -867,11 +867,11 @@ static int cmd_watchdog(unsigned ms)
  * caller kills this process, as a crashed host would be. */
 static int cmd_hold(unsigned ms, unsigned seconds)
 {
-	if (ctrl_out(MG_REQ_SET_WATCHDOG, (uint16_t)ms) < 0 || start_stream() < 0 || send_short(MG_SK_MAGIC, 0) < 0)
+	if (ctrl_out(MEAD_USB_REQ_SET_WATCHDOG, (uint16_t)ms) < 0 || start_stream() < 0 || send_short(MEAD_USB_SK_MAGIC, 0) < 0)
 		return 1;
 	const uint64_t rate = cl.info.rate, S = dev_sample_now();
 	struct mg_pulse p[2] = { mkpulse(S + 30 * rate, 11, -10000), mkpulse(S + 31 * rate, 12, -10000) };
-	uint8_t b[MG_CMD_HEADER + 2 * MG_PULSE_BYTES];
+	uint8_t b[MEAD_USB_CMD_HEADER + 2 * MEAD_USB_PULSE_BYTES];
 	if (send_cmd(b, mg_sc_encode(b, 300, p, 2)) < 0)
 		return 1;
 	printf("hold queued=2\n");
@@ -928,12 +928,12 @@ static int get_clock(uint64_t *sample, uint64_t *us, uint64_t *mid)
 {
 	uint8_t b[16];
 	uint64_t a = now_ns();
-	int r = ctrl_in(MG_REQ_GET_CLOCK, 0, b, 16);
+	int r = ctrl_in(MEAD_USB_REQ_GET_CLOCK, 0, b, 16);
 	uint64_t z = now_ns();
 	if (r != 16)
 		return r < 0 ? r : LIBUSB_ERROR_IO;
-	*sample = mg_get64(b);
-	*us = mg_get64(b + 8);
+	*sample = mead_usb_get64(b);
+	*us = mead_usb_get64(b + 8);
 	*mid = a + (z - a) / 2;
 	return 0;
 }
@@ -1089,7 +1089,7 @@ int main(int argc, char **argv)
 	else if (strcmp(cmd, "hold") == 0 && a1 && a2)
 		r = cmd_hold((unsigned)atoi(a1), (unsigned)atoi(a2));
 	else if (strcmp(cmd, "set-watchdog") == 0 && a1)
-		r = ctrl_out(MG_REQ_SET_WATCHDOG, (uint16_t)atoi(a1)) < 0;
+		r = ctrl_out(MEAD_USB_REQ_SET_WATCHDOG, (uint16_t)atoi(a1)) < 0;
 	else if (strcmp(cmd, "stall") == 0 && a1)
 		r = cmd_stall(strtoull(a1, NULL, 0));
 	else if (strcmp(cmd, "clock") == 0 && a1)

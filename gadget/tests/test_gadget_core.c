@@ -81,7 +81,7 @@ static void test_info_layout(void **unused)
 {
 	struct mg_info in = {
 		.version = 2, .channels = 60, .rate = 25000, .nv_per_count = 195, .spp = 25,
-		.flags = MG_INFO_CAN_STIMULATE | MG_INFO_REPORTS | MG_INFO_WATCHDOG,
+		.flags = MEAD_USB_INFO_CAN_STIMULATE | MEAD_USB_INFO_REPORTS | MEAD_USB_INFO_WATCHDOG,
 		.max_na = 150000, .max_phase_us = 1000, .max_pulses = 16,
 	};
 	strcpy(in.serial, "MEAD0001");
@@ -107,7 +107,7 @@ static void test_info_layout(void **unused)
 static void test_sp_header(void **unused)
 {
 	uint8_t b[16];
-	mg_sp_header(b, MG_SP_OVERRUN | MG_SP_WATCHDOG, 0x01020304u, 0x1122334455667788ull);
+	mg_sp_header(b, MEAD_USB_SP_OVERRUN | MEAD_USB_SP_WATCHDOG, 0x01020304u, 0x1122334455667788ull);
 	static const uint8_t want[16] = { 0x53, 0x50, 3, 0, 4, 3, 2, 1, 0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11 };
 	assert_memory_equal(b, want, 16);
 	assert_int_equal(mg_sp_bytes(25, 60), 3016);
@@ -116,9 +116,9 @@ static void test_sp_header(void **unused)
 static void test_sr_layout(void **unused)
 {
 	struct mg_record r[2] = {
-		{ .started = 0x0102030405060708ull, .cmd_seq = 0xa1a2a3a4u, .index = 0x0b0c, .status = MG_ST_LATE,
+		{ .started = 0x0102030405060708ull, .cmd_seq = 0xa1a2a3a4u, .index = 0x0b0c, .status = MEAD_USB_ST_LATE,
 		  .requested = 0x1112131415161718ull },
-		{ .started = 0, .cmd_seq = 7, .index = 1, .status = MG_ST_DROPPED, .requested = 99 },
+		{ .started = 0, .cmd_seq = 7, .index = 1, .status = MEAD_USB_ST_DROPPED, .requested = 99 },
 	};
 	uint8_t b[8 + 48];
 	assert_int_equal(mg_sr_encode(b, 5, r, 2), 56);
@@ -169,11 +169,11 @@ static void test_commands(void **unused)
 	assert_int_equal(q.index, 1);
 
 	uint8_t k[8];
-	mg_short_cmd(k, MG_SK_MAGIC, 9);
+	mg_short_cmd(k, MEAD_USB_SK_MAGIC, 9);
 	static const uint8_t sk[8] = { 0x53, 0x4b, 0, 0, 9, 0, 0, 0 };
 	assert_memory_equal(k, sk, 8);
 	assert_int_equal(mg_cmd_length(k, 8, 16, &h), 8);
-	mg_short_cmd(k, MG_SX_MAGIC, 0);
+	mg_short_cmd(k, MEAD_USB_SX_MAGIC, 0);
 	assert_int_equal(k[0], 0x53);
 	assert_int_equal(k[1], 0x58);
 	assert_int_equal(mg_cmd_length(k, 8, 16, &h), 8);
@@ -210,7 +210,7 @@ static void make_synth(struct mg_synth *s, uint64_t seed)
 	assert_int_equal(mg_synth_init(s, &c, err, sizeof(err)), 0);
 }
 
-static int16_t at(const uint8_t *b, size_t i) { return (int16_t)mg_get16(b + 2 * i); }
+static int16_t at(const uint8_t *b, size_t i) { return (int16_t)mead_usb_get16(b + 2 * i); }
 
 static void test_signal_deterministic(void **unused)
 {
@@ -389,19 +389,19 @@ static void test_in_time_and_late(void **unused)
 	assert_int_equal(mg_stim_init(&s, &lim, 8), 0);
 	uint64_t start;
 	struct mg_pulse a = pulse(1000, 3, 1, 0), b = pulse(100, 4, 1, 1);
-	assert_int_equal(mg_stim_offer(&s, &a, 500, &start), MG_ST_DELIVERED);
+	assert_int_equal(mg_stim_offer(&s, &a, 500, &start), MEAD_USB_ST_DELIVERED);
 	assert_int_equal(start, 1000);
 	/* its sample passed before it arrived: starts at the arrival */
-	assert_int_equal(mg_stim_offer(&s, &b, 500, &start), MG_ST_LATE);
+	assert_int_equal(mg_stim_offer(&s, &b, 500, &start), MEAD_USB_ST_LATE);
 	assert_int_equal(start, 500);
 	/* exactly now is in time */
 	struct mg_pulse c = pulse(700, 5, 1, 2);
-	assert_int_equal(mg_stim_offer(&s, &c, 700, &start), MG_ST_DELIVERED);
+	assert_int_equal(mg_stim_offer(&s, &c, 700, &start), MEAD_USB_ST_DELIVERED);
 
 	struct mg_record r[8];
 	assert_int_equal(mg_stim_advance(&s, 500, r, 8), 0);
 	assert_int_equal(mg_stim_advance(&s, 501, r, 8), 1);
-	assert_int_equal(r[0].status, MG_ST_LATE);
+	assert_int_equal(r[0].status, MEAD_USB_ST_LATE);
 	assert_int_equal(r[0].started, 500);
 	assert_int_equal(r[0].requested, 100);
 	assert_int_equal(r[0].index, 1);
@@ -410,14 +410,14 @@ static void test_in_time_and_late(void **unused)
 	assert_int_equal(mg_stim_advance(&s, 1025, r, 8), 2);
 	assert_int_equal(r[0].started, 700);
 	assert_int_equal(r[1].started, 1000);
-	assert_int_equal(r[1].status, MG_ST_DELIVERED);
+	assert_int_equal(r[1].status, MEAD_USB_ST_DELIVERED);
 	assert_int_equal(r[1].requested, 1000);
 	/* started and finished ones leave the queue */
 	assert_int_equal(mg_stim_advance(&s, 2000, r, 8), 0);
 	assert_int_equal(s.n, 0);
 	/* arriving behind what was already reported counts from there */
 	struct mg_pulse d = pulse(1500, 1, 2, 0);
-	assert_int_equal(mg_stim_offer(&s, &d, 1800, &start), MG_ST_LATE);
+	assert_int_equal(mg_stim_offer(&s, &d, 1800, &start), MEAD_USB_ST_LATE);
 	assert_int_equal(start, 2000);
 	mg_stim_free(&s);
 }
@@ -428,21 +428,21 @@ static void test_overlap(void **unused)
 	assert_int_equal(mg_stim_init(&s, &lim, 8), 0);
 	uint64_t start;
 	struct mg_pulse a = pulse(1000, 3, 1, 0);
-	assert_int_equal(mg_stim_offer(&s, &a, 0, &start), MG_ST_DELIVERED);
+	assert_int_equal(mg_stim_offer(&s, &a, 0, &start), MEAD_USB_ST_DELIVERED);
 	/* one stimulator: another electrode overlapping is refused too */
 	struct mg_pulse b = pulse(1011, 9, 1, 1);
-	assert_int_equal(mg_stim_offer(&s, &b, 0, &start), MG_ST_OVERLAP);
+	assert_int_equal(mg_stim_offer(&s, &b, 0, &start), MEAD_USB_ST_OVERLAP);
 	struct mg_pulse c = pulse(989, 9, 1, 2);
-	assert_int_equal(mg_stim_offer(&s, &c, 0, &start), MG_ST_OVERLAP);
+	assert_int_equal(mg_stim_offer(&s, &c, 0, &start), MEAD_USB_ST_OVERLAP);
 	/* back to back is fine on both sides */
 	struct mg_pulse d = pulse(1012, 9, 1, 3), e = pulse(988, 9, 1, 4);
-	assert_int_equal(mg_stim_offer(&s, &d, 0, &start), MG_ST_DELIVERED);
-	assert_int_equal(mg_stim_offer(&s, &e, 0, &start), MG_ST_DELIVERED);
+	assert_int_equal(mg_stim_offer(&s, &d, 0, &start), MEAD_USB_ST_DELIVERED);
+	assert_int_equal(mg_stim_offer(&s, &e, 0, &start), MEAD_USB_ST_DELIVERED);
 	/* a late pulse overlapping the one playing now */
 	struct mg_record r[8];
 	assert_int_equal(mg_stim_advance(&s, 1005, r, 8), 2);
 	struct mg_pulse f = pulse(10, 2, 2, 0);
-	assert_int_equal(mg_stim_offer(&s, &f, 1005, &start), MG_ST_OVERLAP);
+	assert_int_equal(mg_stim_offer(&s, &f, 1005, &start), MEAD_USB_ST_OVERLAP);
 	mg_stim_free(&s);
 }
 
@@ -452,36 +452,36 @@ static void test_range(void **unused)
 	assert_int_equal(mg_stim_init(&s, &lim, 8), 0);
 	uint64_t start;
 	struct mg_pulse p = pulse(1000, 60, 1, 0);
-	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MG_ST_RANGE);
+	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MEAD_USB_ST_RANGE);
 	p = pulse(1000, 59, 1, 0);
 	p.amp_na = 150001;
-	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MG_ST_RANGE);
+	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MEAD_USB_ST_RANGE);
 	p.amp_na = -150001;
-	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MG_ST_RANGE);
+	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MEAD_USB_ST_RANGE);
 	p.amp_na = INT32_MIN;
-	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MG_ST_RANGE);
+	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MEAD_USB_ST_RANGE);
 	p.amp_na = 0;
-	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MG_ST_RANGE);
+	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MEAD_USB_ST_RANGE);
 	p = pulse(1000, 59, 1, 0);
 	p.phase_us = 0;
-	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MG_ST_RANGE);
+	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MEAD_USB_ST_RANGE);
 	p.phase_us = 1001;
-	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MG_ST_RANGE);
+	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MEAD_USB_ST_RANGE);
 	p = pulse(1000, 59, 1, 0);
 	p.interphase_us = 1001;
-	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MG_ST_RANGE);
+	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MEAD_USB_ST_RANGE);
 	p = pulse(1000, 59, 1, 0);
 	p.flags = 1;
-	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MG_ST_RANGE);
+	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MEAD_USB_ST_RANGE);
 	p = pulse(UINT64_MAX - 3, 59, 1, 0);
-	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MG_ST_RANGE);
+	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MEAD_USB_ST_RANGE);
 	/* range is judged before overlap */
 	p = pulse(1000, 59, 1, 0);
 	p.amp_na = 150000;
 	p.phase_us = 1000;
-	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MG_ST_DELIVERED);
+	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MEAD_USB_ST_DELIVERED);
 	p.electrode = 70;
-	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MG_ST_RANGE);
+	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MEAD_USB_ST_RANGE);
 	mg_stim_free(&s);
 }
 
@@ -492,18 +492,18 @@ static void test_queue_full(void **unused)
 	uint64_t start;
 	for (uint16_t i = 0; i < 3; i++) {
 		struct mg_pulse p = pulse(1000 + 100u * i, 1, 1, i);
-		assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MG_ST_DELIVERED);
+		assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MEAD_USB_ST_DELIVERED);
 	}
 	struct mg_pulse p = pulse(2000, 1, 1, 3);
-	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MG_ST_QUEUE_FULL);
+	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MEAD_USB_ST_QUEUE_FULL);
 	/* overlap is judged before a full queue */
 	p = pulse(1001, 1, 1, 4);
-	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MG_ST_OVERLAP);
+	assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MEAD_USB_ST_OVERLAP);
 	/* room again once the first has played and been reported */
 	struct mg_record r[4];
 	assert_int_equal(mg_stim_advance(&s, 1050, r, 4), 1);
 	p = pulse(2000, 1, 1, 5);
-	assert_int_equal(mg_stim_offer(&s, &p, 1050, &start), MG_ST_DELIVERED);
+	assert_int_equal(mg_stim_offer(&s, &p, 1050, &start), MEAD_USB_ST_DELIVERED);
 	mg_stim_free(&s);
 }
 
@@ -514,9 +514,9 @@ static void test_cancel(void **unused)
 	uint64_t start;
 	struct mg_pulse a = pulse(1000, 1, 4, 0), b = pulse(1005 + 1, 2, 4, 1), c = pulse(3000, 3, 4, 2);
 	b.start = 1012;
-	assert_int_equal(mg_stim_offer(&s, &a, 0, &start), MG_ST_DELIVERED);
-	assert_int_equal(mg_stim_offer(&s, &b, 0, &start), MG_ST_DELIVERED);
-	assert_int_equal(mg_stim_offer(&s, &c, 0, &start), MG_ST_DELIVERED);
+	assert_int_equal(mg_stim_offer(&s, &a, 0, &start), MEAD_USB_ST_DELIVERED);
+	assert_int_equal(mg_stim_offer(&s, &b, 0, &start), MEAD_USB_ST_DELIVERED);
+	assert_int_equal(mg_stim_offer(&s, &c, 0, &start), MEAD_USB_ST_DELIVERED);
 	struct mg_record r[8];
 	assert_int_equal(mg_stim_advance(&s, 1001, r, 8), 1);
 	/* at 1015: a played, b plays (not yet reported), c waits */
@@ -524,10 +524,10 @@ static void test_cancel(void **unused)
 	assert_int_equal(mg_stim_cancel(&s, 1015, r, 8, &cut), 2);
 	assert_true(cut);
 	assert_int_equal(r[0].index, 1);
-	assert_int_equal(r[0].status, MG_ST_DELIVERED);
+	assert_int_equal(r[0].status, MEAD_USB_ST_DELIVERED);
 	assert_int_equal(r[0].started, 1012);
 	assert_int_equal(r[1].index, 2);
-	assert_int_equal(r[1].status, MG_ST_DROPPED);
+	assert_int_equal(r[1].status, MEAD_USB_ST_DROPPED);
 	assert_int_equal(r[1].started, 0);
 	assert_int_equal(r[1].requested, 3000);
 	assert_int_equal(s.n, 0);
@@ -546,7 +546,7 @@ static void test_advance_in_pieces(void **unused)
 	uint64_t start;
 	for (uint16_t i = 0; i < 5; i++) {
 		struct mg_pulse p = pulse(100u + 20u * i, 1, 1, i);
-		assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MG_ST_DELIVERED);
+		assert_int_equal(mg_stim_offer(&s, &p, 0, &start), MEAD_USB_ST_DELIVERED);
 	}
 	struct mg_record r[2];
 	/* room for two records at a time: the rest wait, in order */

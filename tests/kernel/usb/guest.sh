@@ -175,5 +175,27 @@ if device stall --spp 125 --stall-after-packets 300; then
 	stop
 fi
 
+# the daemon itself, with the respond protocol, on the device: every
+# pulse the device played is in the recording at the sample it played it,
+# and the spike-to-command figures (mead-bench closed-loop; 5 ms ticks, as
+# above; the figures under TCG are the emulator's, the ticks are the point)
+bench=$build/bench/mead-bench
+if [ ! -x "$bench" ] || [ ! -x "$build/daemon/mead" ]; then
+	notok closed-loop "no $bench or $build/daemon/mead (ninja -C $build)"
+elif device closed-loop --spp 125 --spike-electrodes 0,2,4,6 --spike-every-ms 100; then
+	"$bench" closed-loop --gadget-log "$out/closed-loop.device.log" --gadget-truth "$out/closed-loop.truth.csv" \
+		--channels 8 --target 7 --seconds 20 --period-us 5000 --priority 50 --keep "$out/closed-loop" \
+		-o driver.options.watchdog_ms=1000 > "$out/closed-loop.bench.out" 2>&1
+	rc=$?
+	sed 's/^/#   /' "$out/closed-loop.bench.out"
+	agree=$(grep "record vs device" "$out/closed-loop.bench.out")
+	if [ $rc = 0 ] && echo "$agree" | grep -q " 0 recorded but not played, 0 played but not recorded"; then
+		ok closed-loop "$(grep -o 'latency_ticks_p50=.*' "$out/closed-loop.bench.out" | head -1)"
+	else
+		notok closed-loop "exit $rc: ${agree:-no figures}"
+	fi
+	stop
+fi
+
 echo "note: usb guest: $passes checks passed, $fails failed; logs in $out"
 [ $fails = 0 ]
