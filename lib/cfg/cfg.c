@@ -1215,6 +1215,18 @@ int mead_cfg_override(const struct mead_cfg_key *table, void *obj, const char *a
 
 	c.col_shift = (uint32_t)(eq - assignment) + 1;
 	c.line_end = (uint32_t)strlen(assignment);
+	{
+		/* YAML would read "#..." as a comment, and the key as given no
+		 * value: a label such as "#0:0" would vanish without a word */
+		const char *v = eq + 1;
+		while (*v == ' ' || *v == '\t')
+			v++;
+		if (*v == '#') {
+			m.column = (size_t)(v - eq - 1);   /* fail() adds the key's width */
+			return fail(&c, m, "the value starts with \"#\", which YAML reads as a comment: quote it (%.*s='%s')",
+				    (int)kl, key, v);
+		}
+	}
 	if (r.entry) {
 		yaml_document_t doc;
 

@@ -976,6 +976,11 @@ static void test_override_errors(void **state)
 					       "here: " TOP_KEYS ")");
 	expect_override_error("count", "<command line>:1:1: count: expected key=value, found no \"=\"");
 	expect_override_error("=5", "<command line>:1:1: expected key=value, found no key before \"=\"");
+	expect_override_error("driver.options.map=#0:0", "<command line>:1:20: driver.options.map: the value starts "
+							     "with \"#\", which YAML reads as a comment: quote it "
+							     "(driver.options.map='#0:0')");
+	expect_override_error("name= #x", "<command line>:1:7: name: the value starts with \"#\", which YAML reads "
+					  "as a comment: quote it (name='#x')");
 	expect_override_error("count=", "<command line>:1:7: count: expected an integer from 0 to "
 					"4294967295, found no value");
 	expect_override_error("channels=[1, x]", "<command line>:1:14: channels[1]: expected an integer "
