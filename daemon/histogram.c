@@ -29,7 +29,8 @@ double mead_hist_percentile(_Atomic uint64_t *buckets, size_t n_buckets, double 
 	for (size_t i = 0; i < n_buckets; i++) {
 		seen += atomic_load_explicit(&buckets[i], memory_order_relaxed);
 		if (seen >= rank)
-			return i == n_buckets - 1 ? overflow_value_us : (double)i;
+			return i == n_buckets - 1 ? overflow_value_us
+			       : i < MEAD_HIST_FINE ? (double)i : (double)(i - MEAD_HIST_FINE + 1) * 1000.0;
 	}
 	return overflow_value_us;
 }

@@ -35,7 +35,7 @@ struct mead_msg {
 };
 _Static_assert(sizeof(struct mead_msg) == 32, "message header is 32 bytes");
 
-#define MEAD_LAT_BUCKETS 1001   /* 0..999 µs in 1 µs buckets, then overflow */
+#define MEAD_LAT_BUCKETS 2000   /* 0..999 µs by 1 µs, 1..999 ms by 1 ms, then overflow (daemon/histogram.h) */
 
 enum mead_loop_state {
 	MEAD_LOOP_CREATED = 0,

@@ -97,6 +97,31 @@ static void test_histogram_percentiles(void **state)
 	assert_int_equal(atomic_load(&h[0]), 1);
 }
 
+/* A loop far behind: its percentiles are still its own, to the ms, and only
+ * a second or more is the overflow (the maximum). */
+static void test_histogram_far_behind(void **state)
+{
+	static _Atomic uint64_t h[MEAD_LAT_BUCKETS];
+
+	for (int i = 0; i < 600; i++)
+		mead_hist_add(h, MEAD_LAT_BUCKETS, 250700000);   /* 250.7 ms */
+	for (int i = 0; i < 390; i++)
+		mead_hist_add(h, MEAD_LAT_BUCKETS, 3000000);     /* 3 ms */
+	for (int i = 0; i < 9; i++)
+		mead_hist_add(h, MEAD_LAT_BUCKETS, 999999999);   /* just under 1 s */
+	mead_hist_add(h, MEAD_LAT_BUCKETS, 4000000000ll);    /* 4 s: overflow */
+	assert_true(mead_hist_percentile(h, MEAD_LAT_BUCKETS, 30, 4000000) == 3000.0);
+	assert_true(mead_hist_percentile(h, MEAD_LAT_BUCKETS, 50, 4000000) == 250000.0);
+	assert_true(mead_hist_percentile(h, MEAD_LAT_BUCKETS, 99, 4000000) == 250000.0);
+	assert_true(mead_hist_percentile(h, MEAD_LAT_BUCKETS, 99.9, 4000000) == 999000.0);
+	assert_true(mead_hist_percentile(h, MEAD_LAT_BUCKETS, 100, 4000000) == 4000000.0);
+	assert_int_equal(atomic_load(&h[MEAD_HIST_FINE - 1]), 0);
+	mead_hist_add(h, MEAD_LAT_BUCKETS, 999999);   /* 999.999 µs: the last fine bucket */
+	assert_int_equal(atomic_load(&h[MEAD_HIST_FINE - 1]), 1);
+	mead_hist_add(h, MEAD_LAT_BUCKETS, 1000000);  /* 1 ms: the first coarse one */
+	assert_int_equal(atomic_load(&h[MEAD_HIST_FINE]), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -105,6 +130,7 @@ int main(void)
 		cmocka_unit_test(test_absolute_schedule_does_not_drift),
 		cmocka_unit_test(test_tick_to_sample),
 		cmocka_unit_test(test_histogram_percentiles),
+		cmocka_unit_test(test_histogram_far_behind),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
