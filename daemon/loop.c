@@ -30,6 +30,8 @@
 /* The device's rate is measured over the last few seconds of reads. */
 #define CLOCK_ANCHORS 16
 #define CLOCK_ANCHOR_NS 250000000ll
+/* How long the run's last late samples get to come after its last tick. */
+#define OWED_WAIT_NS 1000000000ll
 
 struct train {
 	bool active;
@@ -82,6 +84,8 @@ struct mead_loop {
 	uint64_t seq[MEAD_KIND_COUNT + 1];
 	bool device_gone;
 	uint64_t gone_since;             /* first sample without the device */
+	uint64_t owed_from;              /* samples from here on are late: the driver still owes them */
+	bool late_open;
 	uint32_t naps_after_stop;        /* virtual clock: waits for room since the stop request, all messages together */
 	/* following the device's clock */
 	bool follow_device;
@@ -610,22 +614,37 @@ static void device_state(struct mead_loop *l, int r, uint64_t first)
 	}
 }
 
-/* One tick, run once its samples are due: read them, then decide and
- * write the next tick's stimulation from them, so a spike reaches the
- * stimulator within one tick.  A tick that ends the run sets the exit
- * reason and the stop flag, which the loop checks before the next one. */
-static void run_tick(struct mead_loop *l, uint64_t tick)
+/* Where the samples the driver still owes begin: the end of what raw
+ * holds when raw is on, else the start of the first LATE range since the
+ * last tick that came whole (some of that range may have come since: without
+ * raw the loop cannot tell, so an UNREAD event then says "at most"). */
+static void track_late(struct mead_loop *l, uint64_t end)
+{
+	if (!(l->frame.flags & MEAD_FRAME_LATE)) {
+		l->owed_from = end;
+		l->late_open = false;
+		return;
+	}
+	if (l->raw) {
+		if (l->frame.raw_samples)
+			l->owed_from = l->frame.raw_first_sample + l->frame.raw_samples;
+	} else if (!l->late_open) {
+		for (uint32_t i = 0; i < l->frame.n_events; i++)
+			if (l->driver_events[i].type == MEAD_EVENT_LATE) {
+				l->owed_from = l->driver_events[i].sample;
+				break;
+			}
+	}
+	l->late_open = true;
+}
+
+/* Reads samples [first, end) (none at all for the catch-up after the last
+ * tick) and passes on what came with them; returns the STIM records. */
+static uint32_t read_and_pass(struct mead_loop *l, uint64_t tick, uint64_t first, uint64_t end)
 {
 	const struct mead_driver_ops *ops = l->driver.ops;
-	uint64_t first = mead_tick_first_sample(tick, l->params.period_ns, l->sample_rate_hz);
-	uint64_t end = mead_tick_first_sample(tick + 1, l->params.period_ns, l->sample_rate_hz);
 	uint32_t n_out = 0;
 	int r;
-
-	apply_commands(l, end);
-	if (tick == 0)
-		add_event(l, (struct mead_event){ .sample = first, .type = MEAD_EVENT_RUN_START,
-						  .value = (int32_t)l->sample_rate_hz });
 
 	l->frame = (struct mead_frame){
 		.first_sample = first, .n_samples = (uint32_t)(end - first),
@@ -666,6 +685,24 @@ static void run_tick(struct mead_loop *l, uint64_t tick)
 	stat_add(&l->stats.spikes, l->frame.n_spikes);
 	stat_add(&l->stats.spikes_dropped, l->frame.spikes_dropped);
 	stat_add(&l->stats.events_dropped, l->frame.events_dropped);
+	track_late(l, end);
+	return n_out;
+}
+
+/* One tick, run once its samples are due: read them, then decide and
+ * write the next tick's stimulation from them, so a spike reaches the
+ * stimulator within one tick.  A tick that ends the run sets the exit
+ * reason and the stop flag, which the loop checks before the next one. */
+static void run_tick(struct mead_loop *l, uint64_t tick)
+{
+	uint64_t first = mead_tick_first_sample(tick, l->params.period_ns, l->sample_rate_hz);
+	uint64_t end = mead_tick_first_sample(tick + 1, l->params.period_ns, l->sample_rate_hz);
+
+	apply_commands(l, end);
+	if (tick == 0)
+		add_event(l, (struct mead_event){ .sample = first, .type = MEAD_EVENT_RUN_START,
+						  .value = (int32_t)l->sample_rate_hz });
+	uint32_t n_out = read_and_pass(l, tick, first, end);
 
 	if (!atomic_load_explicit(&l->stop, memory_order_relaxed))
 		n_out = decide_and_write(l, tick + 1, &l->frame, n_out);
@@ -752,6 +789,52 @@ static int64_t follow_device(struct mead_loop *l, uint64_t tick, int64_t period,
 	if (step < 0.75 * period)
 		step = 0.75 * period;
 	return (int64_t)step;
+}
+
+/*
+ * The last ticks' samples may not have come yet (a device a little behind
+ * the host, a loop that fell behind and caught up): the run is every
+ * sample of its ticks, so they are read, as ticks of no samples of their
+ * own, for up to OWED_WAIT_NS.  What has not come by then is lost, and an
+ * UNREAD event says which: a LATE event promised them.
+ */
+static bool fault(const struct mead_loop *l)
+{
+	return l->device_gone ||
+	       atomic_load_explicit(&l->stats.exit_reason, memory_order_relaxed) == MEAD_EXIT_DRIVER_FAULT;
+}
+
+static void collect_owed(struct mead_loop *l, uint64_t tick)
+{
+	const uint64_t end = mead_tick_first_sample(tick, l->params.period_ns, l->sample_rate_hz);
+	struct timespec next;
+
+	if (!(l->frame.flags & MEAD_FRAME_LATE) || fault(l))
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &next);
+	const int64_t until = mead_ts_to_ns(&next) + OWED_WAIT_NS;
+	while ((l->frame.flags & MEAD_FRAME_LATE) && !fault(l) && mead_ts_to_ns(&next) < until) {
+		next = mead_ts_add_ns(next, l->params.period_ns);
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
+			;
+		l->n_events = 0;
+		uint32_t n_out = read_and_pass(l, tick, end, end);
+		if (n_out)
+			push_msg(l, MEAD_KIND_STIM, end, l->stim_out, n_out, sizeof(struct mead_wire_stim));
+		if (l->n_events) {
+			sort_events(l->events, l->n_events);
+			push_msg(l, MEAD_KIND_EVENTS, end, l->events, l->n_events, sizeof(struct mead_event));
+		}
+	}
+	if ((l->frame.flags & MEAD_FRAME_LATE) && !fault(l) && l->owed_from < end) {
+		uint64_t n = end - l->owed_from;
+		struct mead_event ev = { .sample = l->owed_from, .type = MEAD_EVENT_UNREAD,
+					 .samples = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n };
+		stat_add(&l->stats.loss_events[MEAD_EVENT_UNREAD], 1);
+		stat_add(&l->stats.loss_samples[MEAD_EVENT_UNREAD], n);
+		push_msg(l, MEAD_KIND_EVENTS, end, &ev, 1, sizeof(ev));
+	}
+	l->n_events = 0;
 }
 
 static void *loop_thread(void *arg)
@@ -844,6 +927,7 @@ static void *loop_thread(void *arg)
 	/* Stop means stop: outputs off before anything else. */
 	if (l->driver.ops->stop_outputs)
 		l->driver.ops->stop_outputs(l->driver.state);
+	collect_owed(l, tick);
 	struct mead_event end_ev = {
 		.sample = mead_tick_first_sample(tick, l->params.period_ns, l->sample_rate_hz),
 		.type = MEAD_EVENT_RUN_END,

@@ -180,7 +180,7 @@ static void log_summary(const struct mead_loop *loop)
 		dropped += atomic_load(&s->dropped[k]);
 	}
 	lost = atomic_load(&s->loss_samples[MEAD_EVENT_OVERFLOW]) + atomic_load(&s->loss_samples[MEAD_EVENT_GAP]) +
-	       atomic_load(&s->loss_samples[MEAD_EVENT_DEVICE_GONE]);
+	       atomic_load(&s->loss_samples[MEAD_EVENT_DEVICE_GONE]) + atomic_load(&s->loss_samples[MEAD_EVENT_UNREAD]);
 	late = atomic_load(&s->loss_samples[MEAD_EVENT_LATE]);
 	log_notice("run: ticks=%" PRIu64 " overruns=%" PRIu64 " latency_us p50=%.0f p99=%.0f p99.9=%.0f max=%.1f "
 		   "spikes=%" PRIu64 " stim=%" PRIu64 " stim_late=%" PRIu64 " stim_rejected=%" PRIu64

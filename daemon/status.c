@@ -270,7 +270,8 @@ static void loop_stats(struct mead_jw *w, const struct mead_daemon *d, uint64_t 
 	mead_jw_key(w, "data_loss");
 	mead_jw_obj_begin(w);
 	static const uint32_t loss_types[] = { MEAD_EVENT_OVERFLOW, MEAD_EVENT_GAP, MEAD_EVENT_LATE,
-					       MEAD_EVENT_DEVICE_GONE, MEAD_EVENT_STALL, MEAD_EVENT_STIM_LOST };
+					       MEAD_EVENT_DEVICE_GONE, MEAD_EVENT_STALL, MEAD_EVENT_STIM_LOST,
+					       MEAD_EVENT_UNREAD };
 	for (size_t i = 0; i < sizeof(loss_types) / sizeof(loss_types[0]); i++) {
 		mead_jw_key(w, mead_event_type_name(loss_types[i]));
 		mead_jw_obj_begin(w);

@@ -45,7 +45,7 @@ FIELDS = {"spikes": SPIKE_FIELDS, "stim": STIM_FIELDS, "events": EVENT_FIELDS}
 # (docs/wire-v1.md): with them a subscriber tells a quiet electrode from a
 # lost second.
 LOSS_EVENTS = {9: "overflow", 10: "gap", 11: "late", 12: "device_gone", 13: "device_back", 15: "stall",
-               16: "stim_lost"}
+               16: "stim_lost", 17: "unread"}
 EVENT_STIM_REFUSED = 8
 STIM_LATE = 1
 

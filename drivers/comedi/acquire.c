@@ -625,7 +625,10 @@ int comedi_read_frame_(void *state, uint64_t tick, struct mead_frame *f)
 		uint64_t from = st->acq > f->first_sample ? st->acq : f->first_sample;
 		f->flags |= MEAD_FRAME_LATE;
 		atomic_fetch_add(&st->late_ticks, 1);
-		mead_frame_event(f, MEAD_EVENT_LATE, from, end - from, 0, 0);
+		/* each late sample is announced once; a catch-up read with no
+		 * samples of its own announces none */
+		if (from < end)
+			mead_frame_event(f, MEAD_EVENT_LATE, from, end - from, 0, 0);
 	}
 	f->acquired = st->acquired;
 	stim_tick(st, f, ret);

@@ -103,6 +103,7 @@ enum mead_event_type {
 	MEAD_EVENT_BLANK        = 14, /* a stimulation artifact on electrode over [sample, +samples): value 0 detection off, 1 artifact subtracted (SALPA) */
 	MEAD_EVENT_STALL        = 15, /* the device stalled its sample endpoint; value: times cleared so far */
 	MEAD_EVENT_STIM_LOST    = 16, /* the device stopped its outputs by itself (its host watchdog): value: pulses it dropped */
+	MEAD_EVENT_UNREAD       = 17, /* samples [sample, +samples) of the run's last ticks had not come when it ended: lost */
 };
 
 enum mead_phase {

@@ -35,6 +35,8 @@ struct collected {
 	uint64_t stim_late;
 	uint64_t raw_next, raw_frames, raw_breaks;   /* raw messages chain sample after sample */
 	uint64_t late_events, late_samples;
+	uint64_t unread_events, unread_sample, unread_samples;
+	uint64_t run_end_sample;
 };
 
 static void drain(struct mead_ring *ring, struct collected *c)
@@ -73,6 +75,13 @@ static void drain(struct mead_ring *ring, struct collected *c)
 			for (uint32_t i = 0; i < m->count; i++) {
 				c->run_start |= e[i].type == MEAD_EVENT_RUN_START;
 				c->run_end |= e[i].type == MEAD_EVENT_RUN_END;
+				if (e[i].type == MEAD_EVENT_RUN_END)
+					c->run_end_sample = e[i].sample;
+				if (e[i].type == MEAD_EVENT_UNREAD) {
+					c->unread_events++;
+					c->unread_sample = e[i].sample;
+					c->unread_samples = e[i].samples;
+				}
 				if (e[i].type == MEAD_EVENT_LATE) {
 					c->late_events++;
 					c->late_samples += e[i].samples;
@@ -675,6 +684,119 @@ static void test_stim_record_is_what_was_delivered(void **state)
 	mead_ring_free(ring);
 }
 
+/* ---- an in-test driver whose samples fall behind at the end of the run ---- */
+
+static struct {
+	bool catch_up;                   /* the owed samples come after the last tick */
+	uint64_t late_from_tick;         /* from this tick on, nothing comes in time */
+	uint64_t acq;                    /* samples delivered */
+	uint32_t reads_after_end;        /* reads of no samples of their own */
+} owed;
+
+static void owed_deliver(struct mead_frame *f, uint64_t to)
+{
+	if (to <= owed.acq)
+		return;
+	if (f->raw) {
+		f->raw_first_sample = owed.acq;
+		f->raw_samples = (uint32_t)(to - owed.acq);
+		memset(f->raw, 0, (size_t)f->raw_samples * f->raw_channels * sizeof(int16_t));
+	}
+	owed.acq = to;
+}
+
+static int owed_read(void *st, uint64_t tick, struct mead_frame *f)
+{
+	const uint64_t end = f->first_sample + f->n_samples;
+	if (f->n_samples == 0)
+		owed.reads_after_end++;
+	if (tick < owed.late_from_tick || (f->n_samples == 0 && owed.catch_up))
+		owed_deliver(f, end);
+	else if (tick == owed.late_from_tick)
+		owed_deliver(f, f->first_sample + 10);        /* part of the tick */
+	if (owed.acq < end) {
+		uint64_t from = owed.acq > f->first_sample ? owed.acq : f->first_sample;
+		f->flags |= MEAD_FRAME_LATE;
+		if (from < end)
+			mead_frame_event(f, MEAD_EVENT_LATE, from, end - from, 0, 0);
+	}
+	f->acquired = owed.acq;
+	return 0;
+}
+
+static const struct mead_driver_ops owed_ops = {
+	.abi_version = MEAD_DRIVER_ABI_VERSION, .ops_size = sizeof(struct mead_driver_ops), .name = "owed",
+	.read_frame = owed_read,
+};
+
+static void run_owed(bool catch_up, bool raw, struct collected *got, const struct mead_loop_stats **ret_stats,
+		     struct mead_loop **ret_loop, struct mead_ring **ret_ring)
+{
+	struct mead_driver_handle drv = { .ops = &owed_ops,
+					  .caps = { .electrode_count = 8, .sample_rate_hz = 25000,
+						    .raw_channels = raw ? 8 : 0, .flags = raw ? MEAD_CAP_RAW : 0 } };
+	struct mead_loop_params lp = { .period_ns = 1000000, .virtual_clock = true, .max_ticks = 100,
+				       .spike_capacity = 16, .stim_capacity = 16, .cpu = -1, .want_raw = raw };
+	char warn[128];
+
+	memset(&owed, 0, sizeof(owed));
+	owed.catch_up = catch_up;
+	owed.late_from_tick = 97;
+	memset(got, 0, sizeof(*got));
+	assert_int_equal(mead_ring_new(8u << 20, ret_ring), 0);
+	assert_int_equal(mead_loop_new(&lp, &drv, &layout.view, *ret_ring, NULL, ret_loop), 0);
+	assert_int_equal(mead_loop_start(*ret_loop, warn, sizeof(warn)), 0);
+	mead_loop_join(*ret_loop);
+	drain(*ret_ring, got);
+	*ret_stats = mead_loop_stats(*ret_loop);
+	assert_int_equal(atomic_load(&(*ret_stats)->ticks), 100);
+	assert_true(got->run_end);
+	assert_int_equal(got->run_end_sample, 2500);
+}
+
+/* The run is every sample of its ticks: samples its last ticks were still
+ * owed come after the last tick, before RUN_END; samples that never come
+ * are lost and an UNREAD event says which (a LATE event promised them). */
+static void test_last_ticks_owed_samples(void **state)
+{
+	struct collected got;
+	const struct mead_loop_stats *s;
+	struct mead_loop *loop;
+	struct mead_ring *ring;
+
+	/* they come: all 2500 samples in raw, one unbroken chain */
+	run_owed(true, true, &got, &s, &loop, &ring);
+	assert_int_equal(got.raw_frames, 2500);
+	assert_int_equal(got.raw_breaks, 0);
+	assert_int_equal(got.unread_events, 0);
+	assert_int_equal(got.late_samples, 75 - 10);
+	assert_true(owed.reads_after_end >= 1);
+	mead_loop_free(loop);
+	mead_ring_free(ring);
+
+	/* they never come: the loop waits a second for them, then says so;
+	 * raw ends where the device's samples did, tick 97 + 10 samples */
+	run_owed(false, true, &got, &s, &loop, &ring);
+	assert_int_equal(got.raw_frames, 97 * 25 + 10);
+	assert_int_equal(got.unread_events, 1);
+	assert_int_equal(got.unread_sample, 97 * 25 + 10);
+	assert_int_equal(got.unread_samples, 2500 - (97 * 25 + 10));
+	assert_int_equal(atomic_load(&s->loss_events[MEAD_EVENT_UNREAD]), 1);
+	assert_int_equal(atomic_load(&s->loss_samples[MEAD_EVENT_UNREAD]), 2500 - (97 * 25 + 10));
+	assert_true(owed.reads_after_end >= 100);
+	mead_loop_free(loop);
+	mead_ring_free(ring);
+
+	/* without raw the loop knows only the LATE events: the first since
+	 * the last whole tick is where the loss starts */
+	run_owed(false, false, &got, &s, &loop, &ring);
+	assert_int_equal(got.unread_events, 1);
+	assert_int_equal(got.unread_sample, 97 * 25 + 10);
+	assert_int_equal(got.unread_samples, 2500 - (97 * 25 + 10));
+	mead_loop_free(loop);
+	mead_ring_free(ring);
+}
+
 static int setup(void **state)
 {
 	char err[512];
@@ -701,6 +823,7 @@ int main(void)
 		cmocka_unit_test(test_loop_follows_a_drifting_device_clock),
 		cmocka_unit_test(test_device_gone_and_driver_errors),
 		cmocka_unit_test(test_stim_record_is_what_was_delivered),
+		cmocka_unit_test(test_last_ticks_owed_samples),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -460,7 +460,7 @@ static void intervals_open(struct nwb *w, hid_t root)
 	h5_table_open(&w->h, &w->ev, iv, "/intervals", "events", "TimeIntervals", "core",
 		      "every event record of the recording (docs/wire-v1.md): protocol marks (run_start, trial_start, "
 		      "label, phase, item, ...), refusals (stim_refused), data losses with their sample ranges "
-		      "(overflow, gap, late, device_gone, device_back, stall, stim_lost) and blanking windows (blank)");
+		      "(overflow, gap, late, device_gone, device_back, stall, stim_lost, unread) and blanking windows (blank)");
 	h5_cols_open(&w->h, &w->ev, w->ec, event_cols, E_N, NULL);
 	w->with_trials = c->event_types[MEAD_EVENT_TRIAL_START] > 0;
 	if (w->with_trials) {

@@ -101,10 +101,11 @@ if args.mode == 'continue':
     got = np.zeros(end, bool)
     got[idx[(idx >= 0) & (idx < end)]] = True
     covered = np.zeros(end, bool)
-    for e in ov:
+    # lost: an overflow, or the last ticks' samples that never came (UNREAD)
+    for e in np.concatenate([ov, rec.of_type(ktest.EV_UNREAD)]):
         covered[int(e['sample']):min(end, int(e['sample']) + int(e['samples']))] = True
     check(len(idx) == len(np.unique(idx)) and bool(np.all(np.diff(idx) > 0)), 'raw frames in order, none twice')
-    check(bool(np.all(got != covered)), 'each sample of the run is either in raw or in an OVERFLOW event, never both',
+    check(bool(np.all(got != covered)), 'each sample of the run is either in raw or in an OVERFLOW or UNREAD event, never both',
           '%d missing without an event, %d both' % (int(np.sum(~got & ~covered)), int(np.sum(got & covered))))
     n_lost = int(ov['samples'].sum()) if len(ov) else 0
     check(drv.get('lost_samples') == n_lost and rec.loss('overflow').get('samples') == n_lost,
