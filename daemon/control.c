@@ -19,6 +19,7 @@
 #include "daemon/auth.h"
 #include "daemon/daemon.h"
 #include "lib/core/json.h"
+#include "lib/core/parse.h"
 #include "protocol/protocol.h"
 
 #define STATUS_MAX (256u << 10)
@@ -130,6 +131,7 @@ static int cmd_help(struct req *r)
 	static const char *const cmds[] = {
 		"ping", "help", "status", "start {protocol}", "stop", "halt",
 		"stim {electrodes, amplitude_ua, phase_us, interphase_us, pulses, rate_hz}", "shutdown",
+		"threshold {electrode (index or \"all\"), value (\"6x\" or \"-40uV\")}",
 	};
 	if (only_fields(r, "help", f) < 0)
 		return -EINVAL;
@@ -377,6 +379,66 @@ static int cmd_stim(struct req *r)
 	return 0;
 }
 
+/* {"cmd":"threshold","electrode":N|"all","value":"6x"|"-40uV"}: applied
+ * between ticks; the THRESHOLD event in the stream and the file says from
+ * which sample. */
+static int cmd_threshold(struct req *r)
+{
+	static const char *const f[] = { "electrode", "value", NULL };
+	struct mead_control *c = r->c;
+	const struct mead_layout_view *layout = c->d->layout;
+	struct mead_command cmd;
+	uint16_t electrode;
+	int mode;
+	double value;
+
+	if (only_fields(r, "threshold", f) < 0)
+		return -EINVAL;
+	const struct mead_json_value *ev = mead_json_get(r->doc, r->root, "electrode");
+	if (!ev)
+		return reply_error(r, "missing field \"electrode\"");
+	if (ev->type == MEAD_JSON_STRING && strcmp(ev->s, "all") == 0) {
+		electrode = MEAD_EVENT_ALL_ELECTRODES;
+	} else if (ev->type == MEAD_JSON_NUMBER && ev->is_int) {
+		if (!layout || ev->i < 0 || ev->i >= (int64_t)layout->count)
+			return reply_error(r, "electrode %" PRId64 " is outside the layout (0..%" PRIu32 ")", ev->i,
+					   layout && layout->count ? layout->count - 1 : 0);
+		electrode = (uint16_t)ev->i;
+	} else {
+		return reply_error(r, "\"electrode\" must be an electrode index or \"all\"");
+	}
+	const struct mead_json_value *vv = mead_json_get(r->doc, r->root, "value");
+	if (!vv || vv->type != MEAD_JSON_STRING)
+		return reply_error(r, "\"value\" must be a string: a multiple of the noise (\"6x\") or microvolts (\"-40uV\")");
+	if (mead_parse_threshold(vv->s, &mode, &value) < 0)
+		return reply_error(r, "\"value\" \"%.40s\" is not a threshold: %g to %gx the noise, or up to %g uV",
+				   vv->s, MEAD_THRESHOLD_K_MIN, MEAD_THRESHOLD_K_MAX, MEAD_THRESHOLD_UV_MAX);
+	if (!c->d->driver.ops || !(c->d->driver.caps.flags & MEAD_CAP_THRESHOLDS))
+		return reply_error(r, "the driver \"%s\" detects no spikes from a signal: it has no thresholds",
+				   c->d->driver.ops ? c->d->driver.ops->name : "none");
+	if (!c->d->loop)
+		return reply_error(r, "the loop is not running");
+	memset(&cmd, 0, sizeof(cmd));
+	cmd.type = MEAD_CMD_THRESHOLD;
+	cmd.threshold.electrode = electrode;
+	cmd.threshold.mode = (uint8_t)mode;
+	cmd.threshold.value = (float)value;
+	if (submit(r, &cmd) < 0)
+		return -EINVAL;
+	ok_begin(r);
+	mead_jw_key(&r->w, "id");
+	mead_jw_u64(&r->w, cmd.id);
+	mead_jw_key(&r->w, "electrode");
+	if (electrode == MEAD_EVENT_ALL_ELECTRODES)
+		mead_jw_str(&r->w, "all");
+	else
+		mead_jw_u64(&r->w, electrode);
+	mead_jw_key(&r->w, mode == MEAD_THRESHOLD_UV ? "uv" : "k");
+	mead_jw_double(&r->w, value);
+	mead_jw_obj_end(&r->w);
+	return 0;
+}
+
 static int cmd_shutdown(struct req *r)
 {
 	static const char *const f[] = { NULL };
@@ -422,6 +484,7 @@ static int dispatch(struct req *r, const char *req, size_t len)
 		return stim_rc;
 	}
 	if (strcmp(cmd->s, "shutdown") == 0) return cmd_shutdown(r);
+	if (strcmp(cmd->s, "threshold") == 0) return cmd_threshold(r);
 	return reply_error(r, "unknown command \"%.40s\" (try \"help\")", cmd->s);
 }
 

@@ -367,6 +367,8 @@ static void stop_everything(struct mead_loop *l)
 		l->driver.ops->stop_outputs(l->driver.state);
 }
 
+static void add_event(struct mead_loop *l, struct mead_event ev);
+
 static void apply_commands(struct mead_loop *l, uint64_t first_sample)
 {
 	const struct mead_command *c;
@@ -404,6 +406,25 @@ static void apply_commands(struct mead_loop *l, uint64_t first_sample)
 		case MEAD_CMD_STOP_ALL:
 			stop_everything(l);
 			break;
+		case MEAD_CMD_THRESHOLD: {
+			int r = l->driver.ops->control
+					? l->driver.ops->control(l->driver.state, MEAD_CTL_THRESHOLD,
+								 mead_ctl_threshold_pack(c->threshold.electrode,
+											 c->threshold.mode,
+											 c->threshold.value))
+					: -EOPNOTSUPP;
+			if (r < 0) {
+				stat_add(&l->stats.thresholds_refused, 1);
+				break;
+			}
+			stat_add(&l->stats.thresholds_set, 1);
+			/* from the next sample the driver processes: late ones included */
+			add_event(l, (struct mead_event){
+				.sample = l->owed_from, .type = MEAD_EVENT_THRESHOLD,
+				.electrode = c->threshold.electrode,
+				.value = mead_threshold_event_value(c->threshold.mode, c->threshold.value) });
+			break;
+		}
 		default:
 			break;
 		}

@@ -118,6 +118,8 @@ struct mead_loop_stats {
 	_Atomic uint64_t loss_events[MEAD_LOOP_EVENT_TYPES];   /* OVERFLOW, GAP, LATE, DEVICE_*, STALL ... */
 	_Atomic uint64_t loss_samples[MEAD_LOOP_EVENT_TYPES];  /* samples those events cover */
 	_Atomic uint64_t events_dropped;     /* a tick had more events than its buffer */
+	_Atomic uint64_t thresholds_set;     /* threshold changes the driver took */
+	_Atomic uint64_t thresholds_refused; /* and those it did not (no channel records the electrode) */
 	/* the device's clock (MEAD_CAP_DEVICE_CLOCK) */
 	_Atomic int device_clock;            /* 1: the schedule follows the device */
 	_Atomic uint64_t acquired;           /* the device's sample count at the last read */
@@ -192,6 +194,7 @@ enum mead_command_type {
 	MEAD_CMD_STOP_PROTOCOL,
 	MEAD_CMD_STIM_TRAIN,
 	MEAD_CMD_STOP_ALL,             /* stop protocol and trains, zero outputs */
+	MEAD_CMD_THRESHOLD,            /* an electrode's spike threshold (MEAD_CTL_THRESHOLD) */
 };
 
 #define MEAD_CMD_MAX_ELECTRODES 64
@@ -213,6 +216,11 @@ struct mead_command {
 			uint32_t pulses;
 			double rate_hz;
 		} train;
+		struct {
+			uint16_t electrode;      /* MEAD_EVENT_ALL_ELECTRODES: all */
+			uint8_t mode;            /* enum mead_threshold_mode */
+			float value;             /* k, or µV */
+		} threshold;
 	};
 };
 

@@ -726,7 +726,7 @@ static int finish_run(struct run *r)
 	mead_recorder_stop(r->d.recorder);
 	log_summary(r->d.loop);
 	if (r->d.driver.ops->describe) {
-		char desc[4096];
+		static char desc[32768];
 		if (r->d.driver.ops->describe(r->d.driver.state, desc, sizeof(desc)) > 0)
 			log_notice("driver: %s", desc);
 	}

@@ -75,7 +75,7 @@ void mead_status_layout(struct mead_jw *w, const struct mead_layout_view *l)
  * object: a broken driver must not make every status unreadable. */
 static void driver_describe(struct mead_jw *w, const struct mead_daemon *d)
 {
-	char buf[8192];
+	static _Thread_local char buf[32768];
 	struct mead_json *doc;
 	int n;
 
@@ -88,7 +88,7 @@ static void driver_describe(struct mead_jw *w, const struct mead_daemon *d)
 		mead_jw_null(w);
 		return;
 	}
-	static const struct mead_json_limits lim = { 8192, 16, 4096, 4096 };
+	static const struct mead_json_limits lim = { sizeof(buf), 16, 8192, 4096 };
 	if (mead_json_parse(buf, (size_t)n, &lim, &doc, NULL, 0) < 0) {
 		mead_jw_null(w);
 		return;
@@ -281,6 +281,8 @@ static void loop_stats(struct mead_jw *w, const struct mead_daemon *d, uint64_t 
 	}
 	mead_jw_obj_end(w);
 	kv_u64(w, "events_dropped", &s->events_dropped);
+	kv_u64(w, "thresholds_set", &s->thresholds_set);
+	kv_u64(w, "thresholds_refused", &s->thresholds_refused);
 	mead_jw_key(w, "clock");
 	mead_jw_obj_begin(w);
 	mead_jw_key(w, "follows_device");

@@ -34,6 +34,8 @@ static void usage(FILE *f)
 		"  halt                         stop protocol and trains, zero every output\n"
 		"  stim --electrodes 3,17 --amplitude-ua -1 --phase-us 200 [--interphase-us 50]\n"
 		"       --pulses 5 --rate-hz 20  charge-balanced biphasic train\n"
+		"  threshold ELECTRODE|all VALUE  spike threshold from the next tick: VALUE 6x (times the\n"
+		"                               electrode's noise) or -40uV (a fixed magnitude)\n"
 		"  ping | help | shutdown\n"
 		"  keygen [--out PREFIX]        new CURVE key pair: PREFIX.key (secret, mode 0600) and\n"
 		"                               PREFIX.pub (default PREFIX: mead); existing files are kept\n"
@@ -447,6 +449,24 @@ int main(int argc, char **argv)
 		mead_jw_str(&w, "start");
 		mead_jw_key(&w, "protocol");
 		mead_jw_str(&w, argv[optind + 1]);
+		mead_jw_obj_end(&w);
+	} else if (strcmp(cmd, "threshold") == 0) {
+		if (argc - optind != 3) {
+			fprintf(stderr, "meactl: threshold ELECTRODE|all VALUE (e.g. threshold 12 6x, threshold all -40uV)\n");
+			return 1;
+		}
+		mead_jw_obj_begin(&w);
+		mead_jw_key(&w, "cmd");
+		mead_jw_str(&w, "threshold");
+		if (strcmp(argv[optind + 1], "all") == 0) {
+			mead_jw_key(&w, "electrode");
+			mead_jw_str(&w, "all");
+		} else if (add_number(&w, "electrode", argv[optind + 1], true) < 0) {
+			fprintf(stderr, "meactl: threshold: electrode '%s' is not an index or all\n", argv[optind + 1]);
+			return 1;
+		}
+		mead_jw_key(&w, "value");
+		mead_jw_str(&w, argv[optind + 2]);
 		mead_jw_obj_end(&w);
 	} else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "stop") == 0 || strcmp(cmd, "halt") == 0 ||
 		   strcmp(cmd, "ping") == 0 || strcmp(cmd, "help") == 0 || strcmp(cmd, "shutdown") == 0) {

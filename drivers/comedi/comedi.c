@@ -128,6 +128,8 @@ static int comedi_open_(const struct mead_driver_config *cfg, void **ret_state, 
 		float hi = ((float)st->ai_maxdata - st->cal_offset[i]) * st->cal_scale[i];
 		mead_sig_set_rail(st->sig, i, lo < hi ? lo : hi, lo < hi ? hi : lo);
 	}
+	if ((r = mead_sig_set_thresholds(st->sig, mead_driver_param_string(cfg, "thresholds", ""), err, err_len)) < 0)
+		goto fail;
 	if (st->stim)
 		stim_outputs_off(st);
 	*ret_state = st;
@@ -169,7 +171,7 @@ static int comedi_get_caps_(void *state, struct mead_driver_caps *c)
 		.sample_rate_hz = st->rate,
 		.raw_channels = st->electrodes,
 		.uv_per_count = st->raw_uv_per_count,
-		.flags = MEAD_CAP_RAW | MEAD_CAP_DEVICE_CLOCK | (st->stim ? MEAD_CAP_STIMULATE : 0u),
+		.flags = MEAD_CAP_RAW | MEAD_CAP_DEVICE_CLOCK | MEAD_CAP_THRESHOLDS | (st->stim ? MEAD_CAP_STIMULATE : 0u),
 		.max_amplitude_ua = st->stim ? st->max_ua : 0,
 		.max_phase_us = st->stim ? st->max_phase_us : 0,
 		.max_pulses_per_tick = st->stim ? st->max_per_tick : 0,
@@ -257,7 +259,13 @@ static int comedi_describe_(void *state, char *buf, size_t len)
 		return -EIO;
 	if ((size_t)n >= len)
 		return -ENOSPC;
-	return n;
+	return mead_sig_describe(st->sig, buf, len, n);
+}
+
+static int comedi_control_(void *state, enum mead_driver_control op, int64_t value)
+{
+	struct comedi_state *st = state;
+	return mead_sig_control(st->sig, op, value);
 }
 
 static const struct mead_driver_ops comedi_ops = {
@@ -272,7 +280,7 @@ static const struct mead_driver_ops comedi_ops = {
 	.start = comedi_start_,
 	.write_stim = comedi_write_stim_,
 	.read_frame = comedi_read_frame_,
-	.control = NULL,
+	.control = comedi_control_,
 	.stop_outputs = comedi_stop_outputs_,
 	.stop = comedi_stop_,
 	.describe = comedi_describe_,

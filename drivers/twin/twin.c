@@ -424,6 +424,8 @@ static int twin_control(void *state, enum mead_driver_control op, int64_t value)
 		if (value < 0 || value > UINT32_MAX)
 			return -ERANGE;
 		return mead_sim_snapshot_restore(t->sim, (uint32_t)value);
+	case MEAD_CTL_THRESHOLD:
+		break;   /* its spikes are its neurons', no detector has a threshold */
 	}
 	return -EOPNOTSUPP;
 }

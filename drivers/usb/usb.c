@@ -608,6 +608,8 @@ static int usb_open_(const struct mead_driver_config *cfg, void **ret_state, cha
 	}
 	/* the device sends 16-bit counts: their ends are the converter's rails */
 	mead_sig_set_rail(st->sig, UINT32_MAX, -32768.0f * st->uv_per_count, 32767.0f * st->uv_per_count);
+	if ((r = mead_sig_set_thresholds(st->sig, mead_driver_param_string(cfg, "thresholds", ""), err, err_len)) < 0)
+		goto fail;
 	atomic_store(&st->link, LINK_IDLE);
 	*ret_state = st;
 	return 0;
@@ -644,7 +646,7 @@ static int usb_get_caps_(void *state, struct mead_driver_caps *c)
 		.sample_rate_hz = st->info.rate,
 		.raw_channels = st->electrodes,
 		.uv_per_count = st->uv_per_count,
-		.flags = MEAD_CAP_RAW | MEAD_CAP_DEVICE_CLOCK | (stim ? MEAD_CAP_STIMULATE : 0u),
+		.flags = MEAD_CAP_RAW | MEAD_CAP_DEVICE_CLOCK | MEAD_CAP_THRESHOLDS | (stim ? MEAD_CAP_STIMULATE : 0u),
 		.max_amplitude_ua = stim ? st->info.max_na / 1000.0f : 0,
 		.max_phase_us = stim ? st->info.max_phase_us : 0,
 		.max_pulses_per_tick = stim ? st->info.max_pulses : 0,
@@ -772,7 +774,13 @@ static int usb_describe_(void *state, char *buf, size_t len)
 		return -EIO;
 	if ((size_t)n >= len)
 		return -ENOSPC;
-	return n;
+	return mead_sig_describe(st->sig, buf, len, n);
+}
+
+static int usb_control_(void *state, enum mead_driver_control op, int64_t value)
+{
+	struct usb_state *st = state;
+	return mead_sig_control(st->sig, op, value);
 }
 
 static const struct mead_driver_ops usb_ops = {
@@ -787,7 +795,7 @@ static const struct mead_driver_ops usb_ops = {
 	.start = usb_start_,
 	.write_stim = usb_write_stim,
 	.read_frame = usb_read_frame,
-	.control = NULL,
+	.control = usb_control_,
 	.stop_outputs = usb_stop_outputs,
 	.stop = usb_stop_,
 	.describe = usb_describe_,

@@ -40,6 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -104,6 +105,7 @@ enum mead_event_type {
 	MEAD_EVENT_STALL        = 15, /* the device stalled its sample endpoint; value: times cleared so far */
 	MEAD_EVENT_STIM_LOST    = 16, /* the device stopped its outputs by itself (its host watchdog): value: pulses it dropped */
 	MEAD_EVENT_UNREAD       = 17, /* samples [sample, +samples) of the run's last ticks had not come when it ended: lost */
+	MEAD_EVENT_THRESHOLD    = 18, /* electrode's spike threshold changed from sample on; value: mead_threshold_event_value() */
 };
 
 enum mead_phase {
@@ -206,6 +208,7 @@ enum mead_cap_flags {
 	MEAD_CAP_PLASTICITY   = 1u << 3, /* MEAD_CTL_LEARNING changes something */
 	MEAD_CAP_RESETTABLE   = 1u << 4, /* MEAD_CTL_RESET_STATE changes something */
 	MEAD_CAP_DEVICE_CLOCK = 1u << 5, /* frame.acquired is the device's own sample clock */
+	MEAD_CAP_THRESHOLDS   = 1u << 6, /* detects spikes from a signal: MEAD_CTL_THRESHOLD */
 };
 
 struct mead_driver_caps {
@@ -296,7 +299,35 @@ enum mead_driver_control {
 	MEAD_CTL_SAMPLE_END  = 3,  /* value ignored: end-of-sample housekeeping (synaptic scaling) */
 	MEAD_CTL_SNAPSHOT_SAVE    = 4, /* value: slot 0..3; copy the learned state (weights) aside */
 	MEAD_CTL_SNAPSHOT_RESTORE = 5, /* value: slot 0..3; bring a saved copy back */
+	MEAD_CTL_THRESHOLD   = 6,  /* value: mead_ctl_threshold_pack(); -ENOENT: no channel records that electrode */
 };
+
+/* A spike threshold: a multiple of the electrode's noise estimate, or a
+ * fixed magnitude in µV (applied on each side the polarity detects). */
+enum mead_threshold_mode {
+	MEAD_THRESHOLD_NOISE = 1,
+	MEAD_THRESHOLD_UV    = 2,
+};
+#define MEAD_THRESHOLD_K_MIN 2.0
+#define MEAD_THRESHOLD_K_MAX 20.0
+#define MEAD_THRESHOLD_UV_MAX 100000.0
+
+/* electrode MEAD_EVENT_ALL_ELECTRODES: every electrode */
+static inline int64_t mead_ctl_threshold_pack(uint16_t electrode, enum mead_threshold_mode mode, float value)
+{
+	uint32_t bits;
+	memcpy(&bits, &value, sizeof(bits));
+	return (int64_t)(((uint64_t)bits << 32) | ((uint64_t)(mode & 0xff) << 16) | electrode);
+}
+
+static inline void mead_ctl_threshold_unpack(int64_t packed, uint16_t *electrode, enum mead_threshold_mode *mode,
+					     float *value)
+{
+	uint32_t bits = (uint32_t)((uint64_t)packed >> 32);
+	*electrode = (uint16_t)(packed & 0xffff);
+	*mode = (enum mead_threshold_mode)(((uint64_t)packed >> 16) & 0xff);
+	memcpy(value, &bits, sizeof(*value));
+}
 
 struct mead_driver_ops {
 	uint32_t abi_version;         /* MEAD_DRIVER_ABI_VERSION */

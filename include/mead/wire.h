@@ -76,8 +76,17 @@ static inline const char *mead_event_type_name(uint32_t type)
 	case MEAD_EVENT_STALL: return "stall";
 	case MEAD_EVENT_STIM_LOST: return "stim_lost";
 	case MEAD_EVENT_UNREAD: return "unread";
+	case MEAD_EVENT_THRESHOLD: return "threshold";
 	}
 	return NULL;
+}
+
+/* A THRESHOLD event's value, in hundredths: k x 100 for a multiple of the
+ * noise (positive), -µV x 100 for a fixed magnitude (negative). */
+static inline int32_t mead_threshold_event_value(enum mead_threshold_mode mode, float value)
+{
+	int32_t v = (int32_t)(value * 100.0f + 0.5f);
+	return mode == MEAD_THRESHOLD_UV ? -v : v;
 }
 
 static inline const char *mead_stim_reason_name(uint32_t reason)

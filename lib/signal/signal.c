@@ -3,9 +3,12 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "lib/core/parse.h"
 
 /* A hard blanking window on one channel, [from, until). */
 struct win {
@@ -37,6 +40,20 @@ enum {
 };
 
 #define NO_SAMPLE UINT64_MAX
+
+static inline uint32_t float_bits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, sizeof(u));
+	return u;
+}
+
+static inline float bits_float(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, sizeof(f));
+	return f;
+}
 
 struct chan {
 	float dc;                 /* slow baseline, removed before detection */
@@ -100,6 +117,12 @@ struct mead_sig {
 	float *scratch;           /* noise_windows */
 	uint16_t *electrode;      /* channels */
 	float *rail_lo, *rail_hi; /* channels */
+	/* per channel, kept across resets: how the threshold is set */
+	uint8_t *thr_mode;        /* enum mead_threshold_mode */
+	float *thr_value;         /* k, or µV */
+	/* per channel, for other threads (status): the last estimate and
+	 * threshold, float bits */
+	_Atomic uint32_t *pub_noise, *pub_thr;
 	uint64_t next;            /* first sample not yet handed in */
 	/* SALPA */
 	bool salpa;
@@ -221,12 +244,16 @@ struct mead_sig *mead_sig_new(const struct mead_sig_config *cfg)
 	s->electrode = calloc(cfg->channels, sizeof(uint16_t));
 	s->rail_lo = calloc(cfg->channels, sizeof(float));
 	s->rail_hi = calloc(cfg->channels, sizeof(float));
+	s->thr_mode = calloc(cfg->channels, 1);
+	s->thr_value = calloc(cfg->channels, sizeof(float));
+	s->pub_noise = calloc(cfg->channels, sizeof(*s->pub_noise));
+	s->pub_thr = calloc(cfg->channels, sizeof(*s->pub_thr));
 	if (salpa) {
 		s->rx = calloc((size_t)cfg->channels * ring_len, sizeof(float));
 		s->rf = calloc((size_t)cfg->channels * ring_len, 1);
 	}
-	if (!s->ch || !s->rings || !s->scratch || !s->electrode || !s->rail_lo || !s->rail_hi ||
-	    (salpa && (!s->rx || !s->rf))) {
+	if (!s->ch || !s->rings || !s->scratch || !s->electrode || !s->rail_lo || !s->rail_hi || !s->thr_mode ||
+	    !s->thr_value || !s->pub_noise || !s->pub_thr || (salpa && (!s->rx || !s->rf))) {
 		mead_sig_free(s);
 		errno = ENOMEM;
 		return NULL;
@@ -235,6 +262,8 @@ struct mead_sig *mead_sig_new(const struct mead_sig_config *cfg)
 		s->electrode[i] = cfg->electrode_of_channel ? cfg->electrode_of_channel[i] : (uint16_t)i;
 		s->rail_lo[i] = -INFINITY;
 		s->rail_hi[i] = INFINITY;
+		s->thr_mode[i] = MEAD_THRESHOLD_NOISE;
+		s->thr_value[i] = (float)cfg->threshold_k;
 	}
 	mead_sig_set_rail(s, UINT32_MAX, -INFINITY, INFINITY);
 	s->win_len = us_to_samples(cfg->noise_window_us, rate);
@@ -287,6 +316,10 @@ void mead_sig_free(struct mead_sig *s)
 	free(s->electrode);
 	free(s->rail_lo);
 	free(s->rail_hi);
+	free(s->thr_mode);
+	free(s->thr_value);
+	free(s->pub_noise);
+	free(s->pub_thr);
 	free(s->rx);
 	free(s->rf);
 	free(s);
@@ -295,8 +328,14 @@ void mead_sig_free(struct mead_sig *s)
 void mead_sig_reset(struct mead_sig *s)
 {
 	memset(s->ch, 0, s->cfg.channels * sizeof(*s->ch));
-	for (uint32_t i = 0; i < s->cfg.channels; i++)
+	for (uint32_t i = 0; i < s->cfg.channels; i++) {
 		s->ch[i].run_from = NO_SAMPLE;
+		/* a fixed threshold needs no noise estimate: it holds from the
+		 * first sample */
+		s->ch[i].thr = s->thr_mode[i] == MEAD_THRESHOLD_UV ? s->thr_value[i] : 0.0f;
+		atomic_store_explicit(&s->pub_noise[i], 0, memory_order_relaxed);
+		atomic_store_explicit(&s->pub_thr[i], float_bits(s->ch[i].thr), memory_order_relaxed);
+	}
 	s->n = (struct mead_sig_counts){ 0 };
 	s->note_head = s->n_notes = 0;
 	s->next = 0;
@@ -459,7 +498,10 @@ static void close_window(struct mead_sig *s, uint32_t idx, struct chan *c)
 			memcpy(s->scratch, ring, c->ring_count * sizeof(float));
 			uint32_t k = (uint32_t)(s->cfg.noise_percentile * (c->ring_count - 1) + 0.5);
 			c->noise = select_kth(s->scratch, c->ring_count, k);
-			c->thr = (float)(s->cfg.threshold_k * c->noise);
+			if (s->thr_mode[idx] == MEAD_THRESHOLD_NOISE)
+				c->thr = s->thr_value[idx] * c->noise;
+			atomic_store_explicit(&s->pub_noise[idx], float_bits(c->noise), memory_order_relaxed);
+			atomic_store_explicit(&s->pub_thr[idx], float_bits(c->thr), memory_order_relaxed);
 		}
 	}
 	c->sum = c->sum2 = 0;
@@ -905,12 +947,95 @@ void mead_sig_process(struct mead_sig *s, uint64_t first_sample, const float *uv
 
 float mead_sig_threshold_uv(const struct mead_sig *s, uint32_t ch)
 {
-	return ch < s->cfg.channels ? s->ch[ch].thr : 0.0f;
+	return ch < s->cfg.channels ? bits_float(atomic_load_explicit(&s->pub_thr[ch], memory_order_relaxed)) : 0.0f;
 }
 
 float mead_sig_noise_uv(const struct mead_sig *s, uint32_t ch)
 {
-	return ch < s->cfg.channels ? s->ch[ch].noise : 0.0f;
+	return ch < s->cfg.channels ? bits_float(atomic_load_explicit(&s->pub_noise[ch], memory_order_relaxed)) : 0.0f;
+}
+
+int mead_sig_set_threshold(struct mead_sig *s, uint32_t electrode, int mode, double value)
+{
+	if ((mode == MEAD_THRESHOLD_NOISE && !(value >= MEAD_THRESHOLD_K_MIN && value <= MEAD_THRESHOLD_K_MAX)) ||
+	    (mode == MEAD_THRESHOLD_UV && !(value > 0 && value <= MEAD_THRESHOLD_UV_MAX)) ||
+	    (mode != MEAD_THRESHOLD_NOISE && mode != MEAD_THRESHOLD_UV))
+		return -EINVAL;
+	int n = 0;
+	for (uint32_t i = 0; i < s->cfg.channels; i++) {
+		if (electrode != MEAD_EVENT_ALL_ELECTRODES && s->electrode[i] != electrode)
+			continue;
+		struct chan *c = &s->ch[i];
+		s->thr_mode[i] = (uint8_t)mode;
+		s->thr_value[i] = (float)value;
+		if (mode == MEAD_THRESHOLD_UV)
+			c->thr = (float)value;
+		else if (c->noise > 0)
+			c->thr = (float)value * c->noise;   /* else still warming up */
+		atomic_store_explicit(&s->pub_thr[i], float_bits(c->thr), memory_order_relaxed);
+		n++;
+	}
+	return n ? n : -ENOENT;
+}
+
+int mead_sig_get_threshold(const struct mead_sig *s, uint32_t ch, int *ret_mode, double *ret_value)
+{
+	if (ch >= s->cfg.channels)
+		return -EINVAL;
+	*ret_mode = s->thr_mode[ch];
+	*ret_value = s->thr_value[ch];
+	return 0;
+}
+
+int mead_sig_set_thresholds(struct mead_sig *s, const char *spec, char *err, size_t err_len)
+{
+	char buf[1024];
+	size_t len = spec ? strlen(spec) : 0;
+
+	if (len == 0)
+		return 0;
+	if (len >= sizeof(buf)) {
+		snprintf(err, err_len, "thresholds: longer than %zu characters", sizeof(buf) - 1);
+		return -EINVAL;
+	}
+	memcpy(buf, spec, len + 1);
+	char *save = NULL;
+	for (char *item = strtok_r(buf, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		while (*item == ' ')
+			item++;
+		char *eq = strchr(item, '=');
+		if (!eq) {
+			snprintf(err, err_len, "thresholds: '%s' is not ELECTRODE=VALUE (e.g. 12=6x or 12=-40uV)", item);
+			return -EINVAL;
+		}
+		*eq = '\0';
+		char *end;
+		uint32_t e;
+		if (!strcmp(item, "all")) {
+			e = MEAD_EVENT_ALL_ELECTRODES;
+		} else {
+			unsigned long v = strtoul(item, &end, 10);
+			while (*end == ' ')
+				end++;
+			if (end == item || *end || v >= MEAD_EVENT_ALL_ELECTRODES) {
+				snprintf(err, err_len, "thresholds: '%s' is not an electrode index or all", item);
+				return -EINVAL;
+			}
+			e = (uint32_t)v;
+		}
+		int mode;
+		double value;
+		if (mead_parse_threshold(eq + 1, &mode, &value) < 0) {
+			snprintf(err, err_len, "thresholds: electrode %s: '%s' is not a threshold (%g to %gx the noise, or up to %g uV)",
+				 item, eq + 1, MEAD_THRESHOLD_K_MIN, MEAD_THRESHOLD_K_MAX, MEAD_THRESHOLD_UV_MAX);
+			return -EINVAL;
+		}
+		if (mead_sig_set_threshold(s, e, mode, value) == -ENOENT) {
+			snprintf(err, err_len, "thresholds: electrode %s is not recorded by any channel", item);
+			return -EINVAL;
+		}
+	}
+	return 0;
 }
 
 uint64_t mead_sig_spike_count(const struct mead_sig *s)
@@ -990,4 +1115,65 @@ int mead_sig_config_from_params(struct mead_sig_config *sc, const struct mead_dr
 		}
 	}
 	return 0;
+}
+
+int mead_sig_control(struct mead_sig *s, enum mead_driver_control op, int64_t value)
+{
+	if (op != MEAD_CTL_THRESHOLD)
+		return -EOPNOTSUPP;
+	uint16_t e;
+	enum mead_threshold_mode mode;
+	float v;
+	mead_ctl_threshold_unpack(value, &e, &mode, &v);
+	int r = mead_sig_set_threshold(s, e, (int)mode, v);
+	return r < 0 ? r : 0;
+}
+
+int mead_sig_describe(const struct mead_sig *s, char *buf, size_t len, int n)
+{
+	static const char *const keys[] = { "electrodes", "noise_uv", "threshold_uv", "threshold" };
+	size_t at;
+
+	if (n < 1 || (size_t)n >= len || buf[n - 1] != '}')
+		return -EINVAL;
+	at = (size_t)n - 1;
+	int w = snprintf(buf + at, len - at, ",\"detector\":{");
+	if (w < 0 || (size_t)w >= len - at)
+		goto full;
+	at += (size_t)w;
+	for (size_t k = 0; k < 4; k++) {
+		w = snprintf(buf + at, len - at, "%s\"%s\":[", k ? "," : "", keys[k]);
+		if (w < 0 || (size_t)w >= len - at)
+			goto full;
+		at += (size_t)w;
+		for (uint32_t i = 0; i < s->cfg.channels; i++) {
+			const char *sep = i ? "," : "";
+			if (k == 0)
+				w = snprintf(buf + at, len - at, "%s%u", sep, s->electrode[i]);
+			else if (k == 1)
+				w = snprintf(buf + at, len - at, "%s%.2f", sep, mead_sig_noise_uv(s, i));
+			else if (k == 2)
+				w = snprintf(buf + at, len - at, "%s%.2f", sep, mead_sig_threshold_uv(s, i));
+			else if (s->thr_mode[i] == MEAD_THRESHOLD_UV)
+				w = snprintf(buf + at, len - at, "%s\"%guV\"", sep, (double)s->thr_value[i]);
+			else
+				w = snprintf(buf + at, len - at, "%s\"%gx\"", sep, (double)s->thr_value[i]);
+			if (w < 0 || (size_t)w >= len - at)
+				goto full;
+			at += (size_t)w;
+		}
+		if (at + 1 >= len)
+			goto full;
+		buf[at++] = ']';
+	}
+	if (at + 3 > len)
+		goto full;
+	buf[at++] = '}';
+	buf[at++] = '}';
+	buf[at] = '\0';
+	return (int)at;
+full:
+	buf[n - 1] = '}';
+	buf[n] = '\0';
+	return -ENOSPC;
 }

@@ -119,10 +119,37 @@ void mead_sig_blank_pulse(struct mead_sig *s, uint32_t ch, uint64_t pulse_sample
 void mead_sig_process(struct mead_sig *s, uint64_t first_sample, const float *uv, uint32_t n,
 		      struct mead_frame *f);
 
-/* The current threshold of a channel in µV (negative side magnitude);
- * 0 while warming up. */
+/* The current threshold of a channel in µV (the magnitude on each side
+ * detected; 0 while warming up) and its noise estimate (0 until the
+ * first): any thread, as last published by the one processing. */
 float mead_sig_threshold_uv(const struct mead_sig *s, uint32_t ch);
 float mead_sig_noise_uv(const struct mead_sig *s, uint32_t ch);
+
+/*
+ * Per-electrode thresholds (enum mead_threshold_mode, value k or µV) for
+ * every channel recording electrode (MEAD_EVENT_ALL_ELECTRODES: all of
+ * them); kept across mead_sig_reset().  A multiple of the noise follows
+ * the estimate from the next window on (or, still warming up, once there
+ * is one); a fixed one holds from the next sample processed.  Returns the
+ * channels changed, -EINVAL for a value out of range, -ENOENT when no
+ * channel records the electrode.  rt: bounded, no allocation.
+ */
+int mead_sig_set_threshold(struct mead_sig *s, uint32_t electrode, int mode, double value);
+int mead_sig_get_threshold(const struct mead_sig *s, uint32_t ch, int *ret_mode, double *ret_value);
+
+/* The `thresholds` option: "ELECTRODE=VALUE,..." (ELECTRODE an index or
+ * all, VALUE as mead_parse_threshold() reads it), applied in order.
+ * main thread; -EINVAL with a message in err. */
+int mead_sig_set_thresholds(struct mead_sig *s, const char *spec, char *err, size_t err_len);
+
+/* A rig driver's control op, for what the detector does (MEAD_CTL_THRESHOLD);
+ * -EOPNOTSUPP for the rest.  rt. */
+int mead_sig_control(struct mead_sig *s, enum mead_driver_control op, int64_t value);
+
+/* Adds "detector": {electrodes, noise_uv, threshold_uv, threshold} (per
+ * channel) to the JSON object of length n in buf: the driver's describe().
+ * Returns the new length, or -ENOSPC (buf as it was). */
+int mead_sig_describe(const struct mead_sig *s, char *buf, size_t len, int n);
 uint64_t mead_sig_spike_count(const struct mead_sig *s);
 uint64_t mead_sig_blanked_samples(const struct mead_sig *s);
 
@@ -182,7 +209,8 @@ static inline int16_t mead_sig_uv_to_raw(float uv, float uv_per_count)
  * reader that turns them into a mead_sig_config.
  */
 #define MEAD_SIG_PARAM_SPECS \
-	{ "threshold_k", MEAD_PARAM_DOUBLE, "5", 2, 20, "spike threshold in multiples of the noise estimate" }, \
+	{ "threshold_k", MEAD_PARAM_DOUBLE, "5", MEAD_THRESHOLD_K_MIN, MEAD_THRESHOLD_K_MAX, "spike threshold in multiples of the noise estimate" }, \
+	{ "thresholds", MEAD_PARAM_STRING, "", 1, 0, "per-electrode thresholds over threshold_k: ELECTRODE=VALUE,... (e.g. 12=6x,14=-40uV)" }, \
 	{ "polarity", MEAD_PARAM_STRING, "neg", 1, 0, "spike polarity: neg, pos or both" }, \
 	{ "dead_time_us", MEAD_PARAM_INT, "1000", 0, 100000, "no second spike on a channel within this time" }, \
 	{ "peak_window_us", MEAD_PARAM_INT, "500", 40, 5000, "longest search for the extremum after a crossing" }, \

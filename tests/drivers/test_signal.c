@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/core/parse.h"
 #include "lib/signal/signal.h"
 #include "tests/lib/siggen.h"
 #include "tests/drivers/sig_artifact.h"
@@ -820,6 +821,141 @@ static void test_options(void **unused)
 	assert_int_equal(mead_sig_parse_artifact("Salpa", &a), -EINVAL);
 }
 
+/* Per-electrode thresholds: a multiple of the electrode's own noise or a
+ * fixed magnitude, from the options or changed while running (the control
+ * op), kept across a reset; the estimates are published for status. */
+struct thr_change {
+	uint64_t at;
+	int64_t packed;
+	bool done;
+};
+
+static void change_threshold(struct mead_sig *s, uint64_t first, void *user)
+{
+	struct thr_change *c = user;
+	if (!c->done && first >= c->at) {
+		assert_int_equal(mead_sig_control(s, MEAD_CTL_THRESHOLD, c->packed), 0);
+		c->done = true;
+	}
+}
+
+static uint32_t detections_at(const struct run *r, uint16_t ch, const uint64_t *peaks, uint32_t n_peaks)
+{
+	uint32_t n = 0;
+	for (uint32_t j = 0; j < r->n_log; j++)
+		for (uint32_t k = 0; k < n_peaks; k++)
+			if (r->log[j].electrode == ch && r->log[j].sample + 2 >= peaks[k] && r->log[j].sample <= peaks[k] + 2)
+				n++;
+	return n;
+}
+
+static void test_per_electrode_thresholds(void **unused)
+{
+	const uint32_t C = 4;
+	char err[256] = "";
+	struct siggen *g = siggen_new(C, RATE, 5.0f, 23);
+	uint64_t peaks[21];
+	/* 40 µV spikes: 8 noise RMS, over a 5x threshold, under a 10x one */
+	for (uint32_t k = 0; k < 20; k++) {
+		peaks[k] = RATE / 2 + k * 2500u;
+		for (uint16_t ch = 0; ch < C; ch++) {
+			struct siggen_spike sp = { peaks[k], ch, 40.0f };
+			siggen_plant(g, &sp, 1);
+		}
+	}
+	/* one in the warm-up, on channel 3 only: a fixed threshold needs no estimate */
+	peaks[20] = RATE / 20;
+	struct siggen_spike early = { peaks[20], 3, 40.0f };
+	siggen_plant(g, &early, 1);
+
+	struct mead_sig *s = detector(C, 5.0, MEAD_SIG_NEG, 1000);
+	assert_int_equal(mead_sig_set_thresholds(s, "1=10x, 2=-60uV,3=30 uV", err, sizeof(err)), 0);
+	/* channel 2 goes down to 30 µV at 1.5 s, between the 10th and 11th spike */
+	struct thr_change ch2 = { .at = RATE * 3 / 2,
+				  .packed = mead_ctl_threshold_pack(2, MEAD_THRESHOLD_UV, 30.0f) };
+	struct mead_spike log[2048];
+	struct run r = { .log = log, .cap_log = 2048 };
+	feed(s, g, C, 2.6, &r, change_threshold, &ch2);
+	uint32_t n0 = detections_at(&r, 0, peaks, 20), n1 = detections_at(&r, 1, peaks, 20);
+	uint32_t n2_before = detections_at(&r, 2, peaks, 10), n2_after = detections_at(&r, 2, peaks + 10, 10);
+	uint32_t n3 = detections_at(&r, 3, peaks, 21), n0_early = detections_at(&r, 0, peaks + 20, 1);
+	print_message("signal: thresholds: ch0 5x %u/20, ch1 10x %u/20, ch2 60 uV %u/10 then 30 uV %u/10, "
+		      "ch3 30 uV %u/21 (one in the warm-up); noise %.2f %.2f uV, thresholds %.1f %.1f %.1f %.1f uV\n",
+		      n0, n1, n2_before, n2_after, n3, mead_sig_noise_uv(s, 0), mead_sig_noise_uv(s, 1),
+		      mead_sig_threshold_uv(s, 0), mead_sig_threshold_uv(s, 1), mead_sig_threshold_uv(s, 2),
+		      mead_sig_threshold_uv(s, 3));
+	assert_int_equal(n0, 20);
+	assert_int_equal(n1, 0);
+	assert_int_equal(n2_before, 0);
+	assert_int_equal(n2_after, 10);
+	assert_int_equal(n3, 21);
+	assert_int_equal(n0_early, 0);
+	/* published: each channel its own estimate, thresholds as set */
+	for (uint32_t ch = 0; ch < C; ch++)
+		assert_true(fabs(mead_sig_noise_uv(s, ch) - 5.0) < 1.0);
+	assert_true(fabs(mead_sig_threshold_uv(s, 0) - 5.0 * mead_sig_noise_uv(s, 0)) < 1e-3);
+	assert_true(fabs(mead_sig_threshold_uv(s, 1) - 10.0 * mead_sig_noise_uv(s, 1)) < 1e-3);
+	assert_true(mead_sig_threshold_uv(s, 2) == 30.0f);
+	char desc[2048] = "{\"driver\":\"x\"}";
+	int n = mead_sig_describe(s, desc, sizeof(desc), (int)strlen(desc));
+	assert_true(n > 0 && (size_t)n == strlen(desc));
+	print_message("signal: %s\n", desc);
+	assert_non_null(strstr(desc, "\"electrodes\":[0,1,2,3]"));
+	assert_non_null(strstr(desc, "\"threshold\":[\"5x\",\"10x\",\"30uV\",\"30uV\"]}}"));
+	char tiny[40] = "{\"driver\":\"x\"}";
+	assert_int_equal(mead_sig_describe(s, tiny, sizeof(tiny), (int)strlen(tiny)), -ENOSPC);
+	assert_string_equal(tiny, "{\"driver\":\"x\"}");
+
+	/* kept across a reset; the estimate is not */
+	mead_sig_reset(s);
+	int mode;
+	double v;
+	assert_int_equal(mead_sig_get_threshold(s, 1, &mode, &v), 0);
+	assert_int_equal(mode, MEAD_THRESHOLD_NOISE);
+	assert_true(v == 10.0);
+	assert_true(mead_sig_noise_uv(s, 1) == 0.0f);
+	assert_true(mead_sig_threshold_uv(s, 3) == 30.0f);
+
+	/* every electrode at once; refusals */
+	assert_int_equal(mead_sig_set_threshold(s, MEAD_EVENT_ALL_ELECTRODES, MEAD_THRESHOLD_NOISE, 6.0), (int)C);
+	assert_int_equal(mead_sig_set_threshold(s, 7, MEAD_THRESHOLD_NOISE, 6.0), -ENOENT);
+	assert_int_equal(mead_sig_set_threshold(s, 1, MEAD_THRESHOLD_NOISE, 1.0), -EINVAL);
+	assert_int_equal(mead_sig_set_threshold(s, 1, MEAD_THRESHOLD_UV, 0.0), -EINVAL);
+	assert_int_equal(mead_sig_set_threshold(s, 1, 9, 6.0), -EINVAL);
+	assert_int_equal(mead_sig_control(s, MEAD_CTL_LEARNING, 1), -EOPNOTSUPP);
+	static const char *const bad[][2] = {
+		{ "7=6x", "electrode 7 is not recorded by any channel" },
+		{ "1=1x", "electrode 1: '1x' is not a threshold" },
+		{ "1=6", "electrode 1: '6' is not a threshold" },
+		{ "a=6x", "'a' is not an electrode index or all" },
+		{ "1:6x", "'1:6x' is not ELECTRODE=VALUE" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		err[0] = '\0';
+		assert_int_equal(mead_sig_set_thresholds(s, bad[i][0], err, sizeof(err)), -EINVAL);
+		print_message("signal: thresholds '%s': %s\n", bad[i][0], err);
+		assert_non_null(strstr(err, bad[i][1]));
+	}
+	/* the one parser: what the option, the control socket and meactl take */
+	assert_int_equal(mead_parse_threshold("40\u00b5V", &mode, &v), 0);
+	assert_true(mode == MEAD_THRESHOLD_UV && v == 40.0);
+	assert_int_equal(mead_parse_threshold("-12.5 uv", &mode, &v), 0);
+	assert_true(mode == MEAD_THRESHOLD_UV && v == 12.5);
+	assert_int_equal(mead_parse_threshold("4.5X", &mode, &v), 0);
+	assert_true(mode == MEAD_THRESHOLD_NOISE && v == 4.5);
+	mode = -1;
+	assert_int_equal(mead_parse_threshold("21x", &mode, &v), -EINVAL);
+	assert_int_equal(mead_parse_threshold("0uV", &mode, &v), -EINVAL);
+	assert_int_equal(mead_parse_threshold("nanx", &mode, &v), -EINVAL);
+	assert_int_equal(mead_parse_threshold("40 mV", &mode, &v), -EINVAL);
+	assert_int_equal(mode, -1);
+	assert_int_equal(mead_sig_set_thresholds(s, "all=8x", err, sizeof(err)), 0);
+	assert_int_equal(mead_sig_get_threshold(s, 3, &mode, &v), 0);
+	assert_true(mode == MEAD_THRESHOLD_NOISE && v == 8.0);
+	mead_sig_free(s);
+	siggen_free(g);
+}
+
 static void test_bad_config(void **unused)
 {
 	struct mead_sig_config c;
@@ -839,6 +975,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_config),
+		cmocka_unit_test(test_per_electrode_thresholds),
 		cmocka_unit_test(test_options),
 		cmocka_unit_test(test_raw_keeps_the_data),
 		cmocka_unit_test(test_blank_events),

@@ -49,7 +49,7 @@ config)
 	sources="lib/cfg/cfg.c lib/core/parse.c config/config.c config/layout.c protocol/protocol_config.c"
 	libs="-lyaml -lm" ;;
 control)
-	sources="daemon/control.c lib/core/json.c"
+	sources="daemon/control.c lib/core/json.c lib/core/parse.c"
 	libs="-lzmq -lm -lpthread" ;;
 recording)
 	sources="lib/core/recording.c lib/core/json.c"

@@ -69,7 +69,7 @@ EVENT = np.dtype([('sample', '<u8'), ('type', '<u4'), ('value', '<i4'), ('sample
 EVENT_NAMES = {1: 'run_start', 2: 'run_end', 3: 'trial_start', 4: 'trial_end', 5: 'label', 6: 'phase',
                7: 'item', 8: 'stim_refused', 9: 'overflow', 10: 'gap', 11: 'late', 12: 'device_gone',
                13: 'device_back', 14: 'blank', 15: 'stall', 16: 'stim_lost',
-               17: 'unread'}
+               17: 'unread', 18: 'threshold'}
 REASONS = {0: 'none', 1: 'busy', 2: 'range', 3: 'queue_full', 4: 'device_gone', 5: 'io', 6: 'cancelled', 7: 'unknown',
            8: 'too_late', 9: 'unsupported', 32: 'safe', 33: 'electrode', 34: 'max_amplitude_ua',
            35: 'max_phase_us', 36: 'max_interphase_us', 37: 'max_charge_nc', 38: 'max_rate_hz',

@@ -356,6 +356,54 @@ static void test_control_bad(void **state)
 	daemon_.loop = fake_loop_get();
 }
 
+/* threshold: validated here, applied by the loop between ticks. */
+static void test_control_threshold(void **state)
+{
+	static const struct mead_driver_ops rig = { .name = "rig" };
+	daemon_.driver.ops = &rig;
+	daemon_.driver.caps.flags = MEAD_CAP_THRESHOLDS;
+
+	struct mead_json *d = request("{\"cmd\":\"threshold\",\"electrode\":5,\"value\":\"6.5x\"}", true);
+	assert_true(mead_json_get(d, mead_json_root(d), "k")->num == 6.5);
+	mead_json_free(d);
+	mead_json_free(request("{\"cmd\":\"threshold\",\"electrode\":\"all\",\"value\":\"-40uV\"}", true));
+	assert_int_equal(fake_loop_state.n_cmds, 2);
+	const struct mead_command *c = &fake_loop_state.cmds[0];
+	assert_int_equal(c->type, MEAD_CMD_THRESHOLD);
+	assert_int_equal(c->threshold.electrode, 5);
+	assert_int_equal(c->threshold.mode, MEAD_THRESHOLD_NOISE);
+	assert_true(c->threshold.value == 6.5f);
+	c = &fake_loop_state.cmds[1];
+	assert_int_equal(c->threshold.electrode, MEAD_EVENT_ALL_ELECTRODES);
+	assert_int_equal(c->threshold.mode, MEAD_THRESHOLD_UV);
+	assert_true(c->threshold.value == 40.0f);
+
+	static const char *const bad[][2] = {
+		{ "{\"cmd\":\"threshold\",\"value\":\"6x\"}", "missing field \"electrode\"" },
+		{ "{\"cmd\":\"threshold\",\"electrode\":16,\"value\":\"6x\"}", "outside the layout" },
+		{ "{\"cmd\":\"threshold\",\"electrode\":\"A1\",\"value\":\"6x\"}", "index or \"all\"" },
+		{ "{\"cmd\":\"threshold\",\"electrode\":1}", "\"value\" must be a string" },
+		{ "{\"cmd\":\"threshold\",\"electrode\":1,\"value\":6}", "\"value\" must be a string" },
+		{ "{\"cmd\":\"threshold\",\"electrode\":1,\"value\":\"1x\"}", "is not a threshold" },
+		{ "{\"cmd\":\"threshold\",\"electrode\":1,\"value\":\"40mV\"}", "is not a threshold" },
+		{ "{\"cmd\":\"threshold\",\"electrode\":1,\"value\":\"6x\",\"k\":6}", "unknown field \"k\"" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		d = request(bad[i][0], false);
+		const char *why = mead_json_get(d, mead_json_root(d), "error")->s;
+		if (!strstr(why, bad[i][1]))
+			fail_msg("%s -> %s", bad[i][0], why);
+		mead_json_free(d);
+	}
+	/* a driver without a detector (the twin: its spikes are its neurons') */
+	daemon_.driver.caps.flags = MEAD_CAP_STIMULATE;
+	d = request("{\"cmd\":\"threshold\",\"electrode\":1,\"value\":\"6x\"}", false);
+	assert_non_null(strstr(mead_json_get(d, mead_json_root(d), "error")->s, "has no thresholds"));
+	mead_json_free(d);
+	assert_int_equal(fake_loop_state.n_cmds, 2);
+	daemon_.driver.ops = NULL;
+}
+
 static void test_control_1000_malformed(void **state)
 {
 	static const char *const good[] = {
@@ -462,6 +510,7 @@ int main(void)
 		cmocka_unit_test(test_json_writer),
 		cmocka_unit_test_setup_teardown(test_control_good, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_control_bad, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_control_threshold, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_control_1000_malformed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_control_socket, setup, teardown),
 	};

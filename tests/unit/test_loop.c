@@ -797,6 +797,133 @@ static void test_last_ticks_owed_samples(void **state)
 	mead_ring_free(ring);
 }
 
+/* ---- an in-test driver with a detector whose thresholds can be set ---- */
+
+static struct {
+	uint32_t calls;
+	uint16_t electrode;
+	enum mead_threshold_mode mode;
+	float value;
+	uint64_t late_from_tick, late_until_tick;
+	uint64_t acq;
+} thr;
+
+static int thr_control(void *st, enum mead_driver_control op, int64_t value)
+{
+	if (op != MEAD_CTL_THRESHOLD)
+		return -EOPNOTSUPP;
+	mead_ctl_threshold_unpack(value, &thr.electrode, &thr.mode, &thr.value);
+	thr.calls++;
+	return thr.electrode == 9 ? -ENOENT : 0;
+}
+
+/* late between two ticks: the samples the threshold applies from are
+ * the next the driver processes, not the tick's */
+static int thr_read(void *st, uint64_t tick, struct mead_frame *f)
+{
+	const uint64_t end = f->first_sample + f->n_samples;
+	if (tick < thr.late_from_tick || tick >= thr.late_until_tick)
+		thr.acq = end;
+	if (thr.acq < end) {
+		f->flags |= MEAD_FRAME_LATE;
+		if (thr.acq >= f->first_sample)
+			mead_frame_event(f, MEAD_EVENT_LATE, thr.acq, end - thr.acq, 0, 0);
+	}
+	return 0;
+}
+
+static const struct mead_driver_ops thr_ops = {
+	.abi_version = MEAD_DRIVER_ABI_VERSION, .ops_size = sizeof(struct mead_driver_ops), .name = "thr",
+	.read_frame = thr_read, .control = thr_control,
+};
+
+static void test_threshold_command(void **state)
+{
+	struct mead_driver_handle drv = { .ops = &thr_ops,
+					  .caps = { .electrode_count = 8, .sample_rate_hz = 25000,
+						    .flags = MEAD_CAP_THRESHOLDS } };
+	struct mead_loop_params lp = { .period_ns = 1000000, .virtual_clock = true, .max_ticks = 50,
+				       .spike_capacity = 16, .stim_capacity = 16, .cpu = -1 };
+	struct mead_ring *ring;
+	struct mead_loop *loop;
+	char warn[128];
+
+	memset(&thr, 0, sizeof(thr));
+	thr.late_from_tick = 0;
+	thr.late_until_tick = 0;
+	assert_int_equal(mead_ring_new(1u << 20, &ring), 0);
+	assert_int_equal(mead_loop_new(&lp, &drv, &layout.view, ring, NULL, &loop), 0);
+	struct mead_command a = { .type = MEAD_CMD_THRESHOLD,
+				  .threshold = { .electrode = 3, .mode = MEAD_THRESHOLD_UV, .value = 42.5f } };
+	struct mead_command b = { .type = MEAD_CMD_THRESHOLD,
+				  .threshold = { .electrode = 9, .mode = MEAD_THRESHOLD_NOISE, .value = 6.0f } };
+	struct mead_command c = { .type = MEAD_CMD_THRESHOLD,
+				  .threshold = { .electrode = MEAD_EVENT_ALL_ELECTRODES, .mode = MEAD_THRESHOLD_NOISE,
+						 .value = 6.5f } };
+	assert_int_equal(mead_loop_submit(loop, &a), 0);
+	assert_int_equal(mead_loop_submit(loop, &b), 0);
+	assert_int_equal(mead_loop_start(loop, warn, sizeof(warn)), 0);
+	mead_loop_join(loop);
+	const struct mead_loop_stats *s = mead_loop_stats(loop);
+	assert_int_equal(thr.calls, 2);
+	assert_int_equal(atomic_load(&s->thresholds_set), 1);
+	assert_int_equal(atomic_load(&s->thresholds_refused), 1);
+	/* the one taken is an event at the run's first sample; the refused none */
+	const struct mead_msg *m;
+	size_t len;
+	uint32_t n_thr = 0;
+	while ((m = mead_ring_peek(ring, &len))) {
+		const struct mead_event *e = (const void *)(m + 1);
+		for (uint32_t i = 0; m->kind == MEAD_KIND_EVENTS && i < m->count; i++) {
+			if (e[i].type != MEAD_EVENT_THRESHOLD)
+				continue;
+			n_thr++;
+			assert_int_equal(e[i].sample, 0);
+			assert_int_equal(e[i].electrode, 3);
+			assert_int_equal(e[i].value, -4250);
+		}
+		mead_ring_release(ring);
+	}
+	assert_int_equal(n_thr, 1);
+	mead_loop_free(loop);
+	mead_ring_free(ring);
+
+	/* sent while ticks 10..19 are late: it applies from the first sample
+	 * not yet processed, which is tick 10's */
+	memset(&thr, 0, sizeof(thr));
+	thr.late_from_tick = 10;
+	thr.late_until_tick = 400;
+	lp.max_ticks = 500;
+	lp.virtual_clock = false;
+	assert_int_equal(mead_ring_new(1u << 20, &ring), 0);
+	assert_int_equal(mead_loop_new(&lp, &drv, &layout.view, ring, NULL, &loop), 0);
+	assert_int_equal(mead_loop_start(loop, warn, sizeof(warn)), 0);
+	s = mead_loop_stats(loop);
+	while (atomic_load(&s->ticks) < 15) {
+		struct timespec nap = { 0, 200000 };
+		nanosleep(&nap, NULL);
+	}
+	assert_int_equal(mead_loop_submit(loop, &c), 0);
+	mead_loop_join(loop);
+	n_thr = 0;
+	while ((m = mead_ring_peek(ring, &len))) {
+		const struct mead_event *e = (const void *)(m + 1);
+		for (uint32_t i = 0; m->kind == MEAD_KIND_EVENTS && i < m->count; i++) {
+			if (e[i].type != MEAD_EVENT_THRESHOLD)
+				continue;
+			n_thr++;
+			assert_int_equal(e[i].sample, 10 * 25);
+			assert_int_equal(e[i].electrode, MEAD_EVENT_ALL_ELECTRODES);
+			assert_int_equal(e[i].value, 650);
+		}
+		mead_ring_release(ring);
+	}
+	assert_int_equal(n_thr, 1);
+	assert_true(thr.mode == MEAD_THRESHOLD_NOISE && thr.value == 6.5f);
+	mead_loop_free(loop);
+	mead_ring_free(ring);
+}
+
 static int setup(void **state)
 {
 	char err[512];
@@ -824,6 +951,7 @@ int main(void)
 		cmocka_unit_test(test_device_gone_and_driver_errors),
 		cmocka_unit_test(test_stim_record_is_what_was_delivered),
 		cmocka_unit_test(test_last_ticks_owed_samples),
+		cmocka_unit_test(test_threshold_command),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

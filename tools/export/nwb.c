@@ -424,7 +424,7 @@ static const struct h5colspec event_cols[E_N] = {
 	[E_NAME] = { "name", H5K_STR, "the event type's name" },
 	[E_VALUE] = { "value", H5K_I32, "the event's value (trial index, label, phase code, refusal reason, ...)" },
 	[E_EL] = { "electrode", H5K_U16, "stim_refused and blank: the electrode (65535: all electrodes); 0 for others" },
-	[E_DETAIL] = { "detail", H5K_STR, "the value's name where it has one (refusal reason, phase)" },
+	[E_DETAIL] = { "detail", H5K_STR, "the value's name where it has one (refusal reason, phase, threshold)" },
 };
 
 static const struct h5colspec trial_cols[T_N] = {
@@ -560,7 +560,7 @@ static int on_events(void *ctx, const struct mead_event *e, uint32_t n)
 	const struct exp_rec *x = w->x;
 
 	for (uint32_t i = 0; i < n; i++) {
-		char other[32];
+		char other[32], thr[32];
 		const char *name = mead_event_type_name(e[i].type);
 		const char *detail = "";
 		if (!name) {
@@ -573,6 +573,13 @@ static int on_events(void *ctx, const struct mead_event *e, uint32_t n)
 				detail = "unknown reason";
 		} else if (e[i].type == MEAD_EVENT_PHASE) {
 			detail = phase_name(e[i].value);
+		} else if (e[i].type == MEAD_EVENT_THRESHOLD) {
+			/* the wire's hundredths, as meactl takes them */
+			if (e[i].value >= 0)
+				snprintf(thr, sizeof(thr), "%.2fx", e[i].value / 100.0);
+			else
+				snprintf(thr, sizeof(thr), "%.2fuV", -(double)e[i].value / 100.0);
+			detail = thr;
 		}
 		h5_table_row(&w->h, &w->ev, (int64_t)w->ev.rows);
 		h5_put_f64(&w->h, &w->ec[E_START], exp_seconds(x, e[i].sample));

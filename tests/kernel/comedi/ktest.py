@@ -38,7 +38,7 @@ ZERO_CODES = (32767, 32768)
 DRIVER_ZERO = 32768
 # wire v1.1 event types and refusal reasons (docs/wire-v1.md)
 EV_RUN_START, EV_RUN_END, EV_STIM_REFUSED, EV_OVERFLOW, EV_GAP, EV_LATE = 1, 2, 8, 9, 10, 11
-EV_DEVICE_GONE, EV_DEVICE_BACK, EV_BLANK, EV_STALL, EV_STIM_LOST, EV_UNREAD = 12, 13, 14, 15, 16, 17
+EV_DEVICE_GONE, EV_DEVICE_BACK, EV_BLANK, EV_STALL, EV_STIM_LOST, EV_UNREAD, EV_THRESHOLD = 12, 13, 14, 15, 16, 17, 18
 REASONS = {1: 'busy', 2: 'range', 3: 'queue_full', 4: 'device_gone', 5: 'io', 6: 'cancelled', 7: 'unknown',
            8: 'too_late', 9: 'unsupported', 64: 'tick_limit', 65: 'overlap', 66: 'no_device'}
 REASON_CANCELLED, REASON_TICK_LIMIT = 6, 64
