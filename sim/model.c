@@ -42,8 +42,9 @@ int mead_sim_params_preset(const char *name, struct mead_sim_params *ret)
 		.a_minus = 1e-4,
 		.stdp = true,
 		.input_strength = 1.0,
-		.exc_strength = tsk ? 3.0 : 1.0,
-		.inh_strength = tsk ? 300.0 : 10.0,
+		/* tsk at 10,140 neurons: the reference's best at that size */
+		.exc_strength = tsk ? (neurons == 10140 ? 8.0 : 3.0) : 1.0,
+		.inh_strength = tsk ? (neurons == 10140 ? 800.0 : 300.0) : 10.0,
 		.sigma_e_mm = 1.2,
 		.sigma_i_mm = 0.15,
 		.electrode_reach_mm = 0.3,

@@ -57,6 +57,8 @@ static void test_params_and_errors(void **state)
 	assert_int_equal(mead_sim_params_preset("tsk-10140", &p), 0);
 	assert_int_equal(p.neurons, 10140);
 	assert_false(p.has_lower_bound);
+	assert_true(p.v_rest_mv == -90.0 && p.exc_strength == 8.0 && p.inh_strength == 800.0);
+	assert_int_equal(mead_sim_params_preset("tsk-240", &p), 0);
 	assert_true(p.v_rest_mv == -90.0 && p.exc_strength == 3.0 && p.inh_strength == 300.0);
 	assert_int_equal(mead_sim_params_preset("bio-240", &p), 0);
 	assert_true(p.has_lower_bound && p.v_rest_mv == -70.0 && p.exc_strength == 1.0 && p.inh_strength == 10.0);
