@@ -54,6 +54,8 @@ int mead_layer_kind_parse(const char *s)
 		return MEAD_LAYER_SWTA;
 	if (strcmp(s, "hpca") == 0)
 		return MEAD_LAYER_HPCA;
+	if (strcmp(s, "swta-softmax") == 0)
+		return MEAD_LAYER_SWTA_SOFTMAX;
 	return -EINVAL;
 }
 
@@ -63,6 +65,7 @@ const char *mead_layer_kind_name(enum mead_layer_kind k)
 	case MEAD_LAYER_NONE: return "none";
 	case MEAD_LAYER_SWTA: return "swta";
 	case MEAD_LAYER_HPCA: return "hpca";
+	case MEAD_LAYER_SWTA_SOFTMAX: return "swta-softmax";
 	}
 	return "?";
 }
@@ -98,7 +101,8 @@ int mead_hebb_layer_new(enum mead_layer_kind kind, uint32_t n_in, uint32_t n_out
 {
 	if (n_in == 0 || (kind != MEAD_LAYER_NONE && n_out == 0))
 		return -EINVAL;
-	if (kind != MEAD_LAYER_NONE && kind != MEAD_LAYER_SWTA && kind != MEAD_LAYER_HPCA)
+	if (kind != MEAD_LAYER_NONE && kind != MEAD_LAYER_SWTA && kind != MEAD_LAYER_HPCA &&
+	    kind != MEAD_LAYER_SWTA_SOFTMAX)
 		return -EINVAL;
 	struct mead_hebb_layer *l = calloc(1, sizeof(*l));
 	if (!l)
@@ -146,7 +150,7 @@ void mead_hebb_layer_set_temperature(struct mead_hebb_layer *l, float t)
 void mead_hebb_layer_init_from_samples(struct mead_hebb_layer *l, const float *x, uint32_t n,
 				       uint64_t seed)
 {
-	if (l->kind != MEAD_LAYER_SWTA || n == 0)
+	if ((l->kind != MEAD_LAYER_SWTA && l->kind != MEAD_LAYER_SWTA_SOFTMAX) || n == 0)
 		return;
 	struct mead_hrng r;
 	mead_hrng_seed(&r, seed ^ 0x5157a5eedull);
@@ -205,6 +209,17 @@ static void swta_forward(const struct mead_hebb_layer *l, const float *x, float 
 		z[i] *= inv;
 }
 
+/* The authors' output: the projection on each unit's direction, rectified. */
+static void swta_relu_forward(const struct mead_hebb_layer *l, const float *x, float *y)
+{
+	for (uint32_t i = 0; i < l->n_out; i++) {
+		const float *w = l->w + (size_t)i * l->n_in;
+		double wn = sqrt(dot(w, w, l->n_in));
+		double v = wn > 0 ? dot(w, x, l->n_in) / wn : 0.0;
+		y[i] = v > 0 ? (float)v : 0.f;
+	}
+}
+
 static void hpca_forward(const struct mead_hebb_layer *l, const float *x, float *y)
 {
 	for (uint32_t i = 0; i < l->n_out; i++) {
@@ -220,6 +235,9 @@ void mead_hebb_layer_forward(const struct mead_hebb_layer *l, const float *x, fl
 		memcpy(y, x, l->n_in * sizeof(float));
 		break;
 	case MEAD_LAYER_SWTA:
+		swta_relu_forward(l, x, y);
+		break;
+	case MEAD_LAYER_SWTA_SOFTMAX:
 		swta_forward(l, x, y);
 		break;
 	case MEAD_LAYER_HPCA:
@@ -231,7 +249,7 @@ void mead_hebb_layer_forward(const struct mead_hebb_layer *l, const float *x, fl
 void mead_hebb_layer_learn(struct mead_hebb_layer *l, const float *x, float eta)
 {
 	uint32_t n = l->n_in;
-	if (l->kind == MEAD_LAYER_SWTA) {
+	if (l->kind == MEAD_LAYER_SWTA || l->kind == MEAD_LAYER_SWTA_SOFTMAX) {
 		swta_forward(l, x, l->y);
 		for (uint32_t i = 0; i < l->n_out; i++) {
 			float g = eta * l->y[i];
@@ -263,16 +281,23 @@ void mead_hebb_layer_learn(struct mead_hebb_layer *l, const float *x, float eta)
 
 int mead_clf_kind_parse(const char *s)
 {
-	if (strcmp(s, "delta") == 0)
-		return MEAD_CLF_DELTA;
+	if (strcmp(s, "lms") == 0 || strcmp(s, "delta") == 0)
+		return MEAD_CLF_LMS;
 	if (strcmp(s, "proto") == 0)
 		return MEAD_CLF_PROTO;
+	if (strcmp(s, "hebbian") == 0)
+		return MEAD_CLF_HEBBIAN;
 	return -EINVAL;
 }
 
 const char *mead_clf_kind_name(enum mead_clf_kind k)
 {
-	return k == MEAD_CLF_PROTO ? "proto" : "delta";
+	switch (k) {
+	case MEAD_CLF_LMS: return "lms";
+	case MEAD_CLF_PROTO: return "proto";
+	case MEAD_CLF_HEBBIAN: return "hebbian";
+	}
+	return "?";
 }
 
 struct mead_hebb_clf {
@@ -285,7 +310,7 @@ struct mead_hebb_clf {
 int mead_hebb_clf_new(enum mead_clf_kind kind, uint32_t n_in, uint32_t n_classes,
 		      struct mead_hebb_clf **ret)
 {
-	if (n_in == 0 || n_classes < 2 || (kind != MEAD_CLF_DELTA && kind != MEAD_CLF_PROTO))
+	if (n_in == 0 || n_classes < 2 || (kind != MEAD_CLF_LMS && kind != MEAD_CLF_PROTO && kind != MEAD_CLF_HEBBIAN))
 		return -EINVAL;
 	struct mead_hebb_clf *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -328,8 +353,10 @@ static void clf_scores(const struct mead_hebb_clf *c, const float *y, float *out
 	double yn = c->kind == MEAD_CLF_PROTO ? sqrt(dot(y, y, n)) : 1.0;
 	for (uint32_t k = 0; k < c->n_classes; k++) {
 		const float *w = c->w + (size_t)k * stride;
-		if (c->kind == MEAD_CLF_DELTA) {
+		if (c->kind == MEAD_CLF_LMS) {
 			out[k] = (float)(dot(w, y, n) + w[n]);
+		} else if (c->kind == MEAD_CLF_HEBBIAN) {
+			out[k] = (float)dot(w, y, n);
 		} else {
 			double wn = sqrt(dot(w, w, n));
 			out[k] = (wn > 0 && yn > 0) ? (float)(dot(w, y, n) / (wn * yn)) : 0.f;
@@ -353,7 +380,7 @@ void mead_hebb_clf_learn(struct mead_hebb_clf *c, const float *y, uint32_t label
 	if (label >= c->n_classes)
 		return;
 	uint32_t n = c->n_in, stride = n + 1;
-	if (c->kind == MEAD_CLF_PROTO) {
+	if (c->kind == MEAD_CLF_PROTO || c->kind == MEAD_CLF_HEBBIAN) {
 		float *w = c->w + (size_t)label * stride;
 		for (uint32_t k = 0; k < n; k++)
 			w[k] += eta * (y[k] - w[k]);

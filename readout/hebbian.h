@@ -29,9 +29,12 @@ enum mead_layer_kind {
 	MEAD_LAYER_NONE = 0, /* identity: the classifier sees the input itself */
 	MEAD_LAYER_SWTA = 1,
 	MEAD_LAYER_HPCA = 2,
+	/* SWTA's learning with the soft competition z as the output (what
+	 * "swta" gave before it followed the authors) */
+	MEAD_LAYER_SWTA_SOFTMAX = 3,
 };
 
-/* Returns the kind for "none"/"swta"/"hpca", or -EINVAL. */
+/* Returns the kind for "none"/"swta"/"hpca"/"swta-softmax", or -EINVAL. */
 int mead_layer_kind_parse(const char *s);
 const char *mead_layer_kind_name(enum mead_layer_kind k);
 
@@ -60,22 +63,25 @@ float *mead_hebb_layer_weights(struct mead_hebb_layer *l);
 void mead_hebb_layer_init_from_samples(struct mead_hebb_layer *l, const float *x, uint32_t n,
 				       uint64_t seed);
 
-/* y: n_out values.  SWTA: z = softmax(s / T), s_i = ((cos(w_i, x) + 1) / 2)^2.
- * HPCA: y_i = relu(w_i . x).  NONE: y = x. */
+/* y: n_out values.  SWTA: y_i = relu(w_i . x / |w_i|), the competition
+ * only in learning.  SWTA_SOFTMAX: z = softmax(s / T),
+ * s_i = ((cos(w_i, x) + 1) / 2)^2.  HPCA: y_i = relu(w_i . x).  NONE: y = x. */
 void mead_hebb_layer_forward(const struct mead_hebb_layer *l, const float *x, float *y);
 
-/* One unsupervised step on x with rate eta.  SWTA: dw_i = eta z_i (x - w_i).
+/* One unsupervised step on x with rate eta.  SWTA (both): dw_i = eta z_i (x - w_i).
  * HPCA: dw_i = eta y_i (x - sum_{j<=i} y_j w_j).  NONE: nothing. */
 void mead_hebb_layer_learn(struct mead_hebb_layer *l, const float *x, float eta);
 
 enum mead_clf_kind {
-	/* o_c = w_c . [y, 1]; dw_c = eta (t_c - o_c) [y, 1], t one-hot: the
-	 * Hebbian term t_c y with an anti-Hebbian term o_c y that stops
-	 * growth once the output matches the teacher. */
-	MEAD_CLF_DELTA = 0,
+	/* The LMS (Widrow-Hoff, delta) rule, error-driven: o_c = w_c . [y, 1];
+	 * dw_c = eta (t_c - o_c) [y, 1], t one-hot.  "delta" is its old name. */
+	MEAD_CLF_LMS = 0,
 	/* dw_c = eta t_c (y - w_c): each class weight vector moves to its
 	 * class's mean; o_c = cos(w_c, y). */
 	MEAD_CLF_PROTO = 1,
+	/* The authors' supervised Hebbian rule: the same update, prediction
+	 * by projection, o_c = w_c . y. */
+	MEAD_CLF_HEBBIAN = 2,
 };
 int mead_clf_kind_parse(const char *s);
 const char *mead_clf_kind_name(enum mead_clf_kind k);
@@ -88,7 +94,7 @@ void mead_hebb_clf_free(struct mead_hebb_clf *c);
 enum mead_clf_kind mead_hebb_clf_kind(const struct mead_hebb_clf *c);
 uint32_t mead_hebb_clf_n_in(const struct mead_hebb_clf *c);
 uint32_t mead_hebb_clf_n_classes(const struct mead_hebb_clf *c);
-/* n_classes x (n_in + 1): the last column is the bias (delta rule only). */
+/* n_classes x (n_in + 1): the last column is the bias (LMS only). */
 float *mead_hebb_clf_weights(struct mead_hebb_clf *c);
 void mead_hebb_clf_reset(struct mead_hebb_clf *c);
 

@@ -15,7 +15,7 @@ void mead_model_options_default(struct mead_model_options *o)
 		.temperature = MEAD_SWTA_DEFAULT_TEMPERATURE,
 		.eta_layer = 0.05f,
 		.layer_epochs = 10,
-		.clf = MEAD_CLF_DELTA,
+		.clf = MEAD_CLF_LMS,
 		.eta = 0.05f,
 		.epochs = 20,
 		.transform = MEAD_TRANSFORM_NONE,
@@ -141,6 +141,16 @@ static const float *centred(struct mead_model *m, const float *x)
 	return m->xbuf;
 }
 
+/* SWTA's projections are each up to |x|: over many units their sum of
+ * squares outgrows what LMS can take (stable only while eta |y|^2 < 2), so
+ * the classifier sees them L2-normalised.  The soft-max output sums to 1. */
+static void layer_out(const struct mead_model *m, const float *x, float *y)
+{
+	mead_hebb_layer_forward(m->layer, x, y);
+	if (m->o.layer == MEAD_LAYER_SWTA)
+		mead_normalise(y, mead_hebb_layer_n_out(m->layer), MEAD_NORM_L2);
+}
+
 int mead_model_fit(struct mead_model *m)
 {
 	if (m->n == 0)
@@ -173,7 +183,7 @@ int mead_model_fit(struct mead_model *m)
 	struct mead_hrng rng;
 	mead_hrng_seed(&rng, m->o.seed * 0x9e3779b97f4a7c15ull + 17);
 
-	if (m->o.layer == MEAD_LAYER_SWTA && !m->restored) {
+	if ((m->o.layer == MEAD_LAYER_SWTA || m->o.layer == MEAD_LAYER_SWTA_SOFTMAX) && !m->restored) {
 		/* Prototypes start on (centred) samples. */
 		float *init = malloc((size_t)m->n * m->n_in * sizeof(float));
 		if (!init) {
@@ -212,7 +222,7 @@ int mead_model_fit(struct mead_model *m)
 	for (uint32_t i = 0; i < m->n; i++) {
 		if (m->labels[i] < 0)
 			continue;
-		mead_hebb_layer_forward(m->layer, centred(m, m->x + (size_t)i * m->n_in), y + (size_t)nl * n_out);
+		layer_out(m, centred(m, m->x + (size_t)i * m->n_in), y + (size_t)nl * n_out);
 		ly[nl++] = (uint32_t)m->labels[i];
 	}
 	for (uint32_t e = 0; e < m->o.epochs && nl > 0; e++) {
@@ -242,7 +252,7 @@ int mead_model_predict(struct mead_model *m, const float *x, float *scores)
 	memcpy(xn, x, m->n_in * sizeof(float));
 	mead_transform_apply(xn, m->n_in, m->o.transform);
 	mead_normalise(xn, m->n_in, m->o.norm);
-	mead_hebb_layer_forward(m->layer, centred(m, xn), m->ybuf);
+	layer_out(m, centred(m, xn), m->ybuf);
 	return (int)mead_hebb_clf_predict(m->clf, m->ybuf, scores);
 }
 
@@ -324,8 +334,8 @@ int mead_model_read(FILE *f, const struct mead_model_options *o, struct mead_mod
 	    get_u32(f, &norm) < 0 || get_u32(f, &center) < 0 || get_u32(f, &trained) < 0 ||
 	    (version >= 2 && get_u32(f, &transform) < 0))
 		return -EIO;
-	if (n_in == 0 || n_in > 1024 || layer > MEAD_LAYER_HPCA || n_out == 0 || n_out > 65536 ||
-	    clf > MEAD_CLF_PROTO || n_classes < 2 || n_classes > 1024 || norm > MEAD_NORM_SUM ||
+	if (n_in == 0 || n_in > 1024 || layer > MEAD_LAYER_SWTA_SOFTMAX || n_out == 0 || n_out > 65536 ||
+	    clf > MEAD_CLF_HEBBIAN || n_classes < 2 || n_classes > 1024 || norm > MEAD_NORM_SUM ||
 	    transform > MEAD_TRANSFORM_SQRT)
 		return -EINVAL;
 	struct mead_model_options mo = *o;

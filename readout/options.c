@@ -37,7 +37,7 @@ void mead_readout_options_default(struct mead_readout_options *o)
 	o->model.center = true;
 	/* Spike counts are Poisson-like; pixels are not counts (hebbian.h). */
 	o->model.transform = MEAD_TRANSFORM_SQRT;
-	/* The delta rule creeps toward its least-squares solution: 20 epochs
+	/* The LMS rule creeps toward its least-squares solution: 20 epochs
 	 * stop it short on 1,300 trials (docs/BENCHMARKS.md, readout choices). */
 	o->model.epochs = 200;
 	o->model.units = 128;
@@ -56,12 +56,13 @@ void mead_readout_usage(FILE *f)
 		"      --grid RxC           electrode grid (from status \"layout\", else 6x10)\n"
 		"      --label-column C     label column (last column)\n"
 		"      --features all|no-label     culture features (no-label when label cells exist)\n"
-		"      --layer swta|hpca|none      Hebbian feature layer (hpca)\n"
+		"      --layer swta|hpca|none|swta-softmax  Hebbian feature layer (hpca)\n"
 		"      --units N            layer size (128)\n"
 		"      --temperature T      SWTA softmax temperature (0.02)\n"
 		"      --eta-layer E        layer learning rate (0.05)\n"
 		"      --layer-epochs N     layer epochs over the stored training trials (10)\n"
-		"      --classifier delta|proto    supervised Hebbian rule (delta)\n"
+		"      --classifier lms|hebbian|proto  supervised rule: LMS (error-driven; the old\n"
+		"                           name delta), the supervised Hebbian rule, class means (lms)\n"
 		"      --eta E              classifier learning rate (0.05)\n"
 		"      --epochs N           classifier epochs (200)\n"
 		"      --norm l2|max|sum|none      feature normalisation (l2)\n"
@@ -112,12 +113,12 @@ static const struct spec {
 	{"grid", OPT_GRID, true, "RxC with R, C >= 1 and at most 256 electrodes"},
 	{"label-column", OPT_LABEL_COL, true, "a column from 0 to 255"},
 	{"features", OPT_FEATURES, true, "all or no-label"},
-	{"layer", OPT_LAYER, true, "swta, hpca or none"},
+	{"layer", OPT_LAYER, true, "swta, hpca, none or swta-softmax"},
 	{"units", OPT_UNITS, true, "a whole number from 1 to 65536"},
 	{"temperature", OPT_TEMP, true, "a number from 1e-6 to 1e6"},
 	{"eta-layer", OPT_ETA_LAYER, true, "a number from 0 to 10"},
 	{"layer-epochs", OPT_LAYER_EPOCHS, true, "a whole number from 0 to 100000"},
-	{"classifier", OPT_CLF, true, "delta or proto"},
+	{"classifier", OPT_CLF, true, "lms, hebbian or proto"},
 	{"eta", OPT_ETA, true, "a number from 0 to 10"},
 	{"epochs", OPT_EPOCHS, true, "a whole number from 0 to 100000"},
 	{"norm", OPT_NORM, true, "l2, max, sum or none"},

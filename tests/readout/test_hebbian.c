@@ -74,9 +74,27 @@ static void test_swta_prototypes_find_cluster_centres(void **state)
 	for (int c = 0; c < K; c++)
 		assert_true(covered[c]);
 
-	/* Soft-max at T = 0.02: a point at a centre belongs to its unit. */
+	/* The authors' output: each unit's projection relu(w . x / |w|),
+	 * the competition only in learning. */
+	float y[K];
+	mead_hebb_layer_forward(l, centres[1], y);
+	for (int u = 0; u < K; u++) {
+		double d = 0, n2 = 0;
+		for (int k = 0; k < D; k++) {
+			d += (double)w[u * D + k] * centres[1][k];
+			n2 += (double)w[u * D + k] * w[u * D + k];
+		}
+		double want = d > 0 ? d / sqrt(n2) : 0;
+		assert_float_equal(y[u], (float)want, 1e-5);
+	}
+	/* swta-softmax: the same learning, the soft competition z as the
+	 * output; at T = 0.02 a point at a centre belongs to its unit. */
+	struct mead_hebb_layer *ls;
+	assert_int_equal(mead_hebb_layer_new(MEAD_LAYER_SWTA_SOFTMAX, D, K, 3, &ls), 0);
+	memcpy(mead_hebb_layer_weights(ls), w, sizeof(float) * K * D);
 	float z[K];
-	mead_hebb_layer_forward(l, centres[1], z);
+	mead_hebb_layer_forward(ls, centres[1], z);
+	mead_hebb_layer_free(ls);
 	float sum = 0, mx = 0;
 	for (int u = 0; u < K; u++) {
 		sum += z[u];
@@ -187,10 +205,46 @@ static void check_classifier(enum mead_clf_kind kind)
 	mead_hebb_clf_free(c);
 }
 
-static void test_delta_classifier_separates_two_classes(void **state)
+static void test_lms_classifier_separates_two_classes(void **state)
 {
 	(void)state;
-	check_classifier(MEAD_CLF_DELTA);
+	check_classifier(MEAD_CLF_LMS);
+	assert_int_equal(mead_clf_kind_parse("delta"), MEAD_CLF_LMS);   /* its old name */
+	assert_string_equal(mead_clf_kind_name(MEAD_CLF_LMS), "lms");
+}
+
+/* The supervised Hebbian rule: class vectors move to their class's mean
+ * (as proto), the score is the projection w_c . y (proto: the cosine). */
+static void test_hebbian_classifier(void **state)
+{
+	(void)state;
+	check_classifier(MEAD_CLF_HEBBIAN);
+	struct mead_hebb_clf *c;
+	assert_int_equal(mead_clf_kind_parse("hebbian"), MEAD_CLF_HEBBIAN);
+	assert_int_equal(mead_hebb_clf_new(MEAD_CLF_HEBBIAN, 2, 2, &c), 0);
+	const float a[2] = { 1, 0 }, b[2] = { 3, 3 };
+	for (int i = 0; i < 200; i++) {
+		mead_hebb_clf_learn(c, a, 0, 0.1f);
+		mead_hebb_clf_learn(c, b, 1, 0.1f);
+	}
+	const float *w = mead_hebb_clf_weights(c);
+	assert_float_equal(w[0], 1.f, 1e-4);
+	assert_float_equal(w[3], 3.f, 1e-4);
+	assert_float_equal(w[4], 3.f, 1e-4);
+	/* (1, 0.2) is closer in angle to class 0, but projects further on class 1 */
+	const float q[2] = { 1, 0.2f };
+	float out[2];
+	assert_int_equal(mead_hebb_clf_predict(c, q, out), 1);
+	assert_float_equal(out[0], 1.f, 1e-3);
+	assert_float_equal(out[1], 3.6f, 1e-3);
+	mead_hebb_clf_free(c);
+	assert_int_equal(mead_hebb_clf_new(MEAD_CLF_PROTO, 2, 2, &c), 0);
+	for (int i = 0; i < 200; i++) {
+		mead_hebb_clf_learn(c, a, 0, 0.1f);
+		mead_hebb_clf_learn(c, b, 1, 0.1f);
+	}
+	assert_int_equal(mead_hebb_clf_predict(c, q, out), 0);
+	mead_hebb_clf_free(c);
 }
 
 static void test_proto_classifier_separates_two_classes(void **state)
@@ -385,7 +439,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_swta_prototypes_find_cluster_centres),
 		cmocka_unit_test(test_hpca_finds_principal_directions),
-		cmocka_unit_test(test_delta_classifier_separates_two_classes),
+		cmocka_unit_test(test_lms_classifier_separates_two_classes),
+		cmocka_unit_test(test_hebbian_classifier),
 		cmocka_unit_test(test_proto_classifier_separates_two_classes),
 		cmocka_unit_test(test_normalise),
 		cmocka_unit_test(test_transform),
