@@ -79,7 +79,7 @@ struct mead_event {
 	uint32_t type;         /* enum mead_event_type */
 	int32_t value;
 	uint32_t samples;      /* length of the sample range it covers; 0: a point in time */
-	uint16_t electrode;    /* STIM_REFUSED, BLANK: the electrode (MEAD_EVENT_ALL_ELECTRODES); others: 0 */
+	uint16_t electrode;    /* STIM_REFUSED, BLANK: the electrode (MEAD_EVENT_ALL_ELECTRODES); DIGITAL: the line; others: 0 */
 	uint16_t reserved;
 };
 
@@ -104,6 +104,7 @@ enum mead_event_type {
 	MEAD_EVENT_STALL        = 15, /* the device stalled its sample endpoint; value: times cleared so far */
 	MEAD_EVENT_STIM_LOST    = 16, /* the device stopped its outputs by itself (its host watchdog): value: pulses it dropped */
 	MEAD_EVENT_UNREAD       = 17, /* samples [sample, +samples) of the run's last ticks had not come when it ended: lost */
+	MEAD_EVENT_DIGITAL      = 19, /* a digital input line seen at level value (0/1) at sample; electrode: the line number */
 };
 
 enum mead_phase {
