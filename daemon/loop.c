@@ -685,7 +685,8 @@ static uint32_t read_and_pass(struct mead_loop *l, uint64_t tick, uint64_t first
 	device_state(l, r, first);
 	for (uint32_t i = 0; i < l->frame.n_events; i++) {
 		const struct mead_event *e = &l->driver_events[i];
-		if (e->type < MEAD_LOOP_EVENT_TYPES && e->type != MEAD_EVENT_BLANK) {
+		/* blanking windows and digital inputs are what happened, not losses */
+		if (e->type < MEAD_LOOP_EVENT_TYPES && e->type != MEAD_EVENT_BLANK && e->type != MEAD_EVENT_DIGITAL) {
 			stat_add(&l->stats.loss_events[e->type], 1);
 			stat_add(&l->stats.loss_samples[e->type], e->samples);
 		}

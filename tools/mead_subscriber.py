@@ -47,6 +47,7 @@ FIELDS = {"spikes": SPIKE_FIELDS, "stim": STIM_FIELDS, "events": EVENT_FIELDS}
 LOSS_EVENTS = {9: "overflow", 10: "gap", 11: "late", 12: "device_gone", 13: "device_back", 15: "stall",
                16: "stim_lost", 17: "unread"}
 EVENT_STIM_REFUSED = 8
+EVENT_DIGITAL = 19       # a digital input line's level: the line in the electrode field, no loss
 STIM_LATE = 1
 
 
@@ -89,6 +90,7 @@ class Stats:
         self.device_events = {name: {"events": 0, "samples": 0} for name in LOSS_EVENTS.values()}
         self.stim_refused = {}
         self.stim_late = 0
+        self.digital = {}      # line -> {"events": n, "level": the last level}
 
     def error(self, what):
         self.decode_errors += 1
@@ -206,6 +208,10 @@ def handle(st, frames):
                 elif int(e["type"]) == EVENT_STIM_REFUSED:
                     reason = str(int(e["value"]))
                     st.stim_refused[reason] = st.stim_refused.get(reason, 0) + 1
+                elif int(e["type"]) == EVENT_DIGITAL and "electrode" in rec.dtype.names:
+                    line = st.digital.setdefault(str(int(e["electrode"])), {"events": 0, "level": 0})
+                    line["events"] += 1
+                    line["level"] = int(e["value"])
 
 
 Z85_LEN = 40
@@ -346,6 +352,7 @@ def main():
         "device_events": st.device_events,
         "stim_refused_by_reason_code": st.stim_refused,
         "stim_late": st.stim_late,
+        "digital_lines": st.digital,
     }
     if args.json:
         print(json.dumps(summary))
@@ -356,6 +363,9 @@ def main():
         lost = {k: v for k, v in st.device_events.items() if v["events"]}
         print("device losses (events, samples): %s   stim refused (by reason code): %s   stim late: %d" % (
             lost or "none", st.stim_refused or "none", st.stim_late))
+        if st.digital:
+            print("digital input lines (events, last level): %s" % ", ".join(
+                "%s: %d, %d" % (k, v["events"], v["level"]) for k, v in sorted(st.digital.items(), key=lambda x: int(x[0]))))
         if rates:
             print("spike rate per electrode (Hz):")
             for i, r in enumerate(rates):

@@ -630,6 +630,8 @@ int comedi_read_frame_(void *state, uint64_t tick, struct mead_frame *f)
 		if (from < end)
 			mead_frame_event(f, MEAD_EVENT_LATE, from, end - from, 0, 0);
 	}
+	if (!st->failed)
+		di_tick(st, f);
 	f->acquired = st->acquired;
 	stim_tick(st, f, ret);
 	return ret;

@@ -51,6 +51,9 @@ static const struct mead_param_spec comedi_params[] = {
 	{ "route_stream", MEAD_PARAM_STRING, "auto", 1, 0,
 	  "drive the lines as an output command clocked by the analog output (correlated DO): auto (when the DIO runs output commands), on, off" },
 	{ "route_clock", MEAD_PARAM_INT, "31", 0, 1023, "scan_begin_arg of the DIO command: the AO update clock (NI M-series: 31)" },
+	{ "di_subdevice", MEAD_PARAM_INT, "-1", -1, 255, "subdevice of the digital inputs; -1: the first digital input (DI), else the first DIO" },
+	{ "di_lines", MEAD_PARAM_STRING, "", 1, 0,
+	  "digital input lines (0..31, comma-separated) read every tick, each change a digital event; empty: none" },
 	MEAD_SIG_PARAM_SPECS,
 	{ NULL, 0, NULL, 0, 0, NULL },
 };
@@ -59,6 +62,22 @@ int fail_(char *err, size_t len, int e, const char *msg)
 {
 	snprintf(err, len, "%s", msg);
 	return e;
+}
+
+int comedi_parse_lines(const char *text, int *out, uint32_t max)
+{
+	uint32_t n = 0;
+	for (const char *p = text; *p;) {
+		char *end;
+		long l = strtol(p, &end, 10);
+		if (end == p || l < 0 || l >= 32 || (*end && *end != ','))
+			return -EINVAL;
+		if (n >= max)
+			return -E2BIG;
+		out[n++] = (int)l;
+		p = *end == ',' ? end + 1 : end;
+	}
+	return (int)n;
 }
 
 int comedi_errno_(void)
@@ -80,7 +99,7 @@ static int comedi_open_(const struct mead_driver_config *cfg, void **ret_state, 
 		return -ENOMEM;
 	st->fd = -1;
 	st->fd_do = -1;
-	st->ai_sub = st->ao_sub = st->dio_sub = -1;
+	st->ai_sub = st->ao_sub = st->dio_sub = st->di_sub = -1;
 	int r;
 	const char *path = mead_driver_param_string(cfg, "device", "/dev/comedi0");
 	st->dev = comedi_open(path);
@@ -109,6 +128,8 @@ static int comedi_open_(const struct mead_driver_config *cfg, void **ret_state, 
 
 	st->stim = mead_driver_param_bool(cfg, "stimulate", true);
 	if (st->stim && (r = stim_setup(st, cfg, err, err_len)) < 0)
+		goto fail;
+	if ((r = di_setup(st, cfg, err, err_len)) < 0)
 		goto fail;
 
 	struct mead_sig_config sc;
@@ -213,6 +234,7 @@ static int comedi_start_(void *state, char *err, size_t err_len)
 	st->obs_ns = t0 + (t1 - t0) / 2;
 	st->obs_half_ns = (t1 - t0) / 2;
 	st->have_obs = true;
+	di_start(st);
 	if (st->stim && (r = stim_start_fire(st, err, err_len)) < 0) {
 		comedi_cancel(st->dev, (unsigned)st->ai_sub);
 		st->running = false;
@@ -244,7 +266,8 @@ static int comedi_describe_(void *state, char *buf, size_t len)
 			 "\"pulses\":%llu,\"pulses_late\":%llu,\"pulses_cancelled\":%llu,\"stim_errors\":%llu,"
 			 "\"ao_underruns\":%llu,\"ao_rearms\":%llu,\"misrouted\":%llu,"
 			 "\"stimulate\":%s,\"stimulators\":%u,\"route\":\"%s\",\"ao_rate_hz\":%u,"
-			 "\"ao_lead_us\":%.0f,\"ao_skew_us\":%.1f}",
+			 "\"ao_lead_us\":%.0f,\"ao_skew_us\":%.1f,\"di_subdevice\":%d,\"di_lines\":%u,"
+			 "\"di_changes\":%llu,\"di_errors\":%llu}",
 			 comedi_get_board_name(st->dev), st->nchan, st->rate, st->ai_bps == 4 ? 32u : 16u,
 			 st->poll_ok ? "true" : "false",
 			 (unsigned long long)atomic_load(&st->overflows), (unsigned long long)atomic_load(&st->rearms),
@@ -254,7 +277,9 @@ static int comedi_describe_(void *state, char *buf, size_t len)
 			 (unsigned long long)atomic_load(&st->ao_underruns), (unsigned long long)atomic_load(&st->ao_rearms),
 			 (unsigned long long)atomic_load(&st->misrouted),
 			 st->stim ? "true" : "false", st->stim ? st->n_ao : 0u, route_name(st->route), st->stim ? st->ao_rate : 0u,
-			 st->stim ? st->lead_samples * 1e6 / st->rate : 0.0, st->ao_skew_ns / 1000.0);
+			 st->stim ? st->lead_samples * 1e6 / st->rate : 0.0, st->ao_skew_ns / 1000.0,
+			 st->di_mask ? st->di_sub : -1, (unsigned)__builtin_popcount(st->di_mask),
+			 (unsigned long long)atomic_load(&st->di_changes), (unsigned long long)atomic_load(&st->di_errors));
 	if (n < 0)
 		return -EIO;
 	if ((size_t)n >= len)
@@ -272,7 +297,7 @@ static const struct mead_driver_ops comedi_ops = {
 	.abi_version = MEAD_DRIVER_ABI_VERSION,
 	.ops_size = sizeof(struct mead_driver_ops),
 	.name = "comedi",
-	.description = "MEA amplifier on a Comedi DAQ board: streaming AI, a continuous AO stimulator stream, DIO routing",
+	.description = "MEA amplifier on a Comedi DAQ board: streaming AI, a continuous AO stimulator stream, DIO routing, digital inputs",
 	.params = comedi_params,
 	.open = comedi_open_,
 	.close = comedi_close_,

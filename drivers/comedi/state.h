@@ -147,16 +147,29 @@ struct comedi_state {
 	_Atomic uint64_t stop_ns;
 	_Atomic bool ao_armed;         /* what stop_outputs may cancel */
 
+	/* digital inputs (dinput.c) */
+	int di_sub;                    /* -1: none configured */
+	uint32_t di_mask;              /* the lines read; 0: off */
+	uint32_t di_levels;            /* at the last read */
+	uint64_t di_start_sample;      /* where the run's first read saw them */
+	bool di_start_owed;            /* the first frame says every line's level at the start */
+	bool di_known;                 /* di_levels came from a read of this run */
+
 	struct mead_sig *sig;
 	bool blank_all;
 
 	/* counters, read by describe() from another thread */
 	_Atomic uint64_t overflows, late_ticks, pulses, stim_errors, rearms;
 	_Atomic uint64_t lost_samples, pulses_late, pulses_cancelled, ao_underruns, ao_rearms, misrouted;
+	_Atomic uint64_t di_changes, di_errors;
 };
 
 int comedi_errno_(void);
 int fail_(char *err, size_t len, int e, const char *msg);
+
+/* A comma-separated list of lines 0..31 into out (at most max); the count,
+ * -EINVAL when it is not such a list, -E2BIG when it names more. */
+int comedi_parse_lines(const char *text, int *out, uint32_t max);
 
 /* acquire.c */
 /* The subdevice of a type that runs commands with need_flag (want >= 0:
@@ -182,3 +195,8 @@ void stim_outputs_off(struct comedi_state *st);
 int comedi_write_stim_(void *state, uint64_t tick, const struct mead_stim_pulse *pulses, uint32_t n,
 		       struct mead_stim_result *results);
 int comedi_stop_outputs_(void *state);
+
+/* dinput.c: the digital input lines, read once a tick */
+int di_setup(struct comedi_state *st, const struct mead_driver_config *cfg, char *err, size_t err_len);
+void di_start(struct comedi_state *st);
+void di_tick(struct comedi_state *st, struct mead_frame *f);

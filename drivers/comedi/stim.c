@@ -915,21 +915,17 @@ static int setup_ao_cmd(struct comedi_state *st, char *err, size_t err_len)
 static int parse_lines(struct comedi_state *st, const struct mead_driver_config *cfg, char *err, size_t err_len)
 {
 	const char *lines = mead_driver_param_string(cfg, "route_lines", "");
+	int n = comedi_parse_lines(lines, st->route_line, MAX_ROUTE_LINES);
 	st->n_route = 0;
-	for (const char *p = lines; *p;) {
-		char *end;
-		long l = strtol(p, &end, 10);
-		if (end == p || l < 0 || l >= 32 || (*end && *end != ',')) {
-			snprintf(err, err_len, "comedi: route_lines '%s' is not a comma-separated list of lines 0..31", lines);
-			return -EINVAL;
-		}
-		if (st->n_route >= MAX_ROUTE_LINES) {
-			snprintf(err, err_len, "comedi: route_lines '%s' names more than %d lines", lines, MAX_ROUTE_LINES);
-			return -EINVAL;
-		}
-		st->route_line[st->n_route++] = (int)l;
-		p = *end == ',' ? end + 1 : end;
+	if (n == -EINVAL) {
+		snprintf(err, err_len, "comedi: route_lines '%s' is not a comma-separated list of lines 0..31", lines);
+		return -EINVAL;
 	}
+	if (n < 0) {
+		snprintf(err, err_len, "comedi: route_lines '%s' names more than %d lines", lines, MAX_ROUTE_LINES);
+		return -EINVAL;
+	}
+	st->n_route = (uint32_t)n;
 	st->enable_line = (int)mead_driver_param_int(cfg, "route_enable_line", -1);
 	st->blank_line = (int)mead_driver_param_int(cfg, "blank_line", -1);
 	if (st->n_route && st->electrodes > (1u << st->n_route)) {

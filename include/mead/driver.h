@@ -80,7 +80,7 @@ struct mead_event {
 	uint32_t type;         /* enum mead_event_type */
 	int32_t value;
 	uint32_t samples;      /* length of the sample range it covers; 0: a point in time */
-	uint16_t electrode;    /* STIM_REFUSED, BLANK: the electrode (MEAD_EVENT_ALL_ELECTRODES); others: 0 */
+	uint16_t electrode;    /* STIM_REFUSED, BLANK: the electrode (MEAD_EVENT_ALL_ELECTRODES); DIGITAL: the line; others: 0 */
 	uint16_t reserved;
 };
 
@@ -106,6 +106,7 @@ enum mead_event_type {
 	MEAD_EVENT_STIM_LOST    = 16, /* the device stopped its outputs by itself (its host watchdog): value: pulses it dropped */
 	MEAD_EVENT_UNREAD       = 17, /* samples [sample, +samples) of the run's last ticks had not come when it ended: lost */
 	MEAD_EVENT_THRESHOLD    = 18, /* electrode's spike threshold changed from sample on; value: mead_threshold_event_value() */
+	MEAD_EVENT_DIGITAL      = 19, /* a digital input line seen at level value (0/1) at sample; electrode: the line number */
 };
 
 enum mead_phase {

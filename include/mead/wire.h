@@ -77,6 +77,7 @@ static inline const char *mead_event_type_name(uint32_t type)
 	case MEAD_EVENT_STIM_LOST: return "stim_lost";
 	case MEAD_EVENT_UNREAD: return "unread";
 	case MEAD_EVENT_THRESHOLD: return "threshold";
+	case MEAD_EVENT_DIGITAL: return "digital";
 	}
 	return NULL;
 }

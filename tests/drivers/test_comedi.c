@@ -38,8 +38,8 @@
 
 static UMockdevTestbed *tb;
 static struct cmodel *board0, *board_nocmd, *board_noao, *board_ct, *board18, *board_dma, *board_cdo, *board_rm,
-	*board_ovf;
-static struct siggen *gen0, *gen_ct, *gen18, *gen_dma, *gen_cdo, *gen_rm, *gen_ovf;
+	*board_ovf, *board_di;
+static struct siggen *gen0, *gen_ct, *gen18, *gen_dma, *gen_cdo, *gen_rm, *gen_ovf, *gen_di;
 
 /* ---------------------------------------------------------------- the rig */
 
@@ -1130,25 +1130,32 @@ static void test_correlated_lines(void **unused)
 	rig_free(r);
 }
 
-static void expect_open_error(const char *dev, const char *key, const char *value, int want, const char *needle)
+/* kv: option, value, ..., NULL */
+static void expect_open_error_kv(const char *dev, const char *const *kv, int want, const char *needle)
 {
 	struct harness h = { 0 };
 	harness_layout60(&h);
 	assert_non_null(harness_load(&h, "comedi"));
 	harness_defaults(&h, PERIOD_US);
 	harness_set(&h, "device", dev);
-	if (key)
-		harness_set(&h, key, value);
+	for (size_t i = 0; kv && kv[i]; i += 2)
+		harness_set(&h, kv[i], kv[i + 1]);
 	if (strcmp(dev, "/dev/comedi3") == 0) {
 		h.layout.count = 8;
 		harness_set(&h, "amp_gain", "1");
 	}
 	int r = harness_open(&h);
-	print_message("comedi: %s=%s -> %d: %s\n", key ? key : "device", key ? value : dev, r, h.err);
+	print_message("comedi: %s=%s -> %d: %s\n", kv ? kv[0] : "device", kv ? kv[1] : dev, r, h.err);
 	assert_int_equal(r, want);
 	assert_non_null(strstr(h.err, needle));
 	assert_null(h.state);
 	harness_unload(&h);
+}
+
+static void expect_open_error(const char *dev, const char *key, const char *value, int want, const char *needle)
+{
+	const char *const kv[] = { key, value, NULL };
+	expect_open_error_kv(dev, key ? kv : NULL, want, needle);
 }
 
 static void test_bad_configuration(void **unused)
@@ -1197,6 +1204,274 @@ static void test_bad_configuration(void **unused)
 	harness_unload(&h);
 }
 
+/* ---------------------------------------------------------------- digital inputs */
+
+#define DI_SUB 3                  /* board_di: AI, AO, DIO (32 lines), DI (16 lines) */
+#define DIO_SUB 2
+
+/* The digital events the frames carried, in order. */
+static uint32_t digital_events(const struct rig *r, struct mead_event *out, uint32_t cap)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; i < r->n_ev && n < cap; i++)
+		if (r->ev[i].type == MEAD_EVENT_DIGITAL)
+			out[n++] = r->ev[i];
+	return n;
+}
+
+/* The first tick end at or after sample s: where a read once a tick, with
+ * the device at the end of its tick, sees a change at s. */
+static uint64_t seen_at(uint64_t s)
+{
+	uint64_t t = 0;
+	while (first_of(t + 1) < s)
+		t++;
+	return first_of(t + 1);
+}
+
+struct di_change {
+	uint64_t sample;
+	uint16_t line;
+	int32_t level;
+};
+
+/* Lines 0, 3 and 15 of the DI subdevice (the default: the first DI),
+ * while the stimulator routes on the DIO: every level at the run's start,
+ * then each change at the end of the tick it happened in (the device's
+ * position at the read), never more than a tick late; nothing for a line
+ * not listed, nothing while no line changes; a pulse shorter than a tick
+ * between two reads is not seen; one read a tick. */
+static void test_digital_inputs(void **unused)
+{
+	struct rig *r = rig_new(board_di, "/dev/comedi10", 60);
+	harness_set(&r->h, "di_lines", "15,0,3");
+	rig_open(r);
+	expect_describe(r, "\"di_subdevice\":3,\"di_lines\":3");
+	cmodel_clear_inputs(board_di);
+	/* before the run: line 3 and the unlisted line 5 high */
+	cmodel_set_input(board_di, true, 0, 0xffff, 1u << 3 | 1u << 5);
+	struct cmodel_counts c0, c1;
+	cmodel_counts(board_di, &c0);
+	rig_start(r);
+	const uint64_t b = r->base;
+	static const struct di_change changes[] = {
+		{ 110, 0, 1 }, { 125, 15, 1 }, { 126, 3, 0 }, { 400, 0, 0 }, { 1013, 3, 1 }, { 1013, 15, 0 },
+	};
+	for (size_t i = 0; i < sizeof(changes) / sizeof(changes[0]); i++)
+		cmodel_set_input(board_di, true, b + changes[i].sample, 1u << changes[i].line,
+				 (uint32_t)changes[i].level << changes[i].line);
+	/* not listed: line 5 falls; within one tick line 0 goes up and down again */
+	cmodel_set_input(board_di, true, b + 700, 1u << 5, 0);
+	cmodel_set_input(board_di, true, b + 1503, 1u, 1u);
+	cmodel_set_input(board_di, true, b + 1510, 1u, 0);
+	const uint32_t ticks = 80;
+	rig_run(r, ticks);
+	cmodel_counts(board_di, &c1);
+	struct mead_event ev[64];
+	uint32_t n = digital_events(r, ev, 64);
+	for (uint32_t i = 0; i < n; i++)
+		print_message("comedi: digital line %u -> %d at %llu\n", ev[i].electrode, ev[i].value,
+			      (unsigned long long)ev[i].sample);
+	assert_int_equal(n, 3 + sizeof(changes) / sizeof(changes[0]));
+	/* the start: one event per line, in line order, at the run's first sample */
+	static const uint16_t lines[] = { 0, 3, 15 };
+	static const int32_t start_levels[] = { 0, 1, 0 };
+	for (uint32_t i = 0; i < 3; i++) {
+		assert_int_equal(ev[i].sample, 0);
+		assert_int_equal(ev[i].electrode, lines[i]);
+		assert_int_equal(ev[i].value, start_levels[i]);
+		assert_int_equal(ev[i].samples, 0);
+	}
+	for (uint32_t i = 3; i < n; i++) {
+		/* same-tick changes come in line order */
+		const struct di_change *c = NULL;
+		for (size_t k = 0; k < sizeof(changes) / sizeof(changes[0]); k++)
+			if (changes[k].line == ev[i].electrode && seen_at(changes[k].sample) == ev[i].sample)
+				c = &changes[k];
+		assert_non_null(c);
+		assert_int_equal(ev[i].value, c->level);
+		assert_true(ev[i].sample >= c->sample && ev[i].sample < c->sample + RATE / 1000 * PERIOD_US / 1000);
+		if (i > 3)
+			assert_true(ev[i].sample >= ev[i - 1].sample);
+	}
+	/* 110 and 125 are both seen by tick 4's read, with the device at 125 */
+	assert_int_equal(ev[3].sample, 125);
+	assert_int_equal(ev[4].sample, 125);
+	assert_int_equal(ev[5].sample, 150);
+	/* one read at the start and one each tick */
+	assert_int_equal(c1.di_reads - c0.di_reads, ticks + 1);
+	expect_describe(r, "\"di_changes\":6");
+	rig_free(r);
+}
+
+/* Lines of the DIO the stimulator routes on: configured as inputs, the
+ * routing lines left outputs; a pulse still plays on its lines, and a
+ * change on the input line comes at the end of its tick. */
+static void test_digital_inputs_on_routing_dio(void **unused)
+{
+	struct rig *r = rig_new(board_di, "/dev/comedi10", 60);
+	harness_set(&r->h, "di_subdevice", "2");
+	harness_set(&r->h, "di_lines", "8,20");
+	rig_open(r);
+	uint32_t out = cmodel_dio_outputs(board_di);
+	print_message("comedi: DIO outputs %#x\n", out);
+	assert_int_equal(out & 0xff, 0xff);
+	assert_int_equal(out & (1u << 8 | 1u << 20), 0);
+	cmodel_clear_inputs(board_di);
+	uint32_t n0 = rig_go(r, 3);
+	const uint64_t b = r->base;
+	uint64_t w = first_of(r->t + 1) + LEAD_SAMPLES + 4;
+	/* the input rises while the pulse plays */
+	cmodel_set_input(board_di, false, b + w + 2, 1u << 20, 1u << 20);
+	struct mead_stim_pulse p = { .sample = w, .electrode = 5, .amplitude_ua = -20.0f, .phase_us = 100 };
+	struct mead_stim_result res;
+	rig_tick(r, &p, 1, &res);
+	rig_run(r, 6);
+	struct cmodel_stim s[2];
+	assert_int_equal(played(board_di, n0, s, 2), 1);
+	expect_played(r, &s[0], &p, 10, 65535, true);
+	struct mead_event ev[8];
+	uint32_t n = digital_events(r, ev, 8);
+	assert_int_equal(n, 3);
+	assert_int_equal(ev[0].electrode, 8);
+	assert_int_equal(ev[1].electrode, 20);
+	assert_int_equal(ev[0].value, 0);
+	assert_int_equal(ev[1].value, 0);
+	assert_int_equal(ev[2].electrode, 20);
+	assert_int_equal(ev[2].value, 1);
+	assert_int_equal(ev[2].sample, seen_at(w + 2));
+	rig_free(r);
+}
+
+/* With the wall clock: each change is reported at the sample the device
+ * was at while the frame that saw it was read (what the model's clock said
+ * just before and just after that read_frame, a sample of rounding either
+ * side), by the first read after it.  Each line rises once, so a machine
+ * busy enough to leave several ticks between two reads makes changes late,
+ * never invisible. */
+static void test_digital_inputs_wall_clock(void **unused)
+{
+	struct rig *r = rig_new(board_di, "/dev/comedi10", 8);
+	harness_set(&r->h, "stimulate", "false");
+	harness_set(&r->h, "di_lines", "0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15");
+	r->h.cfg.virtual_clock = false;
+	cmodel_clear_inputs(board_di);
+	cmodel_set_realtime(board_di, true);
+	rig_open(r);
+	rig_start(r);
+	const uint64_t b = r->base, scan_ns = 1000000000ull / RATE;
+	uint64_t t0 = mead_now_ns() - (cmodel_clock(board_di) - b) * scan_ns;
+	enum { TICKS = 200, N_CH = 16 };
+	struct di_change ch[N_CH];
+	for (uint32_t i = 0; i < N_CH; i++) {
+		/* line i rises 1.8 ms after line i-1, plus a part of a sample */
+		ch[i] = (struct di_change){ 2000 + i * 45 + i % 7, (uint16_t)i, 1 };
+		cmodel_set_input(board_di, true, b + ch[i].sample, 1u << ch[i].line, (uint32_t)ch[i].level << ch[i].line);
+	}
+	static uint64_t before[TICKS], after[TICKS];
+	struct mead_event seen[64];
+	uint32_t seen_tick[64], n_seen = 0;
+	for (uint64_t t = 0; t < TICKS; t++) {
+		uint64_t first = first_of(t), next = first_of(t + 1);
+		uint64_t due = t0 + next * scan_ns + 100000;
+		uint64_t now = mead_now_ns();
+		if (due > now) {
+			struct timespec ts = { (time_t)((due - now) / 1000000000ull), (long)((due - now) % 1000000000ull) };
+			nanosleep(&ts, NULL);
+		}
+		struct mead_event ev[64];
+		struct mead_spike spk[256];
+		struct mead_frame f = { .first_sample = first, .n_samples = (uint32_t)(next - first), .spikes = spk,
+					.spike_capacity = 256, .events = ev, .event_capacity = 64 };
+		before[t] = cmodel_clock(board_di) - b;
+		assert_int_equal(r->h.ops->read_frame(r->h.state, t, &f), 0);
+		after[t] = cmodel_clock(board_di) - b;
+		for (uint32_t i = 0; i < f.n_events; i++)
+			if (ev[i].type == MEAD_EVENT_DIGITAL && n_seen < 64) {
+				seen_tick[n_seen] = (uint32_t)t;
+				seen[n_seen++] = ev[i];
+			}
+	}
+	cmodel_set_realtime(board_di, false);
+	assert_int_equal(n_seen, 2 * N_CH);
+	/* the start's levels, all low: read in start(), before tick 0 */
+	assert_true(seen[0].sample <= before[0] + 1);
+	for (uint32_t i = 0; i < N_CH; i++) {
+		assert_int_equal(seen[i].sample, seen[0].sample);
+		assert_int_equal(seen[i].electrode, i);
+		assert_int_equal(seen[i].value, 0);
+		assert_int_equal(seen_tick[i], 0);
+	}
+	int64_t worst_late = 0;
+	for (uint32_t i = 0; i < N_CH; i++) {
+		const struct mead_event *e = &seen[N_CH + i];
+		uint32_t k = seen_tick[N_CH + i];
+		assert_int_equal(e->electrode, ch[i].line);
+		assert_int_equal(e->value, ch[i].level);
+		/* the device was at the event's sample during read k */
+		assert_true(e->sample + 1 >= before[k] && e->sample <= after[k] + 1);
+		/* the change came before read k ended and after read k-1 began */
+		assert_true(ch[i].sample <= after[k]);
+		assert_true(k == 0 || ch[i].sample >= before[k - 1]);
+		int64_t late = (int64_t)e->sample - (int64_t)ch[i].sample;
+		if (late > worst_late)
+			worst_late = late;
+	}
+	print_message("comedi: wall clock: %u changes each at its read's sample, at most %lld samples after it\n",
+		      N_CH, (long long)worst_late);
+	rig_free(r);
+}
+
+/* Option errors name what is wrong; without di_lines nothing is read. */
+static void test_digital_input_options(void **unused)
+{
+	static const char *const dio_of_ai[] = { "di_lines", "0", "di_subdevice", "0", NULL };
+	expect_open_error_kv("/dev/comedi10", dio_of_ai, -ENODEV,
+			     "di_subdevice 0 is not a digital input or digital I/O subdevice (it is: analog input)");
+	static const char *const no_sub[] = { "di_lines", "0", "di_subdevice", "9", NULL };
+	expect_open_error_kv("/dev/comedi10", no_sub, -ENODEV, "di_subdevice 9 does not exist (the board has 4 subdevices)");
+	static const char *const beyond[] = { "di_lines", "2,16", NULL };
+	expect_open_error_kv("/dev/comedi10", beyond, -EINVAL, "line 16 is beyond the 16 lines of digital input subdevice 3");
+	static const char *const twice[] = { "di_lines", "2,2", NULL };
+	expect_open_error_kv("/dev/comedi10", twice, -EINVAL, "di_lines names line 2 twice");
+	static const char *const junk[] = { "di_lines", "2,x", NULL };
+	expect_open_error_kv("/dev/comedi10", junk, -EINVAL, "di_lines '2,x' is not a comma-separated list");
+	static const char *const enable[] = { "di_lines", "9,6", "di_subdevice", "2", NULL };
+	expect_open_error_kv("/dev/comedi10", enable, -EINVAL,
+			     "digital input line 6 of subdevice 2 is also the stimulator's enable line (route_enable_line)");
+	static const char *const blank[] = { "di_lines", "7", "di_subdevice", "2", NULL };
+	expect_open_error_kv("/dev/comedi10", blank, -EINVAL, "is also the stimulator's blanking line (blank_line)");
+	static const char *const route[] = { "di_lines", "2", "di_subdevice", "2", NULL };
+	expect_open_error_kv("/dev/comedi10", route, -EINVAL, "is also the stimulator's routing line (route_lines)");
+	/* the default subdevice of a board without DI is its DIO, shared with the routing */
+	static const char *const dflt[] = { "di_lines", "0", NULL };
+	expect_open_error_kv("/dev/comedi0", dflt, -EINVAL, "line 0 of subdevice 2 is also the stimulator's routing line");
+	static const char *const stream[] = { "di_lines", "20", NULL };
+	expect_open_error_kv("/dev/comedi6", stream, -EINVAL, "the routing stream");
+	static const char *const none[] = { "di_lines", "0", "stimulate", "false", NULL };
+	expect_open_error_kv("/dev/comedi3", none, -ENODEV, "no digital input or digital I/O subdevice");
+	/* the same lines with the stimulator off are fine: nothing drives them */
+	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
+	harness_set(&r->h, "stimulate", "false");
+	harness_set(&r->h, "di_lines", "0,6");
+	rig_open(r);
+	expect_describe(r, "\"di_subdevice\":2,\"di_lines\":2");
+	rig_free(r);
+	/* off by default: no read, no event */
+	r = rig_new(board_di, "/dev/comedi10", 60);
+	rig_open(r);
+	expect_describe(r, "\"di_subdevice\":-1,\"di_lines\":0");
+	struct cmodel_counts c0, c1;
+	cmodel_counts(board_di, &c0);
+	cmodel_set_input(board_di, true, 0, 0xffff, 0xffff);
+	rig_go(r, 10);
+	cmodel_counts(board_di, &c1);
+	assert_int_equal(c1.di_reads, c0.di_reads);
+	assert_int_equal(count_events(r, MEAD_EVENT_DIGITAL), 0);
+	cmodel_clear_inputs(board_di);
+	rig_free(r);
+}
+
 int main(void)
 {
 	const char *pre = getenv("LD_PRELOAD");
@@ -1214,6 +1489,7 @@ int main(void)
 	gen_cdo = siggen_new(64, RATE, 6.0f, 48);
 	gen_rm = siggen_new(64, RATE, 6.0f, 49);
 	gen_ovf = siggen_new(8, RATE, 6.0f, 50);
+	gen_di = siggen_new(64, RATE, 6.0f, 51);
 	struct cmodel_config c0 = { "/dev/comedi0", 64, 2000000, GAIN, true, false };
 	struct cmodel_config c1 = { "/dev/comedi1", 64, 2000000, GAIN, true, true };
 	struct cmodel_config c2 = { "/dev/comedi2", 64, 2000000, GAIN, false, false };
@@ -1225,6 +1501,8 @@ int main(void)
 	struct cmodel_config c6 = { "/dev/comedi6", 64, 2000000, GAIN, true, false, .dio_cmd = true };
 	struct cmodel_config c8 = { "/dev/comedi8", 64, 2000000, GAIN, true, false };
 	struct cmodel_config c9 = { "/dev/comedi9", 8, 2000000, GAIN, true, false, .ai_buffer_bytes = 128 * 1024 };
+	/* the default board with a digital-input subdevice beside its DIO */
+	struct cmodel_config c10 = { "/dev/comedi10", 64, 2000000, GAIN, true, false, .with_di = true };
 	board0 = cmodel_new(tb, &c0, gen0, err, sizeof(err));
 	board_nocmd = cmodel_new(tb, &c1, gen1, err, sizeof(err));
 	board_noao = cmodel_new(tb, &c2, gen2, err, sizeof(err));
@@ -1234,8 +1512,9 @@ int main(void)
 	board_cdo = cmodel_new(tb, &c6, gen_cdo, err, sizeof(err));
 	board_rm = cmodel_new(tb, &c8, gen_rm, err, sizeof(err));
 	board_ovf = cmodel_new(tb, &c9, gen_ovf, err, sizeof(err));
+	board_di = cmodel_new(tb, &c10, gen_di, err, sizeof(err));
 	if (!board0 || !board_nocmd || !board_noao || !board_ct || !board18 || !board_dma || !board_cdo || !board_rm ||
-	    !board_ovf) {
+	    !board_ovf || !board_di) {
 		fprintf(stderr, "cannot emulate the board: %s\n", err);
 		return 1;
 	}
@@ -1258,6 +1537,10 @@ int main(void)
 		cmocka_unit_test_teardown(test_18bit_board, teardown),
 		cmocka_unit_test_teardown(test_dma_board_polled, teardown),
 		cmocka_unit_test_teardown(test_correlated_lines, teardown),
+		cmocka_unit_test_teardown(test_digital_inputs, teardown),
+		cmocka_unit_test_teardown(test_digital_inputs_on_routing_dio, teardown),
+		cmocka_unit_test_teardown(test_digital_inputs_wall_clock, teardown),
+		cmocka_unit_test_teardown(test_digital_input_options, teardown),
 	};
 	int r = cmocka_run_group_tests(tests, NULL, NULL);
 	cmodel_free(board0);
@@ -1269,6 +1552,7 @@ int main(void)
 	cmodel_free(board_cdo);
 	cmodel_free(board_rm);
 	cmodel_free(board_ovf);
+	cmodel_free(board_di);
 	siggen_free(gen0);
 	siggen_free(gen1);
 	siggen_free(gen2);
@@ -1278,6 +1562,7 @@ int main(void)
 	siggen_free(gen_cdo);
 	siggen_free(gen_rm);
 	siggen_free(gen_ovf);
+	siggen_free(gen_di);
 	g_object_unref(tb);
 	return r;
 }

@@ -69,7 +69,7 @@ EVENT = np.dtype([('sample', '<u8'), ('type', '<u4'), ('value', '<i4'), ('sample
 EVENT_NAMES = {1: 'run_start', 2: 'run_end', 3: 'trial_start', 4: 'trial_end', 5: 'label', 6: 'phase',
                7: 'item', 8: 'stim_refused', 9: 'overflow', 10: 'gap', 11: 'late', 12: 'device_gone',
                13: 'device_back', 14: 'blank', 15: 'stall', 16: 'stim_lost',
-               17: 'unread', 18: 'threshold'}
+               17: 'unread', 18: 'threshold', 19: 'digital'}
 REASONS = {0: 'none', 1: 'busy', 2: 'range', 3: 'queue_full', 4: 'device_gone', 5: 'io', 6: 'cancelled', 7: 'unknown',
            8: 'too_late', 9: 'unsupported', 32: 'safe', 33: 'electrode', 34: 'max_amplitude_ua',
            35: 'max_phase_us', 36: 'max_interphase_us', 37: 'max_charge_nc', 38: 'max_rate_hz',
@@ -208,14 +208,17 @@ def invalid_times(r):
 
 def with_losses(rec, path):
     """The recording with one more events message, as a rig that loses data
-    would send it: every loss and refusal type, sample ranges included."""
+    would send it: every loss and refusal type, sample ranges included; and
+    digital inputs (the run's first levels, changes, a level said twice)."""
     b = open(rec, 'rb').read()
     r = decode(rec)
     last = int(r.events['sample'].max()) if len(r.events) else 0
     evs = [(100, 9, 0, 250, 0), (400, 10, 0, 25, 0), (500, 11, 0, 30, 0), (600, 12, 0, 0, 0),
            (900, 13, 0, 300, 0), (950, 8, 1, 0, 12), (960, 8, 34, 0, 3), (970, 8, 120, 0, 7),
            (980, 14, 0, 75, 65535), (990, 14, 0, 75, 4), (1000, 15, 2, 0, 0), (1010, 16, 3, 0, 0),
-           (1020, 99, -5, 0, 0), (last + 10, 12, 0, 0, 0)]
+           (1020, 99, -5, 0, 0), (last + 10, 12, 0, 0, 0),
+           (1, 19, 0, 0, 0), (1, 19, 1, 0, 3), (1100, 19, 1, 0, 0), (1100, 19, 0, 0, 3), (1150, 19, 1, 0, 0),
+           (1200, 19, 0, 0, 0), (1250, 19, 1, 0, 3), (1300, 19, 0, 0, 3)]
     payload = b''.join(struct.pack('<QIiIHH', s, t, v, n, el, 0) for s, t, v, n, el in evs)
     seq = sum(1 for _ in iter_kind(b, r.header_len, 3))
     wire = struct.pack('<4sHHQQII', b'MEAD', 1, 3, seq, last, len(evs), 24)
@@ -494,6 +497,9 @@ def check_nwb(r, path, cat, core, tmp, tag):
     refused = r.events['type'] == 8
     check([text(x) for x in column(ev, 'detail')[refused]] ==
           [REASONS.get(int(v), 'unknown reason') for v in r.events['value'][refused]], tag + ': refusal reasons')
+    digital = r.events['type'] == 19
+    check([text(x) for x in column(ev, 'detail')[digital]] ==
+          ['high' if v else 'low' for v in r.events['value'][digital]], tag + ': digital levels')
     # trials
     want = trials(r)
     if want:
@@ -536,7 +542,21 @@ def message(e):
         s += ' electrode=all' if e['electrode'] == 65535 else ' electrode=%d' % e['electrode']
     if t == 8:
         s += ' reason=%s' % REASONS.get(v, 'unknown')
+    if t == 19:
+        s += ' line=%d' % e['electrode']
     return s
+
+
+def digital_edges(r):
+    """Every line starts low; an edge (line + 1 rising, -(line + 1)
+    falling) where a digital event says another level than the line's last."""
+    out, level = [], {}
+    for e in r.events[r.events['type'] == 19]:
+        line, high = int(e['electrode']), int(e['value']) != 0
+        if level.get(line, False) != high:
+            level[line] = high
+            out.append((int(e['sample']), line + 1 if high else -(line + 1)))
+    return out
 
 
 def ttl_edges(r):
@@ -600,6 +620,16 @@ def check_openephys(r, out, tag):
             if [e[1] for e in rises] == [-e[1] for e in falls]:
                 want = seconds(r, [e[0] for e in falls]) - seconds(r, [e[0] for e in rises])
                 check(dur is not None and np.array_equal(dur, want), tag + ': Neo reads the pulse durations')
+        edges = digital_edges(r)
+        if edges:
+            i = names.index('digital inputs')
+            ts, dur, labels = io.get_event_timestamps(0, 0, i)
+            rises = [e for e in edges if e[1] > 0]
+            check(np.array_equal(io.rescale_event_timestamp(ts, 'float64', i), seconds(r, [e[0] for e in rises])),
+                  tag + ': Neo reads the digital rising edges')
+            check(list(labels) == [str(e[1]) for e in rises], tag + ': Neo reads the digital lines')
+        else:
+            check('digital inputs' not in names, tag + ': no digital event channel without digital events')
     else:
         check(ob['continuous'] == [], tag + ': no continuous stream without raw')
     d = os.path.join(rec, 'events', 'MessageCenter')
@@ -613,6 +643,15 @@ def check_openephys(r, out, tag):
               np.array_equal(np.load(os.path.join(d, 'states.npy')), np.array([e[1] for e in edges], np.int16)) and
               np.array_equal(np.load(os.path.join(d, 'timestamps.npy')), seconds(r, [e[0] for e in edges])),
               tag + ': TTL states, sample numbers, timestamps')
+    d = os.path.join(rec, 'events', 'mead-100.acquisition', 'TTL_1')
+    edges = digital_edges(r)
+    if edges:
+        check(np.array_equal(np.load(os.path.join(d, 'sample_numbers.npy')), np.array([e[0] for e in edges])) and
+              np.array_equal(np.load(os.path.join(d, 'states.npy')), np.array([e[1] for e in edges], np.int16)) and
+              np.array_equal(np.load(os.path.join(d, 'timestamps.npy')), seconds(r, [e[0] for e in edges])),
+              tag + ': digital input TTL states, sample numbers, timestamps')
+    else:
+        check(not os.path.exists(d), tag + ': no digital input folder without digital events')
     ok = True
     for e, sp in enumerate(ob['spikes']):
         d = os.path.join(rec, 'spikes', sp['folder'])

@@ -8,8 +8,14 @@
  * output (+-10 V, streaming with an internal trigger; instruction writes
  * only while no command runs), 2 digital I/O (32 lines; optionally output
  * commands clocked by the analog output's updates, the "correlated DO" of
- * NI M-series boards).  comedi_test's shape is a configuration: no DIO,
- * timings in whole microseconds, no poll handler.
+ * NI M-series boards), optionally 3 digital input (16 lines).  comedi_test's
+ * shape is a configuration: no DIO, timings in whole microseconds, no poll
+ * handler.
+ *
+ * Digital lines read by instructions: a DIO line configured as an output
+ * reads back what was written to it, an input line (the default, as on NI
+ * boards after reset) and every DI line read the level the test set for
+ * that moment of the device clock (cmodel_set_input).
  *
  * What the kernel does and the model does too: a subdevice running a
  * command belongs to the open file that started it (others get EBUSY, its
@@ -43,7 +49,10 @@
 #define SUB_AI 0
 #define SUB_AO 1
 #define SUB_DIO 2
-#define MAX_SUB 3
+#define SUB_DI 3
+#define MAX_SUB 4
+#define DI_LINES 16
+#define MAX_INPUT_CHANGES 4096
 #define MAX_AO_CHAN 8
 #define MAX_SEGS 1024
 #define MAX_DIO_LOG 65536
@@ -89,6 +98,13 @@ struct do_seg {
 struct dio_change {
 	uint64_t t_ns;
 	uint32_t value;
+};
+
+/* External levels on input lines from a device-clock sample on. */
+struct input_change {
+	uint64_t clock;
+	bool di;                  /* the DI subdevice; else the DIO's lines */
+	uint32_t mask, levels;
 };
 
 struct cmodel {
@@ -144,6 +160,9 @@ struct cmodel {
 	size_t do_log_len, do_log_cap;
 	uint8_t do_part[4];
 	uint32_t do_part_len;
+	uint32_t dio_out;         /* DIO lines configured as outputs */
+	struct input_change in_changes[MAX_INPUT_CHANGES];
+	uint32_t n_in_changes;
 };
 
 static uint32_t scan_ns(const struct cmodel *m)
@@ -528,6 +547,8 @@ static int cmdtest(struct cmodel *m, comedi_cmd *c, const unsigned *chanlist)
 		return ai_cmdtest(m, c, chanlist);
 	if (c->subdev == SUB_AO)
 		return m->cfg.with_ao ? ao_cmdtest(m, c, chanlist) : -EIO;
+	if (c->subdev == SUB_DI)
+		return -EIO;
 	return do_cmdtest(m, c, chanlist);
 }
 
@@ -653,6 +674,50 @@ static int trigger(struct cmodel *m, unsigned sub)
 	return -EAGAIN;
 }
 
+/* The levels driven from outside onto a digital subdevice's lines now. */
+static uint32_t input_levels(const struct cmodel *m, bool di)
+{
+	uint64_t now = clock_locked(m);
+	uint32_t v = 0;
+	for (uint32_t i = 0; i < m->n_in_changes; i++) {
+		const struct input_change *c = &m->in_changes[i];
+		if (c->di == di && c->clock <= now)
+			v = (v & ~c->mask) | (c->levels & c->mask);
+	}
+	return v;
+}
+
+/* What reading a digital subdevice's lines gives: the DIO's outputs read
+ * back what they drive. */
+static uint32_t lines_read(const struct cmodel *m, unsigned sub)
+{
+	if (sub == SUB_DI)
+		return input_levels(m, true) & ((1u << DI_LINES) - 1u);
+	return (m->dio & m->dio_out) | (input_levels(m, false) & ~m->dio_out);
+}
+
+static int dio_config(struct cmodel *m, comedi_insn *in, lsampl_t *data)
+{
+	unsigned chan = CR_CHAN(in->chanspec);
+	if (in->subdev != SUB_DIO || !data || in->n < 1 || chan >= 32)
+		return -EINVAL;
+	switch (data[0]) {
+	case INSN_CONFIG_DIO_INPUT:
+		m->dio_out &= ~(1u << chan);
+		return (int)in->n;
+	case INSN_CONFIG_DIO_OUTPUT:
+		m->dio_out |= 1u << chan;
+		return (int)in->n;
+	case INSN_CONFIG_DIO_QUERY:
+		if (in->n < 2)
+			return -EINVAL;
+		data[1] = (m->dio_out >> chan) & 1u ? COMEDI_OUTPUT : COMEDI_INPUT;
+		return (int)in->n;
+	default:
+		return -EINVAL;
+	}
+}
+
 static int do_insn(struct cmodel *m, comedi_insn *in, lsampl_t *data)
 {
 	switch (in->insn) {
@@ -677,13 +742,16 @@ static int do_insn(struct cmodel *m, comedi_insn *in, lsampl_t *data)
 		return -EBUSY;
 	switch (in->insn) {
 	case INSN_BITS:
-		if (in->subdev != SUB_DIO || !data || in->n != 2)
+		if ((in->subdev != SUB_DIO && in->subdev != SUB_DI) || !data || in->n != 2 || CR_CHAN(in->chanspec) != 0)
 			return -EINVAL;
-		log_dio(m, (m->dio & ~data[0]) | (data[1] & data[0]));
-		data[1] = m->dio;
+		if (in->subdev == SUB_DIO)
+			log_dio(m, (m->dio & ~data[0]) | (data[1] & data[0]));
+		if (data[0] == 0)
+			m->counts.di_reads++;
+		data[1] = lines_read(m, in->subdev);
 		return (int)in->n;
 	case INSN_CONFIG:
-		return in->subdev == SUB_DIO ? (int)in->n : -EINVAL;
+		return dio_config(m, in, data);
 	case INSN_WRITE:
 		if (in->subdev != SUB_AO || !data)
 			return -EINVAL;
@@ -699,8 +767,8 @@ static int do_insn(struct cmodel *m, comedi_insn *in, lsampl_t *data)
 		if (!data)
 			return -EINVAL;
 		for (unsigned i = 0; i < in->n; i++) {
-			if (in->subdev == SUB_DIO)
-				data[i] = (m->dio >> CR_CHAN(in->chanspec)) & 1u;
+			if (in->subdev == SUB_DIO || in->subdev == SUB_DI)
+				data[i] = (lines_read(m, in->subdev) >> CR_CHAN(in->chanspec)) & 1u;
 			else if (in->subdev == SUB_AO)
 				data[i] = m->dac[CR_CHAN(in->chanspec) % MAX_AO_CHAN];
 			else
@@ -729,6 +797,8 @@ static unsigned sub_flags(const struct cmodel *m, unsigned sub)
 			f |= SDF_LSAMPL;
 		if (m->ao_running)
 			f |= SDF_RUNNING;
+	} else if (sub == SUB_DI) {
+		f = SDF_READABLE;
 	} else {
 		f = SDF_READABLE | SDF_WRITABLE;
 		if (m->cfg.dio_cmd)
@@ -758,6 +828,12 @@ static void fill_subdinfo(const struct cmodel *m, comedi_subdinfo *s, void *clie
 		s[SUB_DIO] = (comedi_subdinfo){
 			.type = COMEDI_SUBD_DIO, .n_chan = 32, .subd_flags = sub_flags(m, SUB_DIO),
 			.len_chanlist = 32, .maxdata = 1, .range_type = (3u << 16) | 1u,
+			.insn_bits_support = COMEDI_SUPPORTED,
+		};
+	if (m->n_sub > SUB_DI)
+		s[SUB_DI] = (comedi_subdinfo){
+			.type = COMEDI_SUBD_DI, .n_chan = DI_LINES, .subd_flags = sub_flags(m, SUB_DI),
+			.len_chanlist = DI_LINES, .maxdata = 1, .range_type = (3u << 16) | 1u,
 			.insn_bits_support = COMEDI_SUPPORTED,
 		};
 	for (unsigned i = 0; i < m->n_sub; i++)
@@ -1231,7 +1307,7 @@ struct cmodel *cmodel_new(void *tbv, const struct cmodel_config *cfg, struct sig
 		return NULL;
 	m->cfg = *cfg;
 	m->gen = gen;
-	m->n_sub = cfg->no_dio ? 2 : 3;
+	m->n_sub = cfg->no_dio ? 2 : cfg->with_di ? 4 : 3;
 	m->ai_bps = cfg->ai_bits > 16 ? 4 : 2;
 	m->ao_bps = cfg->ao_bits > 16 ? 4 : 2;
 	m->ai_maxdata = bits_maxdata(cfg->ai_bits);
@@ -1431,6 +1507,29 @@ uint32_t cmodel_dio(struct cmodel *m)
 	}
 	g_mutex_unlock(&m->lock);
 	return d;
+}
+
+void cmodel_set_input(struct cmodel *m, bool di, uint64_t clock, uint32_t mask, uint32_t levels)
+{
+	g_mutex_lock(&m->lock);
+	if (m->n_in_changes < MAX_INPUT_CHANGES)
+		m->in_changes[m->n_in_changes++] = (struct input_change){ clock, di, mask, levels };
+	g_mutex_unlock(&m->lock);
+}
+
+void cmodel_clear_inputs(struct cmodel *m)
+{
+	g_mutex_lock(&m->lock);
+	m->n_in_changes = 0;
+	g_mutex_unlock(&m->lock);
+}
+
+uint32_t cmodel_dio_outputs(struct cmodel *m)
+{
+	g_mutex_lock(&m->lock);
+	uint32_t o = m->dio_out;
+	g_mutex_unlock(&m->lock);
+	return o;
 }
 
 uint32_t cmodel_ao_code(struct cmodel *m, unsigned chan)

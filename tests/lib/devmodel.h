@@ -39,6 +39,7 @@ struct cmodel_config {
 	uint32_t ao_channels;        /* 0: 2 */
 	uint32_t ai_buffer_bytes;    /* kernel buffer of the AI command; 0: 1 MiB */
 	uint32_t ao_buffer_bytes;    /* 0: 1 MiB */
+	bool with_di;                /* a digital input subdevice (16 lines) after the DIO */
 };
 
 /* A pulse as the analog output played it (the board's truth). */
@@ -62,6 +63,7 @@ struct cmodel_counts {
 	uint32_t insn_ao_writes;     /* instruction writes to the analog output */
 	uint32_t insn_ao_nonzero;    /* of them, codes other than 0 V */
 	uint32_t dio_changes;        /* software writes that changed the lines */
+	uint32_t di_reads;           /* INSN_BITS that wrote nothing (reads of the lines) */
 };
 
 /* The last AI command started (what the driver asked for). */
@@ -83,6 +85,13 @@ void cmodel_remove(struct cmodel *m);
 /* Pulses played so far, in start order. */
 uint32_t cmodel_stims(struct cmodel *m, struct cmodel_stim *out, uint32_t cap);
 uint32_t cmodel_dio(struct cmodel *m);
+/* From device-clock sample `clock` on, the input lines in mask of the DI
+ * subdevice (di) or of the DIO are at levels; changes add up in the order
+ * given. */
+void cmodel_set_input(struct cmodel *m, bool di, uint64_t clock, uint32_t mask, uint32_t levels);
+void cmodel_clear_inputs(struct cmodel *m);
+/* The DIO lines configured as outputs. */
+uint32_t cmodel_dio_outputs(struct cmodel *m);
 /* The code an analog output channel holds now, and what a code means. */
 uint32_t cmodel_ao_code(struct cmodel *m, unsigned chan);
 double cmodel_ao_volts(struct cmodel *m, uint32_t code);

@@ -14,7 +14,7 @@ cleanup() { [ -n "$hpid" ] && kill "$hpid" 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
 
 # Ports: pick free ones through the harness itself ("*"), read back from its first line.
-"$HARNESS" --seconds 3 --wait-subscribers 1 --record "$dir/live.meadrec" >"$dir/harness.out" 2>"$dir/harness.err" &
+"$HARNESS" --seconds 3 --digital --wait-subscribers 1 --record "$dir/live.meadrec" >"$dir/harness.out" 2>"$dir/harness.err" &
 hpid=$!
 i=0
 until grep -q '"pub"' "$dir/harness.out" 2>/dev/null; do
@@ -76,6 +76,12 @@ for t in ("spikes", "stim", "events", "status"):
 check(final["recording"]["state"] == "stopped", "recording stopped cleanly")
 spikes = np.load(d + "/export/spikes.npy")
 check(len(spikes) == sub["spikes"], "export has every spike the subscriber saw")
+# digital inputs: per line the events and the last level, as recorded
+ev = np.load(d + "/export/events.npy")
+dig = ev[ev["type"] == 19]
+want = {str(l): {"events": int((dig["electrode"] == l).sum()), "level": int(dig[dig["electrode"] == l]["value"][-1])}
+        for l in sorted(set(int(x) for x in dig["electrode"]))}
+check(len(dig) > 3 and sub["digital_lines"] == want, "subscriber digital lines %s == recorded %s" % (sub["digital_lines"], want))
 check(np.all(np.diff(spikes["sample"].astype(np.int64)) >= 0), "exported samples sorted")
 check(side["losses"]["torn_tail"] is False and side["losses"]["corrupt_records"] == 0, "recording intact")
 print("ok: %d spikes in %d messages, no loss; meactl, recording and export agree" % (sub["spikes"], sub["messages"]["spikes"]))

@@ -6,10 +6,12 @@
  * meactl and mead-export be tested end to end without a driver.
  *
  *   stream-harness --pub EP --ctl EP [--seconds S] [--record PATH] [--virtual]
- *                  [--raw] [--rig] [--wait-subscribers N] [--ticks N]
+ *                  [--raw] [--rig] [--digital] [--wait-subscribers N] [--ticks N]
  * --rig makes raw look like a rig's (noise, each spike's waveform on its
  * electrode, an artifact at each pulse) and follows every pulse with the
  * BLANK event a rig driver's detector reports (2 ms, every electrode).
+ * --digital adds a rig's digital inputs: lines 0..2 low at the start, then
+ * every 250 ticks line (t / 250) % 3 toggles.
  * Ends after S seconds (or N ticks), or on the control request "shutdown";
  * prints one JSON line with the final counters.
  */
@@ -88,13 +90,15 @@ int main(int argc, char **argv)
 		{ "virtual", no_argument, NULL, 'v' },
 		{ "raw", no_argument, NULL, 'R' },
 		{ "rig", no_argument, NULL, 'G' },
+		{ "digital", no_argument, NULL, 'D' },
 		{ "wait-subscribers", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *pub_ep = "tcp://127.0.0.1:*", *ctl_ep = "tcp://127.0.0.1:*", *record = NULL;
 	double seconds = 5;
 	uint64_t max_ticks = 0;
-	bool virt = false, raw = false, rig = false;
+	bool virt = false, raw = false, rig = false, digital = false;
+	int32_t level[3] = { 0, 0, 0 };
 	uint32_t wait_subs = 0;
 	int c;
 
@@ -108,6 +112,7 @@ int main(int argc, char **argv)
 		case 'v': virt = true; break;
 		case 'R': raw = true; break;
 		case 'G': rig = raw = true; break;
+		case 'D': digital = true; break;
 		case 'w': wait_subs = (uint32_t)atoi(optarg); break;
 		default: return 2;
 		}
@@ -225,6 +230,19 @@ int main(int argc, char **argv)
 						     t == 0 ? RATE : (int32_t)(t / 100 - 1) },
 						   { first, MEAD_EVENT_TRIAL_START, (int32_t)(t / 100) } };
 			push(ring, virt, MEAD_KIND_EVENTS, first, e, 2, sizeof(e[0]));
+		}
+		if (digital && t % 250 == 0) {
+			struct mead_event dv[3];
+			uint32_t nd = 0;
+			for (uint16_t l = 0; l < 3; l++) {
+				if (t == 0 || l == t / 250 % 3) {
+					if (t)
+						level[l] = !level[l];
+					dv[nd++] = (struct mead_event){ .sample = first + 7, .type = MEAD_EVENT_DIGITAL,
+								       .value = level[l], .electrode = l };
+				}
+			}
+			push(ring, virt, MEAD_KIND_EVENTS, first, dv, nd, sizeof(dv[0]));
 		}
 		if (rig) {
 			/* noise of about 3.5 uV rms, a biphasic spike of its amplitude

@@ -924,6 +924,61 @@ static void test_threshold_command(void **state)
 	mead_ring_free(ring);
 }
 
+/* ---- an in-test driver with digital inputs ---- */
+
+/* Line tick % 3 goes to level tick % 2 at sample 25 x tick + 30, every
+ * seventh tick. */
+static int digital_read(void *st, uint64_t tick, struct mead_frame *f)
+{
+	(void)st;
+	if (tick % 7 == 0 && f->n_samples)
+		mead_frame_event(f, MEAD_EVENT_DIGITAL, tick * 25 + 30, 0, (uint16_t)(tick % 3), (int32_t)(tick % 2));
+	return 0;
+}
+
+static const struct mead_driver_ops digital_ops = {
+	.abi_version = MEAD_DRIVER_ABI_VERSION, .ops_size = sizeof(struct mead_driver_ops), .name = "digital",
+	.read_frame = digital_read,
+};
+
+/* A driver's digital events reach the events stream as they were (the
+ * line in the electrode field) and are no data loss. */
+static void test_digital_events_passed_not_lost(void **state)
+{
+	struct mead_driver_handle drv = { .ops = &digital_ops, .caps = { .electrode_count = 8, .sample_rate_hz = 25000 } };
+	struct mead_loop_params lp = { .period_ns = 1000000, .virtual_clock = true, .max_ticks = 100,
+				       .spike_capacity = 16, .stim_capacity = 16, .cpu = -1 };
+	struct mead_ring *ring;
+	struct mead_loop *loop;
+	char warn[128];
+	assert_int_equal(mead_ring_new(8u << 20, &ring), 0);
+	assert_int_equal(mead_loop_new(&lp, &drv, &layout.view, ring, NULL, &loop), 0);
+	assert_int_equal(mead_loop_start(loop, warn, sizeof(warn)), 0);
+	mead_loop_join(loop);
+	uint32_t n = 0;
+	bool as_sent = true;
+	const struct mead_msg *m;
+	size_t len;
+	while ((m = mead_ring_peek(ring, &len))) {
+		const struct mead_event *e = (const void *)(m + 1);
+		for (uint32_t i = 0; m->kind == MEAD_KIND_EVENTS && i < m->count; i++) {
+			if (e[i].type != MEAD_EVENT_DIGITAL)
+				continue;
+			uint64_t tick = (e[i].sample - 30) / 25;
+			as_sent &= tick % 7 == 0 && e[i].sample == tick * 25 + 30 && e[i].electrode == tick % 3 &&
+				   e[i].value == (int32_t)(tick % 2) && e[i].samples == 0 && m->sample == tick * 25;
+			n++;
+		}
+		mead_ring_release(ring);
+	}
+	const struct mead_loop_stats *s = mead_loop_stats(loop);
+	assert_int_equal(n, 15);
+	assert_true(as_sent);
+	assert_int_equal(atomic_load(&s->loss_events[MEAD_EVENT_DIGITAL]), 0);
+	mead_loop_free(loop);
+	mead_ring_free(ring);
+}
+
 static int setup(void **state)
 {
 	char err[512];
@@ -952,6 +1007,7 @@ int main(void)
 		cmocka_unit_test(test_stim_record_is_what_was_delivered),
 		cmocka_unit_test(test_last_ticks_owed_samples),
 		cmocka_unit_test(test_threshold_command),
+		cmocka_unit_test(test_digital_events_passed_not_lost),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

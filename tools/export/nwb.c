@@ -423,8 +423,9 @@ static const struct h5colspec event_cols[E_N] = {
 	[E_TYPE] = { "type", H5K_U32, "the event type code (wire v1.1)" },
 	[E_NAME] = { "name", H5K_STR, "the event type's name" },
 	[E_VALUE] = { "value", H5K_I32, "the event's value (trial index, label, phase code, refusal reason, ...)" },
-	[E_EL] = { "electrode", H5K_U16, "stim_refused and blank: the electrode (65535: all electrodes); 0 for others" },
-	[E_DETAIL] = { "detail", H5K_STR, "the value's name where it has one (refusal reason, phase, threshold)" },
+	[E_EL] = { "electrode", H5K_U16, "stim_refused and blank: the electrode (65535: all electrodes); digital: the "
+		   "input line, not an electrode; 0 for others" },
+	[E_DETAIL] = { "detail", H5K_STR, "the value's name where it has one (refusal reason, phase, threshold, digital level)" },
 };
 
 static const struct h5colspec trial_cols[T_N] = {
@@ -460,7 +461,9 @@ static void intervals_open(struct nwb *w, hid_t root)
 	h5_table_open(&w->h, &w->ev, iv, "/intervals", "events", "TimeIntervals", "core",
 		      "every event record of the recording (docs/wire-v1.md): protocol marks (run_start, trial_start, "
 		      "label, phase, item, ...), refusals (stim_refused), data losses with their sample ranges "
-		      "(overflow, gap, late, device_gone, device_back, stall, stim_lost, unread) and blanking windows (blank)");
+		      "(overflow, gap, late, device_gone, device_back, stall, stim_lost, unread), blanking windows (blank), "
+		      "threshold changes (threshold) "
+		      "and digital input levels (digital: the line in the electrode column, the level in value)");
 	h5_cols_open(&w->h, &w->ev, w->ec, event_cols, E_N, NULL);
 	w->with_trials = c->event_types[MEAD_EVENT_TRIAL_START] > 0;
 	if (w->with_trials) {
@@ -580,6 +583,8 @@ static int on_events(void *ctx, const struct mead_event *e, uint32_t n)
 			else
 				snprintf(thr, sizeof(thr), "%.2fuV", -(double)e[i].value / 100.0);
 			detail = thr;
+		} else if (e[i].type == MEAD_EVENT_DIGITAL) {
+			detail = e[i].value ? "high" : "low";
 		}
 		h5_table_row(&w->h, &w->ev, (int64_t)w->ev.rows);
 		h5_put_f64(&w->h, &w->ec[E_START], exp_seconds(x, e[i].sample));

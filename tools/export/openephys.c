@@ -12,16 +12,20 @@
  *     events/mead-100.acquisition/TTL/         stimulation: line e+1 rises at a pulse's first
  *                                              sample and falls at the sample its second phase
  *                                              ends in: states.npy, sample_numbers.npy, timestamps.npy
+ *     events/mead-100.acquisition/TTL_1/       digital inputs, when recorded: line l rises as state l+1
+ *                                              and falls as -(l+1) where its digital events change it
  *     events/MessageCenter/                    every event record as a text line: text.npy,
  *                                              sample_numbers.npy, timestamps.npy
  *     spikes/mead-100.acquisition/electrode<i>/ threshold crossings of electrode i: sample_numbers,
  *                                              timestamps, electrode_indices, clusters (0), waveforms
  *                                              (spikes x 1 x 0: the recording has none)
  *
- * Digital inputs, when recordings have them, are a second TTL folder of
- * the stream (the GUI names it TTL_1), one line per input: Neo 0.11 tells
- * event folders apart by their last path component, so it must not be
- * another "TTL".
+ * Digital inputs are a second TTL folder of the stream (the GUI names it
+ * TTL_1), one line per input: Neo 0.11 tells event folders apart by their
+ * last path component, so it must not be another "TTL".  Every line starts
+ * low (initial_state 0); an edge is written where a digital event says a
+ * level other than the line's last one (the run's first events say every
+ * line's level, so a line high from the start rises there).
  *
  * Sample numbers are the recording's (sample 0 = the run's first sample);
  * timestamps are sample / rate.  Two passes: the first counts spikes per
@@ -66,6 +70,9 @@ struct oe {
 	size_t nheap, capheap;
 	uint64_t seq, edges;
 	struct npy msg_text, msg_samples, msg_times;
+	struct npy di_states, di_samples, di_times;
+	uint64_t di_edges;
+	uint8_t di_level[65536 / 8];         /* the digital lines' last levels, a bit each */
 	/* spikes: a buffer of sample numbers per electrode */
 	uint32_t n, cap;
 	uint64_t *buf;
@@ -187,6 +194,28 @@ static int on_stim(void *ctx, const struct mead_wire_stim *s, uint32_t n)
 	return 0;
 }
 
+/* ---- Digital inputs ------------------------------------------------ */
+
+static int on_digital(struct oe *o, const struct mead_event *e)
+{
+	uint16_t l = e->electrode;
+	uint8_t bit = (uint8_t)(1u << (l % 8));
+	bool high = e->value != 0, was = (o->di_level[l / 8] & bit) != 0;
+	if (high == was)
+		return 0;
+	o->di_level[l / 8] = (uint8_t)(high ? o->di_level[l / 8] | bit : o->di_level[l / 8] & ~bit);
+	int16_t state = (int16_t)(high ? l + 1 : -(l + 1));
+	int64_t s = (int64_t)e->sample;
+	double t = exp_seconds(o->x, e->sample);
+	int rc = npy_write(&o->di_states, &state, 1);
+	if (rc == 0)
+		rc = npy_write(&o->di_samples, &s, 1);
+	if (rc == 0)
+		rc = npy_write(&o->di_times, &t, 1);
+	o->di_edges++;
+	return rc;
+}
+
 /* ---- Messages ----------------------------------------------------- */
 
 static int on_events(void *ctx, const struct mead_event *e, uint32_t n)
@@ -211,6 +240,12 @@ static int on_events(void *ctx, const struct mead_event *e, uint32_t n)
 		if (e[i].type == MEAD_EVENT_STIM_REFUSED) {
 			const char *r = e[i].value >= 0 ? mead_stim_reason_name((uint32_t)e[i].value) : NULL;
 			snprintf(tail + at, sizeof(tail) - at, " reason=%s", r ? r : "unknown");
+		}
+		if (e[i].type == MEAD_EVENT_DIGITAL) {
+			snprintf(tail + at, sizeof(tail) - at, " line=%u", e[i].electrode);
+			int rc = o->pre->event_types[MEAD_EVENT_DIGITAL] ? on_digital(o, &e[i]) : 0;
+			if (rc < 0)
+				return rc;
 		}
 		memset(text, 0, sizeof(text));
 		if (name)
@@ -483,9 +518,14 @@ static char *oebin(const struct oe *o, bool raw)
 			     "stimulation pulses the device delivered: line e+1 is electrode e; on at the pulse's first "
 			     "sample, off at the sample its second phase ends in",
 			     "mead.stim", "int16", "mead", true);
+	if (o->pre->event_types[MEAD_EVENT_DIGITAL])
+		event_stream(&w, x, PROC "/TTL_1/", "digital inputs",
+			     "the rig's digital input lines: line l is state l+1; on where a digital event says high, "
+			     "off where one says low (the sample the lines were read at, once a tick)",
+			     "mead.digital", "int16", "mead", true);
 	event_stream(&w, x, "MessageCenter/", "Messages",
 		     "every event record of the recording: \"name value=V [samples=N] [electrode=E|all] "
-		     "[reason=R]\" (docs/wire-v1.md)",
+		     "[reason=R] [line=L]\" (docs/wire-v1.md)",
 		     "mead.events", "string", "Message Center", false);
 	mead_jw_arr_end(&w);
 	mead_jw_key(&w, "spikes");
@@ -600,6 +640,12 @@ static int open_all(struct oe *o)
 		if (rc < 0)
 			return rc;
 	}
+	if (o->pre->event_types[MEAD_EVENT_DIGITAL]) {
+		rc = event_files(o, "events/" PROC "/TTL_1", &o->di_states, "states.npy", "'<i2'", 2, &o->di_samples,
+				 &o->di_times);
+		if (rc < 0)
+			return rc;
+	}
 	rc = event_files(o, "events/MessageCenter", &o->msg_text, "text.npy", "'|S128'", TEXT_LEN, &o->msg_samples,
 			 &o->msg_times);
 	if (rc < 0)
@@ -611,7 +657,7 @@ static int close_all(struct oe *o)
 {
 	int rc = 0;
 	struct npy *all[] = { &o->dat_samples, &o->dat_times, &o->ttl_states, &o->ttl_samples, &o->ttl_times,
-			      &o->msg_text, &o->msg_samples, &o->msg_times };
+			      &o->msg_text, &o->msg_samples, &o->msg_times, &o->di_states, &o->di_samples, &o->di_times };
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		if (npy_close(all[i]) < 0)
 			rc = -EIO;
@@ -712,8 +758,9 @@ int exp_openephys(struct exp_rec *x, const char *out)
 	}
 	exp_damage(&post, damage, sizeof(damage));
 	printf("%s: %" PRIu64 " raw frames of %u channels, %" PRIu64 " spikes, %" PRIu64 " stim pulses (%" PRIu64
-	       " TTL edges), %" PRIu64 " events (messages) -> %s/" REC_DIR "%s%s\n",
-	       x->path, frames, raw ? o.channels : 0, post.spikes - post.spikes_outside, post.stim, edges, messages, out,
+	       " TTL edges), %" PRIu64 " digital input edges, %" PRIu64 " events (messages) -> %s/" REC_DIR "%s%s\n",
+	       x->path, frames, raw ? o.channels : 0, post.spikes - post.spikes_outside, post.stim, edges, o.di_edges,
+	       messages, out,
 	       damage, raw ? "" : " (no raw samples: Neo's OpenEphysBinaryRawIO needs a continuous stream)");
 	status = 0;
 done:

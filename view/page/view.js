@@ -6,7 +6,7 @@
 (function () {
   const EVENT = { 1: 'run_start', 2: 'run_end', 3: 'trial_start', 4: 'trial_end', 5: 'label', 6: 'phase', 7: 'item',
     8: 'stim_refused', 9: 'overflow', 10: 'gap', 11: 'late', 12: 'device_gone', 13: 'device_back', 14: 'blank',
-    15: 'stall', 16: 'stim_lost', 17: 'unread', 18: 'threshold' };
+    15: 'stall', 16: 'stim_lost', 17: 'unread', 18: 'threshold', 19: 'digital' };
   const LOSS = new Set([9, 10, 11, 12, 15, 16, 17]);
   const PHASE = { 0: 'train', 1: 'test', 2: 'rest', 3: 'validation' };
   const PHASE_COLOUR = { 0: '#3b82c4', 1: '#e08a2e', 2: '#555b66', 3: '#8f6bd1' };
