@@ -711,6 +711,17 @@ static uint32_t read_and_pass(struct mead_loop *l, uint64_t tick, uint64_t first
 	return n_out;
 }
 
+/* A read's STIM records and the events gathered since the last ones went out. */
+static void publish_records(struct mead_loop *l, uint64_t sample, uint32_t n_out)
+{
+	if (n_out)
+		push_msg(l, MEAD_KIND_STIM, sample, l->stim_out, n_out, sizeof(struct mead_wire_stim));
+	if (l->n_events) {
+		sort_events(l->events, l->n_events);
+		push_msg(l, MEAD_KIND_EVENTS, sample, l->events, l->n_events, sizeof(struct mead_event));
+	}
+}
+
 /* One tick, run once its samples are due: read them, then decide and
  * write the next tick's stimulation from them, so a spike reaches the
  * stimulator within one tick.  A tick that ends the run sets the exit
@@ -729,12 +740,7 @@ static void run_tick(struct mead_loop *l, uint64_t tick)
 	if (!atomic_load_explicit(&l->stop, memory_order_relaxed))
 		n_out = decide_and_write(l, tick + 1, &l->frame, n_out);
 
-	if (n_out)
-		push_msg(l, MEAD_KIND_STIM, first, l->stim_out, n_out, sizeof(struct mead_wire_stim));
-	if (l->n_events) {
-		sort_events(l->events, l->n_events);
-		push_msg(l, MEAD_KIND_EVENTS, first, l->events, l->n_events, sizeof(struct mead_event));
-	}
+	publish_records(l, first, n_out);
 	atomic_store_explicit(&l->stats.sample, first, memory_order_relaxed);
 	atomic_store_explicit(&l->stats.ticks, tick + 1, memory_order_relaxed);
 	stat_add(&l->stats.progress, 1);
@@ -813,6 +819,12 @@ static int64_t follow_device(struct mead_loop *l, uint64_t tick, int64_t period,
 	return (int64_t)step;
 }
 
+static bool fault(const struct mead_loop *l)
+{
+	return l->device_gone ||
+	       atomic_load_explicit(&l->stats.exit_reason, memory_order_relaxed) == MEAD_EXIT_DRIVER_FAULT;
+}
+
 /*
  * The last ticks' samples may not have come yet (a device a little behind
  * the host, a loop that fell behind and caught up): the run is every
@@ -820,12 +832,6 @@ static int64_t follow_device(struct mead_loop *l, uint64_t tick, int64_t period,
  * own, for up to OWED_WAIT_NS.  What has not come by then is lost, and an
  * UNREAD event says which: a LATE event promised them.
  */
-static bool fault(const struct mead_loop *l)
-{
-	return l->device_gone ||
-	       atomic_load_explicit(&l->stats.exit_reason, memory_order_relaxed) == MEAD_EXIT_DRIVER_FAULT;
-}
-
 static void collect_owed(struct mead_loop *l, uint64_t tick)
 {
 	const uint64_t end = mead_tick_first_sample(tick, l->params.period_ns, l->sample_rate_hz);
@@ -840,13 +846,7 @@ static void collect_owed(struct mead_loop *l, uint64_t tick)
 		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR)
 			;
 		l->n_events = 0;
-		uint32_t n_out = read_and_pass(l, tick, end, end);
-		if (n_out)
-			push_msg(l, MEAD_KIND_STIM, end, l->stim_out, n_out, sizeof(struct mead_wire_stim));
-		if (l->n_events) {
-			sort_events(l->events, l->n_events);
-			push_msg(l, MEAD_KIND_EVENTS, end, l->events, l->n_events, sizeof(struct mead_event));
-		}
+		publish_records(l, end, read_and_pass(l, tick, end, end));
 	}
 	if ((l->frame.flags & MEAD_FRAME_LATE) && !fault(l) && l->owed_from < end) {
 		uint64_t n = end - l->owed_from;

@@ -837,6 +837,22 @@ static const struct mead_driver_ops thr_ops = {
 	.read_frame = thr_read, .control = thr_control,
 };
 
+/* Drains the ring; the THRESHOLD events in it (up to cap), and how many. */
+static uint32_t threshold_events(struct mead_ring *ring, struct mead_event *out, uint32_t cap)
+{
+	const struct mead_msg *m;
+	size_t len;
+	uint32_t n = 0;
+	while ((m = mead_ring_peek(ring, &len))) {
+		const struct mead_event *e = (const void *)(m + 1);
+		for (uint32_t i = 0; m->kind == MEAD_KIND_EVENTS && i < m->count; i++)
+			if (e[i].type == MEAD_EVENT_THRESHOLD && n++ < cap)
+				out[n - 1] = e[i];
+		mead_ring_release(ring);
+	}
+	return n;
+}
+
 static void test_threshold_command(void **state)
 {
 	struct mead_driver_handle drv = { .ops = &thr_ops,
@@ -869,22 +885,11 @@ static void test_threshold_command(void **state)
 	assert_int_equal(atomic_load(&s->thresholds_set), 1);
 	assert_int_equal(atomic_load(&s->thresholds_refused), 1);
 	/* the one taken is an event at the run's first sample; the refused none */
-	const struct mead_msg *m;
-	size_t len;
-	uint32_t n_thr = 0;
-	while ((m = mead_ring_peek(ring, &len))) {
-		const struct mead_event *e = (const void *)(m + 1);
-		for (uint32_t i = 0; m->kind == MEAD_KIND_EVENTS && i < m->count; i++) {
-			if (e[i].type != MEAD_EVENT_THRESHOLD)
-				continue;
-			n_thr++;
-			assert_int_equal(e[i].sample, 0);
-			assert_int_equal(e[i].electrode, 3);
-			assert_int_equal(e[i].value, -4250);
-		}
-		mead_ring_release(ring);
-	}
-	assert_int_equal(n_thr, 1);
+	struct mead_event ev[4];
+	assert_int_equal(threshold_events(ring, ev, 4), 1);
+	assert_int_equal(ev[0].sample, 0);
+	assert_int_equal(ev[0].electrode, 3);
+	assert_int_equal(ev[0].value, -4250);
 	mead_loop_free(loop);
 	mead_ring_free(ring);
 
@@ -905,20 +910,10 @@ static void test_threshold_command(void **state)
 	}
 	assert_int_equal(mead_loop_submit(loop, &c), 0);
 	mead_loop_join(loop);
-	n_thr = 0;
-	while ((m = mead_ring_peek(ring, &len))) {
-		const struct mead_event *e = (const void *)(m + 1);
-		for (uint32_t i = 0; m->kind == MEAD_KIND_EVENTS && i < m->count; i++) {
-			if (e[i].type != MEAD_EVENT_THRESHOLD)
-				continue;
-			n_thr++;
-			assert_int_equal(e[i].sample, 10 * 25);
-			assert_int_equal(e[i].electrode, MEAD_EVENT_ALL_ELECTRODES);
-			assert_int_equal(e[i].value, 650);
-		}
-		mead_ring_release(ring);
-	}
-	assert_int_equal(n_thr, 1);
+	assert_int_equal(threshold_events(ring, ev, 4), 1);
+	assert_int_equal(ev[0].sample, 10 * 25);
+	assert_int_equal(ev[0].electrode, MEAD_EVENT_ALL_ELECTRODES);
+	assert_int_equal(ev[0].value, 650);
 	assert_true(thr.mode == MEAD_THRESHOLD_NOISE && thr.value == 6.5f);
 	mead_loop_free(loop);
 	mead_ring_free(ring);
