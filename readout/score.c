@@ -316,8 +316,9 @@ void mead_readout_print_summary(struct mead_readout *s, double elapsed)
 		jnum(a, sizeof(a), bl->culture_ok, bl->culture_n);
 		jnum(b, sizeof(b), bl->readout_ok, bl->readout_n);
 		jnum(c, sizeof(c), pok, pn);
-		printf("%s{\"block\":%u,\"n\":%u,\"accuracy\":%s,\"readout_accuracy\":%s,\"pixel_baseline\":%s}",
-		       i ? "," : "", bl->id, bl->n, a, b, c);
+		printf("%s{\"block\":%u,\"n\":%u,\"after_training\":%s,\"accuracy\":%s,\"readout_accuracy\":%s,"
+		       "\"pixel_baseline\":%s}",
+		       i ? "," : "", bl->id, bl->n, bl->pass ? "true" : "false", a, b, c);
 	}
 	printf("],\"validation\":[");
 	for (uint32_t i = 0; i < s->n_vblocks; i++) {

@@ -4,7 +4,7 @@
 # asked for (--first-seed), and the 10-class run (no culture rule) reported as
 # null rather than a bare nan.
 set -u
-exp=$1 src=$2
+exp=$1 src=$2  # $3: the daemon
 fail() { echo "FAIL: $*"; exit 1; }
 small="-o protocol.mnist.train_size=40 -o protocol.mnist.validation_size=30 -o protocol.mnist.test_size=20"
 
@@ -31,3 +31,28 @@ assert j["per_seed"][0]["accuracy"] is None and j["per_seed"][0]["seed"] == 1, j
 assert 0.0 <= j["readout_accuracy"] <= 1.0 and j["n"] == 20, j
 print("10 classes:", j["readout_accuracy"], j["pixel_baseline"])
 PY
+
+# The reference protocol's configuration: whole validation passes every 20
+# trials here (50 in the file), no screen, no readout pass.  The best pass
+# mead-experiment reports from the readout's blocks, and the test accuracy,
+# must be the protocol's own (the daemon's final protocol line, same seed).
+ref=(-o protocol.mnist.train_size=60 -o protocol.mnist.validation_size=30 -o protocol.mnist.test_size=20
+     -o protocol.mnist.eval_every=20)
+out=$("$exp" mnist -c "$src/config/twin-mnist-ref-tsk.yaml" "${ref[@]}" --json --timeout 60) \
+	|| fail "reference-protocol run: $out"
+mead=$3
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+proto=$("$mead" -c "$src/config/twin-mnist-ref-tsk.yaml" "${ref[@]}" -o streams.wait_subscribers=0 \
+	-o streams.pub=ipc://$tmp/pub -o streams.control=ipc://$tmp/ctl 2>&1 \
+	| sed -n 's/^mead: protocol: //p' | tail -n 1)
+/usr/bin/python3 - "$out" "$proto" <<'PY' || exit 1
+import json, sys
+j, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+assert p["state"] == "finished" and p["validation"]["evaluations"] == 3, p
+assert p["split"] == {"train": 60, "validation": 30, "test": 20, "screen": 0}, p
+s = j["per_seed"][0]
+assert abs(s["best_validation"] - p["validation"]["best"]) < 5e-5, (s, p)
+assert abs(s["accuracy"] - p["test"]["accuracy"]) < 5e-5, (s, p)
+print("reference protocol: best validation", s["best_validation"], "test", s["accuracy"])
+PY
+echo ok
