@@ -2,6 +2,7 @@
 #include "readout/fit.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +55,11 @@ void mead_readout_store_free(struct mead_readout_store *st)
 	free(st->block);
 	free(st->has_px);
 	memset(st, 0, sizeof(*st));
+}
+
+bool mead_readout_keeps_label(uint64_t k, double f)
+{
+	return floor((double)(k + 1) * f) > floor((double)k * f);
 }
 
 static uint64_t key_mix(uint64_t h, uint64_t v)
@@ -146,7 +152,7 @@ void mead_readout_fit(struct mead_readout *s, int64_t before)
 	mead_model_clear(s->culture);
 	if (s->pixel)
 		mead_model_clear(s->pixel);
-	uint32_t n_train = 0, n_off = 0;
+	uint32_t n_train = 0, n_off = 0, n_off_lab = 0;
 	if (use_train)
 		for (uint32_t i = 0; i < s->train.n; i++) {
 			mead_model_add(s->culture, s->train.cx + (size_t)i * s->train.nc, s->train.cls[i]);
@@ -157,9 +163,12 @@ void mead_readout_fit(struct mead_readout *s, int64_t before)
 	for (uint32_t i = 0; i < s->off.n && n_sel > 0; i++) {
 		if ((int64_t)s->off.block[i] >= before || !block_selected(sel, n_sel, s->blocks, s->off.block[i]))
 			continue;
-		mead_model_add(s->culture, s->off.cx + (size_t)i * s->off.nc, s->off.cls[i]);
+		/* the same fraction of these labels as of the training trials' */
+		int32_t cls = mead_readout_keeps_label(n_off, s->o.label_fraction) ? s->off.cls[i] : -1;
+		n_off_lab += cls >= 0;
+		mead_model_add(s->culture, s->off.cx + (size_t)i * s->off.nc, cls);
 		if (s->pixel && s->off.has_px[i])
-			mead_model_add(s->pixel, s->off.px + (size_t)i * s->off.np, s->off.cls[i]);
+			mead_model_add(s->pixel, s->off.px + (size_t)i * s->off.np, cls);
 		n_off++;
 	}
 	free(sel);
@@ -176,8 +185,10 @@ void mead_readout_fit(struct mead_readout *s, int64_t before)
 	s->fit_train = n_train;
 	s->fit_off = n_off;
 	s->fit_blocks = n_sel;
+	s->fit_labelled = mead_model_n_labelled(s->culture);
 	if (s->o.verbose)
-		mead_readout_log("fitted on %u training trials (%u labelled) and %u label-off trials of %u earlier blocks "
-				 "in %.0f ms", n_train, mead_model_n_labelled(s->culture) - n_off, n_off, n_sel,
+		mead_readout_log("fitted on %u training trials (%u labelled) and %u label-off trials (%u labelled) of %u "
+				 "earlier blocks in %.0f ms", n_train, mead_model_n_labelled(s->culture) - n_off_lab, n_off,
+				 n_off_lab, n_sel,
 				 (mead_now_s() - t0) * 1e3);
 }

@@ -77,6 +77,7 @@ struct mead_readout {
 	uint64_t fit_key;          /* the selection the models were last fitted on */
 	bool fitted;
 	uint32_t fit_train, fit_off, fit_blocks; /* samples and blocks of the last fit */
+	uint32_t fit_labelled;     /* of those samples, the ones whose label the classifier learnt */
 	int64_t cur_block;         /* test-phase block being scored, -1: none */
 	bool train_since_block;    /* a training trial since the last test-phase block began */
 	bool cur_block_pass;       /* the current test-phase block followed training trials */

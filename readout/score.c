@@ -22,15 +22,6 @@ static void culture_features(const struct mead_readout *s, const struct mead_tri
 		x[i] = (float)t->counts[s->feat_idx[i]];
 }
 
-static bool take_label(struct mead_readout *s)
-{
-	/* Exactly floor(k * fraction) of the first k training trials carry
-	 * their label, spread evenly over the run. */
-	double f = s->o.label_fraction;
-	uint64_t k = s->train_seen;
-	return floor((double)(k + 1) * f) > floor((double)k * f);
-}
-
 static struct mead_readout_block *get_block(struct mead_readout_block **v, uint32_t *n, uint32_t *cap,
 					     uint32_t id)
 {
@@ -130,7 +121,7 @@ struct prediction {
 static void train_trial(struct mead_readout *s, const struct mead_trial *t, int32_t cls, struct prediction *p)
 {
 	float x[MEAD_TRIALS_MAX_ELECTRODES];
-	p->labelled = take_label(s);
+	p->labelled = mead_readout_keeps_label(s->train_seen, s->o.label_fraction);
 	s->train_seen++;
 	s->train_used++;
 	if (p->labelled)
@@ -340,7 +331,7 @@ void mead_readout_print_summary(struct mead_readout *s, double elapsed)
 	       "\"lost_messages\":{\"spikes\":%llu,\"events\":%llu,\"status\":%llu},"
 	       "\"bad_messages\":%llu,\"spikes_out_of_range\":%llu,\"spikes_evicted\":%llu,"
 	       "\"run_ended\":%s,\"fit_on\":\"%s\",\"fit_blocks\":\"%s\",\"fit_train_trials\":%u,"
-	       "\"fit_label_off_trials\":%u,\"fit_label_off_blocks\":%u,\"layer\":\"%s\",\"units\":%u,\"classifier\":\"%s\",\"classes\":%u,"
+	       "\"fit_label_off_trials\":%u,\"fit_labelled_trials\":%u,\"fit_label_off_blocks\":%u,\"layer\":\"%s\",\"units\":%u,\"classifier\":\"%s\",\"classes\":%u,"
 	       "\"label_fraction\":%g,\"seed\":%llu,\"elapsed_s\":%.3f}\n",
 	       (unsigned long long)st.trials_finished, (unsigned long long)st.trials_dropped,
 	       (unsigned long long)st.trials_forced, (unsigned long long)st.messages[MEAD_KIND_SPIKES],
@@ -355,7 +346,7 @@ void mead_readout_print_summary(struct mead_readout *s, double elapsed)
 	       (unsigned long long)st.spikes_out_of_range, (unsigned long long)st.spikes_evicted,
 	       st.run_ended ? "true" : "false",
 	       s->o.fit_on == MEAD_FIT_TRAIN ? "train" : s->o.fit_on == MEAD_FIT_BOTH ? "both" : "unlabelled", fit_blocks,
-	       s->fit_train, s->fit_off, s->fit_blocks, mead_layer_kind_name(s->o.model.layer),
+	       s->fit_train, s->fit_off, s->fit_labelled, s->fit_blocks, mead_layer_kind_name(s->o.model.layer),
 	       s->o.model.layer == MEAD_LAYER_NONE ? 0 : s->o.model.units, mead_clf_kind_name(s->o.model.clf),
 	       s->o.classes, s->o.label_fraction, (unsigned long long)s->o.model.seed, elapsed);
 	fflush(stdout);

@@ -228,6 +228,8 @@ static int teardown(void **state)
 	return 0;
 }
 
+static const char *label_fraction; /* --label-fraction for the next run, or NULL */
+
 static char *run(int rec, const char *fit_on, const char *fit_blocks)
 {
 	/* the third recording's test items index the test file */
@@ -263,6 +265,10 @@ static char *run(int rec, const char *fit_on, const char *fit_blocks)
 		if (test_images) {
 			argv[a++] = "--test-images";
 			argv[a++] = test_images;
+		}
+		if (label_fraction) {
+			argv[a++] = "--label-fraction";
+			argv[a++] = label_fraction;
 		}
 		argv[a] = NULL;
 		execv(binary, (char *const *)argv);
@@ -378,6 +384,28 @@ static void test_fit_on_both(void **state)
 	assert_true(ro >= 0 && ro <= 1);
 }
 
+/* --label-fraction applies to whatever the fit learns from: of the 120
+ * label-off trials (pass 1 and the readout pass) exactly floor(120 f) keep
+ * their label, as floor(80 f) of the training trials do; the others still
+ * train the feature layer.  The blocks that follow training are marked. */
+static void test_label_fraction(void **state)
+{
+	(void)state;
+	label_fraction = "0.25";
+	const char *out = run(1, NULL, NULL);
+	label_fraction = NULL;
+	assert_int_equal((int)field(out, "fit_label_off_trials"), N_BLOCK + N_TRAIN);
+	assert_int_equal((int)field(out, "fit_labelled_trials"), (N_BLOCK + N_TRAIN) / 4);
+	assert_int_equal((int)field(out, "labelled_trials"), N_TRAIN / 4);
+	assert_true(field(out, "readout_accuracy") >= 0.9);
+	const char *all = run(1, NULL, NULL);
+	assert_int_equal((int)field(all, "fit_labelled_trials"), N_BLOCK + N_TRAIN);
+	assert_non_null(strstr(block(out, 2), "\"after_training\":true"));
+	assert_non_null(strstr(block(out, 4), "\"after_training\":true"));
+	assert_non_null(strstr(block(out, 5), "\"after_training\":false"));
+	assert_non_null(strstr(block(out, 6), "\"after_training\":false"));
+}
+
 /* --test-images: validation and readout passes are training-file digits,
  * only the last block's items index the test file; the pixel baseline
  * learns from the passes and scores the test on the test file's images. */
@@ -408,6 +436,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_readout_pass),
 		cmocka_unit_test(test_fit_on_both),
 		cmocka_unit_test(test_separate_test_images),
+		cmocka_unit_test(test_label_fraction),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }
