@@ -9,6 +9,7 @@ recording (mead-readout -r), one process per core.
               learn from (--label-fraction F; the readout's own --fit-on,
               by default the best validation pass and the readout pass),
               culture features against pixels: a table, and a plot (SVG)
+  plot        the plot again from an efficiency study's --json
 
 The i-th recording is read with --seed i+1 (the layer's initial weights and
 which trials keep their label).  Needs only Python 3; see docs/readout.md.
@@ -136,7 +137,9 @@ def svg_plot(path, fracs, series, title):
         o.append('<line x1="%d" x2="%d" y1="%d" y2="%d" stroke="%s" stroke-width="2"/>'
                  % (w - r + 12, w - r + 36, ly, ly, col))
         o.append('<text x="%d" y="%d">%s</text>' % (w - r + 42, ly + 4, name))
-    o.append('<text x="%d" y="%d" fill="#555">mean, bars: sd over recordings</text>' % (w - r + 12, t + 16 + 20 * len(series) + 10))
+    ny = t + 16 + 20 * len(series) + 10
+    o.append('<text x="%d" y="%d" fill="#555" font-size="11">dots: mean over</text>' % (w - r + 12, ny))
+    o.append('<text x="%d" y="%d" fill="#555" font-size="11">recordings; bars: sd</text>' % (w - r + 12, ny + 14))
     o.append("</svg>")
     with open(path, "w") as f:
         f.write("\n".join(o) + "\n")
@@ -163,6 +166,17 @@ def efficiency(args):
                  args.title or "readout accuracy against labelled trials (%d recordings)" % len(args.recordings))
 
 
+def plot(args):
+    with open(args.study) as f:
+        e = json.load(f)
+    fracs = e["fractions"]
+    ro = [summary(v) for v in e["readout"]]
+    px = [summary(v) for v in e["pixels"]]
+    svg_plot(args.svg, fracs, [("culture", "#c0392b", ro), ("pixels", "#2c3e50", px)],
+             args.title or "readout accuracy against labelled trials (%d recordings)" % len(e["recordings"]))
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -181,7 +195,13 @@ def main():
                            default=[0.01, 0.02, 0.05, 0.1, 0.25, 1.0])
             s.add_argument("--svg", help="draw the plot into this SVG file")
             s.add_argument("--title")
+    p = sub.add_parser("plot")
+    p.add_argument("study", help="the --json file of an efficiency study")
+    p.add_argument("--svg", required=True)
+    p.add_argument("--title")
     args = ap.parse_args()
+    if args.cmd == "plot":
+        return plot(args)
     for rec in args.recordings:
         if not os.path.isfile(rec):
             ap.error("%s: no such recording" % rec)

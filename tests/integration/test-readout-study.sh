@@ -20,6 +20,8 @@ out=$(/usr/bin/python3 "$study" compare $tmp/r1.mrec $tmp/r2.mrec --layers hpca,
 [ "$(echo "$out" | grep -c '^| \(hpca\|none\) | \(lms\|hebbian\) |')" = 4 ] || fail "compare table: $out"
 /usr/bin/python3 "$study" efficiency $tmp/r1.mrec $tmp/r2.mrec --fractions 0.1,0.5,1 \
 	--json $tmp/eff.json --svg $tmp/eff.svg >/dev/null 2>&1 || fail "efficiency"
+/usr/bin/python3 "$study" plot $tmp/eff.json --svg $tmp/again.svg || fail "plot"
+cmp -s $tmp/eff.svg $tmp/again.svg || fail "plot from the study's JSON differs from the study's own"
 "$readout" -r $tmp/r2.mrec -p none --json --seed 2 --label-fraction 0.5 2>/dev/null | tail -n 1 > $tmp/hand.json
 /usr/bin/python3 "$study" efficiency $tmp/r1.mrec --fractions 0 >/dev/null 2>&1 && fail "fraction 0 accepted"
 /usr/bin/python3 - $tmp <<'PY' || exit 1
