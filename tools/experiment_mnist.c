@@ -190,8 +190,13 @@ static int follow(void *sub, int out_fd, struct outbuf *out, pid_t daemon, pid_t
 			for (int i = 0; i < nf; i++)
 				zmq_msg_close(&fr[i]);
 		}
-		if (!daemon_done && waitpid(daemon, daemon_status, WNOHANG) == daemon)
+		if (!daemon_done && waitpid(daemon, daemon_status, WNOHANG) == daemon) {
 			daemon_done = true;
+			/* a daemon that failed (a driver option refused at open, say)
+			 * publishes no run: the readout would wait for one forever */
+			if (!readout_done && (!WIFEXITED(*daemon_status) || WEXITSTATUS(*daemon_status) != 0))
+				kill(readout, SIGTERM);
+		}
 		if (!readout_done && waitpid(readout, readout_status, WNOHANG) == readout)
 			readout_done = true;
 		double t = mead_now_s() - t0;

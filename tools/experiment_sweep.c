@@ -1644,7 +1644,7 @@ static int run_slurm(const char *dir, const struct plan *p, const long *todo, lo
 		fprintf(jf, "%ld %s\n", job, spec);
 		fclose(jf);
 	}
-	fprintf(stderr, "sweep: submitted Slurm job %ld, array %s (%ld tasks); logs in %s/logs/\n", job, spec, n_todo, dir);
+	fprintf(stderr, "sweep: submitted Slurm job %ld, array %s (%ld task%s); logs in %s/logs/\n", job, spec, n_todo, n_todo == 1 ? "" : "s", dir);
 	free(jobs);
 	free(spec);
 	free(arr);
@@ -1941,10 +1941,14 @@ int mead_experiment_sweep(int argc, char **argv)
 		goto out;
 	}
 	/* every value the daemon refuses is reported before anything runs */
-	bool refused = check_config(&p, NULL, NULL) < 0;
-	for (int k = 0; k < p.n_params && !refused; k++)
+	bool base_refused = check_config(&p, NULL, NULL) < 0, refused = base_refused;
+	for (int k = 0; k < p.n_params && !base_refused; k++)
 		for (int v = 0; v < p.params[k].n; v++)
-			refused |= check_config(&p, p.params[k].key, p.params[k].values[v]) < 0;
+			if (check_config(&p, p.params[k].key, p.params[k].values[v]) < 0) {
+				refused = true;
+				if (v == 0)
+					break;   /* the key itself, most likely: once is enough */
+			}
 	if (refused) {
 		rc = 2;
 		goto out;
