@@ -1332,6 +1332,44 @@ static void print_point(FILE *f, const struct plan *p, long i)
 		fputs("(the configuration as given)", f);
 }
 
+/* Whether an sbatch --array list ("0-3,5%2") holds index t. */
+static bool spec_holds(const char *spec, long t)
+{
+	const char *c = spec;
+	while (*c && *c != '%') {
+		char *end;
+		long a = strtol(c, &end, 10), b = a;
+		if (end == c)
+			return false;
+		if (*end == '-')
+			b = strtol(end + 1, &end, 10);
+		if (t >= a && t <= b)
+			return true;
+		c = *end == ',' ? end + 1 : end;
+	}
+	return false;
+}
+
+/* The Slurm log of the last array element that ran task t, if any. */
+static char *slurm_log(const char *dir, long t)
+{
+	char *jobs = xasprintf("%s/slurm-jobs", dir), *text = read_file(jobs, NULL), *found = NULL;
+	free(jobs);
+	for (char *line = text, *next; line && *line; line = next) {
+		next = strchr(line, '\n');
+		if (next)
+			*next++ = '\0';
+		long job;
+		char spec[4096];
+		if (sscanf(line, "%ld %4095s", &job, spec) == 2 && spec_holds(spec, t)) {
+			free(found);
+			found = xasprintf("%s/logs/slurm-%ld_%ld.out", dir, job, t);
+		}
+	}
+	free(text);
+	return found;
+}
+
 /* Rows to tables, picture and summary.  Returns 0 when every task has its
  * row, 3 when some have not (the tables are written either way). */
 static int gather(const char *dir, const struct plan *p)
@@ -1421,10 +1459,13 @@ static int gather(const char *dir, const struct plan *p)
 	}
 	for (long t = 0; t < p->tasks; t++)
 		if (!rows[t].ok) {
-			char *lp = log_path(dir, t);
-			printf("%s: task %ld (point %ld, seed %d): %s\n", row_status(&rows[t]), t, task_point(p, t),
+			char *sl = slurm_log(dir, t);
+			printf("%s: task %ld (point %ld, seed %d): %s", row_status(&rows[t]), t, task_point(p, t),
 			       task_seed(p, t), rows[t].why[0] ? rows[t].why : "no row (not run, cancelled or still running)");
-			free(lp);
+			if (sl)
+				printf("; Slurm log %s%s", sl, access(sl, F_OK) == 0 ? "" : " (absent: it never started)");
+			printf("\n");
+			free(sl);
 		}
 	printf("results: %s/results.csv %s/results.json %s/landscape.svg\n", dir, dir, dir);
 	rc = n_ok == p->tasks ? 0 : 3;
@@ -1623,6 +1664,22 @@ static int run_slurm(const char *dir, const struct plan *p, const long *todo, lo
 	if (rc < 0) {
 		fprintf(stderr, "mead-experiment: cannot write %s: %s\n", script, strerror(-rc));
 		return 1;
+	}
+	/* sbatch refuses array indices from MaxArraySize up, after the fact
+	 * and tersely: say so before */
+	char *sc[] = { "scontrol", "show", "config", NULL };
+	static char conf[1 << 17];
+	if (run_capture(sc, conf, sizeof(conf)) == 0) {
+		const char *m = strstr(conf, "MaxArraySize");
+		long max_array = 0;
+		if (m && sscanf(m, "MaxArraySize = %ld", &max_array) == 1 && todo[n_todo - 1] >= max_array) {
+			fprintf(stderr, "mead-experiment: task %ld is beyond this cluster's MaxArraySize (%ld): array "
+				"indices are task numbers, so a sweep of %ld tasks needs MaxArraySize >= %ld in "
+				"slurm.conf (or a smaller sweep, e.g. split by a -p list)\n", todo[n_todo - 1], max_array,
+				p->tasks, p->tasks);
+			free(script);
+			return 1;
+		}
 	}
 	spec = array_spec(todo, n_todo, max_running);
 	char *arr = xasprintf("--array=%s", spec ? spec : "");

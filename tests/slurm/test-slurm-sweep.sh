@@ -68,6 +68,7 @@ MpiDefault=none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 ReturnToService=2
+MaxArraySize=5
 SlurmctldPort=$port
 SlurmdPort=$((port + 1))
 StateSaveLocation=$scratch/state
@@ -114,7 +115,7 @@ out=$("$exp" sweep --gather "$sweep" 2>&1)
 rc=$?
 echo "$out"
 [ "$rc" = 3 ] || fail "gather with a cancelled task: status $rc, expected 3"
-echo "$out" | grep -q '^missing: task 3 (point 1, seed 2)' || fail "the cancelled task is not reported"
+echo "$out" | grep -q "^missing: task 3 (point 1, seed 2): no row .*; Slurm log $sweep/logs/slurm-${job}_3.out (absent: it never started)$" || fail "the cancelled task is not reported"
 for t in 0 1 2; do [ -s "$sweep/rows/task-$t.json" ] || fail "no row for task $t"; done
 [ -e "$sweep/rows/task-3.json" ] && fail "task 3 ran although cancelled"
 [ "$(grep -c ',ok$' "$sweep/results.csv")" = 3 ] || fail "results.csv: $(cat "$sweep/results.csv")"
@@ -141,5 +142,12 @@ assert j["best"]["point"] in (0, 1) and j["best"]["seeds_ok"] == 2, j["best"]
 for r in j["rows"]:
     assert 0 <= r["accuracy"] <= 1 and r["n"] == 20, r
 PY
+
+# a sweep whose task numbers the cluster's arrays cannot hold is refused before sbatch
+out=$("$exp" sweep -c "$src/config/twin-mnist-tsk.yaml" -d "$scratch/big" "${small[@]}" -p driver.options.exc_strength=2,4,6 \
+	--seeds 2 --slurm 2>&1)
+[ $? = 1 ] || fail "6 tasks with MaxArraySize=5: $out"
+echo "$out" | grep -q "task 5 is beyond this cluster's MaxArraySize (5)" || fail "MaxArraySize message: $out"
+[ -e "$scratch/big/slurm-jobs" ] && fail "submitted anyway"
 echo "slurm sweep: cancelled task resubmitted alone, 4/4 rows"
 exit 0
