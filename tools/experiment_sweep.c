@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -35,7 +36,9 @@
 
 #define MAX_PARAMS 16
 #define MAX_VALUES 1024
-#define MAX_LIST 128
+/* mead-experiment mnist takes 64 -o and 64 --readout-arg: the fixed
+ * overrides and the swept keys together stay within that */
+#define MAX_LIST 48
 #define PLAN_VERSION 1
 
 struct param {
@@ -1660,6 +1663,27 @@ static int run_slurm(const char *dir, const struct plan *p, const long *todo, lo
 		     int n_sbatch_args, int max_running, bool wait)
 {
 	char out[4096], *spec, *script = xasprintf("%s/sweep.sbatch", dir);
+	/* a job of this sweep still queued holds tasks without rows yet:
+	 * submitting them again would run them twice */
+	char *jobs_path = xasprintf("%s/slurm-jobs", dir), *jobs_text = read_file(jobs_path, NULL);
+	free(jobs_path);
+	for (char *line = jobs_text, *nl; line && *line; line = nl) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl++ = '\0';
+		long j = strtol(line, NULL, 10);
+		char jid[32];
+		snprintf(jid, sizeof(jid), "%ld", j);
+		char *sq[] = { "squeue", "-h", "-j", jid, NULL };
+		if (j > 0 && run_capture(sq, out, sizeof(out)) == 0 && out[strspn(out, " \n")] != '\0') {
+			fprintf(stderr, "mead-experiment: job %ld of this sweep is still queued or running (squeue -j %ld): "
+				"wait for it, or scancel %ld, then run this again\n", j, j, j);
+			free(jobs_text);
+			free(script);
+			return 1;
+		}
+	}
+	free(jobs_text);
 	int rc = write_sbatch(dir, sbatch_args, n_sbatch_args);
 	if (rc < 0) {
 		fprintf(stderr, "mead-experiment: cannot write %s: %s\n", script, strerror(-rc));
@@ -1879,8 +1903,12 @@ int mead_experiment_sweep(int argc, char **argv)
 			p.n_params++;
 			break;
 		case 'o':
-			if (p.n_set == MAX_LIST || !strchr(optarg, '=')) {
+			if (!strchr(optarg, '=')) {
 				fprintf(stderr, "mead-experiment: -o %s: expected key=value\n", optarg);
+				goto out;
+			}
+			if (p.n_set == MAX_LIST) {
+				fprintf(stderr, "mead-experiment: -o %s: more than %d fixed overrides\n", optarg, MAX_LIST);
 				goto out;
 			}
 			p.set[p.n_set++] = xstrdup(optarg);
@@ -1913,13 +1941,19 @@ int mead_experiment_sweep(int argc, char **argv)
 			}
 			break;
 		case O_RARG:
-			if (p.n_readout_args < MAX_LIST)
-				p.readout_args[p.n_readout_args++] = xstrdup(optarg);
+			if (p.n_readout_args == MAX_LIST) {
+				fprintf(stderr, "mead-experiment: more than %d --readout-arg\n", MAX_LIST);
+				goto out;
+			}
+			p.readout_args[p.n_readout_args++] = xstrdup(optarg);
 			break;
 		case O_SLURM: slurm = true; break;
 		case O_SBATCH:
-			if (n_sbatch < MAX_LIST)
-				sbatch_args[n_sbatch++] = optarg;
+			if (n_sbatch == MAX_LIST) {
+				fprintf(stderr, "mead-experiment: more than %d --sbatch-arg\n", MAX_LIST);
+				goto out;
+			}
+			sbatch_args[n_sbatch++] = optarg;
 			break;
 		case O_MAXRUN:
 			max_running = (int)strtol(optarg, &end, 10);
@@ -2055,6 +2089,19 @@ int mead_experiment_sweep(int argc, char **argv)
 	free(text);
 	free(path);
 
+	/* one sweep command per directory at a time (Slurm's --task runs are
+	 * the array's own and take no lock) */
+	char *lock = xasprintf("%s/lock", dir);
+	int lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (lock_fd < 0 || flock(lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		fprintf(stderr, "mead-experiment: %s: %s\n", lock,
+			lock_fd < 0 ? strerror(errno) : "another sweep command is running in this directory");
+		free(lock);
+		if (lock_fd >= 0)
+			close(lock_fd);
+		goto out;
+	}
+	free(lock);
 	long n_todo;
 	long *todo = todo_list(dir, &p, &n_todo);
 	if (n_todo == 0) {
@@ -2066,6 +2113,7 @@ int mead_experiment_sweep(int argc, char **argv)
 		rc = run_local(dir, &p, todo, n_todo, jobs) < 0 ? 130 : gather(dir, &p);
 	}
 	free(todo);
+	close(lock_fd);
 out:
 	plan_free(&p);
 	return rc;

@@ -139,6 +139,9 @@ args2=(sweep -c "$cfg" -d "$d2" "${small[@]}" -p driver.options.sigma_i_mm=0.1,0
 "$exp" "${args2[@]}" > /dev/null 2> "$tmp/err4" &
 pid=$!
 for _ in $(seq 300); do [ -e "$d2/rows/task-0.json" ] && break; sleep 0.1; done
+out=$("$exp" "${args2[@]}" 2>&1)
+[ $? = 1 ] && echo "$out" | grep -q 'another sweep command is running in this directory' \
+	|| { kill "$pid"; fail "a second command in a running sweep's directory: $out"; }
 kill -TERM "$pid"
 wait "$pid"
 rc=$?

@@ -104,6 +104,10 @@ grep -q -- '--array=' "$sweep/slurm-jobs" && fail "slurm-jobs holds options, not
 [ "$(awk '{print $2; exit}' "$sweep/slurm-jobs")" = "0-3%1" ] || fail "first array: $(cat "$sweep/slurm-jobs")"
 grep -q '^#SBATCH --array' "$sweep/sweep.sbatch" && fail "the array belongs on the command line"
 grep -q '^#SBATCH --time=10$' "$sweep/sweep.sbatch" || fail "--sbatch-arg not in the script: $(cat "$sweep/sweep.sbatch")"
+out=$("${cmd[@]}" --no-wait 2>&1)
+[ $? = 1 ] && echo "$out" | grep -q "job $job of this sweep is still queued or running" \
+	|| fail "a rerun while the job is queued: $out"
+[ "$(wc -l < "$sweep/slurm-jobs")" = 1 ] || fail "submitted twice: $(cat "$sweep/slurm-jobs")"
 scancel "${job}_3" || fail "scancel ${job}_3"
 for _ in $(seq 240); do
 	[ -z "$(squeue -h -j "$job" 2>/dev/null)" ] && break
