@@ -940,11 +940,16 @@ static void svg_line(FILE *f, const struct plan *p, const struct row *rows, cons
 	svg_text(f, (L + R) / 2, B + (rotate ? 70 : 44), "middle", 14, "", p->n_params ? p->params[0].key : "");
 	/* legend */
 	double ly = SVG_H - 30;
+	bool culture = false;
+	for (long i = 0; i < nx; i++)
+		culture |= isfinite(ps[i].m[0]);
 	for (int s = 0; s < 2; s++) {
 		double lx = L + s * 400;
 		fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\"/>\n", lx, ly - 4, cols[s]);
 		svg_text(f, lx + 10, ly, "start", 13, "",
-			 s ? "readout accuracy: mean, \xc2\xb1sd, each seed" : "culture rule accuracy: mean, \xc2\xb1sd, each seed");
+			 s ? "readout accuracy: mean, \xc2\xb1sd, each seed"
+			   : culture ? "culture rule accuracy: mean, \xc2\xb1sd, each seed"
+				     : "culture rule accuracy: none (no culture rule here)");
 	}
 #undef X
 #undef Y

@@ -171,4 +171,15 @@ echo "$out" | grep -q "^failed: task 1 (point 1, seed 1): mead-experiment mnist 
 grep -q '^1,1,abc,1,,,,,,failed$' "$d3/results.csv" || fail "failed row: $(cat "$d3/results.csv")"
 out=$("$exp" sweep -c "$cfg" -d "$d3" "${small[@]}" -p driver.options.exc_strength=2,abc 2>&1)
 echo "$out" | grep -q '1 of 2 tasks to run' || fail "the failed task is not rerun: $out"
+# no culture rule (10 classes): the accuracy is empty, the best is by the readout
+d4=$tmp/s4
+"$exp" sweep -c "$src/config/twin-mnist-10class.yaml" -d "$d4" -o protocol.mnist.train_size=50 \
+	-o protocol.mnist.test_size=20 -p driver.options.exc_strength=2 > "$tmp/out6" 2>&1 || fail "10 classes: $(cat "$tmp/out6")"
+grep -q '^0,0,2,1,,0[.0-9]*,0[.0-9]*,20,[.0-9]*,ok$' "$d4/results.csv" || fail "10-class row: $(cat "$d4/results.csv")"
+/usr/bin/python3 - "$d4/results.json" <<'PY' || fail "10-class results.json"
+import json, sys
+j = json.load(open(sys.argv[1]))
+assert j["rows"][0]["accuracy"] is None and j["points"][0]["accuracy"]["mean"] is None, j
+assert j["best"]["by"] == "readout_accuracy" and j["best"]["point"] == 0, j["best"]
+PY
 echo "sweep: all checks passed"
