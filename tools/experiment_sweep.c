@@ -1778,7 +1778,7 @@ static int run_slurm(const char *dir, const struct plan *p, const long *todo, lo
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: mead-experiment sweep -c CONFIG -d DIR -p KEY=LIST [-p ...] [-o key=value ...]\n"
+		"usage: mead-experiment sweep -c CONFIG -d DIR [-p KEY=LIST ...] [-o key=value ...]\n"
 		"                             [--seeds K] [--first-seed F] [-j N] [--timeout S] [--readout-arg ARG ...]\n"
 		"                             [--slurm [--sbatch-arg ARG ...] [--max-running M] [--no-wait]]\n"
 		"       mead-experiment sweep --gather DIR\n"
