@@ -147,6 +147,17 @@ for r in j["rows"]:
     assert 0 <= r["accuracy"] <= 1 and r["n"] == 20, r
 PY
 
+# a task that fails under Slurm: its element fails, the gather names it with both logs
+out=$("$exp" sweep -c "$src/config/twin-mnist-tsk.yaml" -d "$scratch/fail" "${small[@]}" -p driver.options.exc_strength=2,abc \
+	--slurm 2>&1)
+rc=$?
+echo "$out" | grep -v '^mead:'
+[ "$rc" = 3 ] || fail "a failing task under Slurm: status $rc"
+fjob=$(awk '{print $1; exit}' "$scratch/fail/slurm-jobs")
+echo "$out" | grep -q "^failed: task 1 (point 1, seed 1): mead-experiment mnist ended with status [0-9]*; log $scratch/fail/logs/task-1.log; Slurm log $scratch/fail/logs/slurm-${fjob}_1.out$" \
+	|| fail "the failed task's report"
+grep -q 'task 1 (point 1, seed 1): failed' "$scratch/fail/logs/slurm-${fjob}_1.out" || fail "its Slurm log"
+
 # a sweep whose task numbers the cluster's arrays cannot hold is refused before sbatch
 out=$("$exp" sweep -c "$src/config/twin-mnist-tsk.yaml" -d "$scratch/big" "${small[@]}" -p driver.options.exc_strength=2,4,6 \
 	--seeds 2 --slurm 2>&1)
