@@ -43,7 +43,7 @@ struct seed_result {
 	double wall_s;
 };
 
-static const char *find_program(const char *env, const char *build_rel, const char *installed)
+const char *mead_experiment_program(const char *env, const char *build_rel, const char *installed)
 {
 	static char buf[3][4096];
 	static int next;
@@ -205,8 +205,13 @@ static int follow(void *sub, int out_fd, struct outbuf *out, pid_t daemon, pid_t
 			for (int i = 0; i < nf; i++)
 				zmq_msg_close(&fr[i]);
 		}
-		if (!daemon_done && waitpid(daemon, daemon_status, WNOHANG) == daemon)
+		if (!daemon_done && waitpid(daemon, daemon_status, WNOHANG) == daemon) {
 			daemon_done = true;
+			/* a daemon that failed (a driver option refused at open, say)
+			 * publishes no run: the readout would wait for one forever */
+			if (!readout_done && (!WIFEXITED(*daemon_status) || WEXITSTATUS(*daemon_status) != 0))
+				kill(readout, SIGTERM);
+		}
 		if (!readout_done && waitpid(readout, readout_status, WNOHANG) == readout)
 			readout_done = true;
 		double t = mead_now_s() - t0;
@@ -252,7 +257,7 @@ static int run_seed(const char *config, char **overrides, int n_overrides, char 
 	snprintf(seed_s, sizeof(seed_s), "%d", seed);
 	snprintf(classes_s, sizeof(classes_s), "%u", classes);
 
-	dargv[dn++] = (char *)find_program("MEAD_BIN", "daemon/mead", MEAD_SBINDIR "/mead");
+	dargv[dn++] = (char *)mead_experiment_program("MEAD_BIN", "daemon/mead", MEAD_SBINDIR "/mead");
 	dargv[dn++] = "-c";
 	dargv[dn++] = (char *)config;
 	for (int i = 0; i < n_overrides && dn < MAX_ARGS - 20; i++) {
@@ -267,7 +272,7 @@ static int run_seed(const char *config, char **overrides, int n_overrides, char 
 	}
 	dargv[dn] = NULL;
 
-	rargv[rn++] = (char *)find_program("MEAD_READOUT_BIN", "readout/mead-readout", MEAD_BINDIR "/mead-readout");
+	rargv[rn++] = (char *)mead_experiment_program("MEAD_READOUT_BIN", "readout/mead-readout", MEAD_BINDIR "/mead-readout");
 	char *rfixed[] = { "-c", pub, "-p", "none", "--json", "--seed", seed_s, "--classes", classes_s };
 	for (size_t i = 0; i < sizeof(rfixed) / sizeof(rfixed[0]); i++)
 		rargv[rn++] = rfixed[i];
@@ -342,7 +347,7 @@ static void print_json_num(const char *name, const char *suffix, double v)
 		printf("\"%s%s\":null,", name, suffix);
 }
 
-static void stats(const struct seed_result *r, int n, size_t off, double *mean, double *sd, double *lo, double *hi)
+void mead_experiment_stats(const double *v, int n, double *mean, double *sd, double *lo, double *hi)
 {
 	double s = 0, s2 = 0;
 	int k = 0;
@@ -350,14 +355,13 @@ static void stats(const struct seed_result *r, int n, size_t off, double *mean, 
 	*lo = INFINITY;
 	*hi = -INFINITY;
 	for (int i = 0; i < n; i++) {
-		double v = *(const double *)((const char *)&r[i] + off);
-		if (isnan(v))
+		if (isnan(v[i]))
 			continue;
-		s += v;
-		s2 += v * v;
+		s += v[i];
+		s2 += v[i] * v[i];
 		k++;
-		*lo = fmin(*lo, v);
-		*hi = fmax(*hi, v);
+		*lo = fmin(*lo, v[i]);
+		*hi = fmax(*hi, v[i]);
 	}
 	*mean = k ? s / k : NAN;
 	*sd = k > 1 ? sqrt(fmax(0, (s2 - s * s / k) / (k - 1))) : 0;
@@ -467,8 +471,12 @@ int mead_experiment_mnist(int argc, char **argv)
 	size_t offs[N_FIG] = { offsetof(struct seed_result, accuracy), offsetof(struct seed_result, readout_accuracy),
 			       offsetof(struct seed_result, pixel_baseline),
 			       offsetof(struct seed_result, best_validation) };
-	for (int i = 0; i < N_FIG; i++)
-		stats(res, ok, offs[i], &m[i], &sd[i], &lo[i], &hi[i]);
+	for (int i = 0; i < N_FIG; i++) {
+		double v[MAX_SEEDS];
+		for (int k = 0; k < ok; k++)
+			v[k] = *(const double *)((const char *)&res[k] + offs[i]);
+		mead_experiment_stats(v, ok, &m[i], &sd[i], &lo[i], &hi[i]);
+	}
 	double wall = mead_now_s() - t0;
 	if (json) {
 		const char *names[N_FIG] = { "accuracy", "readout_accuracy", "pixel_baseline", "best_validation" };

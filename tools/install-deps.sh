@@ -2,6 +2,7 @@
 # Installs what mead needs to build, test and run on Debian 12, as root.
 # chromium: the live view's browser test loads the page in it, headless;
 # python3-pil: the resize is checked against Pillow itself.
+# slurm-wlm, munge: the slurm suite runs a sweep on a one-machine cluster it starts.
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
@@ -13,7 +14,8 @@ apt-get install -y --no-install-recommends \
   libhdf5-dev python3-h5py python3-hdmf python3-neo python3-yaml \
   rt-tests valgrind clang libclang-rt-14-dev \
   qemu-system-x86 busybox-static kmod libcomedi0 \
-  chromium
+  chromium \
+  slurm-wlm munge
 
 # The kernel suite (tests/kernel/) boots Debian's own kernel under QEMU.  The
 # image is unpacked into a cache rather than installed: installing

@@ -15,6 +15,7 @@ struct experiment {
 
 static const struct experiment experiments[] = {
 	{ "mnist", mead_experiment_mnist, "MNIST digits on the culture: daemon + readout, train then test" },
+	{ "sweep", mead_experiment_sweep, "the culture-design search: mnist over parameter ranges x seeds, here or on Slurm" },
 	{ "ruaro", mead_experiment_ruaro, "Ruaro 2005 tetanisation on the digital twin" },
 	{ NULL, NULL, NULL },
 };
