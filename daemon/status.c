@@ -249,6 +249,8 @@ static void loop_stats(struct mead_jw *w, const struct mead_daemon *d, uint64_t 
 	mead_jw_obj_end(w);
 	kv_u64(w, "spikes", &s->spikes);
 	kv_u64(w, "spikes_dropped", &s->spikes_dropped);
+	kv_u64(w, "waveforms", &s->waveforms);
+	kv_u64(w, "waveforms_dropped", &s->waveforms_dropped);
 	kv_u64(w, "stim_pulses", &s->stim_pulses);
 	kv_u64(w, "stim_late", &s->stim_late);
 	kv_u64(w, "stim_pending", &s->stim_pending);
