@@ -33,7 +33,8 @@ wait "$hpid"
 hpid=
 "$EXPORT" "$dir/w.meadrec" --to npy -o "$dir/npy" >"$dir/npy.out"
 "$EXPORT" "$dir/w.meadrec" --to nwb -o "$dir/w.nwb" >"$dir/nwb.out"
-cat "$dir/npy.out" "$dir/nwb.out"
+"$EXPORT" "$dir/w.meadrec" --to openephys -o "$dir/oe" >"$dir/oe.out"
+cat "$dir/npy.out" "$dir/nwb.out" "$dir/oe.out"
 
 $PY - "$dir" <<'PYEOF'
 import json, struct, sys, zlib
@@ -156,6 +157,32 @@ for el, rs in by_el.items():
           name + " electrodes region")
     check(list(e[:]) == [el], name + " its electrode")
     check(f[e.attrs["table"]].name == "/general/extracellular_ephys/electrodes", name + " region's table")
+# Open Ephys: each electrode's spike folder, waveforms in its spikes' rows
+import glob
+oe = glob.glob(d + "/oe/*/experiment1/recording1")[0]
+ob = json.load(open(oe + "/structure.oebin"))
+spk = {}
+for topic, kind, seq, count, sz, payload in spikes:
+    for i in range(count):
+        sample, el, flags, amp = struct.unpack("<QHHf", payload[i * sz:i * sz + 16])
+        spk.setdefault(el, []).append(sample)
+got_oe = 0
+for el, samples in spk.items():
+    sd = oe + "/spikes/mead-100.acquisition/electrode%d/" % el
+    wv = np.load(sd + "waveforms.npy")
+    sn = np.load(sd + "sample_numbers.npy")
+    check(wv.shape == (len(samples), 1, 76) and wv.dtype == np.float32, "oe electrode %d waveforms shape" % el)
+    check(np.array_equal(sn, samples), "oe electrode %d sample numbers" % el)
+    mine = {r[0]: r[6] for r in by_el.get(el, [])}
+    for j, smp in enumerate(samples):
+        want = mine.get(smp)
+        if want is None:
+            check(not wv[j].any(), "oe electrode %d spike %d without a waveform: zeros" % (el, smp))
+        else:
+            got_oe += 1
+            check(np.array_equal(wv[j, 0], want), "oe electrode %d spike %d waveform" % (el, smp))
+    check(ob["spikes"][el]["pre_peak_samples"] == 25 and ob["spikes"][el]["post_peak_samples"] == 50, "oebin window")
+check(got_oe == n, "every waveform in the Open Ephys folders: %d of %d" % (got_oe, n))
 check(len(ids) == len(by_el), "object_ids distinct: %d of %d" % (len(ids), len(by_el)))
 if failed:
     sys.exit(1)
