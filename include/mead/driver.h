@@ -243,10 +243,11 @@ struct mead_frame {
 	uint64_t acquired;
 
 	/* ABI 3, MEAD_CAP_WAVEFORMS.  Complete waveforms, each
-	 * waveform_size bytes (struct mead_waveform and its samples), sample
-	 * ordered; a spike's waveform comes once its post samples are in, so
-	 * up to caps.waveform_post samples after the spike record.  NULL:
-	 * none wanted (the driver cuts none and counts nothing). */
+	 * waveform_size bytes (struct mead_waveform and its samples), in the
+	 * order they were completed (per electrode, sample-ordered); a
+	 * spike's waveform comes once its post samples are in, so up to
+	 * caps.waveform_post samples after the spike record.  NULL: the loop
+	 * wants none (an ABI-2 module, or no MEAD_CAP_WAVEFORMS). */
 	void *waveforms;            /* in: waveform_capacity records */
 	uint32_t waveform_size;     /* in: mead_waveform_size(caps.waveform_pre, caps.waveform_post) */
 	uint32_t waveform_capacity; /* in */
