@@ -17,7 +17,6 @@
 #include "mead/driver.h"
 #include "lib/core/json.h"
 #include "lib/core/recording.h"
-#include "lib/signal/signal.h"
 
 struct replay {
 	char *path;
@@ -45,7 +44,7 @@ static const struct mead_param_spec replay_params[] = {
 	{ "path", MEAD_PARAM_STRING, NULL, 1, 0, "recording file to play back" },
 	{ "loop", MEAD_PARAM_BOOL, "false", 1, 0, "start over at the end" },
 	{ "speed", MEAD_PARAM_DOUBLE, "1.0", 0.001, 1000.0, "playback speed (2: twice as fast)" },
-	MEAD_SIG_WAVEFORM_PARAM_SPECS,
+	MEAD_WAVEFORM_PARAM_SPECS,
 	{ NULL, 0, NULL, 0, 0, NULL },
 };
 
@@ -156,7 +155,7 @@ static int replay_open(const struct mead_driver_config *cfg, void **ret_state, c
 	}
 	/* it plays recorded spikes back, not a signal; recorded waveforms
 	 * are not played back either */
-	if (mead_sig_refuse_waveforms(cfg, "replay", err, err_len) < 0)
+	if (mead_driver_no_waveforms(cfg, "replay", err, err_len) < 0)
 		return -EINVAL;
 	r = calloc(1, sizeof(*r));
 	if (!r)

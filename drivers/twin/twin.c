@@ -19,7 +19,6 @@
 #include "mead/driver.h"
 #include "lib/core/err.h"
 #include "lib/core/time.h"
-#include "lib/signal/signal.h"
 #include "sim/mead_sim.h"
 
 #define TWIN_PENDING_MAX 4096u
@@ -80,7 +79,7 @@ static const struct mead_param_spec twin_params[] = {
 	{ "snapshot_slots", MEAD_PARAM_INT, "-1", -1, 4,
 	  "weight copies kept for MEAD_CTL_SNAPSHOT_SAVE/RESTORE; -1: 4 when they fit in 256 MiB, else 0" },
 	/* declared so that asking for them gets a reason, not "unknown option" */
-	MEAD_SIG_WAVEFORM_PARAM_SPECS,
+	MEAD_WAVEFORM_PARAM_SPECS,
 	{ NULL, 0, NULL, 0, 0, NULL },
 };
 
@@ -145,7 +144,7 @@ static int twin_open(const struct mead_driver_config *cfg, void **ret_state, cha
 		return -EPROTO;
 	}
 	/* the simulation has spike times, no extracellular signal to cut */
-	if (mead_sig_refuse_waveforms(cfg, "twin", err, err_len) < 0)
+	if (mead_driver_no_waveforms(cfg, "twin", err, err_len) < 0)
 		return -EINVAL;
 	struct mead_sim_params p = { .seed = cfg->seed };
 	const char *preset = param(cfg, "preset");

@@ -42,9 +42,11 @@
  */
 #pragma once
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -490,6 +492,30 @@ static inline double mead_driver_param_double(const struct mead_driver_config *c
 {
 	const char *v = mead_driver_param_get(cfg, key);
 	return v ? strtod(v, NULL) : def;
+}
+
+/*
+ * The spike waveform options (ABI 3).  A rig driver's signal path reads
+ * them (lib/signal); a driver with no raw signal declares them too, so
+ * that asking it for waveforms gets a reason rather than "unknown option",
+ * and refuses them at open with mead_driver_no_waveforms().
+ */
+#define MEAD_WAVEFORM_PARAM_SPECS \
+	{ "waveforms", MEAD_PARAM_BOOL, "false", 1, 0, "cut each spike's waveform and stream it (topic waveforms) and record it" }, \
+	{ "waveform_pre_us", MEAD_PARAM_INT, "1000", 0, 20000, "waveforms: length before the spike's sample (whole samples)" }, \
+	{ "waveform_post_us", MEAD_PARAM_INT, "2000", 0, 40000, "waveforms: length after the spike's sample (whole samples)" }
+
+/* -EINVAL with a message naming the driver when cfg asks for
+ * waveforms, else 0. */
+static inline int mead_driver_no_waveforms(const struct mead_driver_config *cfg, const char *driver, char *err,
+					   size_t err_len)
+{
+	if (!mead_driver_param_bool(cfg, "waveforms", false))
+		return 0;
+	if (err && err_len)
+		snprintf(err, err_len, "waveforms: driver %s has no raw signal, so no spike waveforms (set waveforms: false)",
+			 driver);
+	return -EINVAL;
 }
 
 /* Appends an event to a frame; false (and the event counted in

@@ -1302,15 +1302,6 @@ void mead_sig_waveform_window(const struct mead_sig *s, uint32_t *ret_pre, uint3
 	*ret_post = s->wf_post;
 }
 
-int mead_sig_refuse_waveforms(const struct mead_driver_config *cfg, const char *driver, char *err, size_t err_len)
-{
-	if (!mead_driver_param_bool(cfg, "waveforms", false))
-		return 0;
-	snprintf(err, err_len, "waveforms: driver %s has no raw signal, so no spike waveforms (set waveforms: false)",
-		 driver);
-	return -EINVAL;
-}
-
 int mead_sig_control(struct mead_sig *s, enum mead_driver_control op, int64_t value)
 {
 	if (op != MEAD_CTL_THRESHOLD)

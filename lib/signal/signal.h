@@ -256,18 +256,7 @@ static inline int16_t mead_sig_uv_to_raw(float uv, float uv_per_count)
 	{ "salpa_max_us", MEAD_PARAM_INT, "20000", 1000, 1000000, "SALPA: subtraction ends at the latest this long after the pulse" }, \
 	{ "salpa_threshold", MEAD_PARAM_DOUBLE, "1", 0.1, 20, "SALPA: the artifact has decayed when the fit is this many noise estimates from the baseline" }, \
 	{ "salpa_rail_uv", MEAD_PARAM_DOUBLE, "0", 0, 10000000, "SALPA: samples at or beyond this many uV are pegged; 0: the converter's limits" }, \
-	MEAD_SIG_WAVEFORM_PARAM_SPECS
-
-/* The waveform options, also declared by drivers that have no signal to
- * cut (so they can refuse them by name: mead_sig_refuse_waveforms()). */
-#define MEAD_SIG_WAVEFORM_PARAM_SPECS \
-	{ "waveforms", MEAD_PARAM_BOOL, "false", 1, 0, "cut each spike's waveform and stream it (topic waveforms) and record it" }, \
-	{ "waveform_pre_us", MEAD_PARAM_INT, "1000", 0, 20000, "waveforms: length before the spike's sample (whole samples)" }, \
-	{ "waveform_post_us", MEAD_PARAM_INT, "2000", 0, 40000, "waveforms: length after the spike's sample (whole samples)" }
-
-/* For a driver with no raw signal: -EINVAL with a message naming the
- * driver when its options ask for waveforms, else 0. */
-int mead_sig_refuse_waveforms(const struct mead_driver_config *cfg, const char *driver, char *err, size_t err_len);
+	MEAD_WAVEFORM_PARAM_SPECS
 
 /* Reads the options above; -EINVAL with a message in err on a bad value.
  * *blank_all tells whether every channel is blanked after a pulse. */

@@ -1206,8 +1206,8 @@ static void test_waveform_options(void **unused)
 	struct mead_driver_param yes = { "waveforms", "true" }, no = { "waveforms", "false" };
 	struct mead_driver_config dy = { .params = &yes, .n_params = 1 }, dn = { .params = &no, .n_params = 1 };
 	char err[200] = "";
-	assert_int_equal(mead_sig_refuse_waveforms(&dn, "twin", err, sizeof(err)), 0);
-	assert_int_equal(mead_sig_refuse_waveforms(&dy, "twin", err, sizeof(err)), -EINVAL);
+	assert_int_equal(mead_driver_no_waveforms(&dn, "twin", err, sizeof(err)), 0);
+	assert_int_equal(mead_driver_no_waveforms(&dy, "twin", err, sizeof(err)), -EINVAL);
 	assert_non_null(strstr(err, "driver twin has no raw signal, so no spike waveforms"));
 }
 
