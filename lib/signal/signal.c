@@ -154,8 +154,13 @@ struct mead_sig {
 	float *hist;              /* channels x hist_len */
 	uint8_t *hblank;          /* channels x hist_len */
 	struct pend *pend;        /* channels x WF_PENDING */
+	/* for other threads (describe): cut, dropped, unfinished, pending,
+	 * as of the end of the last block */
+	_Atomic uint64_t pub_wf[4];
 	struct mead_sig_counts n;
 };
+
+static void publish_waveform_counts(struct mead_sig *s);
 
 void mead_sig_config_defaults(struct mead_sig_config *cfg, uint32_t channels, uint32_t rate_hz)
 {
@@ -392,6 +397,8 @@ void mead_sig_reset(struct mead_sig *s)
 	/* what earlier runs left unfinished stays counted: the end of a run
 	 * is where a waveform's post samples never come */
 	s->n = (struct mead_sig_counts){ .waveforms_unfinished = unfinished };
+	if (s->wf)
+		publish_waveform_counts(s);
 	s->note_head = s->n_notes = 0;
 	s->next = 0;
 	s->all_runs = 0;
@@ -1040,6 +1047,16 @@ static void resync(struct mead_sig *s, uint64_t first, struct mead_frame *f)
 	s->next = first;
 }
 
+static void publish_waveform_counts(struct mead_sig *s)
+{
+	uint64_t pending = 0;
+	for (uint32_t i = 0; i < s->cfg.channels; i++)
+		pending += s->ch[i].n_pend;
+	const uint64_t v[4] = { s->n.waveforms, s->n.waveforms_dropped, s->n.waveforms_unfinished, pending };
+	for (int i = 0; i < 4; i++)
+		atomic_store_explicit(&s->pub_wf[i], v[i], memory_order_relaxed);
+}
+
 void mead_sig_process(struct mead_sig *s, uint64_t first_sample, const float *uv, uint32_t n,
 		      struct mead_frame *f)
 {
@@ -1072,6 +1089,8 @@ void mead_sig_process(struct mead_sig *s, uint64_t first_sample, const float *uv
 	if (n)
 		s->next = first_sample + n;
 	flush_notes(s, f);
+	if (s->wf)
+		publish_waveform_counts(s);
 
 	/* Spikes leave a channel when its peak search ends, so across channels
 	 * they may come out of order; the block is short and nearly sorted. */
@@ -1195,6 +1214,7 @@ uint64_t mead_sig_events_lost(const struct mead_sig *s)
 	return s->n.events_lost;
 }
 
+/* The thread that processes (or, stopped, any). */
 void mead_sig_get_counts(const struct mead_sig *s, struct mead_sig_counts *ret)
 {
 	*ret = s->n;
@@ -1352,12 +1372,13 @@ int mead_sig_describe(const struct mead_sig *s, char *buf, size_t len, int n)
 		buf[at++] = ']';
 	}
 	if (s->wf) {
-		struct mead_sig_counts k;
-		mead_sig_get_counts(s, &k);
+		/* what the processing thread last published, not its own counters */
+		unsigned long long k[4];
+		for (int i = 0; i < 4; i++)
+			k[i] = (unsigned long long)atomic_load_explicit(&s->pub_wf[i], memory_order_relaxed);
 		w = snprintf(buf + at, len - at,
 			     ",\"waveforms\":{\"pre\":%u,\"post\":%u,\"cut\":%llu,\"dropped\":%llu,\"unfinished\":%llu,\"pending\":%llu}",
-			     s->wf_pre, s->wf_post, (unsigned long long)k.waveforms, (unsigned long long)k.waveforms_dropped,
-			     (unsigned long long)k.waveforms_unfinished, (unsigned long long)k.waveforms_pending);
+			     s->wf_pre, s->wf_post, k[0], k[1], k[2], k[3]);
 		if (w < 0 || (size_t)w >= len - at)
 			goto full;
 		at += (size_t)w;

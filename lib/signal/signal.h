@@ -189,6 +189,8 @@ struct mead_sig_counts {
 	uint64_t waveforms_unfinished; /* spikes whose post samples never came (the run ended): no waveform */
 	uint64_t waveforms_pending;    /* spikes waiting for their post samples now */
 };
+/* The processing thread (or any once it is stopped); describe() reads
+ * published copies. */
 void mead_sig_get_counts(const struct mead_sig *s, struct mead_sig_counts *ret);
 
 /* Samples of a waveform window of us microseconds at rate_hz: -EINVAL
