@@ -216,9 +216,9 @@ int mead_driver_module_load(const char *name, const char *extra_dir, const struc
 		goto fail;
 	}
 	m->ops = entry();
-	if (!m->ops || m->ops->abi_version != MEAD_DRIVER_ABI_VERSION) {
-		snprintf(err, err_len, "driver.name: %s speaks driver ABI %u, this mead speaks %u", m->path,
-			 m->ops ? m->ops->abi_version : 0, MEAD_DRIVER_ABI_VERSION);
+	if (!m->ops || m->ops->abi_version < MEAD_DRIVER_ABI_MIN || m->ops->abi_version > MEAD_DRIVER_ABI_VERSION) {
+		snprintf(err, err_len, "driver.name: %s speaks driver ABI %u, this mead speaks %u to %u", m->path,
+			 m->ops ? m->ops->abi_version : 0, MEAD_DRIVER_ABI_MIN, MEAD_DRIVER_ABI_VERSION);
 		r = -ENOEXEC;
 		goto fail;
 	}
@@ -252,6 +252,11 @@ void mead_driver_module_free(struct mead_driver_module *m)
 const struct mead_driver_ops *mead_driver_module_ops(const struct mead_driver_module *m)
 {
 	return m->ops;
+}
+
+uint32_t mead_driver_module_abi(const struct mead_driver_module *m)
+{
+	return m->ops->abi_version;
 }
 
 const char *mead_driver_module_path(const struct mead_driver_module *m)

@@ -24,6 +24,9 @@ void mead_driver_module_free(struct mead_driver_module *m);
 
 const struct mead_driver_ops *mead_driver_module_ops(const struct mead_driver_module *m);
 const char *mead_driver_module_path(const struct mead_driver_module *m);
+/* The ABI the module speaks (MEAD_DRIVER_ABI_MIN..MEAD_DRIVER_ABI_VERSION): what
+ * its open() must be told in cfg.abi_version. */
+uint32_t mead_driver_module_abi(const struct mead_driver_module *m);
 /* Validated options, defaults applied, in the driver's table order. */
 const struct mead_driver_param *mead_driver_module_params(const struct mead_driver_module *m, size_t *ret_n);
 

@@ -70,6 +70,8 @@ struct mead_loop {
 	bool published_once;
 	struct mead_frame frame;
 	struct mead_spike *spikes;
+	void *waveforms;                 /* spike_capacity records of waveform_size bytes; NULL: none */
+	uint32_t waveform_size;
 	int16_t *raw;
 	uint32_t raw_capacity;
 	struct mead_stim_pulse *stim;    /* the next tick's pulses, as decided */
@@ -155,6 +157,18 @@ int mead_loop_new(const struct mead_loop_params *params, const struct mead_drive
 	if (!l->spikes || !l->stim || !l->stim_ok || !l->results || !l->settled || !l->stim_out || !l->events ||
 	    !l->driver_events)
 		goto fail;
+	if (driver->caps.flags & MEAD_CAP_WAVEFORMS) {
+		if (driver->caps.waveform_pre + 1 + driver->caps.waveform_post > MEAD_WAVEFORM_MAX_SAMPLES) {
+			r = -EINVAL;
+			goto fail;
+		}
+		/* as many as a tick's spikes: a tick completes the waveforms of
+		 * earlier ticks' spikes, about as many as it detects */
+		l->waveform_size = mead_waveform_size(driver->caps.waveform_pre, driver->caps.waveform_post);
+		l->waveforms = calloc(params->spike_capacity, l->waveform_size);
+		if (!l->waveforms)
+			goto fail;
+	}
 	l->spt = (double)params->period_ns * l->sample_rate_hz / 1e9;
 	if (params->want_raw && driver->caps.raw_channels > 0) {
 		/* A tick holds at most ceil(period * rate) samples; a late one's
@@ -196,6 +210,7 @@ void mead_loop_free(struct mead_loop *l)
 	mead_ring_free(l->commands);
 	mead_ring_free(l->reclaim);
 	free(l->spikes);
+	free(l->waveforms);
 	free(l->stim);
 	free(l->stim_ok);
 	free(l->results);
@@ -674,6 +689,8 @@ static uint32_t read_and_pass(struct mead_loop *l, uint64_t tick, uint64_t first
 		.raw_capacity = l->raw ? l->raw_capacity : 0, .raw_first_sample = first,
 		.stim_results = l->settled, .stim_result_capacity = l->params.stim_capacity,
 		.events = l->driver_events, .event_capacity = DRIVER_EVENT_CAPACITY,
+		.waveforms = l->waveforms, .waveform_size = l->waveforms ? l->waveform_size : 0,
+		.waveform_capacity = l->waveforms ? l->params.spike_capacity : 0,
 	};
 	r = ops->read_frame(l->driver.state, tick, &l->frame);
 	if (l->follow_device)
@@ -701,6 +718,13 @@ static uint32_t read_and_pass(struct mead_loop *l, uint64_t tick, uint64_t first
 	}
 	if (l->frame.n_spikes)
 		push_msg(l, MEAD_KIND_SPIKES, first, l->frame.spikes, l->frame.n_spikes, sizeof(struct mead_spike));
+	if (l->waveforms && l->frame.n_waveforms) {
+		uint32_t n = l->frame.n_waveforms < l->params.spike_capacity ? l->frame.n_waveforms : l->params.spike_capacity;
+		push_msg(l, MEAD_KIND_WAVEFORMS, first, l->waveforms, n, l->waveform_size);
+		stat_add(&l->stats.waveforms, n);
+	}
+	if (l->waveforms)
+		stat_add(&l->stats.waveforms_dropped, l->frame.waveforms_dropped);
 	if (l->raw && l->frame.raw_samples)
 		push_msg(l, MEAD_KIND_RAW, l->frame.raw_first_sample, l->raw, l->frame.raw_samples,
 			 2u * l->driver.caps.raw_channels);

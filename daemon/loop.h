@@ -110,6 +110,8 @@ struct mead_loop_stats {
 	_Atomic uint64_t driver_errors;
 	_Atomic uint64_t spikes;
 	_Atomic uint64_t spikes_dropped;     /* frame capacity exceeded in the driver */
+	_Atomic uint64_t waveforms;          /* spike waveforms the driver handed over */
+	_Atomic uint64_t waveforms_dropped;  /* and those it could not (frame buffer or its own queue full) */
 	_Atomic uint64_t stim_pulses;        /* delivered: started on the device */
 	_Atomic uint64_t stim_late;          /* delivered after the sample they were asked for */
 	_Atomic uint64_t stim_pending;       /* handed to the device, fate not known yet */

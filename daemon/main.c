@@ -415,7 +415,8 @@ static int open_driver(struct run *r)
 	size_t n_params;
 	const struct mead_driver_param *params = mead_driver_module_params(r->d.module, &n_params);
 	struct mead_driver_config dc = {
-		.abi_version = MEAD_DRIVER_ABI_VERSION,
+		/* an ABI-2 module refuses any other number */
+		.abi_version = mead_driver_module_abi(r->d.module),
 		.period_us = r->cfg.loop.period_us,
 		.period_ns = r->cfg.loop.period_us * 1000u,
 		.seed = r->cfg.driver.seed,
@@ -435,7 +436,11 @@ static int open_driver(struct run *r)
 		r->d.driver.state = NULL;
 		return EXIT_DRIVER;
 	}
+	/* an ABI-2 module leaves the fields of version 3 alone: zero, no waveforms */
+	r->d.driver.caps = (struct mead_driver_caps){ 0 };
 	k = r->d.driver.ops->get_caps(r->d.driver.state, &r->d.driver.caps);
+	if (mead_driver_module_abi(r->d.module) < 3)
+		r->d.driver.caps.flags &= ~(uint32_t)MEAD_CAP_WAVEFORMS;
 	if (k < 0 || r->d.driver.caps.sample_rate_hz == 0) {
 		log_error("driver %s: no capabilities (%s)", r->cfg.driver.name, strerror(k < 0 ? -k : EINVAL));
 		return EXIT_DRIVER;

@@ -115,6 +115,20 @@ static void rig(struct mead_jw *w, const struct mead_daemon *d)
 	mead_jw_u64(w, c->raw_channels);
 	mead_jw_key(w, "electrode_count");
 	mead_jw_u64(w, d->layout ? d->layout->count : c->electrode_count);
+	/* the samples of each waveform record (topic waveforms), or null: none */
+	mead_jw_key(w, "waveforms");
+	if (c->flags & MEAD_CAP_WAVEFORMS) {
+		mead_jw_obj_begin(w);
+		mead_jw_key(w, "pre");
+		mead_jw_u64(w, c->waveform_pre);
+		mead_jw_key(w, "post");
+		mead_jw_u64(w, c->waveform_post);
+		mead_jw_key(w, "record_size");
+		mead_jw_u64(w, mead_waveform_size(c->waveform_pre, c->waveform_post));
+		mead_jw_obj_end(w);
+	} else {
+		mead_jw_null(w);
+	}
 	if (d->loop) {
 		const struct mead_loop_params *lp = mead_loop_params(d->loop);
 		mead_jw_key(w, "period_ns");
@@ -249,6 +263,8 @@ static void loop_stats(struct mead_jw *w, const struct mead_daemon *d, uint64_t 
 	mead_jw_obj_end(w);
 	kv_u64(w, "spikes", &s->spikes);
 	kv_u64(w, "spikes_dropped", &s->spikes_dropped);
+	kv_u64(w, "waveforms", &s->waveforms);
+	kv_u64(w, "waveforms_dropped", &s->waveforms_dropped);
 	kv_u64(w, "stim_pulses", &s->stim_pulses);
 	kv_u64(w, "stim_late", &s->stim_late);
 	kv_u64(w, "stim_pending", &s->stim_pending);

@@ -27,7 +27,7 @@ import zmq.utils.z85
 
 HEADER = struct.Struct("<4sHHQQII")          # magic, version, kind, seq, sample, count, record_size
 assert HEADER.size == 32
-KINDS = {"spikes": 1, "stim": 2, "events": 3, "raw": 4, "status": 5}
+KINDS = {"spikes": 1, "stim": 2, "events": 3, "raw": 4, "status": 5, "waveforms": 6}   # waveforms: wire 1.2
 RECORD_SIZE = {"spikes": 16, "stim": 24, "events": 16}   # minimum (wire 1.0); records may grow at the end
 
 # Only the known leading bytes of each record are decoded; a larger
@@ -40,6 +40,16 @@ STIM_FIELDS = [("sample", "<u8"), ("electrode", "<u2"), ("flags", "<u2"), ("ampl
 EVENT_FIELDS = [("sample", "<u8"), ("type", "<u4"), ("value", "<i4"),
                 ("samples", "<u4"), ("electrode", "<u2")]        # 1.1
 FIELDS = {"spikes": SPIKE_FIELDS, "stim": STIM_FIELDS, "events": EVENT_FIELDS}
+# A waveform record (wire 1.2): this header, then pre + 1 + post float32 µV.
+WAVEFORM_HEADER = 24
+
+
+def waveform_dtype(record_size):
+    """The numpy dtype of waveform records of record_size bytes ("uv": the samples)."""
+    n = (record_size - WAVEFORM_HEADER) // 4
+    return np.dtype({"names": ["sample", "electrode", "flags", "pre", "post", "amplitude_uv", "uv"],
+                     "formats": ["<u8", "<u2", "<u2", "<u2", "<u2", "<f4", ("<f4", (n,))],
+                     "offsets": [0, 8, 10, 12, 14, 16, 24], "itemsize": record_size})
 
 # Event types of wire 1.1 that say the rig lost data or refused stimulation
 # (docs/wire-v1.md): with them a subscriber tells a quiet electrode from a
@@ -91,6 +101,8 @@ class Stats:
         self.stim_refused = {}
         self.stim_late = 0
         self.digital = {}      # line -> {"events": n, "level": the last level}
+        # waveforms: records, their window, flags seen, and the sum of every sample (a checksum)
+        self.waveforms = {"records": 0, "pre": None, "post": None, "flagged": 0, "sum_uv": 0.0}
 
     def error(self, what):
         self.decode_errors += 1
@@ -176,6 +188,24 @@ def handle(st, frames):
         if record_size % 2:
             st.error("raw: odd record_size %d" % record_size)
         return
+    if topic == "waveforms":
+        if count == 0:
+            return
+        if record_size < WAVEFORM_HEADER or (record_size - WAVEFORM_HEADER) % 4:
+            st.error("waveforms: record_size %d is not 24 + 4 n" % record_size)
+            return
+        w = np.frombuffer(payload, dtype=waveform_dtype(record_size), count=count)
+        if np.any(w["pre"].astype(np.int64) + 1 + w["post"] != (record_size - WAVEFORM_HEADER) // 4):
+            st.error("waveforms: pre + 1 + post does not match record_size %d" % record_size)
+            return
+        wf = st.waveforms
+        wf["records"] += count
+        wf["pre"], wf["post"] = int(w["pre"][0]), int(w["post"][0])
+        wf["flagged"] += int((w["flags"] != 0).sum())
+        wf["sum_uv"] += float(w["uv"].astype(np.float64).sum())
+        if st.electrode_count is not None:
+            st.electrode_violations += int((w["electrode"] >= st.electrode_count).sum())
+        return
     rec = np.frombuffer(payload, dtype=dtype_for(topic, record_size), count=count)
     if count:
         # Records of one message never go back in time either.
@@ -256,7 +286,7 @@ def main():
     ap.add_argument("--endpoint", default="tcp://127.0.0.1:5555")
     ap.add_argument("--seconds", type=float, default=10.0, help="how long to listen")
     ap.add_argument("--topics", default="spikes,stim,events,raw,status",
-                    help="comma-separated topics to subscribe to")
+                    help="comma-separated topics to subscribe to (add waveforms for spike waveforms)")
     ap.add_argument("--json", action="store_true", help="print one JSON summary at the end")
     ap.add_argument("--every", type=float, default=1.0, help="seconds between rate printouts")
     ap.add_argument("--server-key", metavar="FILE|Z85",
@@ -353,6 +383,7 @@ def main():
         "stim_refused_by_reason_code": st.stim_refused,
         "stim_late": st.stim_late,
         "digital_lines": st.digital,
+        "waveforms": st.waveforms,
     }
     if args.json:
         print(json.dumps(summary))

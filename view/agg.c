@@ -349,7 +349,7 @@ static void take_raw(struct mv_agg *a, const struct mead_wire_header *h, const u
 int mv_agg_message(struct mv_agg *a, const struct mead_wire_header *h, const void *payload, size_t len)
 {
 	unsigned k = h->kind;
-	static const uint32_t min_record[MEAD_KIND_COUNT + 1] = { 0, 16, 24, 16, 2, 1 };
+	static const uint32_t min_record[MEAD_KIND_COUNT + 1] = { 0, 16, 24, 16, 2, 1, 24 };
 
 	if (k < 1 || k > MEAD_KIND_COUNT || (uint64_t)h->count * h->record_size != len ||
 	    (h->count && h->record_size < min_record[k])) {

@@ -187,12 +187,17 @@ static void comedi_close_(void *state)
 static int comedi_get_caps_(void *state, struct mead_driver_caps *c)
 {
 	struct comedi_state *st = state;
+	uint32_t pre, post;
+	mead_sig_waveform_window(st->sig, &pre, &post);
+	const bool wf = mead_sig_waveforms(st->sig);
 	*c = (struct mead_driver_caps){
+		.waveform_pre = pre,
+		.waveform_post = post,
 		.electrode_count = st->electrodes,
 		.sample_rate_hz = st->rate,
 		.raw_channels = st->electrodes,
 		.uv_per_count = st->raw_uv_per_count,
-		.flags = MEAD_CAP_RAW | MEAD_CAP_DEVICE_CLOCK | MEAD_CAP_THRESHOLDS | (st->stim ? MEAD_CAP_STIMULATE : 0u),
+		.flags = MEAD_CAP_RAW | MEAD_CAP_DEVICE_CLOCK | MEAD_CAP_THRESHOLDS | (pre || post || wf ? MEAD_CAP_WAVEFORMS : 0u) | (st->stim ? MEAD_CAP_STIMULATE : 0u),
 		.max_amplitude_ua = st->stim ? st->max_ua : 0,
 		.max_phase_us = st->stim ? st->max_phase_us : 0,
 		.max_pulses_per_tick = st->stim ? st->max_per_tick : 0,

@@ -44,6 +44,7 @@ static const struct mead_param_spec replay_params[] = {
 	{ "path", MEAD_PARAM_STRING, NULL, 1, 0, "recording file to play back" },
 	{ "loop", MEAD_PARAM_BOOL, "false", 1, 0, "start over at the end" },
 	{ "speed", MEAD_PARAM_DOUBLE, "1.0", 0.001, 1000.0, "playback speed (2: twice as fast)" },
+	MEAD_WAVEFORM_PARAM_SPECS,
 	{ NULL, 0, NULL, 0, 0, NULL },
 };
 
@@ -152,6 +153,10 @@ static int replay_open(const struct mead_driver_config *cfg, void **ret_state, c
 		snprintf(err, err_len, "replay: option path is required");
 		return -EINVAL;
 	}
+	/* it plays recorded spikes back, not a signal; recorded waveforms
+	 * are not played back either */
+	if (mead_driver_no_waveforms(cfg, "replay", err, err_len) < 0)
+		return -EINVAL;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;

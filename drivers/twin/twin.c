@@ -78,6 +78,8 @@ static const struct mead_param_spec twin_params[] = {
 	  "at the real-time clock, time the culture at open and refuse it when a tick's steps take longer than 70% of a tick" },
 	{ "snapshot_slots", MEAD_PARAM_INT, "-1", -1, 4,
 	  "weight copies kept for MEAD_CTL_SNAPSHOT_SAVE/RESTORE; -1: 4 when they fit in 256 MiB, else 0" },
+	/* declared so that asking for them gets a reason, not "unknown option" */
+	MEAD_WAVEFORM_PARAM_SPECS,
 	{ NULL, 0, NULL, 0, 0, NULL },
 };
 
@@ -141,6 +143,9 @@ static int twin_open(const struct mead_driver_config *cfg, void **ret_state, cha
 		mead_set_err(err, err_len, "twin: driver ABI %u, daemon %u", MEAD_DRIVER_ABI_VERSION, cfg->abi_version);
 		return -EPROTO;
 	}
+	/* the simulation has spike times, no extracellular signal to cut */
+	if (mead_driver_no_waveforms(cfg, "twin", err, err_len) < 0)
+		return -EINVAL;
 	struct mead_sim_params p = { .seed = cfg->seed };
 	const char *preset = param(cfg, "preset");
 	if (mead_sim_params_preset(preset, &p) < 0) {

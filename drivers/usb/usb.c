@@ -640,13 +640,18 @@ static void usb_close_(void *state)
 static int usb_get_caps_(void *state, struct mead_driver_caps *c)
 {
 	struct usb_state *st = state;
+	uint32_t pre, post;
+	mead_sig_waveform_window(st->sig, &pre, &post);
+	const bool wf = mead_sig_waveforms(st->sig);
 	bool stim = st->info.flags & MEAD_USB_INFO_CAN_STIMULATE;
 	*c = (struct mead_driver_caps){
+		.waveform_pre = pre,
+		.waveform_post = post,
 		.electrode_count = st->electrodes,
 		.sample_rate_hz = st->info.rate,
 		.raw_channels = st->electrodes,
 		.uv_per_count = st->uv_per_count,
-		.flags = MEAD_CAP_RAW | MEAD_CAP_DEVICE_CLOCK | MEAD_CAP_THRESHOLDS | (stim ? MEAD_CAP_STIMULATE : 0u),
+		.flags = MEAD_CAP_RAW | MEAD_CAP_DEVICE_CLOCK | MEAD_CAP_THRESHOLDS | (pre || post || wf ? MEAD_CAP_WAVEFORMS : 0u) | (stim ? MEAD_CAP_STIMULATE : 0u),
 		.max_amplitude_ua = stim ? st->info.max_na / 1000.0f : 0,
 		.max_phase_us = stim ? st->info.max_phase_us : 0,
 		.max_pulses_per_tick = stim ? st->info.max_pulses : 0,

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * mead driver ABI, version 2.
+ * mead driver ABI, version 3.
  *
  * A driver is a shared object named mead-driver-<name>.so that exports
  * mead_driver_entry() (MEAD_DRIVER_EXPORT), which returns a pointer to a
@@ -33,12 +33,20 @@
  * Version 2 changed write_stim (a result per pulse), the frame (settled
  * pulses, events, late raw samples, the device clock) and the caps (the
  * stimulators' busy time); the daemon refuses modules of version 1.
+ *
+ * Version 3 added spike waveforms at the end of the frame (waveforms ...)
+ * and of the caps (waveform_pre, waveform_post, MEAD_CAP_WAVEFORMS).  The
+ * daemon still loads modules of version 2: it hands them cfg.abi_version
+ * 2, zeroes the caps before get_caps and never gives them a waveform
+ * buffer, so they run as before, without waveforms.
  */
 #pragma once
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,7 +54,9 @@
 extern "C" {
 #endif
 
-#define MEAD_DRIVER_ABI_VERSION 2u
+#define MEAD_DRIVER_ABI_VERSION 3u
+/* The oldest version the daemon still loads. */
+#define MEAD_DRIVER_ABI_MIN 2u
 #define MEAD_DRIVER_ENTRY_SYMBOL "mead_driver_entry"
 
 /* One detected spike.  Same layout as the wire v1 spike record. */
@@ -67,6 +77,38 @@ struct mead_stim_pulse {
 	uint32_t phase_us;
 	uint32_t interphase_us;
 };
+
+/*
+ * A spike's waveform (ABI 3, wire v1.2 record kind 6): the signal the
+ * detector looked at (baseline removed, or with SALPA the artifact
+ * subtracted) around the spike's own sample, as float µV.  The header is
+ * followed by pre + 1 + post samples: samples [sample - pre, sample + post].
+ * Every record of a run has the same pre and post (the driver's
+ * waveform_pre_us and waveform_post_us), so a record is
+ * mead_waveform_size(pre, post) bytes.
+ */
+struct mead_waveform {
+	uint64_t sample;       /* the spike's sample (as in its spike record) */
+	uint16_t electrode;
+	uint16_t flags;        /* enum mead_waveform_flags */
+	uint16_t pre;          /* samples before sample */
+	uint16_t post;         /* samples after sample */
+	float amplitude_uv;    /* the spike record's amplitude */
+	uint32_t reserved;     /* 0 */
+	/* float uv[pre + 1 + post]; */
+};
+
+enum mead_waveform_flags {
+	MEAD_WAVEFORM_BLANKED = 1u << 0, /* some samples were blanked (a stimulation artifact): they are 0 */
+	MEAD_WAVEFORM_MISSING = 1u << 1, /* some samples do not exist (before the run's first sample, or lost in a gap): they are 0 */
+};
+
+#define MEAD_WAVEFORM_MAX_SAMPLES 1024u   /* pre + 1 + post at most */
+
+static inline uint32_t mead_waveform_size(uint32_t pre, uint32_t post)
+{
+	return (uint32_t)(sizeof(struct mead_waveform) + 4u * (pre + 1u + post));
+}
 
 enum mead_stim_flags {
 	MEAD_STIM_LATE = 1u << 0,  /* started after the sample it was asked for (wire: sample is when it started) */
@@ -118,6 +160,7 @@ enum mead_phase {
 _Static_assert(sizeof(struct mead_spike) == 16, "wire v1 spike record is 16 bytes");
 _Static_assert(sizeof(struct mead_stim_pulse) == 24, "the pulse is the first 24 bytes of the wire v1 stim record");
 _Static_assert(sizeof(struct mead_event) == 24, "wire v1.1 event record is 24 bytes");
+_Static_assert(sizeof(struct mead_waveform) == 24, "wire v1.2 waveform record header is 24 bytes");
 
 /* What became of a pulse. */
 enum mead_stim_status {
@@ -200,6 +243,18 @@ struct mead_frame {
 	 * (since sample 0 of the run), read or not: the device's clock, which
 	 * the loop follows. */
 	uint64_t acquired;
+
+	/* ABI 3, MEAD_CAP_WAVEFORMS.  Complete waveforms, each
+	 * waveform_size bytes (struct mead_waveform and its samples), in the
+	 * order they were completed (per electrode, sample-ordered); a
+	 * spike's waveform comes once its post samples are in, so up to
+	 * caps.waveform_post samples after the spike record.  NULL: the loop
+	 * wants none (an ABI-2 module, or no MEAD_CAP_WAVEFORMS). */
+	void *waveforms;            /* in: waveform_capacity records */
+	uint32_t waveform_size;     /* in: mead_waveform_size(caps.waveform_pre, caps.waveform_post) */
+	uint32_t waveform_capacity; /* in */
+	uint32_t n_waveforms;       /* out */
+	uint32_t waveforms_dropped; /* out: complete waveforms that did not fit, or that the driver could not keep */
 };
 
 enum mead_cap_flags {
@@ -210,6 +265,7 @@ enum mead_cap_flags {
 	MEAD_CAP_RESETTABLE   = 1u << 4, /* MEAD_CTL_RESET_STATE changes something */
 	MEAD_CAP_DEVICE_CLOCK = 1u << 5, /* frame.acquired is the device's own sample clock */
 	MEAD_CAP_THRESHOLDS   = 1u << 6, /* detects spikes from a signal: MEAD_CTL_THRESHOLD */
+	MEAD_CAP_WAVEFORMS    = 1u << 7, /* ABI 3: cuts spike waveforms into frame.waveforms (caps.waveform_pre/post) */
 };
 
 struct mead_driver_caps {
@@ -241,6 +297,9 @@ struct mead_driver_caps {
 	const uint16_t *stimulator_of_electrode;
 	uint32_t stim_guard_us;
 	uint32_t stim_switch_us;
+	/* ABI 3, MEAD_CAP_WAVEFORMS: samples of a waveform before and after
+	 * its spike's sample. */
+	uint32_t waveform_pre, waveform_post;
 };
 
 /* Electrode layout as configured (see config/layout). */
@@ -281,7 +340,7 @@ struct mead_driver_param {
 };
 
 struct mead_driver_config {
-	uint32_t abi_version;         /* MEAD_DRIVER_ABI_VERSION of the daemon */
+	uint32_t abi_version;         /* the module's own version (MEAD_DRIVER_ABI_MIN..MEAD_DRIVER_ABI_VERSION) */
 	uint32_t period_us;           /* tick period, 1 µs resolution */
 	uint32_t period_ns;           /* the same, in ns (period_us * 1000 unless sub-µs) */
 	uint64_t seed;
@@ -433,6 +492,30 @@ static inline double mead_driver_param_double(const struct mead_driver_config *c
 {
 	const char *v = mead_driver_param_get(cfg, key);
 	return v ? strtod(v, NULL) : def;
+}
+
+/*
+ * The spike waveform options (ABI 3).  A rig driver's signal path reads
+ * them (lib/signal); a driver with no raw signal declares them too, so
+ * that asking it for waveforms gets a reason rather than "unknown option",
+ * and refuses them at open with mead_driver_no_waveforms().
+ */
+#define MEAD_WAVEFORM_PARAM_SPECS \
+	{ "waveforms", MEAD_PARAM_BOOL, "false", 1, 0, "cut each spike's waveform and stream it (topic waveforms) and record it" }, \
+	{ "waveform_pre_us", MEAD_PARAM_INT, "1000", 0, 20000, "waveforms: length before the spike's sample (whole samples)" }, \
+	{ "waveform_post_us", MEAD_PARAM_INT, "2000", 0, 40000, "waveforms: length after the spike's sample (whole samples)" }
+
+/* -EINVAL with a message naming the driver when cfg asks for
+ * waveforms, else 0. */
+static inline int mead_driver_no_waveforms(const struct mead_driver_config *cfg, const char *driver, char *err,
+					   size_t err_len)
+{
+	if (!mead_driver_param_bool(cfg, "waveforms", false))
+		return 0;
+	if (err && err_len)
+		snprintf(err, err_len, "waveforms: driver %s has no raw signal, so no spike waveforms (set waveforms: false)",
+			 driver);
+	return -EINVAL;
 }
 
 /* Appends an event to a frame; false (and the event counted in

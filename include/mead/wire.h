@@ -2,7 +2,8 @@
 /*
  * mead wire format v1: the layout every subscriber decodes byte for byte.
  * Each message on the PUB socket has exactly three frames:
- *   0: topic, ASCII without terminator ("spikes", "stim", "events", "raw", "status")
+ *   0: topic, ASCII without terminator ("spikes", "stim", "events", "raw", "status",
+ *      "waveforms")
  *   1: struct mead_wire_header (32 bytes, little-endian)
  *   2: count records of record_size bytes
  * See docs/wire-v1.md.  Minor versions only grow records at their end
@@ -19,8 +20,8 @@
 
 #define MEAD_WIRE_MAGIC "MEAD"
 #define MEAD_WIRE_VERSION 1u
-#define MEAD_WIRE_MINOR 1u
-#define MEAD_WIRE_VERSION_TEXT "1.1"
+#define MEAD_WIRE_MINOR 2u
+#define MEAD_WIRE_VERSION_TEXT "1.2"
 
 enum mead_wire_kind {
 	MEAD_KIND_SPIKES = 1,
@@ -28,8 +29,9 @@ enum mead_wire_kind {
 	MEAD_KIND_EVENTS = 3,
 	MEAD_KIND_RAW    = 4,
 	MEAD_KIND_STATUS = 5,
+	MEAD_KIND_WAVEFORMS = 6,   /* v1.2: struct mead_waveform and its samples (mead/driver.h) */
 };
-#define MEAD_KIND_COUNT 5
+#define MEAD_KIND_COUNT 6
 
 struct __attribute__((packed)) mead_wire_header {
 	char magic[4];
@@ -125,6 +127,7 @@ static inline const char *mead_wire_topic(enum mead_wire_kind kind)
 	case MEAD_KIND_EVENTS: return "events";
 	case MEAD_KIND_RAW:    return "raw";
 	case MEAD_KIND_STATUS: return "status";
+	case MEAD_KIND_WAVEFORMS: return "waveforms";
 	}
 	return "";
 }

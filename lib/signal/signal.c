@@ -93,7 +93,19 @@ struct chan {
 	uint32_t passes, calm;
 	uint64_t run_from;        /* first sample of this window after the hard blank */
 	bool run_all;
+	/* waveforms */
+	uint64_t hist_from;       /* first sample of the history with no gap after it */
+	uint32_t pend_head, n_pend;
 };
+
+/* A spike waiting for the post samples of its waveform. */
+struct pend {
+	uint64_t sample;
+	float amplitude;
+};
+/* Spikes of one channel whose waveform is not complete yet: with the
+ * default dead time at most post / dead + 1 of them. */
+#define WF_PENDING 32
 
 /* A BLANK event not yet handed to a frame. */
 struct note {
@@ -135,8 +147,20 @@ struct mead_sig {
 	double d02, d13;
 	uint32_t all_runs;        /* channels in a window that blanks every channel */
 	uint64_t all_from, all_until;
+	/* waveforms: per channel the detector's signal of the last hist_len
+	 * samples (hist_len a power of two) and whether each was blanked */
+	bool wf;
+	uint32_t wf_pre, wf_post, hist_len;
+	float *hist;              /* channels x hist_len */
+	uint8_t *hblank;          /* channels x hist_len */
+	struct pend *pend;        /* channels x WF_PENDING */
+	/* for other threads (describe): cut, dropped, unfinished, pending,
+	 * as of the end of the last block */
+	_Atomic uint64_t pub_wf[4];
 	struct mead_sig_counts n;
 };
+
+static void publish_waveform_counts(struct mead_sig *s);
 
 void mead_sig_config_defaults(struct mead_sig_config *cfg, uint32_t channels, uint32_t rate_hz)
 {
@@ -158,6 +182,9 @@ void mead_sig_config_defaults(struct mead_sig_config *cfg, uint32_t channels, ui
 		.salpa_max_us = 20000,
 		.salpa_threshold = 1.0,
 		.salpa_rail_uv = 0,
+		.waveforms = false,
+		.waveform_pre_us = 1000,
+		.waveform_post_us = 2000,
 	};
 }
 
@@ -233,6 +260,21 @@ struct mead_sig *mead_sig_new(const struct mead_sig_config *cfg)
 		while (ring_len < 3 * half + 8 + DRAIN)
 			ring_len *= 2;
 	}
+	uint32_t wf_pre = 0, wf_post = 0, hist_len = 0;
+	if (cfg->waveforms) {
+		if (mead_sig_waveform_samples(cfg->waveform_pre_us, cfg->sample_rate_hz, &wf_pre) < 0 ||
+		    mead_sig_waveform_samples(cfg->waveform_post_us, cfg->sample_rate_hz, &wf_post) < 0 ||
+		    wf_pre + 1 + wf_post > MEAD_WAVEFORM_MAX_SAMPLES) {
+			errno = EINVAL;
+			return NULL;
+		}
+		/* a spike comes out up to a peak window after its sample, and
+		 * its waveform reaches pre samples before that */
+		uint32_t need = wf_pre + 1 + wf_post + us_to_samples(cfg->peak_window_us, rate) + 2;
+		hist_len = 16;
+		while (hist_len < need)
+			hist_len *= 2;
+	}
 	struct mead_sig *s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
@@ -252,8 +294,18 @@ struct mead_sig *mead_sig_new(const struct mead_sig_config *cfg)
 		s->rx = calloc((size_t)cfg->channels * ring_len, sizeof(float));
 		s->rf = calloc((size_t)cfg->channels * ring_len, 1);
 	}
+	if (cfg->waveforms) {
+		s->wf = true;
+		s->wf_pre = wf_pre;
+		s->wf_post = wf_post;
+		s->hist_len = hist_len;
+		s->hist = calloc((size_t)cfg->channels * hist_len, sizeof(float));
+		s->hblank = calloc((size_t)cfg->channels * hist_len, 1);
+		s->pend = calloc((size_t)cfg->channels * WF_PENDING, sizeof(*s->pend));
+	}
 	if (!s->ch || !s->rings || !s->scratch || !s->electrode || !s->rail_lo || !s->rail_hi || !s->thr_mode ||
-	    !s->thr_value || !s->pub_noise || !s->pub_thr || (salpa && (!s->rx || !s->rf))) {
+	    !s->thr_value || !s->pub_noise || !s->pub_thr || (salpa && (!s->rx || !s->rf)) ||
+	    (s->wf && (!s->hist || !s->hblank || !s->pend))) {
 		mead_sig_free(s);
 		errno = ENOMEM;
 		return NULL;
@@ -322,11 +374,17 @@ void mead_sig_free(struct mead_sig *s)
 	free(s->pub_thr);
 	free(s->rx);
 	free(s->rf);
+	free(s->hist);
+	free(s->hblank);
+	free(s->pend);
 	free(s);
 }
 
 void mead_sig_reset(struct mead_sig *s)
 {
+	uint64_t unfinished = s->n.waveforms_unfinished;
+	for (uint32_t i = 0; i < s->cfg.channels; i++)
+		unfinished += s->ch[i].n_pend;
 	memset(s->ch, 0, s->cfg.channels * sizeof(*s->ch));
 	for (uint32_t i = 0; i < s->cfg.channels; i++) {
 		s->ch[i].run_from = NO_SAMPLE;
@@ -336,7 +394,11 @@ void mead_sig_reset(struct mead_sig *s)
 		atomic_store_explicit(&s->pub_noise[i], 0, memory_order_relaxed);
 		atomic_store_explicit(&s->pub_thr[i], float_bits(s->ch[i].thr), memory_order_relaxed);
 	}
-	s->n = (struct mead_sig_counts){ 0 };
+	/* what earlier runs left unfinished stays counted: the end of a run
+	 * is where a waveform's post samples never come */
+	s->n = (struct mead_sig_counts){ .waveforms_unfinished = unfinished };
+	if (s->wf)
+		publish_waveform_counts(s);
 	s->note_head = s->n_notes = 0;
 	s->next = 0;
 	s->all_runs = 0;
@@ -509,11 +571,91 @@ static void close_window(struct mead_sig *s, uint32_t idx, struct chan *c)
 	c->win_blanked = false;
 }
 
-static void emit(struct mead_sig *s, uint32_t idx, struct chan *c, struct mead_frame *f)
+/* Writes the waveform of the spike at sample to the frame, from the
+ * history up to sample last (samples beyond it, or before the history's
+ * start, are missing). */
+static void wf_cut(struct mead_sig *s, uint32_t idx, struct chan *c, const struct pend *p, uint64_t last,
+		   struct mead_frame *f)
+{
+	s->n.waveforms++;
+	if (!f->waveforms || f->n_waveforms >= f->waveform_capacity ||
+	    f->waveform_size < mead_waveform_size(s->wf_pre, s->wf_post)) {
+		s->n.waveforms_dropped++;
+		f->waveforms_dropped++;
+		return;
+	}
+	uint8_t *rec = (uint8_t *)f->waveforms + (size_t)f->n_waveforms++ * f->waveform_size;
+	float *out = (float *)(rec + sizeof(struct mead_waveform));
+	const float *h = s->hist + (size_t)idx * s->hist_len;
+	const uint8_t *hb = s->hblank + (size_t)idx * s->hist_len;
+	const uint32_t mask = s->hist_len - 1;
+	uint16_t flags = 0;
+	for (uint32_t i = 0; i < s->wf_pre + 1 + s->wf_post; i++) {
+		const int64_t u = (int64_t)p->sample - (int64_t)s->wf_pre + (int64_t)i;
+		if (u < 0 || (uint64_t)u < c->hist_from || (uint64_t)u > last) {
+			out[i] = 0;
+			flags |= MEAD_WAVEFORM_MISSING;
+			continue;
+		}
+		out[i] = h[(uint64_t)u & mask];
+		if (hb[(uint64_t)u & mask])
+			flags |= MEAD_WAVEFORM_BLANKED;
+	}
+	const struct mead_waveform w = {
+		.sample = p->sample, .electrode = s->electrode[idx], .flags = flags,
+		.pre = (uint16_t)s->wf_pre, .post = (uint16_t)s->wf_post, .amplitude_uv = p->amplitude,
+	};
+	memcpy(rec, &w, sizeof(w));
+}
+
+/* Sample t of channel idx has been looked at, as y (0 when blanked):
+ * into the history, and the waveforms it completes out. */
+static void wf_sample(struct mead_sig *s, uint32_t idx, struct chan *c, uint64_t t, float y, bool blanked,
+		      struct mead_frame *f)
+{
+	const size_t k = (size_t)idx * s->hist_len + (size_t)(t & (s->hist_len - 1));
+	s->hist[k] = y;
+	s->hblank[k] = blanked;
+	while (c->n_pend) {
+		const struct pend *p = &s->pend[(size_t)idx * WF_PENDING + c->pend_head];
+		if (p->sample + s->wf_post > t)
+			break;
+		wf_cut(s, idx, c, p, t, f);
+		c->pend_head = (c->pend_head + 1) % WF_PENDING;
+		c->n_pend--;
+	}
+}
+
+/* The stream jumps past sample last: what is pending is cut with what
+ * there is, its missing samples flagged. */
+static void wf_gap(struct mead_sig *s, uint32_t idx, struct chan *c, uint64_t last, uint64_t next_first,
+		   struct mead_frame *f)
+{
+	while (c->n_pend) {
+		wf_cut(s, idx, c, &s->pend[(size_t)idx * WF_PENDING + c->pend_head], last, f);
+		c->pend_head = (c->pend_head + 1) % WF_PENDING;
+		c->n_pend--;
+	}
+	c->hist_from = next_first;
+}
+
+static void emit(struct mead_sig *s, uint32_t idx, struct chan *c, uint64_t t, struct mead_frame *f)
 {
 	c->in_search = false;
 	c->dead_until = c->peak_sample + s->dead;
 	s->n.spikes++;
+	if (s->wf) {
+		const struct pend p = { c->peak_sample, c->peak };
+		if (p.sample + s->wf_post <= t) {
+			wf_cut(s, idx, c, &p, t, f);
+		} else if (c->n_pend == WF_PENDING) {
+			s->n.waveforms++;
+			s->n.waveforms_dropped++;
+			f->waveforms_dropped++;
+		} else {
+			s->pend[(size_t)idx * WF_PENDING + (c->pend_head + c->n_pend++) % WF_PENDING] = p;
+		}
+	}
 	if (f->n_spikes >= f->spike_capacity) {
 		f->spikes_dropped++;
 		return;
@@ -528,8 +670,10 @@ static void emit(struct mead_sig *s, uint32_t idx, struct chan *c, struct mead_f
 
 /* Sample t of channel idx is not looked at: an artifact is not a spike, so
  * a search in progress is abandoned, and the window is not noise. */
-static void out_blank(struct mead_sig *s, uint32_t idx, struct chan *c)
+static void out_blank(struct mead_sig *s, uint32_t idx, struct chan *c, uint64_t t, struct mead_frame *f)
 {
+	if (s->wf)
+		wf_sample(s, idx, c, t, 0.0f, true, f);
 	s->n.blanked++;
 	c->in_search = false;
 	c->armed = false;
@@ -542,6 +686,8 @@ static void out_blank(struct mead_sig *s, uint32_t idx, struct chan *c)
  * removed. */
 static void detect(struct mead_sig *s, uint32_t idx, struct chan *c, uint64_t t, float y, struct mead_frame *f)
 {
+	if (s->wf)
+		wf_sample(s, idx, c, t, y, false, f);
 	c->sum += y;
 	c->sum2 += (double)y * y;
 	const float thr = c->thr;
@@ -557,7 +703,7 @@ static void detect(struct mead_sig *s, uint32_t idx, struct chan *c, uint64_t t,
 				c->peak_sample = t;
 			}
 			if (c->sign * y < thr || t >= c->search_end)
-				emit(s, idx, c, f);
+				emit(s, idx, c, t, f);
 		} else if (t >= c->dead_until) {
 			int sign = 0;
 			if ((s->cfg.polarity & MEAD_SIG_NEG) && y < -thr)
@@ -759,7 +905,7 @@ static bool step(struct mead_sig *s, uint32_t idx, struct chan *c, uint64_t avai
 				goto done;
 			}
 			if (!c->acc_on || t < c->acc_a) {
-				out_blank(s, idx, c);
+				out_blank(s, idx, c, t, f);
 				goto done;
 			}
 			if (c->acc_n < 2 * N + 1)
@@ -815,7 +961,7 @@ static bool step(struct mead_sig *s, uint32_t idx, struct chan *c, uint64_t avai
 				c->calm = 0;
 				continue;
 			}
-			out_blank(s, idx, c);
+			out_blank(s, idx, c, t, f);
 			goto done;
 		}
 		case S_FIT: {
@@ -887,7 +1033,7 @@ static void resync(struct mead_sig *s, uint64_t first, struct mead_frame *f)
 			} else {
 				if (c->state != S_IDLE)
 					run_sample(s, c, fl, c->tc);
-				out_blank(s, k, c);
+				out_blank(s, k, c, c->tc, f);
 			}
 		}
 		if (c->state != S_IDLE)
@@ -895,7 +1041,20 @@ static void resync(struct mead_sig *s, uint64_t first, struct mead_frame *f)
 		c->acc_on = false;
 		c->tc = first;
 	}
+	for (uint32_t k = 0; k < s->cfg.channels && s->wf; k++)
+		if (s->next > 0 || first > 0)
+			wf_gap(s, k, &s->ch[k], s->next ? s->next - 1 : 0, first, f);
 	s->next = first;
+}
+
+static void publish_waveform_counts(struct mead_sig *s)
+{
+	uint64_t pending = 0;
+	for (uint32_t i = 0; i < s->cfg.channels; i++)
+		pending += s->ch[i].n_pend;
+	const uint64_t v[4] = { s->n.waveforms, s->n.waveforms_dropped, s->n.waveforms_unfinished, pending };
+	for (int i = 0; i < 4; i++)
+		atomic_store_explicit(&s->pub_wf[i], v[i], memory_order_relaxed);
 }
 
 void mead_sig_process(struct mead_sig *s, uint64_t first_sample, const float *uv, uint32_t n,
@@ -916,7 +1075,7 @@ void mead_sig_process(struct mead_sig *s, uint64_t first_sample, const float *uv
 			const uint8_t fl = arrival_flags(s, c, t, x, k);
 			if (!s->salpa) {
 				if (fl & F_HARD)
-					out_blank(s, k, c);
+					out_blank(s, k, c, t, f);
 				else
 					out_plain(s, k, c, t, x, f);
 				continue;
@@ -930,6 +1089,8 @@ void mead_sig_process(struct mead_sig *s, uint64_t first_sample, const float *uv
 	if (n)
 		s->next = first_sample + n;
 	flush_notes(s, f);
+	if (s->wf)
+		publish_waveform_counts(s);
 
 	/* Spikes leave a channel when its peak search ends, so across channels
 	 * they may come out of order; the block is short and nearly sorted. */
@@ -1053,9 +1214,12 @@ uint64_t mead_sig_events_lost(const struct mead_sig *s)
 	return s->n.events_lost;
 }
 
+/* The thread that processes (or, stopped, any). */
 void mead_sig_get_counts(const struct mead_sig *s, struct mead_sig_counts *ret)
 {
 	*ret = s->n;
+	for (uint32_t i = 0; i < s->cfg.channels; i++)
+		ret->waveforms_pending += s->ch[i].n_pend;
 }
 
 int mead_sig_config_from_params(struct mead_sig_config *sc, const struct mead_driver_config *cfg,
@@ -1097,6 +1261,27 @@ int mead_sig_config_from_params(struct mead_sig_config *sc, const struct mead_dr
 		snprintf(err, err_len, "spike detection options out of range");
 		return -EINVAL;
 	}
+	sc->waveforms = mead_driver_param_bool(cfg, "waveforms", sc->waveforms);
+	sc->waveform_pre_us = (uint32_t)mead_driver_param_int(cfg, "waveform_pre_us", sc->waveform_pre_us);
+	sc->waveform_post_us = (uint32_t)mead_driver_param_int(cfg, "waveform_post_us", sc->waveform_post_us);
+	if (sc->waveforms) {
+		const char *key[2] = { "waveform_pre_us", "waveform_post_us" };
+		const uint32_t us[2] = { sc->waveform_pre_us, sc->waveform_post_us };
+		uint32_t n[2] = { 0, 0 };
+		for (int i = 0; i < 2; i++)
+			if (mead_sig_waveform_samples(us[i], sc->sample_rate_hz, &n[i]) < 0) {
+				const double per = 1e6 / sc->sample_rate_hz;
+				const uint32_t lo = (uint32_t)((uint64_t)us[i] * sc->sample_rate_hz / 1000000u);
+				snprintf(err, err_len, "%s: %u us is not a whole number of samples at %u Hz (%g us each): %g or %g us would be",
+					 key[i], us[i], sc->sample_rate_hz, per, lo * per, (lo + 1) * per);
+				return -EINVAL;
+			}
+		if (n[0] + 1 + n[1] > MEAD_WAVEFORM_MAX_SAMPLES) {
+			snprintf(err, err_len, "waveform_pre_us + waveform_post_us: %u + 1 + %u samples at %u Hz; a waveform holds at most %u",
+				 n[0], n[1], sc->sample_rate_hz, MEAD_WAVEFORM_MAX_SAMPLES);
+			return -EINVAL;
+		}
+	}
 	if (sc->artifact == MEAD_SIG_ARTIFACT_SALPA) {
 		uint32_t half = us_to_samples(sc->salpa_half_width_us, sc->sample_rate_hz);
 		if (half < 2 || half > SALPA_MAX_HALF) {
@@ -1115,6 +1300,26 @@ int mead_sig_config_from_params(struct mead_sig_config *sc, const struct mead_dr
 		}
 	}
 	return 0;
+}
+
+int mead_sig_waveform_samples(uint32_t us, uint32_t rate_hz, uint32_t *ret)
+{
+	const uint64_t num = (uint64_t)us * rate_hz;
+	if (rate_hz == 0 || num % 1000000u)
+		return -EINVAL;
+	*ret = (uint32_t)(num / 1000000u);
+	return 0;
+}
+
+bool mead_sig_waveforms(const struct mead_sig *s)
+{
+	return s->wf;
+}
+
+void mead_sig_waveform_window(const struct mead_sig *s, uint32_t *ret_pre, uint32_t *ret_post)
+{
+	*ret_pre = s->wf_pre;
+	*ret_post = s->wf_post;
 }
 
 int mead_sig_control(struct mead_sig *s, enum mead_driver_control op, int64_t value)
@@ -1165,6 +1370,18 @@ int mead_sig_describe(const struct mead_sig *s, char *buf, size_t len, int n)
 		if (at + 1 >= len)
 			goto full;
 		buf[at++] = ']';
+	}
+	if (s->wf) {
+		/* what the processing thread last published, not its own counters */
+		unsigned long long k[4];
+		for (int i = 0; i < 4; i++)
+			k[i] = (unsigned long long)atomic_load_explicit(&s->pub_wf[i], memory_order_relaxed);
+		w = snprintf(buf + at, len - at,
+			     ",\"waveforms\":{\"pre\":%u,\"post\":%u,\"cut\":%llu,\"dropped\":%llu,\"unfinished\":%llu,\"pending\":%llu}",
+			     s->wf_pre, s->wf_post, k[0], k[1], k[2], k[3]);
+		if (w < 0 || (size_t)w >= len - at)
+			goto full;
+		at += (size_t)w;
 	}
 	if (at + 3 > len)
 		goto full;

@@ -23,6 +23,19 @@
  * is back at the baseline or after salpa_max_us.  The centred fit needs N
  * samples after the one it cleans, so spikes in a subtraction window come
  * out about salpa_half_width_us later than others.
+ *
+ * Waveforms (cfg.waveforms): each detected spike's cutout, waveform_pre_us
+ * before to waveform_post_us after its sample, of the signal the detector
+ * looked at (float µV, the slow baseline removed; in a SALPA window the
+ * artifact-subtracted signal; blanked samples 0 and flagged), taken from a
+ * per-channel history allocated by mead_sig_new(), so the samples before
+ * a spike come whatever block they were in.  A waveform goes into the
+ * frame once its last sample has been processed: at most
+ * waveform_post_us after the spike (with SALPA, the window's lag later).
+ * A spike whose post samples never come (the run ended, mead_sig_reset())
+ * has no waveform and is counted in waveforms_unfinished; across a gap in
+ * the stream the waveform is cut with what there is and flagged
+ * MEAD_WAVEFORM_MISSING.
  */
 #pragma once
 
@@ -62,6 +75,9 @@ struct mead_sig_config {
 	double salpa_threshold;      /* decayed: the fit within this many noise estimates of the baseline */
 	float salpa_rail_uv;         /* |µV| at or beyond which a sample is pegged; 0: the converter's limits only */
 	const uint16_t *electrode_of_channel; /* NULL: channel i is electrode i */
+	bool waveforms;              /* cut a waveform around each spike */
+	uint32_t waveform_pre_us;    /* before the spike's sample: a whole number of samples */
+	uint32_t waveform_post_us;   /* after it: a whole number of samples */
 };
 
 struct mead_sig;
@@ -147,7 +163,8 @@ int mead_sig_set_thresholds(struct mead_sig *s, const char *spec, char *err, siz
 int mead_sig_control(struct mead_sig *s, enum mead_driver_control op, int64_t value);
 
 /* Adds "detector": {electrodes, noise_uv, threshold_uv, threshold} (per
- * channel) to the JSON object of length n in buf: the driver's describe().
+ * channel; with waveforms also "waveforms": {pre, post, cut, dropped,
+ * unfinished, pending}) to the JSON object of length n in buf: the driver's describe().
  * Returns the new length, or -ENOSPC (buf as it was). */
 int mead_sig_describe(const struct mead_sig *s, char *buf, size_t len, int n);
 uint64_t mead_sig_spike_count(const struct mead_sig *s);
@@ -167,8 +184,23 @@ struct mead_sig_counts {
 	uint64_t windows_merged;  /* windows joined to a neighbour: too many pending on one channel */
 	uint64_t salpa_runs;      /* SALPA windows, per channel */
 	uint64_t salpa_forced;    /* of which ended by salpa_max_us before the artifact had decayed */
+	uint64_t waveforms;       /* cut: complete (or cut short by a gap), whether they fitted the frame or not */
+	uint64_t waveforms_dropped;    /* of which lost: the frame's buffer or the channel's pending queue was full */
+	uint64_t waveforms_unfinished; /* spikes whose post samples never came (the run ended): no waveform */
+	uint64_t waveforms_pending;    /* spikes waiting for their post samples now */
 };
+/* The processing thread (or any once it is stopped); describe() reads
+ * published copies. */
 void mead_sig_get_counts(const struct mead_sig *s, struct mead_sig_counts *ret);
+
+/* Samples of a waveform window of us microseconds at rate_hz: -EINVAL
+ * unless us is a whole number of samples. */
+int mead_sig_waveform_samples(uint32_t us, uint32_t rate_hz, uint32_t *ret);
+
+/* Whether the detector cuts waveforms, and their pre and post samples
+ * (0, 0 when off). */
+bool mead_sig_waveforms(const struct mead_sig *s);
+void mead_sig_waveform_window(const struct mead_sig *s, uint32_t *ret_pre, uint32_t *ret_post);
 
 /* Parses "blank" or "salpa"; -EINVAL otherwise. */
 int mead_sig_parse_artifact(const char *text, enum mead_sig_artifact *ret);
@@ -225,7 +257,8 @@ static inline int16_t mead_sig_uv_to_raw(float uv, float uv_per_count)
 	{ "salpa_half_width_us", MEAD_PARAM_INT, "3000", 200, 20000, "SALPA: half the fit window (N samples; the window is 2N+1)" }, \
 	{ "salpa_max_us", MEAD_PARAM_INT, "20000", 1000, 1000000, "SALPA: subtraction ends at the latest this long after the pulse" }, \
 	{ "salpa_threshold", MEAD_PARAM_DOUBLE, "1", 0.1, 20, "SALPA: the artifact has decayed when the fit is this many noise estimates from the baseline" }, \
-	{ "salpa_rail_uv", MEAD_PARAM_DOUBLE, "0", 0, 10000000, "SALPA: samples at or beyond this many uV are pegged; 0: the converter's limits" }
+	{ "salpa_rail_uv", MEAD_PARAM_DOUBLE, "0", 0, 10000000, "SALPA: samples at or beyond this many uV are pegged; 0: the converter's limits" }, \
+	MEAD_WAVEFORM_PARAM_SPECS
 
 /* Reads the options above; -EINVAL with a message in err on a bad value.
  * *blank_all tells whether every channel is blanked after a pulse. */

@@ -2,7 +2,8 @@
 /*
  * Cost of the signal path per channel-sample: blanking against SALPA, with
  * no pulses, a pulse every 40 ms (subtraction about a third of the time)
- * and every 12 ms (nearly always subtracting).  60 channels at 25 kHz in
+ * and every 12 ms (nearly always subtracting); and blanking with spike
+ * waveforms cut (1 ms before, 2 ms after each spike).  60 channels at 25 kHz in
  * 1 ms blocks, as a rig driver hands them over; the signal (noise, spikes,
  * the artifact of tests/drivers/sig_artifact.h) is made once and replayed.
  * Each case runs in five passes timed on the process's CPU clock and
@@ -38,6 +39,7 @@ struct bench_case {
 	const char *name;
 	enum mead_sig_artifact mode;
 	uint32_t period;          /* samples between pulses; 0: none */
+	bool waveforms;
 };
 
 static int run(const struct bench_case *bc, double seconds, double *ret_ns, double *ret_sub)
@@ -62,6 +64,9 @@ static int run(const struct bench_case *bc, double seconds, double *ret_ns, doub
 	mead_sig_config_defaults(&cfg, C, RATE);
 	cfg.artifact = bc->mode;
 	cfg.blank_us = bc->mode == MEAD_SIG_ARTIFACT_SALPA ? 400 : 2000;
+	cfg.waveforms = bc->waveforms;
+	const uint32_t wf_size = mead_waveform_size(RATE / 1000, RATE / 500);
+	static uint8_t wf[1024 * (24 + 4 * (RATE / 1000 + 1 + RATE / 500))];
 	struct mead_sig *s = mead_sig_new(&cfg);
 	if (!s)
 		return -errno;
@@ -84,7 +89,9 @@ static int run(const struct bench_case *bc, double seconds, double *ret_ns, doub
 			next = 0;
 		while (next < np && pulses[next] < in_loop + 2 * BLOCK)
 			mead_sig_blank_pulse(s, UINT32_MAX, first - in_loop + pulses[next++]);
-		struct mead_frame f = { .spikes = spikes, .spike_capacity = 1024, .events = events, .event_capacity = 64 };
+		struct mead_frame f = { .spikes = spikes, .spike_capacity = 1024, .events = events, .event_capacity = 64,
+					.waveforms = bc->waveforms ? wf : NULL, .waveform_size = wf_size,
+					.waveform_capacity = 1024 };
 		mead_sig_process(s, first, sig + (size_t)in_loop * C, BLOCK, &f);
 	}
 	if (now_s() - t0 < best)
@@ -120,6 +127,9 @@ int main(int argc, char **argv)
 		{ "salpa, no pulses", MEAD_SIG_ARTIFACT_SALPA, 0 },
 		{ "salpa, pulse every 40 ms", MEAD_SIG_ARTIFACT_SALPA, 1000 },
 		{ "salpa, pulse every 12 ms", MEAD_SIG_ARTIFACT_SALPA, 300 },
+		{ "blank, waveforms", MEAD_SIG_ARTIFACT_BLANK, 0, true },
+		{ "blank, 40 ms, waveforms", MEAD_SIG_ARTIFACT_BLANK, 1000, true },
+		{ "salpa, 40 ms, waveforms", MEAD_SIG_ARTIFACT_SALPA, 1000, true },
 	};
 	printf("signal path, %u channels at %u Hz in %u-sample blocks, %.0f s per case, fastest of %d passes\n", C, RATE,
 	       BLOCK, seconds, PASSES);

@@ -66,6 +66,11 @@ struct rig {
 	uint32_t raw_cap;
 	struct mead_stim_result res_buf[64];
 	struct mead_event ev_buf[256];
+	/* waveforms (caps.flags MEAD_CAP_WAVEFORMS): all of them, and raw kept whole */
+	uint8_t *wf;
+	uint32_t wf_size, wf_cap, n_wf;
+	int16_t *raw_all;
+	uint64_t raw_all_frames;
 };
 
 static struct rig *cur;           /* closed by the teardown when a test fails */
@@ -175,6 +180,8 @@ static void rig_free(struct rig *r)
 	}
 	harness_unload(&r->h);
 	free(r->raw);
+	free(r->wf);
+	free(r->raw_all);
 	free(r);
 	if (cur == r)
 		cur = NULL;
@@ -200,7 +207,16 @@ static int rig_read(struct rig *r, int64_t ahead)
 		.stim_results = r->res_buf, .stim_result_capacity = 64,
 		.events = r->ev_buf, .event_capacity = 256,
 	};
+	if (r->wf) {
+		f.waveforms = r->wf + (size_t)r->n_wf * r->wf_size;
+		f.waveform_size = r->wf_size;
+		f.waveform_capacity = r->wf_cap - r->n_wf;
+	}
 	int e = r->h.ops->read_frame(r->h.state, r->t, &f);
+	r->n_wf += f.n_waveforms;
+	if (r->raw_all && f.raw_samples && f.raw_first_sample + f.raw_samples <= r->raw_all_frames)
+		memcpy(r->raw_all + f.raw_first_sample * f.raw_channels, r->raw,
+		       (size_t)f.raw_samples * f.raw_channels * sizeof(int16_t));
 	r->last_r = e;
 	for (uint32_t i = 0; i < f.n_stim_results && r->n_settled < 512; i++)
 		r->settled[r->n_settled++] = r->res_buf[i];
@@ -444,6 +460,90 @@ static void test_spikes_match_planted(void **unused)
 	assert_int_equal(n_found, expected);
 	expect_describe(r, "\"overflows\":0");
 	free(found);
+	rig_free(r);
+}
+
+/* Waveforms through the real driver: each planted spike's cutout, 1 ms
+ * before to 2 ms after the detected sample, is the signal the board
+ * delivered (raw, in µV) less a baseline that hardly moves over 3 ms, with
+ * the planted trough at the spike's sample; one per spike but those whose
+ * post samples the run did not reach. */
+static void test_waveforms_are_the_signal(void **unused)
+{
+	struct rig *r = rig_new(board0, "/dev/comedi0", 60);
+	harness_set(&r->h, "threshold_k", "6");
+	harness_set(&r->h, "waveforms", "true");
+	harness_set(&r->h, "waveform_pre_us", "1000");
+	harness_set(&r->h, "waveform_post_us", "2000");
+	r->h.cfg.want_raw = true;
+	rig_open(r);
+	assert_true(r->caps.flags & MEAD_CAP_WAVEFORMS);
+	assert_int_equal(r->caps.waveform_pre, 25);
+	assert_int_equal(r->caps.waveform_post, 50);
+	const uint32_t pre = 25, post = 50, len = pre + 1 + post;
+	const uint64_t ticks = 2000, total = ticks * RATE / 1000;
+	r->wf_size = mead_waveform_size(pre, post);
+	r->wf_cap = 20000;
+	r->wf = calloc(r->wf_cap, r->wf_size);
+	r->raw_all_frames = total;
+	r->raw_all = calloc(total * 60, sizeof(int16_t));
+	r->raw_cap = 64;
+	r->raw = calloc((size_t)r->raw_cap * 60, sizeof(int16_t));
+	rig_start(r);
+	siggen_plant_poisson(gen0, 20.0, r->base + RATE / 2, r->base + total - 100, 80, 70.0f);
+	static struct mead_spike spikes[200000];
+	uint32_t n_spikes = 0;
+	for (uint64_t t = 0; t < ticks; t++) {
+		assert_int_equal(rig_read(r, 3), 0);
+		for (uint32_t i = 0; i < r->last_spikes && n_spikes < 200000; i++)
+			spikes[n_spikes++] = r->spk[i];
+		r->t++;
+	}
+	assert_int_equal(r->raw_total, total);
+	uint32_t late = 0, checked = 0;
+	for (uint32_t i = 0; i < n_spikes; i++)
+		late += spikes[i].sample + post >= total;
+	print_message("comedi: %u spikes, %u waveforms, %u spikes too late for one\n", n_spikes, r->n_wf, late);
+	assert_true(n_spikes > 1000);
+	assert_int_equal(r->n_wf, n_spikes - late);
+	double worst = 0;
+	for (uint32_t k = 0; k < r->n_wf; k++) {
+		const uint8_t *rec = r->wf + (size_t)k * r->wf_size;
+		struct mead_waveform w;
+		memcpy(&w, rec, sizeof(w));
+		float v[76];
+		memcpy(v, rec + sizeof(w), sizeof(v));
+		assert_int_equal(w.pre, pre);
+		assert_int_equal(w.post, post);
+		/* its spike */
+		bool found = false;
+		for (uint32_t i = 0; i < n_spikes && !found; i++)
+			found = spikes[i].sample == w.sample && spikes[i].electrode == w.electrode &&
+				spikes[i].amplitude_uv == w.amplitude_uv;
+		assert_true(found);
+		assert_true(w.sample >= pre);
+		assert_int_equal(w.flags, 0);
+		/* the signal less a constant: the baseline */
+		double off = 0;
+		for (uint32_t i = 0; i < len; i++)
+			off += v[i] - r->raw_all[(w.sample - pre + i) * 60 + w.electrode] * r->caps.uv_per_count;
+		off /= len;
+		for (uint32_t i = 0; i < len; i++) {
+			const double d = v[i] - r->raw_all[(w.sample - pre + i) * 60 + w.electrode] * r->caps.uv_per_count - off;
+			if (fabs(d) > worst)
+				worst = fabs(d);
+		}
+		/* the trough is at the spike's sample: the samples beside it were
+		 * in the peak search or inside the threshold */
+		assert_true(v[pre - 1] >= v[pre] && v[pre + 1] >= v[pre]);
+		assert_float_equal(v[pre], w.amplitude_uv, 1e-3);
+		assert_true(v[pre] < -35);
+		checked++;
+	}
+	print_message("comedi: %u waveforms: the raw signal less its baseline within %.3f uV\n", checked, worst);
+	/* the counts: the raw conversion rounds to a count (about 0.03 uV) */
+	assert_true(worst < 0.5);
+	expect_describe(r, "\"waveforms\":{\"pre\":25,\"post\":50");
 	rig_free(r);
 }
 
@@ -1521,6 +1621,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_bad_configuration, teardown),
 		cmocka_unit_test_teardown(test_spikes_match_planted, teardown),
+		cmocka_unit_test_teardown(test_waveforms_are_the_signal, teardown),
 		cmocka_unit_test_teardown(test_ai_command_shape, teardown),
 		cmocka_unit_test_teardown(test_fastest_rates_8ch, teardown),
 		cmocka_unit_test_teardown(test_stimulate_without_dio, teardown),

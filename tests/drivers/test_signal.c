@@ -956,6 +956,261 @@ static void test_per_electrode_thresholds(void **unused)
 	siggen_free(g);
 }
 
+/* Waveforms: the cut is the detector's signal (the input less the slow
+ * baseline, replayed here) at the right offsets, its pre samples taken
+ * from the block before, complete once its post samples are in; a spike
+ * whose post samples never come is counted, not cut; a gap flags it. */
+#define WF_PRE 25u
+#define WF_POST 50u
+#define WF_N (WF_PRE + 1 + WF_POST)
+#define WF_LEN 4000u
+
+static const float wf_shape[5] = { -20, -80, -120, -60, -10 };
+
+static float wf_input(uint32_t ch, uint64_t t, const uint64_t *starts, uint32_t n_starts)
+{
+	float x = 3.0f * (float)sin(0.37 * (double)t + ch) + 7.0f;
+	for (uint32_t k = 0; k < n_starts; k++)
+		if ((k & 1) == ch && t >= starts[k] && t < starts[k] + 5)
+			x += wf_shape[t - starts[k]];
+	return x;
+}
+
+struct wf_got {
+	uint8_t rec[64][sizeof(struct mead_waveform) + 4 * WF_N];
+	uint64_t block_end[64];
+	uint32_t n;
+};
+
+static void wf_feed(struct mead_sig *s, uint64_t from, uint64_t to, const uint64_t *starts, uint32_t n_starts,
+		    struct wf_got *got)
+{
+	float uv[BLOCK * 2];
+	for (uint64_t b = from; b < to; b += BLOCK) {
+		for (uint32_t i = 0; i < BLOCK; i++)
+			for (uint32_t ch = 0; ch < 2; ch++)
+				uv[i * 2 + ch] = wf_input(ch, b + i, starts, n_starts);
+		struct mead_spike out[16];
+		uint8_t buf[4][sizeof(struct mead_waveform) + 4 * WF_N];
+		struct mead_frame f = { .spikes = out, .spike_capacity = 16, .waveforms = buf,
+					.waveform_size = sizeof(buf[0]), .waveform_capacity = 4 };
+		mead_sig_process(s, b, uv, BLOCK, &f);
+		assert_int_equal(f.waveforms_dropped, 0);
+		for (uint32_t i = 0; i < f.n_waveforms && got->n < 64; i++) {
+			memcpy(got->rec[got->n], buf[i], sizeof(buf[i]));
+			got->block_end[got->n++] = b + BLOCK;
+		}
+	}
+}
+
+static struct mead_sig *wf_new(uint32_t pre_us, uint32_t post_us)
+{
+	struct mead_sig_config sc;
+	mead_sig_config_defaults(&sc, 2, RATE);
+	sc.waveforms = true;
+	sc.waveform_pre_us = pre_us;
+	sc.waveform_post_us = post_us;
+	sc.dead_time_us = 0;
+	struct mead_sig *s = mead_sig_new(&sc);
+	assert_non_null(s);
+	assert_int_equal(mead_sig_set_threshold(s, MEAD_EVENT_ALL_ELECTRODES, MEAD_THRESHOLD_UV, 50), 2);
+	return s;
+}
+
+static void test_waveforms(void **unused)
+{
+	/* channel 0: a spike at 1012 (peak 1014: its pre samples reach back
+	 * into the block of 975..999), channel 1: at 2000; then one on
+	 * channel 0 too close to the end for its post samples */
+	const uint64_t starts[] = { 1012, 2000, WF_LEN - 20 };
+	struct mead_sig *s = wf_new(1000, 2000);
+	uint32_t pre, post;
+	mead_sig_waveform_window(s, &pre, &post);
+	assert_int_equal(pre, WF_PRE);
+	assert_int_equal(post, WF_POST);
+	static struct wf_got got;
+	memset(&got, 0, sizeof(got));
+	wf_feed(s, 0, WF_LEN, starts, 3, &got);
+	assert_int_equal(got.n, 2);
+
+	/* the detector's signal, replayed: input less a baseline that
+	 * starts at the first sample and follows with a 50 ms time constant */
+	const float alpha = (float)(1.0 / (0.05 * RATE));
+	static float y[2][WF_LEN];
+	for (uint32_t ch = 0; ch < 2; ch++) {
+		float dc = wf_input(ch, 0, starts, 3);
+		for (uint64_t t = 0; t < WF_LEN; t++) {
+			const float x = wf_input(ch, t, starts, 3);
+			y[ch][t] = x - dc;
+			dc += alpha * (x - dc);
+		}
+	}
+	for (uint32_t k = 0; k < 2; k++) {
+		struct mead_waveform w;
+		memcpy(&w, got.rec[k], sizeof(w));
+		const float *v = (const float *)(got.rec[k] + sizeof(w));
+		const uint64_t peak = starts[k] + 2;
+		print_message("waveform %u: electrode %u sample %llu flags %u amplitude %.2f, in the block ending %llu\n", k,
+			      w.electrode, (unsigned long long)w.sample, w.flags, (double)w.amplitude_uv,
+			      (unsigned long long)got.block_end[k]);
+		assert_int_equal(w.electrode, k);
+		assert_int_equal(w.sample, peak);
+		assert_int_equal(w.pre, WF_PRE);
+		assert_int_equal(w.post, WF_POST);
+		assert_int_equal(w.flags, 0);
+		assert_int_equal(w.reserved, 0);
+		assert_float_equal(w.amplitude_uv, y[k][peak], 1e-3);
+		/* out with the block holding its last sample */
+		assert_true(got.block_end[k] > peak + WF_POST && got.block_end[k] <= peak + WF_POST + BLOCK);
+		for (uint32_t i = 0; i < WF_N; i++)
+			assert_float_equal(v[i], y[k][peak - WF_PRE + i], 1e-3);
+		assert_float_equal(v[WF_PRE], y[k][peak], 1e-3);
+		assert_true(v[WF_PRE] < -100);
+	}
+	struct mead_sig_counts c;
+	mead_sig_get_counts(s, &c);
+	assert_int_equal(c.spikes, 3);
+	assert_int_equal(c.waveforms, 2);
+	assert_int_equal(c.waveforms_dropped, 0);
+	assert_int_equal(c.waveforms_pending, 1);
+	assert_int_equal(c.waveforms_unfinished, 0);
+	char js[2048] = "{}";
+	assert_true(mead_sig_describe(s, js, sizeof(js), 2) > 0);
+	assert_non_null(strstr(js, "\"waveforms\":{\"pre\":25,\"post\":50,\"cut\":2,\"dropped\":0,\"unfinished\":0,\"pending\":1}"));
+	/* a new run: the one left waiting never gets its waveform, counted */
+	mead_sig_reset(s);
+	mead_sig_get_counts(s, &c);
+	assert_int_equal(c.waveforms_pending, 0);
+	assert_int_equal(c.waveforms_unfinished, 1);
+	mead_sig_free(s);
+
+	/* a frame without room: dropped and counted, never silent */
+	s = wf_new(1000, 2000);
+	float uv[2 * 200];
+	for (uint32_t i = 0; i < 200; i++)
+		for (uint32_t ch = 0; ch < 2; ch++)
+			uv[i * 2 + ch] = wf_input(ch, 900 + i, starts, 1);
+	struct mead_spike out[16];
+	struct mead_frame f = { .spikes = out, .spike_capacity = 16 };
+	mead_sig_process(s, 900, uv, 200, &f);
+	assert_int_equal(f.n_spikes, 1);
+	assert_int_equal(f.n_waveforms, 0);
+	assert_int_equal(f.waveforms_dropped, 1);
+	mead_sig_get_counts(s, &c);
+	assert_int_equal(c.waveforms_dropped, 1);
+	mead_sig_free(s);
+}
+
+/* A gap inside a waveform's post window: cut with what there is, the
+ * missing samples 0 and flagged; so are pre samples before the run. */
+static void test_waveform_gap_and_start(void **unused)
+{
+	const uint64_t starts[] = { 1012 };
+	struct mead_sig *s = wf_new(1000, 2000);
+	static struct wf_got got;
+	memset(&got, 0, sizeof(got));
+	wf_feed(s, 0, 1025, starts, 1, &got);
+	assert_int_equal(got.n, 0);
+	wf_feed(s, 5000, 5100, starts, 1, &got);
+	assert_int_equal(got.n, 1);
+	struct mead_waveform w;
+	memcpy(&w, got.rec[0], sizeof(w));
+	const float *v = (const float *)(got.rec[0] + sizeof(w));
+	assert_int_equal(w.sample, 1014);
+	assert_int_equal(w.flags, MEAD_WAVEFORM_MISSING);
+	/* 1014 - 25 .. 1024 came, 1025 .. 1064 did not */
+	assert_true(v[WF_PRE] < -100);
+	assert_true(v[1024 - 1014 + WF_PRE] != 0.0f);
+	for (uint32_t i = 1025 - 1014 + WF_PRE; i < WF_N; i++)
+		assert_float_equal(v[i], 0, 0);
+	mead_sig_free(s);
+
+	/* a spike 3 samples into the run: 22 of its pre samples never were */
+	const uint64_t early[] = { 1 };
+	s = wf_new(1000, 2000);
+	memset(&got, 0, sizeof(got));
+	wf_feed(s, 0, 100, early, 1, &got);
+	assert_int_equal(got.n, 1);
+	memcpy(&w, got.rec[0], sizeof(w));
+	v = (const float *)(got.rec[0] + sizeof(w));
+	assert_int_equal(w.sample, 3);
+	assert_int_equal(w.flags, MEAD_WAVEFORM_MISSING);
+	for (uint32_t i = 0; i < WF_PRE - 3; i++)
+		assert_float_equal(v[i], 0, 0);
+	assert_true(v[WF_PRE] < -100);
+	mead_sig_free(s);
+
+	/* a blank over its post window: flagged, those samples 0 */
+	s = wf_new(1000, 2000);
+	memset(&got, 0, sizeof(got));
+	mead_sig_blank_pulse(s, UINT32_MAX, 1030);
+	wf_feed(s, 0, 1200, starts, 1, &got);
+	assert_int_equal(got.n, 1);
+	memcpy(&w, got.rec[0], sizeof(w));
+	v = (const float *)(got.rec[0] + sizeof(w));
+	assert_int_equal(w.flags, MEAD_WAVEFORM_BLANKED);
+	assert_float_equal(v[1030 - 1014 + WF_PRE], 0, 0);
+	mead_sig_free(s);
+}
+
+static void test_waveform_options(void **unused)
+{
+	struct {
+		const char *pre, *post;
+		uint32_t rate;
+		const char *err;
+	} cases[] = {
+		{ "1010", "2000", RATE, "waveform_pre_us: 1010 us is not a whole number of samples at 25000 Hz (40 us each): 1000 or 1040 us" },
+		{ "1000", "2001", RATE, "waveform_post_us: 2001 us is not a whole number of samples" },
+		{ "20000", "40000", RATE, "a waveform holds at most 1024" },
+		{ "1000", "2000", 30000, NULL },
+		{ "0", "2000", RATE, NULL },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct mead_driver_param params[3] = { { "waveforms", "true" }, { "waveform_pre_us", cases[i].pre },
+						       { "waveform_post_us", cases[i].post } };
+		struct mead_driver_config dc = { .params = params, .n_params = 3 };
+		struct mead_sig_config sc;
+		mead_sig_config_defaults(&sc, 4, cases[i].rate);
+		bool all = false;
+		char err[300] = "";
+		int r = mead_sig_config_from_params(&sc, &dc, &all, err, sizeof(err));
+		print_message("signal: waveform %s/%s us at %u Hz: %d %s\n", cases[i].pre, cases[i].post, cases[i].rate, r, err);
+		if (cases[i].err) {
+			assert_int_equal(r, -EINVAL);
+			assert_non_null(strstr(err, cases[i].err));
+			continue;
+		}
+		assert_int_equal(r, 0);
+		assert_true(sc.waveforms);
+		struct mead_sig *s = mead_sig_new(&sc);
+		assert_non_null(s);
+		assert_true(mead_sig_waveforms(s));
+		mead_sig_free(s);
+	}
+	/* mead_sig_new() checks them too */
+	struct mead_sig_config sc;
+	mead_sig_config_defaults(&sc, 4, RATE);
+	sc.waveforms = true;
+	sc.waveform_pre_us = 1001;
+	assert_null(mead_sig_new(&sc));
+	/* off by default */
+	mead_sig_config_defaults(&sc, 4, RATE);
+	struct mead_sig *s = mead_sig_new(&sc);
+	uint32_t pre = 9, post = 9;
+	mead_sig_waveform_window(s, &pre, &post);
+	assert_false(mead_sig_waveforms(s));
+	assert_int_equal(pre + post, 0);
+	mead_sig_free(s);
+	/* a driver with no signal */
+	struct mead_driver_param yes = { "waveforms", "true" }, no = { "waveforms", "false" };
+	struct mead_driver_config dy = { .params = &yes, .n_params = 1 }, dn = { .params = &no, .n_params = 1 };
+	char err[200] = "";
+	assert_int_equal(mead_driver_no_waveforms(&dn, "twin", err, sizeof(err)), 0);
+	assert_int_equal(mead_driver_no_waveforms(&dy, "twin", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "driver twin has no raw signal, so no spike waveforms"));
+}
+
 static void test_bad_config(void **unused)
 {
 	struct mead_sig_config c;
@@ -975,6 +1230,9 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_config),
+		cmocka_unit_test(test_waveforms),
+		cmocka_unit_test(test_waveform_gap_and_start),
+		cmocka_unit_test(test_waveform_options),
 		cmocka_unit_test(test_per_electrode_thresholds),
 		cmocka_unit_test(test_options),
 		cmocka_unit_test(test_raw_keeps_the_data),

@@ -93,6 +93,9 @@ struct rig {
 	int64_t lag_min, lag_max;    /* device clock - acquired */
 	/* the frame buffers */
 	struct mead_frame f;
+	/* waveforms, when asked for: every one the frames carried */
+	uint8_t *wf;
+	uint32_t wf_size, wf_cap, n_wf;
 	struct mead_spike fspk[4096];
 	struct mead_event fev[512];
 	struct mead_stim_result fres[512];
@@ -187,6 +190,7 @@ static void rig_free(struct rig *r)
 	free(r->ref_uv);
 	free(r->ref_row);
 	free(r->spk);
+	free(r->wf);
 	free(r);
 	current = NULL;
 }
@@ -304,7 +308,13 @@ static int rig_tick(struct rig *r, const struct mead_stim_pulse *p, uint32_t n, 
 		.stim_results = r->fres, .stim_result_capacity = 512,
 		.events = r->fev, .event_capacity = 512,
 	};
+	if (r->wf) {
+		r->f.waveforms = r->wf + (size_t)r->n_wf * r->wf_size;
+		r->f.waveform_size = r->wf_size;
+		r->f.waveform_capacity = r->wf_cap - r->n_wf;
+	}
 	int rc = r->h.ops->read_frame(r->h.state, r->t, &r->f);
+	r->n_wf += r->f.n_waveforms;
 	collect(r, rc);
 	r->last_rc = rc;
 	struct mead_stim_result local[64];
@@ -552,6 +562,54 @@ static void test_spikes_and_raw(void **unused)
 	assert_int_equal(r->h.ops->stop(r->h.state), 0);
 	umodel_counts(r->dev, &c1);
 	assert_int_equal(c1.stops, c0.stops + 1);
+	rig_free(r);
+}
+
+/* The USB driver cuts waveforms through the same signal path: one per
+ * detected spike whose post samples came, its trough the spike's own
+ * amplitude at its sample. */
+static void test_waveforms(void **unused)
+{
+	struct rig *r = rig_new(D_MAIN, 0);
+	harness_set(&r->h, "threshold_k", "6");
+	harness_set(&r->h, "waveforms", "true");
+	harness_set(&r->h, "waveform_pre_us", "400");
+	harness_set(&r->h, "waveform_post_us", "800");
+	const uint64_t ticks = 1500, total = ticks * RATE / 1000;
+	rig_signal(r, 11, 20.0, RATE / 2, total - 100);
+	assert_int_equal(rig_open(r), 0);
+	struct mead_driver_caps caps;
+	r->h.ops->get_caps(r->h.state, &caps);
+	assert_true(caps.flags & MEAD_CAP_WAVEFORMS);
+	const uint32_t pre = RATE / 2500, post = RATE / 1250;   /* 400 and 800 us */
+	assert_int_equal(caps.waveform_pre, pre);
+	assert_int_equal(caps.waveform_post, post);
+	r->wf_size = mead_waveform_size(pre, post);
+	r->wf_cap = 8192;
+	r->wf = calloc(r->wf_cap, r->wf_size);
+	rig_start(r);
+	run(r, ticks);
+	uint32_t late = 0;
+	for (uint32_t i = 0; i < r->n_spk; i++)
+		late += r->spk[i].sample + post >= total;
+	print_message("usb: %u spikes, %u waveforms, %u too late for one\n", r->n_spk, r->n_wf, late);
+	assert_true(r->n_spk > 500);
+	assert_int_equal(r->n_wf, r->n_spk - late);
+	for (uint32_t k = 0; k < r->n_wf; k++) {
+		struct mead_waveform w;
+		const uint8_t *rec = r->wf + (size_t)k * r->wf_size;
+		memcpy(&w, rec, sizeof(w));
+		float v[64];
+		memcpy(v, rec + sizeof(w), 4 * (pre + 1 + post));
+		bool found = false;
+		for (uint32_t i = 0; i < r->n_spk && !found; i++)
+			found = r->spk[i].sample == w.sample && r->spk[i].electrode == w.electrode &&
+				r->spk[i].amplitude_uv == w.amplitude_uv;
+		assert_true(found);
+		assert_int_equal(w.flags, 0);
+		assert_float_equal(v[pre], w.amplitude_uv, 1e-3);
+		assert_true(v[pre - 1] >= v[pre] && v[pre + 1] >= v[pre]);
+	}
 	rig_free(r);
 }
 
@@ -1339,6 +1397,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_teardown(test_bad_configuration, teardown),
 		cmocka_unit_test_teardown(test_spikes_and_raw, teardown),
+		cmocka_unit_test_teardown(test_waveforms, teardown),
 		cmocka_unit_test_teardown(test_endpoints_from_descriptor, teardown),
 		cmocka_unit_test_teardown(test_stimulation_reports, teardown),
 		cmocka_unit_test_teardown(test_stimulation_refused_here, teardown),

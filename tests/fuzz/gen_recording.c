@@ -2,7 +2,9 @@
 /*
  * Writes a small recording with the daemon's own recorder (daemon/recorder.c),
  * for the recording reader's seed corpus and its regression run: a few
- * messages of every kind (spikes, stim, events, raw, status), some empty.
+ * messages of every kind (spikes, stim, events, raw, status, waveforms),
+ * some empty, and one of a kind no build knows yet (kind 99, "future"),
+ * which a reader passes over.
  *
  *   fuzz-gen-recording OUTPUT [MESSAGES]
  */
@@ -52,10 +54,10 @@ int main(int argc, char **argv)
 		mead_recorder_free(rec);
 		return 1;
 	}
-	for (unsigned i = 0; i < n; i++) {
+	for (unsigned i = 0; i <= n; i++) {
 		static const uint16_t kinds[] = { MEAD_KIND_SPIKES, MEAD_KIND_STIM, MEAD_KIND_EVENTS, MEAD_KIND_RAW,
-						  MEAD_KIND_STATUS };
-		uint16_t kind = kinds[i % 5];
+						  MEAD_KIND_STATUS, MEAD_KIND_WAVEFORMS };
+		uint16_t kind = i == n ? 99 : kinds[i % 6];
 		struct mead_wire_header h;
 		uint8_t payload[256];
 		uint32_t count, rsize;
@@ -64,14 +66,25 @@ int main(int argc, char **argv)
 			int len = snprintf((char *)payload, sizeof(payload), "{\"ticks\":%u,\"state\":\"running\"}", i);
 			count = 1;
 			rsize = (uint32_t)len;
+		} else if (kind == MEAD_KIND_WAVEFORMS) {
+			/* 2 samples before, 3 after */
+			rsize = mead_waveform_size(2, 3);
+			count = i % 4 == 3 ? 0 : 1 + i % 3;
+			for (uint32_t k = 0; k < count; k++) {
+				struct mead_waveform w = { .sample = 40ull * i + k, .electrode = (uint16_t)k, .pre = 2, .post = 3,
+							   .amplitude_uv = -50.0f };
+				float v[6] = { 1, -10, -50, -20, 3, 1 };
+				memcpy(payload + k * rsize, &w, sizeof(w));
+				memcpy(payload + k * rsize + sizeof(w), v, sizeof(v));
+			}
 		} else {
 			rsize = kind == MEAD_KIND_RAW ? 4 : kind == MEAD_KIND_STIM ? 24 : 16;
 			count = i % 3 == 2 ? 0 : 1 + i % 4;
 			for (uint32_t b = 0; b < count * rsize; b++)
 				payload[b] = (uint8_t)(i * 31 + b);
 		}
-		mead_wire_header_encode(&h, kind, i / 5, 40ull * i, count, rsize);
-		rc = mead_recorder_submit(rec, mead_wire_topic((enum mead_wire_kind)kind), &h, payload,
+		mead_wire_header_encode(&h, kind, i == n ? 0 : i / 6, 40ull * i, count, rsize);
+		rc = mead_recorder_submit(rec, kind == 99 ? "future" : mead_wire_topic((enum mead_wire_kind)kind), &h, payload,
 					  (size_t)count * rsize, true);
 		if (rc < 0) {
 			fprintf(stderr, "%s: message %u not recorded: %s\n", argv[1], i, strerror(-rc));

@@ -6,12 +6,16 @@
  * meactl and mead-export be tested end to end without a driver.
  *
  *   stream-harness --pub EP --ctl EP [--seconds S] [--record PATH] [--virtual]
- *                  [--raw] [--rig] [--digital] [--wait-subscribers N] [--ticks N]
+ *                  [--raw] [--rig] [--digital] [--waveforms] [--wait-subscribers N] [--ticks N]
  * --rig makes raw look like a rig's (noise, each spike's waveform on its
  * electrode, an artifact at each pulse) and follows every pulse with the
  * BLANK event a rig driver's detector reports (2 ms, every electrode).
  * --digital adds a rig's digital inputs: lines 0..2 low at the start, then
  * every 250 ticks line (t / 250) % 3 toggles.
+ * --waveforms adds each spike's waveform (topic waveforms, 25 samples
+ * before and 50 after, values harness_wave() of its sample, electrode and
+ * amplitude) two ticks after the spike, as a rig's detector hands them
+ * over once their post samples are in; the last two ticks' never come.
  * Ends after S seconds (or N ticks), or on the control request "shutdown";
  * prints one JSON line with the final counters.
  */
@@ -56,6 +60,18 @@ static void log_cb(void *ctx, int prio, const char *msg)
 
 static uint64_t seq[MEAD_KIND_COUNT + 1];
 
+#define WAVE_PRE 25u
+#define WAVE_POST 50u
+#define WAVE_N (WAVE_PRE + 1 + WAVE_POST)
+
+/* Sample i of a spike's waveform: a trough of its amplitude at WAVE_PRE
+ * and a pattern that tells samples, spikes and electrodes apart. */
+static float harness_wave(const struct mead_spike *s, uint32_t i)
+{
+	const float d = (float)i - (float)WAVE_PRE;
+	return s->amplitude_uv / (1.0f + d * d / 4.0f) + (float)((s->sample + i * 3u + s->electrode) % 11u) * 0.25f;
+}
+
 static void push(struct mead_ring *ring, bool wait, unsigned kind, uint64_t sample, const void *rec, uint32_t count,
 		 uint32_t rsize)
 {
@@ -91,13 +107,14 @@ int main(int argc, char **argv)
 		{ "raw", no_argument, NULL, 'R' },
 		{ "rig", no_argument, NULL, 'G' },
 		{ "digital", no_argument, NULL, 'D' },
+		{ "waveforms", no_argument, NULL, 'W' },
 		{ "wait-subscribers", required_argument, NULL, 'w' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *pub_ep = "tcp://127.0.0.1:*", *ctl_ep = "tcp://127.0.0.1:*", *record = NULL;
 	double seconds = 5;
 	uint64_t max_ticks = 0;
-	bool virt = false, raw = false, rig = false, digital = false;
+	bool virt = false, raw = false, rig = false, digital = false, waves = false;
 	int32_t level[3] = { 0, 0, 0 };
 	uint32_t wait_subs = 0;
 	int c;
@@ -113,6 +130,7 @@ int main(int argc, char **argv)
 		case 'R': raw = true; break;
 		case 'G': rig = raw = true; break;
 		case 'D': digital = true; break;
+		case 'W': waves = true; break;
 		case 'w': wait_subs = (uint32_t)atoi(optarg); break;
 		default: return 2;
 		}
@@ -141,6 +159,11 @@ int main(int argc, char **argv)
 	d.driver.caps = (struct mead_driver_caps){ .electrode_count = CH, .sample_rate_hz = RATE, .raw_channels = raw ? CH : 0,
 						   .uv_per_count = 0.195f, .flags = MEAD_CAP_STIMULATE | MEAD_CAP_SIMULATED,
 						   .max_amplitude_ua = 100.0f, .max_phase_us = 1000 };
+	if (waves) {
+		d.driver.caps.flags |= MEAD_CAP_WAVEFORMS;
+		d.driver.caps.waveform_pre = WAVE_PRE;
+		d.driver.caps.waveform_post = WAVE_POST;
+	}
 	d.config_path = "harness.yaml";
 	struct timespec now;
 	clock_gettime(CLOCK_REALTIME, &now);
@@ -186,6 +209,10 @@ int main(int argc, char **argv)
 	uint64_t end_ns = (uint64_t)(seconds * 1e9), t0 = (uint64_t)next.tv_sec * 1000000000ull + (uint64_t)next.tv_nsec;
 	unsigned seed = 1;
 	static int16_t rawbuf[PER_TICK * CH];
+	/* the spikes of the last three ticks, for their waveforms */
+	static struct mead_spike past[3][8];
+	static uint32_t n_past[3];
+	static uint8_t wbuf[8][sizeof(struct mead_waveform) + 4 * WAVE_N];
 	for (uint64_t t = 0; !atomic_load(&d.stop_requested); t++) {
 		if (max_ticks && t >= max_ticks)
 			break;
@@ -215,6 +242,25 @@ int main(int argc, char **argv)
 		}
 		push(ring, virt, MEAD_KIND_SPIKES, first, sp, n, sizeof(sp[0]));
 		atomic_fetch_add(&fake_loop_state.stats.spikes, n);
+		if (waves) {
+			memcpy(past[t % 3], sp, sizeof(sp));
+			n_past[t % 3] = n;
+			const uint32_t k = t >= 2 ? n_past[(t - 2) % 3] : 0;
+			const struct mead_spike *ws = past[(t - 2) % 3];
+			for (uint32_t i = 0; i < k; i++) {
+				struct mead_waveform w = { .sample = ws[i].sample, .electrode = ws[i].electrode,
+							   .pre = WAVE_PRE, .post = WAVE_POST, .amplitude_uv = ws[i].amplitude_uv };
+				memcpy(wbuf[i], &w, sizeof(w));
+				float v[WAVE_N];
+				for (uint32_t j = 0; j < WAVE_N; j++)
+					v[j] = harness_wave(&ws[i], j);
+				memcpy(wbuf[i] + sizeof(w), v, sizeof(v));
+			}
+			if (k) {
+				push(ring, virt, MEAD_KIND_WAVEFORMS, first, wbuf, k, sizeof(wbuf[0]));
+				atomic_fetch_add(&fake_loop_state.stats.waveforms, k);
+			}
+		}
 		if (t % 50 == 0) {
 			struct mead_stim_pulse s = { .sample = first, .electrode = (uint16_t)(t / 50 % 13), .amplitude_ua = -1.0f,
 						     .phase_us = 200, .interphase_us = 50 };

@@ -989,6 +989,172 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* ---- waveforms: an in-test driver cutting one per tick ---- */
+
+#define WAVE_PRE 3u
+#define WAVE_POST 5u
+
+static int wave_read(void *st, uint64_t tick, struct mead_frame *f)
+{
+	(void)st;
+	if (!f->n_samples)
+		return 0;
+	f->spikes[f->n_spikes++] = (struct mead_spike){ .sample = f->first_sample, .electrode = (uint16_t)(tick % 4),
+							.amplitude_uv = -(float)tick };
+	/* the waveform of the previous tick's spike: its post samples are in */
+	if (tick == 0)
+		return 0;
+	if (!f->waveforms || f->waveform_capacity == 0) {
+		f->waveforms_dropped++;
+		return 0;
+	}
+	uint8_t *rec = f->waveforms;
+	struct mead_waveform w = { .sample = f->first_sample - 1, .electrode = (uint16_t)((tick - 1) % 4),
+				   .pre = WAVE_PRE, .post = WAVE_POST, .amplitude_uv = -(float)(tick - 1) };
+	memcpy(rec, &w, sizeof(w));
+	float *v = (float *)(rec + sizeof(w));
+	for (uint32_t i = 0; i < WAVE_PRE + 1 + WAVE_POST; i++)
+		v[i] = (float)(tick * 100 + i);
+	f->n_waveforms = 1;
+	return 0;
+}
+
+static const struct mead_driver_ops wave_ops = {
+	.abi_version = MEAD_DRIVER_ABI_VERSION, .ops_size = sizeof(struct mead_driver_ops), .name = "wave",
+	.read_frame = wave_read,
+};
+
+/* Waveform records travel as their own kind (topic "waveforms"), each
+ * record its header and pre + 1 + post floats, next to unchanged spike
+ * messages; a ring too small for them drops them and counts it. */
+static void test_waveforms_pass_as_their_own_kind(void **state)
+{
+	struct mead_driver_handle drv = { .ops = &wave_ops,
+					  .caps = { .electrode_count = 4, .sample_rate_hz = 1000, .flags = MEAD_CAP_WAVEFORMS,
+						    .waveform_pre = WAVE_PRE, .waveform_post = WAVE_POST } };
+	struct mead_loop_params lp = { .period_ns = 1000000, .virtual_clock = true, .max_ticks = 20,
+				       .spike_capacity = 16, .stim_capacity = 8, .cpu = -1 };
+	struct mead_ring *ring;
+	struct mead_loop *loop;
+	char warn[128];
+
+	assert_string_equal(mead_wire_topic(MEAD_KIND_WAVEFORMS), "waveforms");
+	assert_int_equal(mead_waveform_size(WAVE_PRE, WAVE_POST), 24 + 4 * 9);
+	assert_int_equal(mead_ring_new(1u << 20, &ring), 0);
+	assert_int_equal(mead_loop_new(&lp, &drv, &layout.view, ring, NULL, &loop), 0);
+	assert_int_equal(mead_loop_start(loop, warn, sizeof(warn)), 0);
+	mead_loop_join(loop);
+	uint32_t spikes = 0, waves = 0;
+	const struct mead_msg *m;
+	size_t len;
+	while ((m = mead_ring_peek(ring, &len))) {
+		if (m->kind == MEAD_KIND_SPIKES) {
+			assert_int_equal(m->record_size, sizeof(struct mead_spike));
+			spikes += m->count;
+		}
+		if (m->kind == MEAD_KIND_WAVEFORMS) {
+			assert_int_equal(m->record_size, mead_waveform_size(WAVE_PRE, WAVE_POST));
+			assert_int_equal(len, sizeof(*m) + (size_t)m->count * m->record_size);
+			assert_int_equal(m->count, 1);
+			assert_int_equal(m->seq, waves);
+			struct mead_waveform w;
+			memcpy(&w, m + 1, sizeof(w));
+			const uint64_t tick = m->sample;   /* 1 ms ticks at 1 kHz: tick = sample */
+			assert_int_equal(w.sample, tick - 1);
+			assert_int_equal(w.electrode, (tick - 1) % 4);
+			assert_int_equal(w.pre, WAVE_PRE);
+			assert_int_equal(w.post, WAVE_POST);
+			float v[WAVE_PRE + 1 + WAVE_POST];
+			memcpy(v, (const uint8_t *)(m + 1) + sizeof(w), sizeof(v));
+			for (uint32_t i = 0; i < WAVE_PRE + 1 + WAVE_POST; i++)
+				assert_float_equal(v[i], (float)(tick * 100 + i), 0);
+			waves++;
+		}
+		mead_ring_release(ring);
+	}
+	const struct mead_loop_stats *s = mead_loop_stats(loop);
+	assert_int_equal(spikes, 20);
+	assert_int_equal(waves, 19);
+	assert_int_equal(atomic_load(&s->waveforms), 19);
+	assert_int_equal(atomic_load(&s->waveforms_dropped), 0);
+	assert_int_equal(atomic_load(&s->produced[MEAD_KIND_WAVEFORMS]), 19);
+	assert_int_equal(atomic_load(&s->dropped[MEAD_KIND_WAVEFORMS]), 0);
+	mead_loop_free(loop);
+	mead_ring_free(ring);
+
+	/* a ring with room for none of them (real time: no waiting) */
+	lp.virtual_clock = false;
+	lp.max_ticks = 5;
+	assert_int_equal(mead_ring_new(64, &ring), 0);
+	assert_int_equal(mead_loop_new(&lp, &drv, &layout.view, ring, NULL, &loop), 0);
+	assert_int_equal(mead_loop_start(loop, warn, sizeof(warn)), 0);
+	mead_loop_join(loop);
+	s = mead_loop_stats(loop);
+	assert_int_equal(atomic_load(&s->produced[MEAD_KIND_WAVEFORMS]), 4);
+	assert_int_equal(atomic_load(&s->dropped[MEAD_KIND_WAVEFORMS]), 4);
+	mead_loop_free(loop);
+	mead_ring_free(ring);
+
+	/* a driver without MEAD_CAP_WAVEFORMS is given no buffer */
+	drv.caps.flags = 0;
+	lp.virtual_clock = true;
+	assert_int_equal(mead_ring_new(1u << 20, &ring), 0);
+	assert_int_equal(mead_loop_new(&lp, &drv, &layout.view, ring, NULL, &loop), 0);
+	assert_int_equal(mead_loop_start(loop, warn, sizeof(warn)), 0);
+	mead_loop_join(loop);
+	s = mead_loop_stats(loop);
+	assert_int_equal(atomic_load(&s->produced[MEAD_KIND_WAVEFORMS]), 0);
+	while ((m = mead_ring_peek(ring, &len))) {
+		assert_int_not_equal(m->kind, MEAD_KIND_WAVEFORMS);
+		mead_ring_release(ring);
+	}
+	mead_loop_free(loop);
+	mead_ring_free(ring);
+}
+
+/* A module of driver ABI 2 still loads and runs (told it speaks 2, its
+ * caps' newer fields zero, no waveforms); one of ABI 1 is refused. */
+static void test_abi2_module_still_loads(void **state)
+{
+	char dir[1024], err[1024];
+	const char *root = getenv("MEAD_BUILD_ROOT");
+	if (!root) {
+		print_message("skip: MEAD_BUILD_ROOT unset\n");
+		skip();
+	}
+	snprintf(dir, sizeof(dir), "%s/tests/unit", root);
+	struct mead_driver_module *mod = NULL;
+	assert_int_equal(mead_driver_module_load("abi1", dir, NULL, &mod, err, sizeof(err)), -ENOEXEC);
+	print_message("abi1: %s\n", err);
+	assert_non_null(strstr(err, "speaks driver ABI 1, this mead speaks 2 to 3"));
+	assert_int_equal(mead_driver_module_load("abi2", dir, NULL, &mod, err, sizeof(err)), 0);
+	assert_int_equal(mead_driver_module_abi(mod), 2);
+	struct mead_driver_handle drv = { .ops = mead_driver_module_ops(mod) };
+	struct mead_driver_config dc = { .abi_version = MEAD_DRIVER_ABI_VERSION, .period_us = 1000, .period_ns = 1000000,
+					 .layout = &layout.view };
+	assert_int_equal(drv.ops->open(&dc, &drv.state, err, sizeof(err)), -EPROTO);
+	dc.abi_version = mead_driver_module_abi(mod);
+	assert_int_equal(drv.ops->open(&dc, &drv.state, err, sizeof(err)), 0);
+	memset(&drv.caps, 0, sizeof(drv.caps));
+	assert_int_equal(drv.ops->get_caps(drv.state, &drv.caps), 0);
+	assert_int_equal(drv.caps.flags & MEAD_CAP_WAVEFORMS, 0);
+	struct mead_loop_params lp = { .period_ns = 1000000, .virtual_clock = true, .max_ticks = 10,
+				       .spike_capacity = 16, .stim_capacity = 8, .cpu = -1 };
+	struct mead_ring *ring;
+	struct mead_loop *loop;
+	char warn[128];
+	assert_int_equal(mead_ring_new(1u << 20, &ring), 0);
+	assert_int_equal(mead_loop_new(&lp, &drv, &layout.view, ring, NULL, &loop), 0);
+	assert_int_equal(mead_loop_start(loop, warn, sizeof(warn)), 0);
+	mead_loop_join(loop);
+	const struct mead_loop_stats *s = mead_loop_stats(loop);
+	assert_int_equal(atomic_load(&s->spikes), 10);
+	assert_int_equal(atomic_load(&s->produced[MEAD_KIND_WAVEFORMS]), 0);
+	mead_loop_free(loop);
+	mead_ring_free(ring);
+	mead_driver_module_free(mod);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1003,6 +1169,8 @@ int main(void)
 		cmocka_unit_test(test_last_ticks_owed_samples),
 		cmocka_unit_test(test_threshold_command),
 		cmocka_unit_test(test_digital_events_passed_not_lost),
+		cmocka_unit_test(test_waveforms_pass_as_their_own_kind),
+		cmocka_unit_test(test_abi2_module_still_loads),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

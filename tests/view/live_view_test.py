@@ -347,7 +347,7 @@ def scenario_bridge(a, tmp):
         ws = WebSocket("ws://%s/ws?token=t0ken-for-tests" % hostport, origin="http://" + hostport)
         op, hello = ws.recv()
         hello = json.loads(hello)
-        if hello["type"] != "hello" or hello["wire"] != "1.1":
+        if hello["type"] != "hello" or hello["wire"] != "1.2":
             fail("no hello first", hello=hello)
         # the layout: in the hello, or in the next status (at least once a second)
         layout = hello["status"]["layout"] if hello["status"] else None

@@ -62,7 +62,14 @@ struct exp_counts {
 	uint32_t raw_channels;           /* of the first raw message; later ones with another count are skipped */
 	uint64_t raw_skipped;            /* raw messages skipped for that */
 	uint64_t raw_first_sample;
-	bool raw_contiguous;             /* every raw frame's sample is the one after the previous frame's */
+	bool raw_contiguous;
+	/* spike waveforms (wire 1.2): every record of the first waveform
+	 * message's size; messages of another size are skipped and counted */
+	uint64_t waveforms;
+	uint64_t *waveforms_per_electrode; /* layout.count entries */
+	uint64_t waveforms_outside;        /* electrode not in the layout */
+	uint32_t waveform_pre, waveform_post, waveform_size;
+	uint64_t waveforms_skipped;        /* records skipped: another size, or a header that does not match its size */             /* every raw frame's sample is the one after the previous frame's */
 	uint64_t end_sample;             /* one past the last sample any record names */
 	uint64_t event_types[32], event_samples[32], refused[128];
 	char *last_status;               /* the last status message's JSON, NUL-terminated */
@@ -76,8 +83,8 @@ struct exp_counts {
  * current wire minor (a v1.0 stim record gets requested_sample = sample, a
  * v1.0 event samples = 0), longer records cut to what this build knows.
  * A callback returning < 0 ends the walk with that error.  Topics this
- * build does not know are passed over; a new one (spike waveforms) gets a
- * callback of its own here. */
+ * build does not know are passed over; spike waveforms (wire 1.2) have a
+ * callback of their own. */
 struct exp_sink {
 	void *ctx;
 	int (*spikes)(void *ctx, const struct mead_spike *s, uint32_t n);
@@ -86,6 +93,9 @@ struct exp_sink {
 	/* n frames of channels int16 counts from sample first, interleaved */
 	int (*raw)(void *ctx, uint64_t first, const int16_t *frames, uint32_t n, uint32_t channels);
 	int (*status)(void *ctx, const char *json, size_t len);
+	/* spike waveforms: n records of record_size bytes (struct
+	 * mead_waveform, then pre + 1 + post floats), aligned */
+	int (*waveforms)(void *ctx, const uint8_t *recs, uint32_t n, uint32_t record_size);
 };
 
 int exp_open(struct exp_rec *x, const char *path, bool progress);

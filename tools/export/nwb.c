@@ -21,12 +21,14 @@
  * table's concatenated columns in electrode order without holding spikes
  * in memory.
  *
- * Waveforms, when the recording has them, belong in the Units table as
- * NWB defines it for one waveform per spike and electrode: waveforms
- * (float32 volts, [spikes, samples], electrode order like spike_times),
- * waveforms_index (1, 2, ..., N: one waveform per spike) and
- * waveforms_index_index (= spike_times_index): one more struct ragged in
- * units_open() with width = samples per waveform.  New event types
+ * Spike waveforms, when the recording has them (wire 1.2), are one
+ * SpikeEventSeries per electrode that has any:
+ *   /processing/ecephys/waveforms_<label>   data float32 [n, pre + 1 + post] µV
+ *                                           (conversion 1e-6: volts), timestamps
+ *                                           of the spikes' samples, electrodes
+ *                                           the one row of the electrodes table
+ * A waveform is not kept per unit in /units: not every spike has one (the
+ * last of a run, or one dropped, does not).  New event types
  * (threshold changes, digital input edges) need nothing here: every event
  * record becomes a row of /intervals/events, named by
  * mead_event_type_name().
@@ -97,6 +99,11 @@ struct nwb {
 	bool gone;
 	uint64_t gone_sample;
 	uint64_t trials_written, invalid_written;
+	/* spike waveforms, per electrode: data and timestamps, rows written */
+	uint32_t wf_len;
+	hid_t *wf_data, *wf_ts;
+	uint64_t *wf_at;
+	uint64_t wf_written;
 };
 
 static const char *phase_name(int32_t p)
@@ -756,6 +763,134 @@ static uint64_t uuid_seed(const struct exp_rec *x)
 
 const bool exp_nwb_built = true;
 
+/* A dataset of rows x width (width 0: rank 1) in chunks of at most 256
+ * rows: one is open per electrode, each with its own chunk cache. */
+static hid_t wf_dset(struct nwb *w, hid_t loc, const char *name, hid_t ftype, hsize_t rows, hsize_t width)
+{
+	if (w->h.err)
+		return -1;
+	int rank = width ? 2 : 1;
+	hsize_t dims[2] = { rows, width }, chunk[2] = { rows < 256 ? rows : 256, width };
+	hid_t space = H5Screate_simple(rank, dims, NULL);
+	hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+	H5Pset_chunk(dcpl, rank, chunk);
+	hid_t d = H5Dcreate2(loc, name, ftype, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+	h5_failed(&w->h, (int)d, "dataset %s", name);
+	H5Pclose(dcpl);
+	H5Sclose(space);
+	return d;
+}
+
+static void waveforms_open(struct nwb *w, hid_t processing)
+{
+	const struct exp_rec *x = w->x;
+	const struct exp_counts *c = w->pre;
+	const uint32_t n = x->layout.count;
+
+	if (!c->waveforms || !c->waveform_size)
+		return;
+	w->wf_len = c->waveform_pre + 1 + c->waveform_post;
+	w->wf_data = calloc(n, sizeof(hid_t));
+	w->wf_ts = calloc(n, sizeof(hid_t));
+	w->wf_at = calloc(n, sizeof(uint64_t));
+	if (!w->wf_data || !w->wf_ts || !w->wf_at) {
+		w->h.err = -ENOMEM;
+		return;
+	}
+	for (uint32_t e = 0; e < n; e++)
+		w->wf_data[e] = w->wf_ts[e] = -1;
+	hid_t pm = h5_typed_group(&w->h, processing, "ecephys", "ProcessingModule", "core");
+	h5_attr_str(&w->h, pm, "description", "what the rig computed online from the signal: spike waveforms");
+	for (uint32_t e = 0; e < n && !w->h.err; e++) {
+		const uint64_t rows = c->waveforms_per_electrode[e];
+		char name[64], label[EXP_LABEL_MAX * 2], desc[512];
+		if (!rows)
+			continue;
+		exp_safe_name(x->layout.labels[e], label, sizeof(label));
+		snprintf(name, sizeof(name), "waveforms_%s", label);
+		if (!w->h.err && H5Lexists(pm, name, H5P_DEFAULT) > 0)   /* two electrodes with one label */
+			snprintf(name, sizeof(name), "waveforms_%s_%u", label, e);
+		hid_t g = h5_typed_group(&w->h, pm, name, "SpikeEventSeries", "core");
+		snprintf(desc, sizeof(desc),
+			 "spike waveforms of electrode %u (label %s): the signal the online detector looked at (baseline "
+			 "removed; artifact-subtracted inside SALPA windows), %u samples before to %u after each spike's "
+			 "sample; data x conversion = volts",
+			 e, x->layout.labels[e], c->waveform_pre, c->waveform_post);
+		h5_attr_str(&w->h, g, "description", desc);
+		h5_attr_str(&w->h, g, "comments",
+			    "blanked or missing samples are 0: see waveform_flags in the npy export and "
+			    "/intervals/invalid_times");
+		w->wf_data[e] = wf_dset(w, g, "data", H5T_IEEE_F32LE, rows, w->wf_len);
+		h5_attr_f32(&w->h, w->wf_data[e], "conversion", 1e-6f);
+		h5_attr_f32(&w->h, w->wf_data[e], "offset", 0.0f);
+		h5_attr_f32(&w->h, w->wf_data[e], "resolution", -1.0f);
+		h5_attr_str(&w->h, w->wf_data[e], "unit", "volts");
+		w->wf_ts[e] = wf_dset(w, g, "timestamps", H5T_IEEE_F64LE, rows, 0);
+		h5_attr_i32(&w->h, w->wf_ts[e], "interval", 1);
+		h5_attr_str(&w->h, w->wf_ts[e], "unit", "seconds");
+		hsize_t one = 1;
+		hid_t space = H5Screate_simple(1, &one, NULL);
+		hid_t d = w->h.err ? -1 : H5Dcreate2(g, "electrodes", H5T_STD_I32LE, space, H5P_DEFAULT, H5P_DEFAULT,
+						      H5P_DEFAULT);
+		if (!h5_failed(&w->h, (int)d, "electrodes of %s", name)) {
+			int32_t row = (int32_t)e;
+			h5_failed(&w->h, H5Dwrite(d, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, &row),
+				  "electrodes of %s", name);
+			h5_typed(&w->h, d, "DynamicTableRegion", "hdmf-common");
+			h5_attr_str(&w->h, d, "description", "the electrode the waveforms were recorded on");
+			h5_attr_ref(&w->h, d, "table", ELECTRODES_PATH);
+			H5Dclose(d);
+		}
+		H5Sclose(space);
+		h5_close_obj(g);
+	}
+	h5_close_obj(pm);
+}
+
+static int on_waveforms(void *ctx, const uint8_t *recs, uint32_t n, uint32_t size)
+{
+	struct nwb *w = ctx;
+	if (!w->wf_data)
+		return 0;
+	for (uint32_t i = 0; i < n && !w->h.err; i++) {
+		struct mead_waveform h;
+		memcpy(&h, recs + (size_t)i * size, sizeof(h));
+		if (h.electrode >= w->x->layout.count || w->wf_data[h.electrode] < 0)
+			continue;
+		const uint32_t e = h.electrode;
+		if (w->wf_at[e] >= w->pre->waveforms_per_electrode[e]) {
+			w->h.err = -EIO;
+			snprintf(w->h.what, sizeof(w->h.what), "waveforms: the file changed while it was read");
+			break;
+		}
+		const double t = exp_seconds(w->x, h.sample);
+		h5_write_rows(&w->h, w->wf_data[e], H5T_NATIVE_FLOAT, w->wf_at[e], 1, w->wf_len, recs + (size_t)i * size + sizeof(h));
+		h5_write_rows(&w->h, w->wf_ts[e], H5T_NATIVE_DOUBLE, w->wf_at[e], 1, 0, &t);
+		w->wf_at[e]++;
+		w->wf_written++;
+	}
+	return w->h.err;
+}
+
+static void waveforms_close(struct nwb *w)
+{
+	for (uint32_t e = 0; w->wf_data && e < w->x->layout.count; e++) {
+		if (w->wf_data[e] >= 0) {
+			if (w->wf_at[e] != w->pre->waveforms_per_electrode[e] && !w->h.err) {
+				w->h.err = -EIO;
+				snprintf(w->h.what, sizeof(w->h.what), "waveforms: the file changed while it was read");
+			}
+			H5Dclose(w->wf_data[e]);
+			H5Dclose(w->wf_ts[e]);
+		}
+	}
+	free(w->wf_data);
+	free(w->wf_ts);
+	free(w->wf_at);
+	w->wf_data = w->wf_ts = NULL;
+	w->wf_at = NULL;
+}
+
 int exp_nwb(struct exp_rec *x, const char *out, bool force)
 {
 	static struct nwb w;
@@ -806,7 +941,7 @@ int exp_nwb(struct exp_rec *x, const char *out, bool force)
 	h5_dset_str(&w.h, root, "timestamps_reference_time", iso);
 	hid_t acq = h5_group(&w.h, root, "acquisition");
 	h5_close_obj(h5_group(&w.h, root, "analysis"));
-	h5_close_obj(h5_group(&w.h, root, "processing"));
+	hid_t processing = h5_group(&w.h, root, "processing");
 	hid_t stimg = h5_group(&w.h, root, "stimulus");
 	h5_close_obj(h5_group(&w.h, stimg, "presentation"));
 	h5_close_obj(h5_group(&w.h, stimg, "templates"));
@@ -815,18 +950,21 @@ int exp_nwb(struct exp_rec *x, const char *out, bool force)
 	general(&w, root, device);
 	raw_open(&w, acq);
 	h5_close_obj(acq);
+	waveforms_open(&w, processing);
+	h5_close_obj(processing);
 	intervals_open(&w, root);
 	units_open(&w, root);
 	if (w.h.err)
 		goto fail;
 
-	const struct exp_sink sink = { &w, on_spikes, on_stim, on_events, on_raw, NULL };
+	const struct exp_sink sink = { &w, on_spikes, on_stim, on_events, on_raw, NULL, on_waveforms };
 	int rc = exp_walk(x, "writing NWB", &sink, &post);
 	if (rc < 0 && !w.h.err) {
 		w.h.err = rc;
 		snprintf(w.h.what, sizeof(w.h.what), "reading the recording");
 	}
 	raw_close(&w);
+	waveforms_close(&w);
 	intervals_close(&w, post.end_sample);
 	units_close(&w);
 	general_text(&w, &post, start_from);
@@ -839,9 +977,9 @@ int exp_nwb(struct exp_rec *x, const char *out, bool force)
 	}
 	exp_damage(&post, damage, sizeof(damage));
 	printf("%s: %" PRIu64 " spikes on %u electrodes, %" PRIu64 " stim pulses, %" PRIu64 " events, %" PRIu64
-	       " trials, %" PRIu64 " raw frames -> %s (NWB %s)%s\n",
+	       " trials, %" PRIu64 " raw frames, %" PRIu64 " waveforms -> %s (NWB %s)%s\n",
 	       x->path, post.spikes - post.spikes_outside, w.u.n, post.stim, post.events, w.trials_written,
-	       post.raw_frames, out, NWB_VERSION, damage);
+	       post.raw_frames, w.wf_written, out, NWB_VERSION, damage);
 	status = 0;
 	exp_counts_free(&post);
 	exp_counts_free(&pre);
@@ -851,6 +989,7 @@ int exp_nwb(struct exp_rec *x, const char *out, bool force)
 fail_counts:
 	exp_counts_free(&post);
 fail:
+	waveforms_close(&w);
 	if (w.h.file >= 0)
 		h5_close(&w.h);
 	fprintf(stderr, "mead-export: %s: %s failed%s%s\n", out, w.h.what[0] ? w.h.what : "writing",

@@ -18,7 +18,13 @@
  *                                              sample_numbers.npy, timestamps.npy
  *     spikes/mead-100.acquisition/electrode<i>/ threshold crossings of electrode i: sample_numbers,
  *                                              timestamps, electrode_indices, clusters (0), waveforms
- *                                              (spikes x 1 x 0: the recording has none)
+ *                                              (float32 µV, spikes x 1 x pre+1+post, when the
+ *                                              recording has waveforms; else int16, spikes x 1 x 0)
+ *
+ * A waveform goes to the row of its spike (same electrode and sample); a
+ * spike the recording has no waveform for (the run's last, one the rig
+ * dropped) keeps a row of zeros.  Neo 0.11's OpenEphysBinaryRawIO reads
+ * no spikes at all: these folders are for the GUI's own tools and numpy.
  *
  * Digital inputs are a second TTL folder of the stream (the GUI names it
  * TTL_1), one line per input: Neo 0.11 tells event folders apart by their
@@ -32,6 +38,7 @@
  * electrode so each electrode's files get their final headers at once.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <math.h>
@@ -79,7 +86,13 @@ struct oe {
 	uint32_t *fill;
 	uint64_t *written;
 	int err;
+	/* waveforms: per electrode the spikes still waiting for theirs */
+	uint32_t wf_len;
+	struct wq { uint64_t sample, row; } *wq;
+	uint32_t *wq_head, *wq_n;
+	uint64_t wf_written, wf_unmatched;
 };
+#define WQ 256
 
 static int mkdirs(const char *path)
 {
@@ -355,12 +368,61 @@ static int on_spikes(void *ctx, const struct mead_spike *s, uint32_t n)
 			fprintf(stderr, "mead-export: %s changed while it was read\n", o->x->path);
 			return -EIO;
 		}
+		if (o->wq) {
+			/* a full queue forgets its oldest: that spike keeps zeros */
+			if (o->wq_n[e] == WQ) {
+				o->wq_head[e] = (o->wq_head[e] + 1) % WQ;
+				o->wq_n[e]--;
+			}
+			o->wq[(size_t)e * WQ + (o->wq_head[e] + o->wq_n[e]++) % WQ] =
+				(struct wq){ s[i].sample, o->written[e] + o->fill[e] };
+		}
 		o->buf[(size_t)e * o->cap + o->fill[e]] = s[i].sample;
 		if (++o->fill[e] == o->cap) {
 			int rc = spikes_flush(o, e);
 			if (rc < 0)
 				return rc;
 		}
+	}
+	return 0;
+}
+
+static int on_waveforms(void *ctx, const uint8_t *recs, uint32_t n, uint32_t size)
+{
+	struct oe *o = ctx;
+
+	for (uint32_t i = 0; o->wq && i < n; i++) {
+		struct mead_waveform h;
+		memcpy(&h, recs + (size_t)i * size, sizeof(h));
+		const uint32_t e = h.electrode;
+		if (e >= o->n)
+			continue;
+		struct wq *q = o->wq + (size_t)e * WQ;
+		while (o->wq_n[e] && q[o->wq_head[e]].sample < h.sample) {
+			o->wq_head[e] = (o->wq_head[e] + 1) % WQ;
+			o->wq_n[e]--;
+		}
+		if (!o->wq_n[e] || q[o->wq_head[e]].sample != h.sample) {
+			o->wf_unmatched++;
+			continue;
+		}
+		const uint64_t row = q[o->wq_head[e]].row;
+		o->wq_head[e] = (o->wq_head[e] + 1) % WQ;
+		o->wq_n[e]--;
+		char *dir = spike_dir(o, e), *path = dir ? join(dir, "waveforms.npy") : NULL;
+		int fd = path ? open(path, O_WRONLY) : -1;
+		const size_t bytes = (size_t)o->wf_len * 4;
+		int rc = fd >= 0 && pwrite(fd, recs + (size_t)i * size + sizeof(h), bytes,
+					   (off_t)(NPY_HEADER + row * bytes)) == (ssize_t)bytes ? 0 : -EIO;
+		if (fd >= 0 && close(fd) < 0)
+			rc = -EIO;
+		if (rc < 0)
+			fprintf(stderr, "mead-export: %s: %s\n", path ? path : "waveforms.npy", strerror(errno));
+		free(path);
+		free(dir);
+		if (rc < 0)
+			return rc;
+		o->wf_written++;
 	}
 	return 0;
 }
@@ -391,12 +453,20 @@ static int spikes_open(struct oe *o)
 	o->written = calloc(o->n + 1, sizeof(uint64_t));
 	if (!o->buf || !o->fill || !o->written)
 		return -ENOMEM;
+	if (o->pre->waveforms && o->pre->waveform_size) {
+		o->wf_len = o->pre->waveform_pre + 1 + o->pre->waveform_post;
+		o->wq = malloc((size_t)(o->n ? o->n : 1) * WQ * sizeof(*o->wq));
+		o->wq_head = calloc(o->n + 1, sizeof(uint32_t));
+		o->wq_n = calloc(o->n + 1, sizeof(uint32_t));
+		if (!o->wq || !o->wq_head || !o->wq_n)
+			return -ENOMEM;
+	}
 	for (uint32_t e = 0; e < o->n; e++) {
 		char *dir = spike_dir(o, e), s1[64], s3[64];
 		uint64_t k = o->pre->spikes_per_electrode[e];
 		int rc = dir ? mkdirs(dir) : -ENOMEM;
 		snprintf(s1, sizeof(s1), "(%" PRIu64 ",)", k);
-		snprintf(s3, sizeof(s3), "(%" PRIu64 ", 1, 0)", k);
+		snprintf(s3, sizeof(s3), "(%" PRIu64 ", 1, %u)", k, o->wf_len);
 		if (rc == 0)
 			rc = header_file(dir, "sample_numbers.npy", "'<i8'", s1);
 		if (rc == 0)
@@ -406,7 +476,14 @@ static int spikes_open(struct oe *o)
 		if (rc == 0)
 			rc = header_file(dir, "clusters.npy", "'<u2'", s1);
 		if (rc == 0)
-			rc = header_file(dir, "waveforms.npy", "'<i2'", s3);
+			rc = header_file(dir, "waveforms.npy", o->wf_len ? "'<f4'" : "'<i2'", s3);
+		if (rc == 0 && o->wf_len) {
+			/* every row zero until its waveform comes */
+			char *path = join(dir, "waveforms.npy");
+			if (!path || truncate(path, (off_t)(NPY_HEADER + k * o->wf_len * 4)) < 0)
+				rc = -EIO;
+			free(path);
+		}
 		free(dir);
 		if (rc < 0)
 			return rc;
@@ -536,8 +613,13 @@ static char *oebin(const struct oe *o, bool raw)
 		mead_jw_obj_begin(&w);
 		kv_str(&w, "name", name);
 		mead_jw_key(&w, "description");
-		snprintf(text, sizeof(text), "threshold crossings of electrode %u (label %s), not sorted; no waveforms", e,
-			 l->labels[e]);
+		if (o->wf_len)
+			snprintf(text, sizeof(text),
+				 "threshold crossings of electrode %u (label %s), not sorted; waveforms float32 uV (zeros: none)",
+				 e, l->labels[e]);
+		else
+			snprintf(text, sizeof(text), "threshold crossings of electrode %u (label %s), not sorted; no waveforms",
+				 e, l->labels[e]);
 		mead_jw_str(&w, text);
 		kv_str(&w, "identifier", "mead.spikes");
 		mead_jw_key(&w, "source_processor_id");
@@ -548,9 +630,9 @@ static char *oebin(const struct oe *o, bool raw)
 		mead_jw_key(&w, "num_channels");
 		mead_jw_u64(&w, 1);
 		mead_jw_key(&w, "pre_peak_samples");
-		mead_jw_u64(&w, 0);
+		mead_jw_u64(&w, o->wf_len ? o->pre->waveform_pre : 0);
 		mead_jw_key(&w, "post_peak_samples");
-		mead_jw_u64(&w, 0);
+		mead_jw_u64(&w, o->wf_len ? o->pre->waveform_post : 0);
 		mead_jw_key(&w, "folder");
 		snprintf(text, sizeof(text), PROC "/%s/", name);
 		mead_jw_str(&w, text);
@@ -668,6 +750,11 @@ static int close_all(struct oe *o)
 	free(o->buf);
 	free(o->fill);
 	free(o->written);
+	free(o->wq);
+	free(o->wq_head);
+	free(o->wq_n);
+	o->wq = NULL;
+	o->wq_head = o->wq_n = NULL;
 	o->heap = NULL;
 	o->buf = NULL;
 	o->fill = NULL;
@@ -724,7 +811,8 @@ int exp_openephys(struct exp_rec *x, const char *out)
 	}
 	if (open_all(&o) < 0)
 		goto done;
-	const struct exp_sink sink = { &o, on_spikes, o.pre->stim ? on_stim : NULL, on_events, on_raw, NULL };
+	const struct exp_sink sink = { &o, on_spikes, o.pre->stim ? on_stim : NULL, on_events, on_raw, NULL,
+				       on_waveforms };
 	rc = exp_walk(x, "writing Open Ephys", &sink, &post);
 	walked = true;
 	if (rc == 0 && o.pre->stim)
@@ -757,9 +845,14 @@ int exp_openephys(struct exp_rec *x, const char *out)
 		goto done;
 	}
 	exp_damage(&post, damage, sizeof(damage));
-	printf("%s: %" PRIu64 " raw frames of %u channels, %" PRIu64 " spikes, %" PRIu64 " stim pulses (%" PRIu64
+	if (o.wf_unmatched)
+		fprintf(stderr, "mead-export: %" PRIu64 " waveforms matched no spike record (not exported)\n", o.wf_unmatched);
+	char wft[64] = "";
+	if (o.wf_len)
+		snprintf(wft, sizeof(wft), ", %" PRIu64 " waveforms", o.wf_written);
+	printf("%s: %" PRIu64 " raw frames of %u channels, %" PRIu64 " spikes%s, %" PRIu64 " stim pulses (%" PRIu64
 	       " TTL edges), %" PRIu64 " digital input edges, %" PRIu64 " events (messages) -> %s/" REC_DIR "%s%s\n",
-	       x->path, frames, raw ? o.channels : 0, post.spikes - post.spikes_outside, post.stim, edges, o.di_edges,
+	       x->path, frames, raw ? o.channels : 0, post.spikes - post.spikes_outside, wft, post.stim, edges, o.di_edges,
 	       messages, out,
 	       damage, raw ? "" : " (no raw samples: Neo's OpenEphysBinaryRawIO needs a continuous stream)");
 	status = 0;

@@ -197,6 +197,7 @@ void exp_close(struct exp_rec *x)
 void exp_counts_free(struct exp_counts *c)
 {
 	free(c->spikes_per_electrode);
+	free(c->waveforms_per_electrode);
 	free(c->last_status);
 	memset(c, 0, sizeof(*c));
 }
@@ -279,8 +280,13 @@ int exp_walk(struct exp_rec *x, const char *what, const struct exp_sink *sink, s
 	memset(c, 0, sizeof(*c));
 	c->raw_contiguous = true;
 	c->spikes_per_electrode = calloc(x->layout.count ? x->layout.count : 1, sizeof(uint64_t));
-	if (!c->spikes_per_electrode)
+	c->waveforms_per_electrode = calloc(x->layout.count ? x->layout.count : 1, sizeof(uint64_t));
+	if (!c->spikes_per_electrode || !c->waveforms_per_electrode) {
+		free(c->spikes_per_electrode);
+		free(c->waveforms_per_electrode);
+		c->spikes_per_electrode = c->waveforms_per_electrode = NULL;
 		return -ENOMEM;
+	}
 	mead_rec_rewind(x->r);
 	progress(x, &pg, what, 0, true);
 	for (uint64_t nrec = 1;; nrec++) {
@@ -393,6 +399,61 @@ int exp_walk(struct exp_rec *x, const char *what, const struct exp_sink *sink, s
 			see(c, rec.header.sample + n);
 			if (sink && sink->raw)
 				rc = sink->raw(sink->ctx, rec.header.sample, f, n, ch);
+			break;
+		}
+		case MEAD_KIND_WAVEFORMS: {
+			const uint32_t size = rec.header.record_size;
+			if (n == 0)
+				break;
+			if (size < sizeof(struct mead_waveform) || (!c->waveform_size && (size - sizeof(struct mead_waveform)) % 4)) {
+				c->waveforms_skipped += n;
+				break;
+			}
+			uint8_t *w = scratch_get(&sc, (size_t)rec.payload_len + 8);
+			if (!w) {
+				rc = -ENOMEM;
+				goto out;
+			}
+			memcpy(w, rec.payload, (size_t)n * size);
+			if (!c->waveform_size) {
+				struct mead_waveform h;
+				memcpy(&h, w, sizeof(h));
+				if (mead_waveform_size(h.pre, h.post) != size) {
+					c->waveforms_skipped += n;
+					break;
+				}
+				c->waveform_size = size;
+				c->waveform_pre = h.pre;
+				c->waveform_post = h.post;
+			}
+			if (size != c->waveform_size) {
+				if (first_walk)
+					fprintf(stderr, "mead-export: waveform records of %u bytes after ones of %u at byte %" PRIu64
+						" (skipped)\n", size, c->waveform_size, rec.offset);
+				c->waveforms_skipped += n;
+				break;
+			}
+			/* keep the records whose header says what their size does */
+			uint32_t kept = 0;
+			for (uint32_t i = 0; i < n; i++) {
+				struct mead_waveform h;
+				memcpy(&h, w + (size_t)i * size, sizeof(h));
+				if (h.pre != c->waveform_pre || h.post != c->waveform_post) {
+					c->waveforms_skipped++;
+					continue;
+				}
+				if (kept != i)
+					memmove(w + (size_t)kept * size, w + (size_t)i * size, size);
+				kept++;
+				if (h.electrode < x->layout.count)
+					c->waveforms_per_electrode[h.electrode]++;
+				else
+					c->waveforms_outside++;
+				see(c, h.sample + h.post + 1);
+			}
+			c->waveforms += kept;
+			if (kept && sink && sink->waveforms)
+				rc = sink->waveforms(sink->ctx, w, kept, size);
 			break;
 		}
 		case MEAD_KIND_STATUS:
@@ -508,6 +569,13 @@ char *exp_summary_json(const struct exp_rec *x, const struct exp_counts *c, cons
 	kv_u64(&w, "stim", c->stim);
 	kv_u64(&w, "events", c->events);
 	kv_u64(&w, "raw_frames", c->raw_frames);
+	kv_u64(&w, "waveforms", c->waveforms);
+	if (c->waveform_size) {
+		kv_u64(&w, "waveform_pre", c->waveform_pre);
+		kv_u64(&w, "waveform_post", c->waveform_post);
+	}
+	if (c->waveforms_skipped)
+		kv_u64(&w, "waveforms_skipped", c->waveforms_skipped);
 	kv_u64(&w, "end_sample", c->end_sample);
 	per_kind(&w, "messages", c->messages);
 	mead_jw_obj_end(&w);
