@@ -718,13 +718,14 @@ static uint32_t read_and_pass(struct mead_loop *l, uint64_t tick, uint64_t first
 	}
 	if (l->frame.n_spikes)
 		push_msg(l, MEAD_KIND_SPIKES, first, l->frame.spikes, l->frame.n_spikes, sizeof(struct mead_spike));
-	if (l->waveforms && l->frame.n_waveforms) {
+	if (l->waveforms) {
+		/* a driver that claims more than the buffer holds lost the rest */
 		uint32_t n = l->frame.n_waveforms < l->params.spike_capacity ? l->frame.n_waveforms : l->params.spike_capacity;
-		push_msg(l, MEAD_KIND_WAVEFORMS, first, l->waveforms, n, l->waveform_size);
+		if (n)
+			push_msg(l, MEAD_KIND_WAVEFORMS, first, l->waveforms, n, l->waveform_size);
 		stat_add(&l->stats.waveforms, n);
+		stat_add(&l->stats.waveforms_dropped, l->frame.waveforms_dropped + (l->frame.n_waveforms - n));
 	}
-	if (l->waveforms)
-		stat_add(&l->stats.waveforms_dropped, l->frame.waveforms_dropped);
 	if (l->raw && l->frame.raw_samples)
 		push_msg(l, MEAD_KIND_RAW, l->frame.raw_first_sample, l->raw, l->frame.raw_samples,
 			 2u * l->driver.caps.raw_channels);
