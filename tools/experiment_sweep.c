@@ -327,29 +327,41 @@ static char *read_file(const char *path, size_t *ret_len)
 	return s;
 }
 
+/* A file that appears at path whole or not at all: written to *ret_tmp,
+ * then renamed by atomic_close. */
+static FILE *atomic_open(const char *path, char **ret_tmp)
+{
+	*ret_tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+	return fopen(*ret_tmp, "w");
+}
+
+/* Closes f (NULL: its open failed) and renames tmp to path, or removes tmp;
+ * frees tmp.  0 or a negative errno. */
+static int atomic_close(FILE *f, char *tmp, const char *path)
+{
+	int rc = f ? 0 : -errno;
+	if (f) {
+		if (ferror(f) || fflush(f) != 0 || fsync(fileno(f)) != 0)
+			rc = -EIO;
+		if (fclose(f) != 0 && !rc)
+			rc = -EIO;
+		if (!rc && rename(tmp, path) < 0)
+			rc = -errno;
+		if (rc)
+			unlink(tmp);
+	}
+	free(tmp);
+	return rc;
+}
+
 /* Writes text to path whole or not at all. */
 static int write_atomic(const char *path, const char *text, size_t len)
 {
-	char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-	FILE *f = fopen(tmp, "w");
-	int rc = 0;
-	if (!f) {
-		rc = -errno;
-		free(tmp);
-		return rc;
-	}
-	if (fwrite(text, 1, len, f) != len)
-		rc = -EIO;
-	if (fflush(f) != 0 || fsync(fileno(f)) != 0)
-		rc = rc ? rc : -errno;
-	if (fclose(f) != 0 && !rc)
-		rc = -EIO;
-	if (!rc && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc)
-		unlink(tmp);
-	free(tmp);
-	return rc;
+	char *tmp;
+	FILE *f = atomic_open(path, &tmp);
+	if (f)
+		fwrite(text, 1, len, f); /* a short write sets ferror(f): atomic_close reports it */
+	return atomic_close(f, tmp, path);
 }
 
 static int strings_from(const struct mead_json *doc, const struct mead_json_value *a, char **out, int max, int *n)
@@ -1098,13 +1110,10 @@ static double influence(const struct plan *p, const struct point_stats *ps, int 
 static int write_svg(const char *dir, const struct plan *p, const struct row *rows, const struct point_stats *ps,
 		     long best, int metric)
 {
-	char *path = xasprintf("%s/landscape.svg", dir), *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-	FILE *f = fopen(tmp, "w");
-	int rc = 0;
-	if (!f) {
-		rc = -errno;
+	char *path = xasprintf("%s/landscape.svg", dir), *tmp;
+	FILE *f = atomic_open(path, &tmp);
+	if (!f)
 		goto out;
-	}
 	fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
 		"<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" "
 		"font-family=\"DejaVu Sans, Helvetica, Arial, sans-serif\">\n"
@@ -1140,27 +1149,18 @@ static int write_svg(const char *dir, const struct plan *p, const struct row *ro
 		svg_heat(f, p, ps, best, metric, ka, kb, title);
 	}
 	fputs("</svg>\n", f);
-	if (fclose(f) != 0)
-		rc = -EIO;
-	if (!rc && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc)
-		unlink(tmp);
-out:
-	free(tmp);
+out:;
+	int rc = atomic_close(f, tmp, path);
 	free(path);
 	return rc;
 }
 
 static int write_csv(const char *dir, const struct plan *p, const struct row *rows)
 {
-	char *path = xasprintf("%s/results.csv", dir), *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-	FILE *f = fopen(tmp, "w");
-	int rc = 0;
-	if (!f) {
-		rc = -errno;
+	char *path = xasprintf("%s/results.csv", dir), *tmp;
+	FILE *f = atomic_open(path, &tmp);
+	if (!f)
 		goto out;
-	}
 	fputs("task,point", f);
 	for (int k = 0; k < p->n_params; k++) {
 		fputc(',', f);
@@ -1186,14 +1186,8 @@ static int write_csv(const char *dir, const struct plan *p, const struct row *ro
 		csv_num(f, r->wall_s);
 		fprintf(f, ",%s\n", row_status(r));
 	}
-	if (fclose(f) != 0)
-		rc = -EIO;
-	if (!rc && rename(tmp, path) < 0)
-		rc = -errno;
-	if (rc)
-		unlink(tmp);
-out:
-	free(tmp);
+out:;
+	int rc = atomic_close(f, tmp, path);
 	free(path);
 	return rc;
 }
