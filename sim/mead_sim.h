@@ -23,6 +23,16 @@ extern "C" {
 #define MEAD_SIM_WEIGHTS_MAGIC   "MEADSIMW"
 #define MEAD_SIM_WEIGHTS_VERSION 1u
 
+/* How neurons are laid over the culture.  UNIFORM is the reference's
+ * (independent positions: some electrode cells get none, others eight);
+ * EVEN plates the same count over every electrode cell (a patterned
+ * culture), the remainder over cells drawn at random, each neuron uniform
+ * within its cell. */
+enum mead_sim_placement {
+	MEAD_SIM_PLACE_UNIFORM = 0,
+	MEAD_SIM_PLACE_EVEN = 1,
+};
+
 struct mead_sim_params {
 	uint32_t neurons;          /* 240 and 10140 in the presets */
 	uint64_t seed;
@@ -52,6 +62,7 @@ struct mead_sim_params {
 	double width_mm;           /* 5 */
 	double height_mm;          /* 3 */
 	double mm_per_unit;        /* 3: the reference's length unit */
+	enum mead_sim_placement placement; /* UNIFORM */
 	uint32_t electrode_rows;   /* 6 */
 	uint32_t electrode_cols;   /* 10 */
 };

@@ -65,6 +65,8 @@ static int check_params(const struct mead_sim_params *p)
 		return -EINVAL;
 	if (!(p->dt_ms > 0) || !(p->tau_m_ms > 0) || !(p->tau_stdp_ms > 0) || !(p->mm_per_unit > 0))
 		return -EINVAL;
+	if (p->placement != MEAD_SIM_PLACE_UNIFORM && p->placement != MEAD_SIM_PLACE_EVEN)
+		return -EINVAL;
 	if (!(p->width_mm > 0) || !(p->height_mm > 0) || !(p->refractory_ms >= 0) || p->refractory_ms > 1e6)
 		return -EINVAL;
 	if (!(p->sigma_e_mm > 0) || !(p->sigma_i_mm > 0) || !(p->electrode_reach_mm > 0))
@@ -141,6 +143,41 @@ static int cmp_byx(const void *a, const void *b)
 	return p->i < q->i ? -1 : (p->i > q->i);
 }
 
+/* n / cells neurons in every electrode cell, one more in n % cells cells
+ * drawn without replacement; positions uniform within the cell. */
+static int place_even(struct mead_rng *r, uint32_t n, uint32_t rows, uint32_t cols, double wu, double hu,
+		      struct byx *out)
+{
+	uint32_t ne = rows * cols, base = n / ne, extra = n % ne;
+	uint32_t *order = malloc(ne * sizeof(*order));
+	if (!order)
+		return -ENOMEM;
+	for (uint32_t e = 0; e < ne; e++)
+		order[e] = e;
+	for (uint32_t k = 0; k < extra; k++) {
+		uint32_t j = k + (uint32_t)(mead_rng_uniform(r) * (ne - k));
+		if (j >= ne)
+			j = ne - 1;
+		uint32_t t = order[k];
+		order[k] = order[j];
+		order[j] = t;
+	}
+	double cw = wu / cols, ch = hu / rows;
+	uint32_t i = 0;
+	for (uint32_t k = 0; k < ne; k++) {
+		uint32_t e = order[k], count = base + (k < extra);
+		for (uint32_t m = 0; m < count; m++, i++) {
+			/* strictly inside the cell, so the float position bins back into it */
+			double u = mead_rng_uniform(r) * 0.998 + 0.001, v = mead_rng_uniform(r) * 0.998 + 0.001;
+			out[i].x = (float)(((e % cols) + u) * cw);
+			out[i].y = (float)(((e / cols) + v) * ch);
+			out[i].i = i;
+		}
+	}
+	free(order);
+	return 0;
+}
+
 /* |N(0,1)| exp(-d^2 / 2 sigma^2), or 0 when it would be pruned.  Pairs whose
  * profile is below theta/8 are pruned without a draw: |N(0,1)| > 8 has
  * probability 1.2e-15, so this saves ~10^8 draws at 10,140 neurons and
@@ -215,14 +252,21 @@ int mead_sim_new(const struct mead_sim_params *params, struct mead_sim **ret_sim
 	struct byx *tmp = malloc(n * sizeof(*tmp));
 	if (!tmp)
 		goto fail;
-	for (uint32_t i = 0; i < n; i++) {
-		tmp[i].x = (float)(mead_rng_uniform(&g.r) * wu);
-		tmp[i].i = i;
-	}
-	for (uint32_t i = 0; i < n; i++)
-		tmp[i].y = (float)(mead_rng_uniform(&g.r) * hu);
-	qsort(tmp, n, sizeof(*tmp), cmp_byx);
 	uint32_t rows = p->electrode_rows, cols = p->electrode_cols;
+	if (p->placement == MEAD_SIM_PLACE_EVEN) {
+		if (place_even(&g.r, n, rows, cols, wu, hu, tmp) < 0) {
+			free(tmp);
+			goto fail;
+		}
+	} else {
+		for (uint32_t i = 0; i < n; i++) {
+			tmp[i].x = (float)(mead_rng_uniform(&g.r) * wu);
+			tmp[i].i = i;
+		}
+		for (uint32_t i = 0; i < n; i++)
+			tmp[i].y = (float)(mead_rng_uniform(&g.r) * hu);
+	}
+	qsort(tmp, n, sizeof(*tmp), cmp_byx);
 	for (uint32_t i = 0; i < n; i++) {
 		s->px[i] = tmp[i].x;
 		s->py[i] = tmp[i].y;

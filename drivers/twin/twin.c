@@ -70,6 +70,8 @@ static const struct mead_param_spec twin_params[] = {
 	{ "sigma_e_mm", MEAD_PARAM_DOUBLE, "1.2", 1e-6, 1e3, "excitatory reach" },
 	{ "sigma_i_mm", MEAD_PARAM_DOUBLE, "0.15", 1e-6, 1e3, "inhibitory reach" },
 	{ "electrode_reach_mm", MEAD_PARAM_DOUBLE, "0.3", 1e-6, 1e3, "electrode stimulation reach" },
+	{ "placement", MEAD_PARAM_STRING, "uniform", 0, -1,
+	  "uniform (the reference's: independent positions) or even (the same count over every electrode cell)" },
 	{ "prune_threshold", MEAD_PARAM_DOUBLE, "0.001", 0, 1e3, "|w| below this at construction is pruned for ever" },
 	{ "stdp", MEAD_PARAM_BOOL, "true", 0, -1, "plasticity on at start (MEAD_CTL_LEARNING switches it)" },
 	{ "weights_load", MEAD_PARAM_STRING, "", 0, -1, "learned weights to load at open (same preset and seed)" },
@@ -187,6 +189,15 @@ static int twin_open(const struct mead_driver_config *cfg, void **ret_state, cha
 		if ((r = num(cfg, "v_lower_bound_mv", -1000, 1000, &p.v_lower_bound_mv, err, err_len)) < 0)
 			return r;
 		p.has_lower_bound = true;
+	}
+	const char *place = param(cfg, "placement");
+	if (!strcmp(place, "uniform")) {
+		p.placement = MEAD_SIM_PLACE_UNIFORM;
+	} else if (!strcmp(place, "even")) {
+		p.placement = MEAD_SIM_PLACE_EVEN;
+	} else {
+		mead_set_err(err, err_len, "twin: option placement: '%s' is neither uniform nor even", place);
+		return -EINVAL;
 	}
 	p.stdp = mead_driver_param_bool(cfg, "stdp", true);
 
@@ -457,10 +468,12 @@ static int twin_describe(void *state, char *buf, size_t len)
 	char tmp[8192];
 	size_t o = 0;
 	int k = snprintf(tmp, sizeof(tmp),
-			 "{\"preset\":\"%s\",\"neurons\":%u,\"synapses\":%llu,\"electrodes\":%u,"
+			 "{\"preset\":\"%s\",\"placement\":\"%s\",\"neurons\":%u,\"synapses\":%llu,\"electrodes\":%u,"
 			 "\"sample_rate_hz\":%u,\"dt_ms\":%g,\"seed\":%llu,\"learning\":%s,\"steps\":%llu,\"spikes\":%llu,"
 			 "\"pulses_dropped\":%llu,\"step_us_at_open\":%.3f,\"neurons_per_electrode\":[",
-			 t->preset, t->neurons, (unsigned long long)t->synapses, t->ne, t->rate_hz,
+			 t->preset,
+			 mead_sim_get_params(t->sim)->placement == MEAD_SIM_PLACE_EVEN ? "even" : "uniform",
+			 t->neurons, (unsigned long long)t->synapses, t->ne, t->rate_hz,
 			 mead_sim_get_params(t->sim)->dt_ms, (unsigned long long)mead_sim_get_params(t->sim)->seed,
 			 __atomic_load_n(&t->learning, __ATOMIC_RELAXED) ? "true" : "false",
 			 (unsigned long long)__atomic_load_n(&t->steps, __ATOMIC_RELAXED),

@@ -709,6 +709,54 @@ static void test_determinism(void **state)
 	assert_true(a == e);
 }
 
+/* Even placement: every electrode cell holds n / 60 neurons, the remainder
+ * one more in distinct cells; each neuron lies inside the cell it is
+ * counted in; the default stays the reference's uniform draw. */
+static void test_placement(void **state)
+{
+	(void)state;
+	struct mead_sim_params p = preset("tsk-240", 7);
+	struct mead_sim *u = make(&p);
+	uint32_t lo = UINT32_MAX, hi = 0;
+	for (uint32_t e = 0; e < 60; e++) {
+		uint32_t c = mead_sim_electrode_neurons(u, e);
+		lo = c < lo ? c : lo;
+		hi = c > hi ? c : hi;
+	}
+	assert_true(hi - lo >= 3); /* uniform: 240 over 60 cells is far from even */
+	mead_sim_free(u);
+
+	for (uint32_t n = 240; n <= 250; n += 10) {
+		p = preset("tsk-240", 7);
+		p.neurons = n;
+		p.placement = MEAD_SIM_PLACE_EVEN;
+		struct mead_sim *s = make(&p);
+		uint32_t total = 0, plus = 0;
+		for (uint32_t e = 0; e < 60; e++) {
+			uint32_t c = mead_sim_electrode_neurons(s, e);
+			assert_true(c == n / 60 || c == n / 60 + 1);
+			plus += c == n / 60 + 1;
+			total += c;
+		}
+		assert_int_equal(total, n);
+		assert_int_equal(plus, n % 60);
+		uint32_t per[60] = { 0 };
+		for (uint32_t i = 0; i < n; i++) {
+			double x, y;
+			mead_sim_neuron_position(s, i, &x, &y);
+			assert_true(x > 0 && x < 5.0 && y > 0 && y < 3.0);
+			per[(uint32_t)(y / 0.5) * 10 + (uint32_t)(x / 0.5)]++;
+		}
+		for (uint32_t e = 0; e < 60; e++)
+			assert_int_equal(per[e], mead_sim_electrode_neurons(s, e));
+		mead_sim_free(s);
+	}
+	p.placement = (enum mead_sim_placement)2;
+	struct mead_sim *bad = (struct mead_sim *)0x1;
+	assert_int_equal(mead_sim_new(&p, &bad), -EINVAL);
+	assert_ptr_equal(bad, (struct mead_sim *)0x1);
+}
+
 /* ------------------------------------------------------------- save/load */
 
 static char *tmpname(const char *tag)
@@ -830,6 +878,7 @@ int main(void)
 		cmocka_unit_test(test_stdp_input_pathway),
 		cmocka_unit_test(test_matches_per_step_reference),
 		cmocka_unit_test(test_determinism),
+		cmocka_unit_test(test_placement),
 		cmocka_unit_test(test_save_load),
 		cmocka_unit_test(test_snapshots),
 	};

@@ -112,6 +112,11 @@ static void test_bad_options(void **state)
 			      sizeof(err)));
 	assert_int_equal(r, -EINVAL);
 	assert_non_null(strstr(err, "v_lower_bound_mv"));
+	assert_null(open_twin(1000, 1, false, NULL, (struct kv[]){ { "placement", "grid" }, { 0 } }, &r, err,
+			      sizeof(err)));
+	assert_int_equal(r, -EINVAL);
+	assert_non_null(strstr(err, "placement"));
+	assert_non_null(strstr(err, "'grid'"));
 }
 
 /* Runs ticks of `period_us` over `samples` samples with pulses on electrodes
