@@ -34,7 +34,7 @@ def load(d, bins=1, stim=False):
     meta = json.load(open(d + "/recording.json"))
     n_el = meta["electrode_count"]
     trials, cur, block, phase = [], None, -1, None
-    for s, t, v in ev:
+    for s, t, v in zip(ev["sample"], ev["type"], ev["value"]):
         if t == EV_PHASE:
             block += 1
             phase = int(v)

@@ -2,9 +2,11 @@
 # tools/readout-study.py on two small recorded twin runs: the comparison
 # table has a row per layer x classifier, the efficiency study's fits learn
 # from exactly floor(k f) labels, its JSON matches mead-readout run by hand,
-# and the plot is well-formed SVG with one marker per fraction and series.
+# and the plot is well-formed SVG with one marker per fraction and series;
+# tools/mnist-analysis.py reads today's export and its culture-rule test
+# accuracy is the readout's.
 set -u
-mead=$1 readout=$2 src=$3
+mead=$1 readout=$2 src=$3 export=$4
 fail() { echo "FAIL: $*"; exit 1; }
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 for s in 1 2; do
@@ -40,4 +42,9 @@ circles = svg.findall(".//{http://www.w3.org/2000/svg}circle")
 assert len(circles) == 2 * 3, len(circles)
 print("readout-study ok:", e["readout"], e["pixels"])
 PY
+# the culture rule from the exported recording, as mnist-analysis scores it
+"$export" $tmp/r2.mrec --to npy -o $tmp/npy >/dev/null 2>&1 || fail "export"
+blocks=$(/usr/bin/python3 "$src/tools/mnist-analysis.py" blocks --readout-pass $tmp/npy 2>&1) || fail "mnist-analysis blocks: $blocks"
+want=$(/usr/bin/python3 -c 'import json,sys; print("%.4f" % json.load(open(sys.argv[1]))["accuracy"])' $tmp/hand.json)
+echo "$blocks" | grep -q "test $want (30 trials)" || fail "mnist-analysis blocks: '$blocks', readout's culture accuracy $want"
 echo ok
