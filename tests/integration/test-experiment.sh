@@ -55,4 +55,22 @@ assert abs(s["best_validation"] - p["validation"]["best"]) < 5e-5, (s, p)
 assert abs(s["accuracy"] - p["test"]["accuracy"]) < 5e-5, (s, p)
 print("reference protocol: best validation", s["best_validation"], "test", s["accuracy"])
 PY
+
+# The design the search found runs the same protocol on an evenly plated
+# culture: four neurons over every electrode, 75 ms a digit.
+drv=$("$mead" -c "$src/config/twin-mnist-ref-design.yaml" "${ref[@]}" -o streams.wait_subscribers=0 \
+	-o streams.pub=ipc://$tmp/pub -o streams.control=ipc://$tmp/ctl 2>&1 | tee $tmp/design.log \
+	| sed -n 's/^mead: driver: //p' | tail -n 1)
+/usr/bin/python3 - "$drv" "$tmp/design.log" <<'PY' || exit 1
+import json, re, sys
+d = json.loads(sys.argv[1])
+assert d["preset"] == "tsk-240" and d["placement"] == "even", d
+assert d["neurons_per_electrode"] == [4] * 60, d["neurons_per_electrode"]
+log = open(sys.argv[2]).read()
+p = json.loads(re.findall(r"^mead: protocol: (.*)$", log, re.M)[-1])
+assert p["state"] == "finished" and 0.0 <= p["test"]["accuracy"] <= 1.0, p
+# 20 test digits at 75 ms, 60 training, 3 passes of 30: 170 trials of 75 ticks
+assert d["steps"] == 170 * 75, d["steps"]
+print("design: test", p["test"]["accuracy"])
+PY
 echo ok
