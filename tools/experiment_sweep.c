@@ -527,36 +527,54 @@ static void jw_params(struct mead_jw *w, const struct plan *p, long point)
 	mead_jw_obj_end(w);
 }
 
+static const char *row_status(const struct row *r)
+{
+	return r->ok ? "ok" : r->why[0] ? "failed" : "missing";
+}
+
+/* One task's row, as rows/task-T.json and results.json both hold it. */
+static void jw_row(struct mead_jw *w, const struct plan *p, long t, const struct row *r)
+{
+	mead_jw_obj_begin(w);
+	mead_jw_key(w, "task");
+	mead_jw_i64(w, t);
+	mead_jw_key(w, "point");
+	mead_jw_i64(w, task_point(p, t));
+	mead_jw_key(w, "seed");
+	mead_jw_i64(w, task_seed(p, t));
+	mead_jw_key(w, "params");
+	jw_params(w, p, task_point(p, t));
+	mead_jw_key(w, "accuracy");
+	mead_jw_double(w, r->accuracy);
+	mead_jw_key(w, "readout_accuracy");
+	mead_jw_double(w, r->readout_accuracy);
+	mead_jw_key(w, "pixel_baseline");
+	mead_jw_double(w, r->pixel_baseline);
+	mead_jw_key(w, "best_validation");
+	mead_jw_double(w, r->best_validation);
+	mead_jw_key(w, "n");
+	if (r->ok)
+		mead_jw_u64(w, r->n);
+	else
+		mead_jw_null(w);
+	mead_jw_key(w, "wall_seconds");
+	mead_jw_double(w, r->wall_s);
+	mead_jw_key(w, "status");
+	mead_jw_str(w, row_status(r));
+	if (r->why[0]) {
+		mead_jw_key(w, "error");
+		mead_jw_str(w, r->why);
+	}
+	mead_jw_obj_end(w);
+}
+
 static int row_write(const char *dir, const struct plan *p, long t, const struct row *r)
 {
 	static char buf[1 << 16];
 	struct mead_jw w;
 
 	mead_jw_init(&w, buf, sizeof(buf));
-	mead_jw_obj_begin(&w);
-	mead_jw_key(&w, "task");
-	mead_jw_i64(&w, t);
-	mead_jw_key(&w, "point");
-	mead_jw_i64(&w, task_point(p, t));
-	mead_jw_key(&w, "seed");
-	mead_jw_i64(&w, task_seed(p, t));
-	mead_jw_key(&w, "params");
-	jw_params(&w, p, task_point(p, t));
-	mead_jw_key(&w, "accuracy");
-	mead_jw_double(&w, r->accuracy);
-	mead_jw_key(&w, "readout_accuracy");
-	mead_jw_double(&w, r->readout_accuracy);
-	mead_jw_key(&w, "pixel_baseline");
-	mead_jw_double(&w, r->pixel_baseline);
-	mead_jw_key(&w, "best_validation");
-	mead_jw_double(&w, r->best_validation);
-	mead_jw_key(&w, "n");
-	mead_jw_u64(&w, r->n);
-	mead_jw_key(&w, "wall_seconds");
-	mead_jw_double(&w, r->wall_s);
-	mead_jw_key(&w, "status");
-	mead_jw_str(&w, "ok");
-	mead_jw_obj_end(&w);
+	jw_row(&w, p, t, r);
 	int n = mead_jw_finish(&w);
 	if (n < 0 || (size_t)n + 1 >= sizeof(buf))
 		return -ENOSPC;
@@ -686,6 +704,7 @@ static bool task_finish(const char *dir, const struct plan *p, long t, int statu
 				r.best_validation = mead_json_number_at(doc, s0, "best_validation", NAN);
 				r.n = (unsigned)mead_json_number_at(doc, s0, "n", 0);
 				r.wall_s = wall_s;
+				r.ok = true;
 				int rc = row_write(dir, p, t, &r);
 				if (rc < 0)
 					snprintf(why, sizeof(why), "cannot write the row: %s", strerror(-rc));
@@ -798,11 +817,6 @@ static void csv_num(FILE *f, double v)
 		fprintf(f, ",%.6g", v);
 	else
 		fputs(",", f);
-}
-
-static const char *row_status(const struct row *r)
-{
-	return r->ok ? "ok" : r->why[0] ? "failed" : "missing";
 }
 
 /* Shell words as a person pastes them. */
@@ -1242,40 +1256,8 @@ static int write_json(const char *dir, const struct plan *p, const struct row *r
 	mead_jw_arr_end(&w);
 	mead_jw_key(&w, "rows");
 	mead_jw_arr_begin(&w);
-	for (long t = 0; t < p->tasks; t++) {
-		const struct row *r = &rows[t];
-		mead_jw_obj_begin(&w);
-		mead_jw_key(&w, "task");
-		mead_jw_i64(&w, t);
-		mead_jw_key(&w, "point");
-		mead_jw_i64(&w, task_point(p, t));
-		mead_jw_key(&w, "params");
-		jw_params(&w, p, task_point(p, t));
-		mead_jw_key(&w, "seed");
-		mead_jw_i64(&w, task_seed(p, t));
-		mead_jw_key(&w, "accuracy");
-		mead_jw_double(&w, r->accuracy);
-		mead_jw_key(&w, "readout_accuracy");
-		mead_jw_double(&w, r->readout_accuracy);
-		mead_jw_key(&w, "pixel_baseline");
-		mead_jw_double(&w, r->pixel_baseline);
-		mead_jw_key(&w, "best_validation");
-		mead_jw_double(&w, r->best_validation);
-		mead_jw_key(&w, "n");
-		if (r->ok)
-			mead_jw_u64(&w, r->n);
-		else
-			mead_jw_null(&w);
-		mead_jw_key(&w, "wall_seconds");
-		mead_jw_double(&w, r->wall_s);
-		mead_jw_key(&w, "status");
-		mead_jw_str(&w, row_status(r));
-		if (r->why[0]) {
-			mead_jw_key(&w, "error");
-			mead_jw_str(&w, r->why);
-		}
-		mead_jw_obj_end(&w);
-	}
+	for (long t = 0; t < p->tasks; t++)
+		jw_row(&w, p, t, &rows[t]);
 	mead_jw_arr_end(&w);
 	mead_jw_key(&w, "points");
 	mead_jw_arr_begin(&w);
