@@ -156,7 +156,7 @@ static int place_even(struct mead_rng *r, uint32_t n, uint32_t rows, uint32_t co
 		order[e] = e;
 	for (uint32_t k = 0; k < extra; k++) {
 		uint32_t j = k + (uint32_t)(mead_rng_uniform(r) * (ne - k));
-		if (j >= ne)
+		if (j >= ne) /* u * 60 can round up to 60 */
 			j = ne - 1;
 		uint32_t t = order[k];
 		order[k] = order[j];
